@@ -1,0 +1,141 @@
+"""The ``monitor`` command line.
+
+    monitor check [--feeds PATH]          validate the config files, exit 0 or explain
+    monitor fetch FEED_ID [--feeds PATH]  fetch one feed once, print its items as JSON lines
+    monitor poll  [--feeds PATH]          the poll stage alone (Kafka mode in production)
+    monitor run   [--feeds PATH]          every stage in one process (embedded without Kafka)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from monitor.config.feeds import FeedConfig, load_feeds
+from monitor.config.settings import Settings, load_settings
+from monitor.errors import ConfigError, MonitorError
+from monitor.feeds.fetch import Validators
+from monitor.feeds.parse import FeedSource, TextLimits, parse_feed
+from monitor.logsetup import configure_logging
+from monitor.model import encode_item
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+
+def feeds_option(command: F) -> F:
+    return click.option(
+        "--feeds", "feeds_path", type=click.Path(path_type=Path), default=Path("feeds.yaml"),
+        show_default=True, help="The feeds file.",
+    )(command)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"monitor: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(feeds_path: Path) -> tuple[Settings, tuple[FeedConfig, ...]]:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return settings, load_feeds(feeds_path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="claim-monitor")
+def cli() -> None:
+    """Claim-tracking wire monitor."""
+
+
+@cli.command()
+@feeds_option
+def check(feeds_path: Path) -> None:
+    """Validate settings and config files; exit non-zero naming what is wrong."""
+    load_settings()
+    feeds = load_feeds(feeds_path)
+    enabled = sum(feed.enabled for feed in feeds)
+    click.echo(f"{feeds_path}: {len(feeds)} feeds ({enabled} enabled): ok")
+
+
+@cli.command()
+@feeds_option
+@click.argument("feed_id")
+def fetch(feeds_path: Path, feed_id: str) -> None:
+    """Fetch FEED_ID once (unconditionally) and print its items as JSON lines."""
+    from monitor.service import build_fetcher
+
+    settings, feeds = _load(feeds_path)
+    feed = next((f for f in feeds if f.id == feed_id), None)
+    if feed is None:
+        raise ConfigError(f"{feeds_path}: no feed with id {feed_id!r}")
+    fetcher = build_fetcher(settings)
+    try:
+        now = datetime.now(UTC)
+        result = fetcher.fetch(feed.url, Validators(), now)
+    finally:
+        fetcher.close()
+    parsed = parse_feed(result.body, result.content_type,
+                        FeedSource(feed.id, feed.source, feed.language), now,
+                        TextLimits(settings.poll.max_title_chars, settings.poll.max_summary_chars))
+    for item in parsed.items:
+        click.echo(encode_item(item).decode("utf-8"))
+    click.echo(f"fetch {feed.id}: {len(parsed.items)} items, encoding {parsed.encoding}"
+               + (f", warning: {parsed.warning}" if parsed.warning else ""), err=True)
+
+
+def _run_poll_stage(feeds_path: Path, once: bool) -> None:
+    from monitor.service import PollService, install_signal_handlers
+
+    settings, feeds = _load(feeds_path)
+    service = PollService(settings, feeds)
+    install_signal_handlers(service.stopping)
+    try:
+        service.start()
+        if once:
+            enabled = sum(feed.enabled for feed in feeds)
+            deadline = settings.poll.timeout_seconds * (settings.poll.max_redirects + 1) * enabled
+            service.scheduler.wait_for_polls(enabled, timeout_seconds=deadline + 60)
+        else:
+            service.run_until_stopped()
+    finally:
+        service.close()
+
+
+@cli.command()
+@feeds_option
+@click.option("--once", is_flag=True, help="Poll every feed once, then exit.")
+def poll(feeds_path: Path, once: bool) -> None:
+    """Run the poll stage: publish new items to Kafka (or the embedded item log)."""
+    _run_poll_stage(feeds_path, once)
+
+
+@cli.command()
+@feeds_option
+@click.option("--once", is_flag=True, help="Poll every feed once, then exit.")
+def run(feeds_path: Path, once: bool) -> None:
+    """Run every stage in one process (embedded mode when no Kafka is configured)."""
+    # The matcher and alerter join this process in the next stages of the project.
+    _run_poll_stage(feeds_path, once)
+
+
+def main() -> None:
+    started = time.monotonic()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", EXIT_FAILURE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except MonitorError as exc:
+        _fail(f"{exc} (after {time.monotonic() - started:.1f} s)", EXIT_FAILURE)

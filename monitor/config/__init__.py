@@ -1,0 +1,1 @@
+"""Settings (environment) and the models of the files ops edit (feeds.yaml, ...)."""

@@ -1,0 +1,112 @@
+"""Process settings, from the environment only (``MONITOR_`` prefix, nested with ``__``).
+
+    MONITOR_KAFKA__BOOTSTRAP_SERVERS=broker1:9092,broker2:9092   # empty -> embedded mode
+    MONITOR_HTTP__ADDRESS=0.0.0.0:9464                           # /metrics, /healthz, /readyz
+    MONITOR_STATE_PATH=/var/lib/monitor/state.sqlite3
+    MONITOR_POLL__USER_AGENT="..."   MONITOR_POLL__TIMEOUT_SECONDS=20
+
+Secrets (a SASL password, later channel tokens) are ``SecretStr`` and never printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from monitor import __version__
+from monitor.errors import ConfigError
+
+DEFAULT_USER_AGENT = (
+    f"claim-monitor/{__version__} (newsroom wire monitor; polite polling with conditional GET)"
+)
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap_servers: Annotated[tuple[str, ...], NoDecode] = ()
+    client_id: str = "claim-monitor"
+    items_topic: str = "monitor.items"
+    dlq_topic: str = "monitor.dlq"
+    topic_partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # How long a send may wait for metadata/buffer space and for delivery before it counts as
+    # failed; the poller then keeps the items unseen and tries again on the next poll.
+    max_block_seconds: float = Field(default=10.0, gt=0)
+    delivery_timeout_seconds: float = Field(default=30.0, gt=0)
+    startup_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+class HttpSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(default="127.0.0.1:9464", pattern=r"^[^\s:]*:\d{1,5}$")
+
+    @property
+    def host(self) -> str:
+        return self.address.rsplit(":", 1)[0] or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+
+class PollSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_agent: str = DEFAULT_USER_AGENT
+    timeout_seconds: float = Field(default=20.0, gt=0)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    per_host_concurrency: int = Field(default=1, ge=1)
+    workers: int = Field(default=8, ge=1)
+    jitter_ratio: float = Field(default=0.1, ge=0, le=1)
+    backoff_cap_seconds: float = Field(default=3600.0, gt=0)
+    max_age_cap_seconds: float = Field(default=6 * 3600.0, gt=0)
+    seen_retention_days: float = Field(default=30.0, gt=0)
+    max_title_chars: int = Field(default=500, ge=20)
+    max_summary_chars: int = Field(default=2000, ge=20)
+
+
+class Settings(BaseSettings):
+    """Everything a process needs that is not a config file, read from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    http: HttpSettings = HttpSettings()
+    poll: PollSettings = PollSettings()
+    state_path: Path = Path(".monitor/state.sqlite3")
+    log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error)$")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.kafka.bootstrap_servers
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment; ConfigError names the variable that is wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"environment: MONITOR_{'__'.join(str(s) for s in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("\n".join(problems)) from exc

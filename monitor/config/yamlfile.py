@@ -1,0 +1,98 @@
+"""Read YAML config files and turn validation errors into messages that name file, entry, field.
+
+ruamel.yaml keeps the line of every mapping key and sequence item, so an error can say where it
+is, not only what it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from monitor.errors import ConfigError
+
+# Names a top-level sequence entry for humans, e.g. "feeds[3] (id 'tass-world')".
+EntryLabel = Callable[[Any, int], str]
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse ``path`` keeping line information; ConfigError names file and line on failure."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    try:
+        return YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(f"{path}: YAML syntax error at {where}: {exc.problem or exc}") from exc
+    except YAMLError as exc:
+        raise ConfigError(f"{path}: YAML error: {exc}") from exc
+
+
+def line_of(document: Any, location: Sequence[int | str]) -> int | None:
+    """1-based line of the node at ``location`` (keys and indexes), or of its nearest parent."""
+    node, line = document, None
+    for step in location:
+        lc = getattr(node, "lc", None)
+        try:
+            if lc is not None:
+                line = (lc.key(step) if isinstance(step, str) else lc.item(step))[0] + 1
+            node = node[step]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+    return line
+
+
+def describe_validation_error(
+    path: Path, document: Any, exc: ValidationError, label: EntryLabel
+) -> ConfigError:
+    """One ConfigError listing every problem as ``file: entry: field 'x': message (line N)``."""
+    problems = []
+    for error in exc.errors():
+        location = [step for step in error["loc"] if isinstance(step, int | str)]
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(_describe_one(path, document, location, error["type"], message, label))
+    return ConfigError("\n".join(problems))
+
+
+def _describe_one(
+    path: Path, document: Any, location: list[int | str], kind: str, message: str,
+    label: EntryLabel,
+) -> str:
+    entry = ""
+    rest = list(location)
+    if len(rest) >= 2 and isinstance(rest[0], str) and isinstance(rest[1], int):
+        entry = label(document, rest[1]) + ": "
+        rest = rest[2:]
+    field = ".".join(str(step) for step in rest)
+    if kind == "extra_forbidden":
+        what = f"unknown key {field!r}"
+    elif field:
+        what = f"field {field!r}: {message}"
+    else:
+        what = message
+    line = line_of(document, location)
+    suffix = f" (line {line})" if line else ""
+    return f"{path}: {entry}{what}{suffix}"
+
+
+def sequence_entry_label(section: str, id_key: str = "id") -> EntryLabel:
+    """Label entries of ``document[section]`` by index and, where present, their id."""
+
+    def label(document: Any, index: int) -> str:
+        try:
+            ident = document[section][index].get(id_key)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            ident = None
+        return f"{section}[{index}]" + (f" (id {ident!r})" if isinstance(ident, str) else "")
+
+    return label

@@ -1,0 +1,1 @@
+"""Feed polling: fetch (HTTP), parse (bytes -> entries), normalize (entries -> items), schedule."""

@@ -1,0 +1,139 @@
+"""Pure helpers that turn raw feed fields into the Item contract's canonical forms.
+
+Canonical URL, plain text from HTML, and the ids and hashes that make an item recognisable
+across feeds and across re-issues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from html.parser import HTMLParser
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import ftfy
+
+# Query parameters that only track the reader; removing them makes one story one URL.
+_TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mc_", "ns_")
+_TRACKING_NAMES = frozenset({
+    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "yclid", "msclkid", "igshid", "mkt_tok",
+    "_ga", "_gl", "_hsenc", "_hsmi", "ref_src", "cmpid", "ocid", "smid", "sr_share", "xtor",
+    "wt_mc", "icid", "ito", "traffic_source",
+})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _is_tracking(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _TRACKING_NAMES or lowered.startswith(_TRACKING_PREFIXES)
+
+
+def canonical_url(url: str) -> str | None:
+    """Scheme and host lower-cased, default port, tracking parameters and fragment dropped.
+
+    Returns None for anything that is not an absolute http(s) URL.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    query = urlencode(
+        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)]
+    )
+    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text of an HTML fragment, skipping scripts and styles."""
+
+    _SKIP = frozenset({"script", "style", "noscript", "template"})
+    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        elif tag in self._BREAKS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skipping:
+            self._skipping -= 1
+        elif tag in self._BREAKS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+_WHITESPACE = re.compile(r"\s+")
+# Unicode categories that carry no text but can hide or reorder it: controls, format marks
+# (bidi overrides, zero-width joiners), private use, unassigned, surrogates.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs"})
+
+
+def _drop_invisible(text: str) -> str:
+    return "".join(
+        ch if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES else " "
+        for ch in text
+    )
+
+
+# Latin-1 letters followed by a continuation-looking character: the signature of UTF-8 bytes
+# decoded as Latin-1/cp1252 (mojibake), as in feeds that encode their text twice.
+_MOJIBAKE_HINT = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u0152-\u0178\u2013-\u203a]")
+
+
+def plain_text(value: str, max_chars: int) -> str:
+    """HTML removed, entities decoded, mojibake repaired, invisible characters dropped,
+    whitespace folded; cut at a word boundary with an ellipsis when longer than ``max_chars``.
+    """
+    if "<" in value or "&" in value:
+        extractor = _TextExtractor()
+        extractor.feed(value)
+        extractor.close()
+        value = "".join(extractor.parts)
+    value = value[: max_chars * 4]  # bound the work below on full-article bodies
+    if _MOJIBAKE_HINT.search(value):
+        value = ftfy.fix_encoding(value)
+    text = _WHITESPACE.sub(" ", _drop_invisible(value)).strip()
+    return truncate(text, max_chars)
+
+
+def truncate(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars - 1]
+    space = cut.rfind(" ")
+    if space > max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def item_id_for(canonical: str | None, feed_id: str, guid: str | None) -> str | None:
+    """From the canonical URL when there is one, else from feed id + guid; None if neither."""
+    if canonical:
+        return _digest("url", canonical)
+    if guid:
+        return _digest("guid", feed_id, guid)
+    return None
+
+
+def content_hash_for(title: str, summary: str) -> str:
+    return _digest(title, summary)[:16]

@@ -1,0 +1,155 @@
+"""Bytes of a feed document -> Items. The only module that sees feedparser objects.
+
+feedparser reads every dialect (RSS 0.9x/1.0/2.0, Atom) and works out the encoding from the
+HTTP Content-Type, the XML declaration, a BOM, or chardet as a last resort. Sanitizing and
+relative-URI resolution are switched off because summaries are reduced to plain text anyway;
+that is most of feedparser's time.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+
+from monitor.errors import ParseError
+from monitor.feeds.normalize import (
+    canonical_url,
+    content_hash_for,
+    item_id_for,
+    plain_text,
+)
+from monitor.model import Item
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSource:
+    """What the parser needs to know about the feed an item came from."""
+
+    feed_id: str
+    source: str
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TextLimits:
+    max_title_chars: int = 500
+    max_summary_chars: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    items: tuple[Item, ...]
+    entries_without_id: int  # entries with neither link nor guid: counted, not published
+    encoding: str | None
+    warning: str | None  # feedparser's complaint about a feed it could still read
+
+
+def parse_feed(
+    body: bytes,
+    content_type: str | None,
+    source: FeedSource,
+    fetched_at: datetime,
+    limits: TextLimits = TextLimits(),
+) -> ParsedFeed:
+    """Parse one feed document; ParseError when it is not a feed at all."""
+    body = _maybe_gunzip(body)
+    headers = {"content-type": content_type} if content_type else {}
+    try:
+        document = feedparser.parse(
+            body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+        )
+    except Exception as exc:  # feedparser is meant not to raise; if it does, the body is bad
+        raise ParseError(f"{type(exc).__name__}: {exc}") from exc
+    if not document.get("version") and not document.entries:
+        reason = document.get("bozo_exception") or "no RSS or Atom document found"
+        raise ParseError(f"not a feed: {_short(reason)}")
+    language = source.language or _document_language(document)
+    items, without_id = [], 0
+    seen: set[str] = set()
+    for entry in document.entries:
+        item = _item_from_entry(entry, source, language, fetched_at, limits)
+        if item is None:
+            without_id += 1
+        elif item.item_id not in seen:  # a feed that lists one story twice publishes it once
+            seen.add(item.item_id)
+            items.append(item)
+    warning = _short(document.get("bozo_exception")) if document.get("bozo") else None
+    return ParsedFeed(tuple(items), without_id, document.get("encoding"), warning)
+
+
+def _maybe_gunzip(body: bytes) -> bytes:
+    """Some servers send gzip bytes without Content-Encoding (a .xml.gz on disk)."""
+    if not body.startswith(_GZIP_MAGIC):
+        return body
+    try:
+        return gzip.decompress(body)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ParseError(f"gzip body cannot be decompressed: {exc}") from exc
+
+
+def _short(reason: object) -> str:
+    return str(reason).splitlines()[0][:200] if reason else ""
+
+
+def _document_language(document: Any) -> str | None:
+    raw = document.feed.get("language") if document.get("feed") else None
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    return raw.strip().split("-")[0].split("_")[0].lower()[:3] or None
+
+
+def _item_from_entry(
+    entry: Any, source: FeedSource, language: str | None, fetched_at: datetime,
+    limits: TextLimits,
+) -> Item | None:
+    link = _first_text(entry.get("link"))
+    guid = _first_text(entry.get("id"))
+    url = canonical_url(link) if link else None
+    if url is None and guid and guid.startswith(("http://", "https://")):
+        url = canonical_url(guid)  # RSS guid isPermaLink: the guid is the story's URL
+    title = plain_text(_first_text(entry.get("title")) or "", limits.max_title_chars)
+    summary = plain_text(_summary_html(entry), limits.max_summary_chars)
+    # Old feeds give neither link nor guid; the title is then the only identity there is.
+    item_id = item_id_for(url, source.feed_id, guid or (f"title:{title}" if title else None))
+    if item_id is None:
+        return None
+    return Item(
+        item_id=item_id, feed_id=source.feed_id, source=source.source, url=url, guid=guid,
+        title=title, summary=summary, language=language,
+        published_at=_entry_time(entry), fetched_at=fetched_at,
+        content_hash=content_hash_for(title, summary),
+    )
+
+
+def _first_text(value: Any) -> str | None:
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _summary_html(entry: Any) -> str:
+    summary = entry.get("summary")
+    if isinstance(summary, str) and summary.strip():
+        return summary
+    for content in entry.get("content") or ():
+        value = content.get("value") if isinstance(content, dict) else None
+        if isinstance(value, str) and value.strip():
+            return value
+    return ""
+
+
+def _entry_time(entry: Any) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        parsed = entry.get(key)
+        if parsed:
+            try:
+                return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
+            except (OverflowError, ValueError, OSError):
+                continue
+    return None

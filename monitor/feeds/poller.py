@@ -1,0 +1,169 @@
+"""Poll one feed once: fetch -> parse -> skip what was seen -> publish -> mark seen.
+
+The order is the no-loss guarantee: an item is marked seen only after the bus acknowledged it,
+and the feed's validators (ETag, Last-Modified, body hash) advance only when every new item of
+that body was acknowledged. A failed publish therefore leaves the next poll to fetch the full
+body again and find exactly the items that are still missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from monitor.bus import ItemPublisher
+from monitor.config.feeds import FeedConfig
+from monitor.errors import FetchError, ParseError, PublishError
+from monitor.feeds.fetch import Fetcher, Validators
+from monitor.feeds.parse import FeedSource, TextLimits, parse_feed
+from monitor.feeds.schedule import SchedulePolicy, next_delay_seconds
+from monitor.feeds.state import FeedState, PollStateStore
+from monitor.metrics import Metrics, PollOutcome
+from monitor.model import Item
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    feed_id: str
+    outcome: PollOutcome
+    new_items: int
+    next_check_at: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _BodyOutcome:
+    outcome: PollOutcome
+    new_items: int
+    validators: Validators
+    body_hash: str | None
+    max_age_seconds: float | None
+
+
+class FeedPoller:
+    """Polls feeds one at a time per call; safe to call from several threads for different feeds."""
+
+    def __init__(
+        self, fetcher: Fetcher, store: PollStateStore, publisher: ItemPublisher, metrics: Metrics,
+        *, policy: SchedulePolicy, text_limits: TextLimits, bus_name: str,
+        clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+    ) -> None:
+        self._fetcher, self._store, self._publisher = fetcher, store, publisher
+        self._metrics, self._policy, self._text_limits = metrics, policy, text_limits
+        self._bus_name, self._clock = bus_name, clock
+        self._rng = rng or random.Random()
+        self._redirects_reported: set[tuple[str, str]] = set()
+
+    def poll(self, feed: FeedConfig) -> PollResult:
+        with self._metrics.poll_duration.labels(feed.id).time():
+            state = self._store.load(feed.id)
+            now = self._clock()
+            retry_after: float | None = None
+            try:
+                body = self._poll_body(feed, state, now)
+            except (FetchError, ParseError, PublishError) as exc:
+                retry_after = exc.retry_after_seconds if isinstance(exc, FetchError) else None
+                return self._finish_failure(feed, state, now, exc, retry_after)
+            return self._finish_success(feed, state, now, body)
+
+    def _poll_body(self, feed: FeedConfig, state: FeedState, now: float) -> _BodyOutcome:
+        old = Validators(state.etag, state.last_modified)
+        fetched = self._fetcher.fetch(feed.url, old, datetime.fromtimestamp(now, UTC))
+        self._report_permanent_redirect(feed, fetched.permanent_redirect)
+        if fetched.not_modified:
+            return _BodyOutcome(PollOutcome.NOT_MODIFIED, 0, fetched.validators, state.body_hash,
+                                fetched.max_age_seconds)
+        body_hash = hashlib.sha256(fetched.body).hexdigest()
+        if body_hash == state.body_hash:
+            return _BodyOutcome(PollOutcome.UNCHANGED, 0, fetched.validators, body_hash,
+                                fetched.max_age_seconds)
+        source = FeedSource(feed.id, feed.source, feed.language)
+        parsed = parse_feed(fetched.body, fetched.content_type, source,
+                            datetime.fromtimestamp(now, UTC), self._text_limits)
+        if parsed.warning:
+            log.debug("parse %s: feed is malformed but readable: %s", feed.id, parsed.warning,
+                      extra={"feed_id": feed.id})
+        self._metrics.entries_without_id.labels(feed.id).inc(parsed.entries_without_id)
+        published = self._publish_new(feed, parsed.items, now)
+        outcome = PollOutcome.NEW_ITEMS if published else PollOutcome.NO_NEW_ITEMS
+        return _BodyOutcome(outcome, published, fetched.validators, body_hash,
+                            fetched.max_age_seconds)
+
+    def _publish_new(self, feed: FeedConfig, items: Sequence[Item], now: float) -> int:
+        seen = self._store.seen_hashes([item.item_id for item in items])
+        new = [item for item in items if seen.get(item.item_id) != item.content_hash]
+        known = [item.item_id for item in items if seen.get(item.item_id) == item.content_hash]
+        self._store.touch_seen(known, now)
+        self._metrics.duplicates_skipped.labels(feed.id).inc(len(known))
+        if not new:
+            return 0
+        report = self._publisher.publish(new)
+        self._store.mark_seen(report.acknowledged, now)
+        self._metrics.items_published.labels(feed.id).inc(len(report.acknowledged))
+        if report.failure:
+            self._metrics.publish_errors.labels(self._bus_name).inc()
+            missing = len(new) - len(report.acknowledged)
+            raise PublishError(f"{report.failure} ({missing} of {len(new)} items kept for retry)")
+        return len(new)
+
+    def _finish_success(self, feed: FeedConfig, state: FeedState, now: float,
+                        body: _BodyOutcome) -> PollResult:
+        delay = next_delay_seconds(feed.interval_seconds, 0, self._policy,
+                                   max_age_seconds=body.max_age_seconds, rng=self._rng)
+        if state.consecutive_failures:
+            log.info("poll %s: recovered after %d failed polls", feed.id,
+                     state.consecutive_failures, extra={"feed_id": feed.id})
+        new_state = replace(
+            state, etag=body.validators.etag, last_modified=body.validators.last_modified,
+            body_hash=body.body_hash, consecutive_failures=0, last_success_at=now,
+            last_error=None, next_check_at=now + delay,
+        )
+        self._store.save(new_state)
+        self._record(feed.id, body.outcome, new_state)
+        return PollResult(feed.id, body.outcome, body.new_items, now + delay)
+
+    def _finish_failure(self, feed: FeedConfig, state: FeedState, now: float, exc: Exception,
+                        retry_after: float | None) -> PollResult:
+        outcome = _classify(exc)
+        failures = state.consecutive_failures + 1
+        delay = next_delay_seconds(feed.interval_seconds, failures, self._policy,
+                                   retry_after_seconds=retry_after, rng=self._rng)
+        message = f"{outcome.value.split('_')[0]} {feed.id}: {exc}"
+        # Logged once when a feed goes bad (or its error changes), not on every retry.
+        level = logging.WARNING if str(exc) != state.last_error else logging.DEBUG
+        log.log(level, "%s; next try in %.0f s (failure %d)", message, delay, failures,
+                extra={"feed_id": feed.id})
+        new_state = replace(state, consecutive_failures=failures, last_error=str(exc),
+                            next_check_at=now + delay)
+        self._store.save(new_state)
+        self._record(feed.id, outcome, new_state)
+        return PollResult(feed.id, outcome, 0, now + delay, str(exc))
+
+    def _record(self, feed_id: str, outcome: PollOutcome, state: FeedState) -> None:
+        self._metrics.polls.labels(feed_id, outcome.value).inc()
+        self._metrics.consecutive_failures.labels(feed_id).set(state.consecutive_failures)
+        if state.last_success_at is not None:
+            self._metrics.last_success.labels(feed_id).set(state.last_success_at)
+        if state.next_check_at is not None:
+            self._metrics.next_poll.labels(feed_id).set(state.next_check_at)
+
+    def _report_permanent_redirect(self, feed: FeedConfig, target: str | None) -> None:
+        if target and (feed.id, target) not in self._redirects_reported:
+            self._redirects_reported.add((feed.id, target))
+            log.warning("fetch %s: %s redirects permanently to %s; update feeds.yaml",
+                        feed.id, feed.url, target, extra={"feed_id": feed.id})
+
+
+def _classify(exc: Exception) -> PollOutcome:
+    if isinstance(exc, FetchError):
+        return PollOutcome.FETCH_ERROR
+    if isinstance(exc, ParseError):
+        return PollOutcome.PARSE_ERROR
+    return PollOutcome.PUBLISH_ERROR

@@ -1,0 +1,75 @@
+"""When to poll a feed next: a pure function of what the last poll said (after miniflux's
+``ScheduleNextCheck``).
+
+- success: the feed's interval, stretched to the server's Cache-Control max-age (up to a cap);
+- failure: exponential backoff from the interval, capped, with jitter so that feeds failing
+  together do not retry together; never given up, it keeps being tried at the cap;
+- a Retry-After always wins when it asks for more time (up to the cap).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+_MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePolicy:
+    backoff_cap_seconds: float = 3600.0
+    max_age_cap_seconds: float = 6 * 3600.0
+    jitter_ratio: float = 0.1
+
+
+def next_delay_seconds(
+    interval_seconds: float,
+    consecutive_failures: int,
+    policy: SchedulePolicy,
+    *,
+    retry_after_seconds: float | None = None,
+    max_age_seconds: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds until the next poll; ``consecutive_failures`` is 0 after a success."""
+    rng = rng or random.Random()
+    if consecutive_failures > 0:
+        exponent = min(consecutive_failures - 1, 30)  # 2**30 intervals exceeds any cap
+        base = min(policy.backoff_cap_seconds, interval_seconds * 2.0**exponent)
+        # Equal jitter: never sooner than half the backoff, spread over the other half.
+        delay = base / 2 + rng.uniform(0, base / 2) if exponent > 0 else base
+    else:
+        delay = interval_seconds
+        if max_age_seconds:
+            delay = max(delay, min(max_age_seconds, policy.max_age_cap_seconds))
+        delay += rng.uniform(0, interval_seconds * policy.jitter_ratio)
+    if retry_after_seconds:
+        delay = max(delay, min(retry_after_seconds, policy.backoff_cap_seconds))
+    return delay
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds from ``now``: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - now).total_seconds())
+
+
+def parse_max_age(cache_control: str | None) -> float | None:
+    """The max-age of a Cache-Control header, in seconds, or None (RFC 9111 5.2.2.1)."""
+    if not cache_control or "no-cache" in cache_control.lower():
+        return None
+    match = _MAX_AGE.search(cache_control)
+    return float(match.group(1)) if match else None

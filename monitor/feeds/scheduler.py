@@ -1,0 +1,104 @@
+"""APScheduler wiring: one job per feed, never two runs of one feed at once.
+
+Each job runs on an interval trigger with jitter; after every poll the job's next run is moved
+to the time the poller computed (interval, max-age, backoff, Retry-After). If a poll ever dies
+of an unexpected error the interval trigger still brings the feed back: no feed is given up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.config.feeds import FeedConfig
+from monitor.feeds.poller import FeedPoller, PollResult
+from monitor.feeds.state import FeedState
+
+log = logging.getLogger(__name__)
+
+# The first round after start is spread over this many seconds at most, so that a restart
+# does not fire every feed in the same second.
+_START_SPREAD_SECONDS = 10.0
+
+
+class PollScheduler:
+    """Runs ``poller.poll(feed)`` for every feed, for as long as it is started."""
+
+    def __init__(self, poller: FeedPoller, *, workers: int, jitter_ratio: float,
+                 rng: random.Random | None = None) -> None:
+        self._poller = poller
+        self._jitter_ratio = jitter_ratio
+        self._rng = rng or random.Random()
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        self._polls_done = threading.Condition()
+        self.completed_polls = 0
+
+    def start(self, feeds: Iterable[FeedConfig], states: dict[str, FeedState]) -> None:
+        now = datetime.now(UTC)
+        for feed in feeds:
+            self._add(feed, self._first_run(feed, states.get(feed.id), now))
+        self._scheduler.start()
+
+    def _first_run(self, feed: FeedConfig, state: FeedState | None, now: datetime) -> datetime:
+        """Continue a backoff or Retry-After from before a restart; otherwise start soon."""
+        if state and state.next_check_at and state.consecutive_failures:
+            return max(now, datetime.fromtimestamp(state.next_check_at, UTC))
+        spread = min(_START_SPREAD_SECONDS, feed.interval_seconds * self._jitter_ratio)
+        return now + timedelta(seconds=self._rng.uniform(0, spread))
+
+    def _add(self, feed: FeedConfig, first_run: datetime) -> None:
+        trigger = IntervalTrigger(
+            seconds=feed.interval_seconds, jitter=feed.interval_seconds * self._jitter_ratio,
+            timezone=UTC,
+        )
+        self._scheduler.add_job(
+            self._run, trigger, args=[feed], id=feed.id, name=f"poll {feed.id}",
+            next_run_time=first_run, replace_existing=True,
+        )
+
+    def _run(self, feed: FeedConfig) -> None:
+        result: PollResult | None = None
+        try:
+            result = self._poller.poll(feed)
+        except Exception:  # a bug, or the state file failing: log it, keep the feed scheduled
+            log.exception("poll %s: unexpected error; the feed stays on its interval", feed.id,
+                          extra={"feed_id": feed.id})
+        if result is not None:
+            self._reschedule(feed.id, result.next_check_at)
+        with self._polls_done:
+            self.completed_polls += 1
+            self._polls_done.notify_all()
+
+    def _reschedule(self, feed_id: str, next_check_at: float) -> None:
+        with contextlib.suppress(JobLookupError):  # the feed was removed while being polled
+            self._scheduler.modify_job(
+                feed_id, next_run_time=datetime.fromtimestamp(next_check_at, UTC)
+            )
+
+    def wait_for_polls(self, count: int, timeout_seconds: float) -> bool:
+        """Block until ``count`` polls have completed in total; for tests and ``--once``."""
+        with self._polls_done:
+            return self._polls_done.wait_for(lambda: self.completed_polls >= count,
+                                             timeout_seconds)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def shutdown(self) -> None:
+        """Stop scheduling; wait for the polls in progress to finish their unit of work."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)

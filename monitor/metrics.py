@@ -1,0 +1,84 @@
+"""Every metric the monitor exports, in one place, on an injectable registry.
+
+Names start with ``monitor_``; counters end in ``_total``; durations are ``_seconds``
+histograms. Label values come from closed sets only: feed ids from feeds.yaml, outcomes and
+stages named here. Never an item id or a URL.
+"""
+
+from __future__ import annotations
+
+import platform
+from enum import StrEnum
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from monitor import __version__
+
+
+class PollOutcome(StrEnum):
+    NEW_ITEMS = "new_items"          # body parsed, at least one new item published
+    NO_NEW_ITEMS = "no_new_items"    # body parsed, every item already seen
+    NOT_MODIFIED = "not_modified"    # HTTP 304
+    UNCHANGED = "unchanged"          # 200 with a byte-identical body: not parsed again
+    FETCH_ERROR = "fetch_error"
+    PARSE_ERROR = "parse_error"
+    PUBLISH_ERROR = "publish_error"
+
+    @property
+    def failed(self) -> bool:
+        return self in (PollOutcome.FETCH_ERROR, PollOutcome.PARSE_ERROR,
+                        PollOutcome.PUBLISH_ERROR)
+
+
+_POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """The metric objects, created on ``registry`` (a fresh one per test)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.build_info = Info("monitor_build", "Version of the running monitor.",
+                               registry=registry)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self.feeds_configured = Gauge(
+            "monitor_feeds_configured", "Feeds enabled in feeds.yaml.", registry=registry)
+        self.polls = Counter(
+            "monitor_feed_polls_total", "Feed polls by feed and outcome.",
+            ["feed", "outcome"], registry=registry)
+        self.poll_duration = Histogram(
+            "monitor_feed_poll_duration_seconds",
+            "Time to poll one feed: fetch, parse, publish.", ["feed"],
+            buckets=_POLL_BUCKETS, registry=registry)
+        self.last_success = Gauge(
+            "monitor_feed_last_success_timestamp_seconds",
+            "Unix time of the feed's last successful poll.", ["feed"], registry=registry)
+        self.consecutive_failures = Gauge(
+            "monitor_feed_consecutive_failures",
+            "Failed polls of the feed since its last success.", ["feed"], registry=registry)
+        self.next_poll = Gauge(
+            "monitor_feed_next_poll_timestamp_seconds",
+            "Unix time the feed is next due to be polled.", ["feed"], registry=registry)
+        self.items_published = Counter(
+            "monitor_items_published_total",
+            "New items (or new versions) acknowledged by the bus.", ["feed"], registry=registry)
+        self.duplicates_skipped = Counter(
+            "monitor_items_duplicates_skipped_total",
+            "Items skipped because this version was already published.", ["feed"],
+            registry=registry)
+        self.entries_without_id = Counter(
+            "monitor_feed_entries_without_id_total",
+            "Feed entries with neither link, guid nor title: cannot be identified.", ["feed"],
+            registry=registry)
+        self.publish_errors = Counter(
+            "monitor_publish_errors_total",
+            "Publish attempts that left items unacknowledged.", ["bus"], registry=registry)
+
+    def init_feed(self, feed_id: str) -> None:
+        """Create a feed's series at zero so dashboards see it before its first poll."""
+        for outcome in PollOutcome:
+            self.polls.labels(feed_id, outcome.value)
+        self.consecutive_failures.labels(feed_id).set(0)
+        self.items_published.labels(feed_id)
+        self.duplicates_skipped.labels(feed_id)
+        self.entries_without_id.labels(feed_id)

@@ -1,0 +1,96 @@
+"""Messages that flow between the stages, and their JSON codecs.
+
+Types are frozen dataclasses; codecs are separate functions with a schema version, so a stage
+can refuse a message it does not understand instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.errors import InvalidInputError
+
+ITEM_SCHEMA = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One wire story as the poller saw it (the Item contract in DESIGN.md).
+
+    ``item_id`` is stable across feeds of one outlet (derived from the canonical URL);
+    ``content_hash`` changes when the title or summary is re-issued.
+    """
+
+    item_id: str
+    feed_id: str
+    source: str
+    url: str | None
+    guid: str | None
+    title: str
+    summary: str
+    language: str | None
+    published_at: datetime | None
+    fetched_at: datetime
+    content_hash: str
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"item: field {field!r} must be an ISO-8601 string or null")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"item: field {field!r} is not ISO-8601: {value!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def encode_item(item: Item) -> bytes:
+    """Serialize an item as compact UTF-8 JSON carrying ``schema``."""
+    fields = asdict(item)
+    fields["published_at"] = _iso(item.published_at)
+    fields["fetched_at"] = _iso(item.fetched_at)
+    return json.dumps({"schema": ITEM_SCHEMA, **fields}, ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8")
+
+
+_REQUIRED_TEXT = ("item_id", "feed_id", "source", "title", "summary", "content_hash")
+_OPTIONAL_TEXT = ("url", "guid", "language")
+
+
+def decode_item(data: bytes) -> Item:
+    """Parse bytes made by :func:`encode_item`; raise InvalidInputError naming what is wrong."""
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"item: not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidInputError("item: not a JSON object")
+    if raw.get("schema") != ITEM_SCHEMA:
+        raise InvalidInputError(f"item: unsupported schema {raw.get('schema')!r}")
+    for name in _REQUIRED_TEXT:
+        if not isinstance(raw.get(name), str):
+            raise InvalidInputError(f"item: field {name!r} must be a string")
+    for name in _OPTIONAL_TEXT:
+        if raw.get(name) is not None and not isinstance(raw[name], str):
+            raise InvalidInputError(f"item: field {name!r} must be a string or null")
+    fetched_at = _parse_iso(raw.get("fetched_at"), "fetched_at")
+    if fetched_at is None:
+        raise InvalidInputError("item: field 'fetched_at' is required")
+    return Item(
+        item_id=raw["item_id"], feed_id=raw["feed_id"], source=raw["source"],
+        url=raw.get("url"), guid=raw.get("guid"), title=raw["title"], summary=raw["summary"],
+        language=raw.get("language"), published_at=_parse_iso(raw.get("published_at"),
+                                                              "published_at"),
+        fetched_at=fetched_at, content_hash=raw["content_hash"],
+    )

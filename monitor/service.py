@@ -1,0 +1,132 @@
+"""Composition root: builds each stage from settings and runs it until asked to stop.
+
+Nothing here does I/O of its own beyond wiring: every client is created here and passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from monitor.bus import ItemPublisher
+from monitor.bus.embedded import EmbeddedItemLog
+from monitor.config.feeds import FeedConfig
+from monitor.config.settings import Settings
+from monitor.feeds.fetch import Fetcher, FetchLimits
+from monitor.feeds.parse import TextLimits
+from monitor.feeds.poller import FeedPoller
+from monitor.feeds.schedule import SchedulePolicy
+from monitor.feeds.scheduler import PollScheduler
+from monitor.feeds.state import SQLitePollState
+from monitor.health import HealthServer
+from monitor.metrics import Metrics
+from monitor.store import Database
+
+log = logging.getLogger(__name__)
+
+_PRUNE_EVERY_SECONDS = 3600.0
+
+
+def build_fetcher(settings: Settings) -> Fetcher:
+    poll = settings.poll
+    return Fetcher(FetchLimits(
+        user_agent=poll.user_agent, timeout_seconds=poll.timeout_seconds,
+        max_body_bytes=poll.max_body_bytes, max_redirects=poll.max_redirects,
+        per_host_concurrency=poll.per_host_concurrency,
+    ))
+
+
+def build_publisher(settings: Settings, database: Database) -> tuple[ItemPublisher, str]:
+    if settings.embedded:
+        return EmbeddedItemLog(database), "embedded"
+    from monitor.bus.kafka import KafkaItemPublisher, ensure_topics, item_topics
+
+    ensure_topics(settings.kafka, item_topics(settings.kafka))
+    return KafkaItemPublisher(settings.kafka), "kafka"
+
+
+def build_poller(settings: Settings, database: Database, publisher: ItemPublisher,
+                 bus_name: str, metrics: Metrics, fetcher: Fetcher) -> FeedPoller:
+    poll = settings.poll
+    return FeedPoller(
+        fetcher, SQLitePollState(database), publisher, metrics,
+        policy=SchedulePolicy(poll.backoff_cap_seconds, poll.max_age_cap_seconds,
+                              poll.jitter_ratio),
+        text_limits=TextLimits(poll.max_title_chars, poll.max_summary_chars),
+        bus_name=bus_name,
+    )
+
+
+@dataclass
+class PollService:
+    """The poll stage: scheduler + poller + publisher + health endpoints, one life cycle."""
+
+    settings: Settings
+    feeds: Sequence[FeedConfig]
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.registry)
+        self.database = Database(self.settings.state_path)
+        self.state = SQLitePollState(self.database)
+        self.health = HealthServer(self.settings.http.host, self.settings.http.port,
+                                   self.registry)
+        self.health.start()  # /healthz answers while start-up waits for the broker
+        self.publisher, bus_name = build_publisher(self.settings, self.database)
+        self.fetcher = build_fetcher(self.settings)
+        poller = build_poller(self.settings, self.database, self.publisher, bus_name,
+                              self.metrics, self.fetcher)
+        self.scheduler = PollScheduler(poller, workers=self.settings.poll.workers,
+                                       jitter_ratio=self.settings.poll.jitter_ratio,
+                                       rng=random.Random())
+        self.health.add_check("scheduler", lambda: self.scheduler.running)
+        self.health.add_check(bus_name, self.publisher.is_ready)
+
+    def start(self) -> None:
+        enabled = [feed for feed in self.feeds if feed.enabled]
+        for feed in enabled:
+            self.metrics.init_feed(feed.id)
+        self.metrics.feeds_configured.set(len(enabled))
+        states = {state.feed_id: state for state in self.state.load_all()}
+        self.scheduler.start(enabled, states)
+        log.info("poll: %d feeds scheduled, %s mode, metrics on %s:%d", len(enabled),
+                 "embedded" if self.settings.embedded else "kafka",
+                 self.settings.http.host, self.health.port)
+
+    def run_until_stopped(self) -> None:
+        """Block until ``stopping`` is set (SIGTERM/SIGINT), pruning old seen-marks hourly."""
+        retention = self.settings.poll.seen_retention_days * 86400
+        while not self.stopping.wait(_PRUNE_EVERY_SECONDS):
+            pruned = self.state.prune_seen(time.time() - retention)
+            if pruned:
+                log.info("poll: forgot %d items no feed has listed for %g days", pruned,
+                         self.settings.poll.seen_retention_days)
+
+    def close(self) -> None:
+        """Finish polls in progress, flush the publisher, close everything."""
+        self.scheduler.shutdown()
+        self.publisher.close()
+        self.fetcher.close()
+        self.health.stop()
+        self.database.close()
+        log.info("poll: stopped")
+
+
+def install_signal_handlers(stopping: threading.Event) -> None:
+    """SIGTERM and SIGINT only ask the service to stop; it finishes its unit of work."""
+
+    def ask_to_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, ask_to_stop)
+    signal.signal(signal.SIGINT, ask_to_stop)

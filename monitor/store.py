@@ -1,0 +1,79 @@
+"""The local SQLite file: poll state in both modes, and the item log in embedded mode.
+
+One connection per process, shared by the poller threads behind a lock; WAL journal so readers
+(``monitor status``, tests) never block the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from monitor.errors import ConfigError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feed_state (
+    feed_id TEXT PRIMARY KEY,
+    etag TEXT,
+    last_modified TEXT,
+    body_hash TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    last_success_at REAL,
+    last_error TEXT,
+    next_check_at REAL
+);
+CREATE TABLE IF NOT EXISTS seen_items (
+    item_id TEXT PRIMARY KEY,
+    feed_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    first_seen_at REAL NOT NULL,
+    last_seen_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seen_items_last_seen ON seen_items (last_seen_at);
+CREATE TABLE IF NOT EXISTS item_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    logged_at REAL NOT NULL,
+    UNIQUE (item_id, content_hash)
+);
+"""
+
+
+class Database:
+    """A thread-safe handle on the state file; ``transaction()`` is the only way to use it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection = sqlite3.connect(
+                str(path), check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"state file {path}: cannot open: {exc}") from exc
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in one IMMEDIATE transaction: all of it is written, or none."""
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
