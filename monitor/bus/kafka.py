@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.bus import PublishReport
 from monitor.config.settings import KafkaSettings
@@ -60,9 +60,11 @@ def ensure_topics(settings: KafkaSettings, topics: Sequence[TopicSpec]) -> None:
     servers = ",".join(settings.bootstrap_servers)
     while True:
         try:
-            admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=10_000)
+            admin = KafkaAdminClient(
+                **client_config(settings), request_timeout_ms=10_000, bootstrap_timeout_ms=5_000
+            )
             break
-        except (NoBrokersAvailable, KafkaError) as exc:
+        except KafkaError as exc:
             if time.monotonic() > deadline:
                 raise MonitorError(
                     f"kafka: no broker reachable at {servers} after "

@@ -1,0 +1,41 @@
+"""Shared fixtures: the real data folder, a real feed server, a real Kafka broker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.feed_server import FeedServer
+from tests.support.kafka_broker import LocalKafka, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MONITOR_SHARED_DIR", REPO.parent / "shared"))
+REAL_FEEDS = SHARED / "feeds" / "real"
+
+
+@pytest.fixture
+def real_feeds() -> Path:
+    """The captured real feed documents; tests that need them skip when they are absent."""
+    if not REAL_FEEDS.is_dir():
+        pytest.skip(f"real feed documents not found at {REAL_FEEDS}")
+    return REAL_FEEDS
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    with FeedServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """One real Apache Kafka broker for the whole session, assembled by deploy/kafka."""
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"), free_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

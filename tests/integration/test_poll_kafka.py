@@ -1,0 +1,148 @@
+"""The poll stage end to end: real feeds over real HTTP into a real Apache Kafka broker."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.config.feeds import FeedConfig
+from monitor.config.settings import Settings
+from monitor.service import PollService
+from tests.support.feed_server import FeedServer
+from tests.support.kafka_broker import LocalKafka, free_port
+from tests.support.kafka_reader import read_items
+
+pytestmark = pytest.mark.kafka
+
+FILES = {
+    "lenta": ("lenta_ru__lenta.xml", "ru"),
+    "meduza": ("meduza__meduza.xml.gz", "ru"),
+    "ibash": ("ibash_org_ru__encoding_WINDOWS-1251.xml", None),
+}
+
+
+def settings_for(bootstrap: str, state: Path, topic: str) -> Settings:
+    return Settings.model_validate({
+        "kafka": {"bootstrap_servers": bootstrap, "items_topic": topic, "topic_partitions": 3,
+                  "max_block_seconds": 2, "delivery_timeout_seconds": 5,
+                  "startup_timeout_seconds": 30},
+        "http": {"address": "127.0.0.1:0"},
+        "state_path": state,
+    })
+
+
+def serve_real(server: FeedServer, real_feeds: Path) -> list[FeedConfig]:
+    feeds = []
+    for feed_id, (name, language) in FILES.items():
+        server.set_file(f"/{feed_id}.xml", real_feeds / name, content_type="application/xml")
+        feeds.append(FeedConfig.model_validate({
+            "id": feed_id, "url": server.url(f"/{feed_id}.xml"), "source": feed_id.title(),
+            "language": language, "interval": 1}))
+    return feeds
+
+
+def run_rounds(service: PollService, rounds: int) -> None:
+    polls = rounds * len(service.feeds)
+    assert service.scheduler.wait_for_polls(polls, timeout_seconds=60), "polls did not finish"
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"monitor.items.test-{uuid.uuid4().hex[:8]}"
+
+
+def test_items_reach_kafka_once_and_a_restart_adds_nothing(
+    kafka_broker: LocalKafka, feed_server: FeedServer, real_feeds: Path, tmp_path: Path,
+    topic: str,
+) -> None:
+    feeds = serve_real(feed_server, real_feeds)
+    settings = settings_for(kafka_broker.bootstrap, tmp_path / "state.sqlite3", topic)
+    service = PollService(settings, feeds, CollectorRegistry())
+    try:
+        service.start()
+        run_rounds(service, 3)  # the 2nd and 3rd rounds are 304s
+        published = service.registry.get_sample_value(
+            "monitor_items_published_total", {"feed": "lenta"})
+        base = f"http://127.0.0.1:{service.health.port}"
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        assert "monitor_feed_polls_total" in httpx.get(f"{base}/metrics").text
+    finally:
+        service.close()
+    # A restarted poller on the same state file, fetching unconditionally, publishes nothing.
+    for feed_id in FILES:
+        feed_server.change(f"/{feed_id}.xml", conditional=False)
+    again = PollService(settings, feeds, CollectorRegistry())
+    try:
+        again.start()
+        run_rounds(again, 1)
+        assert again.registry.get_sample_value(
+            "monitor_feed_polls_total", {"feed": "lenta", "outcome": "no_new_items"}) == 1
+    finally:
+        again.close()
+
+    records = read_items(kafka_broker.bootstrap, topic, expect=198 + 30 + 50)
+    ids = Counter(item.item_id for _, item in records)
+    assert len(records) == 198 + 30 + 50 and max(ids.values()) == 1
+    assert all(key == item.item_id.encode() for key, item in records)
+    assert published == 198
+    lenta = {item.url: item for _, item in records if item.feed_id == "lenta"}
+    assert lenta["https://lenta.ru/news/2022/12/03/freedman/"].title == (
+        "Стало известно о задержании бизнесмена Михаила Фридмана в Лондоне")
+    assert {item.title for _, item in records if item.feed_id == "ibash"} >= {"Цитата #17703"}
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker of this test's own, which it may stop and start."""
+    broker = LocalKafka(tmp_path / "kafka", free_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def rss(numbers: range) -> bytes:
+    items = "".join(
+        f"<item><title>Story {n}</title><link>https://wire.example/{n}</link>"
+        f"<description>Body {n}</description></item>" for n in numbers)
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>{items}'\
+        "</channel></rss>".encode()
+
+
+def test_items_that_appear_while_the_broker_is_down_arrive_once_afterwards(
+    own_broker: LocalKafka, feed_server: FeedServer, tmp_path: Path, topic: str,
+) -> None:
+    feed_server.set("/wire.xml", rss(range(0, 10)))
+    feeds = [FeedConfig.model_validate({"id": "wire", "url": feed_server.url("/wire.xml"),
+                                        "source": "Wire", "interval": 1})]
+    service = PollService(settings_for(own_broker.bootstrap, tmp_path / "s.sqlite3", topic),
+                          feeds, CollectorRegistry())
+    try:
+        service.start()
+        run_rounds(service, 1)
+        own_broker.stop()
+        feed_server.set("/wire.xml", rss(range(0, 25)))  # 15 new stories during the outage
+        run_rounds(service, 3)
+        failed = service.registry.get_sample_value(
+            "monitor_feed_polls_total", {"feed": "wire", "outcome": "publish_error"})
+        assert failed and failed >= 1
+        base = f"http://127.0.0.1:{service.health.port}"
+        assert httpx.get(f"{base}/readyz").status_code == 503
+        own_broker.start()
+        done = service.scheduler.completed_polls
+        # Backoff after the failures is capped well below the wait here.
+        deadline_polls = done + 3
+        assert service.scheduler.wait_for_polls(deadline_polls, timeout_seconds=90)
+    finally:
+        service.close()
+    records = read_items(own_broker.bootstrap, topic, expect=25)
+    counts = Counter(item.url for _, item in records)
+    assert sorted(counts) == sorted(f"https://wire.example/{n}" for n in range(25))
+    assert set(counts.values()) == {1}
