@@ -45,6 +45,11 @@ class PollScheduler:
         )
         self._polls_done = threading.Condition()
         self.completed_polls = 0
+        # APScheduler's shutdown(wait=True) holds the job-store lock while it waits for running
+        # jobs; a job that then calls modify_job would deadlock it. Jobs reschedule only under
+        # this lock and only while not stopping, and shutdown flips the flag under it first.
+        self._reschedule_lock = threading.Lock()
+        self._stopping = False
 
     def start(self, feeds: Iterable[FeedConfig], states: dict[str, FeedState]) -> None:
         now = datetime.now(UTC)
@@ -83,10 +88,13 @@ class PollScheduler:
             self._polls_done.notify_all()
 
     def _reschedule(self, feed_id: str, next_check_at: float) -> None:
-        with contextlib.suppress(JobLookupError):  # the feed was removed while being polled
-            self._scheduler.modify_job(
-                feed_id, next_run_time=datetime.fromtimestamp(next_check_at, UTC)
-            )
+        with self._reschedule_lock:
+            if self._stopping:
+                return
+            with contextlib.suppress(JobLookupError):  # the feed was removed while being polled
+                self._scheduler.modify_job(
+                    feed_id, next_run_time=datetime.fromtimestamp(next_check_at, UTC)
+                )
 
     def wait_for_polls(self, count: int, timeout_seconds: float) -> bool:
         """Block until ``count`` polls have completed in total; for tests and ``--once``."""
@@ -94,11 +102,17 @@ class PollScheduler:
             return self._polls_done.wait_for(lambda: self.completed_polls >= count,
                                              timeout_seconds)
 
+    def next_run_at(self, feed_id: str) -> datetime | None:
+        job = self._scheduler.get_job(feed_id)
+        return job.next_run_time if job else None
+
     @property
     def running(self) -> bool:
         return bool(self._scheduler.running)
 
     def shutdown(self) -> None:
         """Stop scheduling; wait for the polls in progress to finish their unit of work."""
+        with self._reschedule_lock:
+            self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -74,15 +75,19 @@ def test_items_reach_kafka_once_and_a_restart_adds_nothing(
         assert "monitor_feed_polls_total" in httpx.get(f"{base}/metrics").text
     finally:
         service.close()
-    # A restarted poller on the same state file, fetching unconditionally, publishes nothing.
-    for feed_id in FILES:
-        feed_server.change(f"/{feed_id}.xml", conditional=False)
+    # A restarted poller on the same state file, fetching unconditionally a re-rendered body
+    # (new bytes, same items), parses it again and publishes nothing.
+    for feed_id, (name, _) in FILES.items():
+        body = (real_feeds / name).read_bytes()
+        rerendered = gzip.decompress(body) if name.endswith(".gz") else body + b"\n"
+        feed_server.set(f"/{feed_id}.xml", rerendered, conditional=False)
     again = PollService(settings, feeds, CollectorRegistry())
     try:
         again.start()
         run_rounds(again, 1)
-        assert again.registry.get_sample_value(
-            "monitor_feed_polls_total", {"feed": "lenta", "outcome": "no_new_items"}) == 1
+        for feed_id in FILES:
+            assert again.registry.get_sample_value(
+                "monitor_feed_polls_total", {"feed": feed_id, "outcome": "no_new_items"}) == 1
     finally:
         again.close()
 
