@@ -76,7 +76,7 @@ def decode_item(data: bytes) -> Item:
         raise InvalidInputError(f"item: not JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise InvalidInputError("item: not a JSON object")
-    if raw.get("schema") != ITEM_SCHEMA:
+    if type(raw.get("schema")) is not int or raw["schema"] != ITEM_SCHEMA:
         raise InvalidInputError(f"item: unsupported schema {raw.get('schema')!r}")
     for name in _REQUIRED_TEXT:
         if not isinstance(raw.get(name), str):

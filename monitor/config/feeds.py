@@ -34,8 +34,8 @@ MIN_INTERVAL_SECONDS = 1.0
 
 def parse_duration_seconds(value: Any) -> Any:
     """Accept 300, 300.0, "300", "90s", "5m", "2h"; leave anything else for pydantic to reject."""
-    if isinstance(value, bool):
-        return value
+    if isinstance(value, bool):  # YAML's `yes`/`true` must not become one second
+        raise ValueError(f"not a duration: {value!r} (use seconds or e.g. 90s, 5m, 2h)")
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
@@ -93,7 +93,9 @@ class FeedsFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     defaults: FeedDefaults = FeedDefaults()
-    feeds: tuple[FeedConfig, ...] = Field(min_length=1)
+    # Emptiness is checked after validation: pydantic would also report a list whose only
+    # entry is invalid as "too short", hiding the real problem behind a false one.
+    feeds: tuple[FeedConfig, ...]
 
 
 def _apply_defaults(document: Any) -> Any:
@@ -123,6 +125,8 @@ def load_feeds(path: Path) -> tuple[FeedConfig, ...]:
         parsed = FeedsFile.model_validate(_apply_defaults(document))
     except ValidationError as exc:
         raise describe_validation_error(path, document, exc, sequence_entry_label("feeds")) from exc
+    if not parsed.feeds:
+        raise ConfigError(f"{path}: field 'feeds': is empty; list at least one feed")
     _check_unique_ids(path, document, parsed.feeds)
     return parsed.feeds
 

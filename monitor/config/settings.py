@@ -56,6 +56,13 @@ class HttpSettings(BaseModel):
 
     address: str = Field(default="127.0.0.1:9464", pattern=r"^[^\s:]*:\d{1,5}$")
 
+    @field_validator("address")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        if int(value.rsplit(":", 1)[1]) > 65535:
+            raise ValueError(f"port out of range in {value!r}")
+        return value
+
     @property
     def host(self) -> str:
         return self.address.rsplit(":", 1)[0] or "0.0.0.0"

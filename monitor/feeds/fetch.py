@@ -84,13 +84,14 @@ class Fetcher:
 
     def fetch(self, url: str, validators: Validators, now: datetime) -> FetchResult:
         permanent: str | None = None
+        all_permanent = True  # only a chain of permanent hops from the configured URL counts
         current = url
         for _hop in range(self._limits.max_redirects + 1):
             response, body = self._request(current, validators)
             if response.status_code in _REDIRECTS:
                 target = _redirect_target(current, response)
-                # Only a chain of permanent redirects from the configured URL is worth a fix.
-                if response.status_code in _PERMANENT and permanent in (None, current):
+                all_permanent = all_permanent and response.status_code in _PERMANENT
+                if all_permanent:
                     permanent = target
                 current = target
                 continue

@@ -1,0 +1,129 @@
+"""monitor/model.py: the Item contract's JSON codec."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from monitor.errors import InvalidInputError
+from monitor.model import ITEM_SCHEMA, Item, decode_item, encode_item
+
+MSK = timezone(timedelta(hours=3))
+
+ITEM = Item(
+    item_id="5f1c0ffee", feed_id="tass-ru", source="TASS", url="https://tass.ru/politika/1",
+    guid="https://tass.ru/politika/1", title="Песков: «Кремль не комментирует» — 100%",
+    summary="Пресс-секретарь 🇷🇺 \"заявил\" \\ что…", language="ru",
+    published_at=datetime(2024, 4, 30, 15, 0, tzinfo=MSK),
+    fetched_at=datetime(2024, 4, 30, 12, 1, 2, 345678, tzinfo=UTC), content_hash="abc123",
+)
+
+
+def fields(item: Item = ITEM, **changes: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads(encode_item(item))
+    raw.update(changes)
+    return raw
+
+
+def data(raw: dict[str, Any]) -> bytes:
+    return json.dumps(raw).encode()
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        pytest.param(ITEM, id="full-non-ascii"),
+        pytest.param(replace(ITEM, url=None, guid=None, language=None, published_at=None),
+                     id="optional-none"),
+        pytest.param(replace(ITEM, title="", summary=""), id="empty-text"),
+        # Ukrainian apostrophe and Belarusian ў survive as-is.
+        pytest.param(replace(ITEM, title="Зеленський: м'ясо ўсё", language="uk"), id="uk-be"),
+    ],
+)
+def test_round_trip(item: Item) -> None:
+    assert decode_item(encode_item(item)) == item
+
+
+def test_encoding_is_utf8_json_with_schema_and_utc() -> None:
+    raw = encode_item(ITEM)
+    assert "Песков".encode() in raw  # not \u-escaped: readable on the topic
+    doc = json.loads(raw)
+    assert doc["schema"] == ITEM_SCHEMA
+    # The contract: UTC ISO-8601. 15:00 Moscow time is 12:00 UTC.
+    assert doc["published_at"] == "2024-04-30T12:00:00Z"
+    assert doc["fetched_at"] == "2024-04-30T12:01:02.345678Z"
+    decoded = decode_item(raw)
+    assert decoded.published_at is not None
+    assert decoded.published_at.utcoffset() == timedelta(0)
+
+
+def test_naive_timestamp_read_as_utc() -> None:
+    decoded = decode_item(data(fields(published_at="2024-04-30T12:00:00")))
+    assert decoded.published_at == datetime(2024, 4, 30, 12, tzinfo=UTC)
+
+
+def test_unknown_extra_field_is_tolerated() -> None:
+    # A newer producer may add fields within the same schema version.
+    assert decode_item(data(fields(extra="x"))) == ITEM
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        pytest.param(b"not json", "not JSON", id="not-json"),
+        pytest.param(b"", "not JSON", id="empty"),
+        pytest.param(b"\xff\xfe\x00", "not JSON", id="binary"),
+        pytest.param(b'{"schema": 1,', "not JSON", id="truncated"),
+        pytest.param(b"[1, 2]", "not a JSON object", id="array"),
+        pytest.param(b'"item"', "not a JSON object", id="string"),
+        pytest.param(b"null", "not a JSON object", id="null"),
+    ],
+)
+def test_decode_rejects_non_objects(payload: bytes, expected: str) -> None:
+    with pytest.raises(InvalidInputError, match=expected):
+        decode_item(payload)
+
+
+def without(name: str) -> dict[str, Any]:
+    raw = fields()
+    del raw[name]
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(fields(schema=2), "unsupported schema 2", id="future-schema"),
+        pytest.param(fields(schema="1"), "unsupported schema '1'", id="schema-as-string"),
+        pytest.param(without("schema"), "unsupported schema None", id="no-schema"),
+        pytest.param(without("title"), "field 'title' must be a string", id="missing-title"),
+        pytest.param(without("item_id"), "field 'item_id'", id="missing-item-id"),
+        pytest.param(without("content_hash"), "field 'content_hash'", id="missing-hash"),
+        pytest.param(without("fetched_at"), "field 'fetched_at' is required", id="no-fetched"),
+        pytest.param(fields(title=5), "field 'title' must be a string", id="title-int"),
+        pytest.param(fields(source=None), "field 'source' must be a string", id="source-null"),
+        pytest.param(fields(url=["x"]), "field 'url' must be a string or null", id="url-list"),
+        pytest.param(fields(language=1), "field 'language'", id="language-int"),
+        pytest.param(fields(published_at="yesterday"), "field 'published_at' is not ISO-8601",
+                     id="bad-date"),
+        pytest.param(fields(fetched_at="2024-13-01T00:00:00Z"), "field 'fetched_at'",
+                     id="month-13"),
+        pytest.param(fields(published_at=1714478400), "field 'published_at' must be an ISO",
+                     id="epoch-number"),
+    ],
+)
+def test_decode_errors_name_the_field(raw: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        decode_item(data(raw))
+    assert expected in str(info.value)
+    assert str(info.value).startswith("item: ")
+
+
+@pytest.mark.parametrize("schema", [pytest.param(True, id="true"), pytest.param(1.0, id="float")])
+def test_schema_must_be_the_integer(schema: object) -> None:
+    with pytest.raises(InvalidInputError, match="unsupported schema"):
+        decode_item(data(fields(schema=schema)))

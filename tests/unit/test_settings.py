@@ -1,0 +1,134 @@
+"""monitor/config/settings.py: settings come from MONITOR_* variables, errors name them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from monitor.config.settings import DEFAULT_USER_AGENT, load_settings
+from monitor.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.upper().startswith("MONITOR_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_defaults_without_environment() -> None:
+    settings = load_settings()
+    assert settings.embedded
+    assert settings.kafka.bootstrap_servers == ()
+    assert settings.poll.user_agent == DEFAULT_USER_AGENT
+    assert "claim-monitor/" in settings.poll.user_agent  # an honest, identifying User-Agent
+    assert settings.poll.per_host_concurrency == 1
+    assert (settings.http.host, settings.http.port) == ("127.0.0.1", 9464)
+
+
+@pytest.mark.parametrize(
+    ("value", "servers"),
+    [
+        pytest.param("broker1:9092", ("broker1:9092",), id="one"),
+        pytest.param("b1:9092,b2:9092", ("b1:9092", "b2:9092"), id="two"),
+        pytest.param(" b1:9092 , b2:9092 ,, ", ("b1:9092", "b2:9092"), id="spaces-and-blanks"),
+    ],
+)
+def test_bootstrap_servers_split(
+    clean_env: pytest.MonkeyPatch, value: str, servers: tuple[str, ...]
+) -> None:
+    clean_env.setenv("MONITOR_KAFKA__BOOTSTRAP_SERVERS", value)
+    settings = load_settings()
+    assert settings.kafka.bootstrap_servers == servers
+    assert not settings.embedded
+
+
+@pytest.mark.parametrize("value", [pytest.param("", id="empty"), pytest.param(" , ", id="blank")])
+def test_empty_bootstrap_servers_means_embedded(clean_env: pytest.MonkeyPatch, value: str) -> None:
+    clean_env.setenv("MONITOR_KAFKA__BOOTSTRAP_SERVERS", value)
+    assert load_settings().embedded
+
+
+def test_nested_and_top_level_variables(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env.setenv("MONITOR_POLL__TIMEOUT_SECONDS", "7.5")
+    clean_env.setenv("MONITOR_POLL__USER_AGENT", "desk-bot/2 (+mailto:desk@example.org)")
+    clean_env.setenv("MONITOR_HTTP__ADDRESS", ":9100")
+    clean_env.setenv("MONITOR_STATE_PATH", str(tmp_path / "s.db"))
+    clean_env.setenv("MONITOR_KAFKA__ITEMS_TOPIC", "test.items")
+    settings = load_settings()
+    assert settings.poll.timeout_seconds == 7.5
+    assert settings.poll.user_agent == "desk-bot/2 (+mailto:desk@example.org)"
+    assert (settings.http.host, settings.http.port) == ("0.0.0.0", 9100)
+    assert settings.state_path == tmp_path / "s.db"
+    assert settings.kafka.items_topic == "test.items"
+
+
+def test_variable_names_are_case_insensitive(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("monitor_poll__workers", "3")
+    assert load_settings().poll.workers == 3
+
+
+def test_unprefixed_variables_are_ignored(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("POLL__WORKERS", "3")
+    assert load_settings().poll.workers == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        pytest.param("MONITOR_POLL__TIMEOUT_SECONDS", "abc", "valid number", id="not-a-number"),
+        pytest.param("MONITOR_POLL__TIMEOUT_SECONDS", "-1", "greater than 0", id="negative"),
+        pytest.param("MONITOR_POLL__PER_HOST_CONCURRENCY", "0", "greater than", id="zero"),
+        pytest.param("MONITOR_POLL__JITTER_RATIO", "2", "less than", id="ratio-above-one"),
+        pytest.param("MONITOR_HTTP__ADDRESS", "localhost", "pattern", id="address-no-port"),
+        pytest.param("MONITOR_LOG_LEVEL", "loud", "pattern", id="log-level"),
+        pytest.param("MONITOR_KAFKA__TOPIC_PARTITIONS", "0", "greater than", id="partitions"),
+        pytest.param("MONITOR_POLL__BOGUS", "1", "Extra inputs", id="unknown-nested-key"),
+    ],
+)
+def test_bad_value_names_the_variable(
+    clean_env: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    clean_env.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith(f"environment: {name}: ")
+    assert expected in message
+
+
+def test_every_bad_variable_is_reported(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("MONITOR_POLL__WORKERS", "many")
+    clean_env.setenv("MONITOR_LOG_LEVEL", "loud")
+    message = str(pytest.raises(ConfigError, load_settings).value)
+    assert "MONITOR_POLL__WORKERS" in message and "MONITOR_LOG_LEVEL" in message
+
+
+def test_port_out_of_range_is_a_config_error(clean_env: pytest.MonkeyPatch) -> None:
+    # Otherwise start-up fails later, at bind(), with an OSError instead of naming the variable.
+    clean_env.setenv("MONITOR_HTTP__ADDRESS", "0.0.0.0:99999")
+    with pytest.raises(ConfigError, match="MONITOR_HTTP__ADDRESS"):
+        load_settings()
+
+
+def test_password_never_printed(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("MONITOR_KAFKA__SASL_USERNAME", "monitor")
+    clean_env.setenv("MONITOR_KAFKA__SASL_PASSWORD", "hunter2-secret")
+    settings = load_settings()
+    assert settings.kafka.sasl_password is not None
+    assert settings.kafka.sasl_password.get_secret_value() == "hunter2-secret"
+    for shown in (repr(settings), str(settings), repr(settings.kafka), str(settings.kafka),
+                  settings.model_dump_json(), str(settings.model_dump())):
+        assert "hunter2-secret" not in shown
+    assert "**********" in repr(settings)
+
+
+def test_password_not_echoed_in_errors(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("MONITOR_KAFKA__SASL_PASSWORD", "hunter2-secret")
+    clean_env.setenv("MONITOR_KAFKA__TOPIC_PARTITIONS", "zero")
+    message = str(pytest.raises(ConfigError, load_settings).value)
+    assert "MONITOR_KAFKA__TOPIC_PARTITIONS" in message
+    assert "hunter2-secret" not in message
