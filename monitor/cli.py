@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from monitor.config.feeds import FeedConfig, load_feeds
-from monitor.config.settings import Settings, load_settings
+from monitor.config.settings import Settings, load_settings, unknown_environment_settings
 from monitor.errors import ConfigError, MonitorError
 from monitor.feeds.fetch import Validators
 from monitor.feeds.parse import FeedSource, TextLimits, parse_feed
@@ -26,6 +28,7 @@ from monitor.logsetup import configure_logging
 from monitor.model import encode_item
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("monitor.cli")
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -46,6 +49,8 @@ def _fail(message: str, code: int) -> None:
 def _load(feeds_path: Path) -> tuple[Settings, tuple[FeedConfig, ...]]:
     settings = load_settings()
     configure_logging(settings.log_level)
+    for problem in unknown_environment_settings(os.environ):
+        log.warning("%s", problem)
     return settings, load_feeds(feeds_path)
 
 
@@ -60,6 +65,8 @@ def cli() -> None:
 def check(feeds_path: Path) -> None:
     """Validate settings and config files; exit non-zero naming what is wrong."""
     load_settings()
+    for problem in unknown_environment_settings(os.environ):
+        click.echo(f"monitor: warning: {problem}", err=True)
     feeds = load_feeds(feeds_path)
     enabled = sum(feed.enabled for feed in feeds)
     click.echo(f"{feeds_path}: {len(feeds)} feeds ({enabled} enabled): ok")

@@ -12,7 +12,7 @@ from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MONITOR_SHARED_DIR", REPO.parent / "shared"))
+SHARED = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared"))
 REAL_FEEDS = SHARED / "feeds" / "real"
 
 

@@ -125,3 +125,10 @@ def test_unreachable_broker_is_a_clear_error(tmp_path: Path, feed_server: FeedSe
     result = monitor("poll", "--once", "--feeds", str(feeds), env=env, timeout=120)
     assert result.returncode == 1
     assert "kafka: no broker reachable at 127.0.0.1:9" in result.stderr
+
+
+def test_a_misspelt_setting_is_pointed_out() -> None:
+    result = monitor("check", env={"MONITOR_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"})
+    assert result.returncode == 0
+    assert "MONITOR_KAFKA_BOOTSTRAP_SERVERS is not a setting" in result.stderr
+    assert "did you mean MONITOR_KAFKA__BOOTSTRAP_SERVERS?" in result.stderr

@@ -138,9 +138,10 @@ def _check_unique_ids(path: Path, document: Any, feeds: tuple[FeedConfig, ...]) 
         if feed.id in first_index:
             first = first_index[feed.id]
             line = line_of(document, ["feeds", index, "id"])
+            first_line = line_of(document, ["feeds", first, "id"])
             raise ConfigError(
-                f"{path}: {label(document, index)}: field 'id': duplicate id, already used by "
-                f"{label(document, first)} (line {line_of(document, ['feeds', first, 'id'])})"
+                f"{path}: {label(document, index)}: field 'id': duplicate id, first used by "
+                f"{label(document, first)} at line {first_line}"
                 + (f" (line {line})" if line else "")
             )
         first_index[feed.id] = index

@@ -10,6 +10,8 @@ Secrets (a SASL password, later channel tokens) are ``SecretStr`` and never prin
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -105,6 +107,34 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.kafka.bootstrap_servers
+
+
+def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
+    """MONITOR_* variables that name no setting, each with a suggestion.
+
+    A misspelt MONITOR_KAFKA_BOOTSTRAP_SERVERS (one underscore) would otherwise start the
+    process in embedded mode without a word.
+    """
+    known = _known_variables()
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper.startswith("MONITOR_") and upper not in known:
+            close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append(f"environment: {name} is not a setting the monitor knows{hint}")
+    return problems
+
+
+def _known_variables() -> list[str]:
+    names = []
+    for field_name, info in Settings.model_fields.items():
+        names.append(f"MONITOR_{field_name.upper()}")
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            names.extend(f"MONITOR_{field_name.upper()}__{sub.upper()}"
+                         for sub in nested.model_fields)
+    return names
 
 
 def load_settings() -> Settings:

@@ -156,7 +156,7 @@ def test_duplicate_ids(tmp_path: Path) -> None:
     assert "feeds[1] (id 'tass'): field 'id': duplicate id" in message
     # Both places: the first use (line 2) and the duplicate (line 5).
     assert "feeds[0] (id 'tass')" in message
-    assert "(line 2)" in message and "(line 5)" in message
+    assert "at line 2" in message and "(line 5)" in message
 
 
 def test_only_entry_invalid_reports_only_that_entry(tmp_path: Path) -> None:
