@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
+from monitor.config.claims import load_claims
 from monitor.config.feeds import FeedConfig, load_feeds
 from monitor.config.settings import Settings, load_settings, unknown_environment_settings
 from monitor.errors import ConfigError, MonitorError
@@ -60,9 +61,17 @@ def cli() -> None:
     """Claim-tracking wire monitor."""
 
 
+def claims_option(command: F) -> F:
+    return click.option(
+        "--claims", "claims_path", type=click.Path(path_type=Path), default=Path("claims.yaml"),
+        show_default=True, help="The tracked claims file.",
+    )(command)
+
+
 @cli.command()
 @feeds_option
-def check(feeds_path: Path) -> None:
+@claims_option
+def check(feeds_path: Path, claims_path: Path) -> None:
     """Validate settings and config files; exit non-zero naming what is wrong."""
     load_settings()
     for problem in unknown_environment_settings(os.environ):
@@ -70,6 +79,34 @@ def check(feeds_path: Path) -> None:
     feeds = load_feeds(feeds_path)
     enabled = sum(feed.enabled for feed in feeds)
     click.echo(f"{feeds_path}: {len(feeds)} feeds ({enabled} enabled): ok")
+    claims = load_claims(claims_path)
+    tracking = sum(claim.status == "tracking" for claim in claims)
+    click.echo(f"{claims_path}: {len(claims)} claims ({tracking} tracking): ok")
+
+
+@cli.group()
+def claims() -> None:
+    """Inspect the tracked claims."""
+
+
+@claims.command("list")
+@claims_option
+def claims_list(claims_path: Path) -> None:
+    """One line per claim: id, status, tags, text."""
+    for claim in load_claims(claims_path):
+        tags = ",".join(claim.tags) or "-"
+        click.echo(f"{claim.id}\t{claim.status}\t{tags}\t{claim.text}")
+
+
+@claims.command("show")
+@claims_option
+@click.argument("claim_id")
+def claims_show(claims_path: Path, claim_id: str) -> None:
+    """Everything claims.yaml says about CLAIM_ID, as JSON."""
+    claim = next((c for c in load_claims(claims_path) if c.id == claim_id), None)
+    if claim is None:
+        raise ConfigError(f"{claims_path}: no claim with id {claim_id!r}")
+    click.echo(claim.model_dump_json(indent=2))
 
 
 @cli.command()

@@ -20,8 +20,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from monitor.config.yamlfile import (
+    check_unique_ids,
     describe_validation_error,
-    line_of,
     read_yaml,
     sequence_entry_label,
 )
@@ -127,21 +127,6 @@ def load_feeds(path: Path) -> tuple[FeedConfig, ...]:
         raise describe_validation_error(path, document, exc, sequence_entry_label("feeds")) from exc
     if not parsed.feeds:
         raise ConfigError(f"{path}: field 'feeds': is empty; list at least one feed")
-    _check_unique_ids(path, document, parsed.feeds)
+    check_unique_ids(path, document, "feeds", [entry.id for entry in parsed.feeds])
     return parsed.feeds
 
-
-def _check_unique_ids(path: Path, document: Any, feeds: tuple[FeedConfig, ...]) -> None:
-    label = sequence_entry_label("feeds")
-    first_index: dict[str, int] = {}
-    for index, feed in enumerate(feeds):
-        if feed.id in first_index:
-            first = first_index[feed.id]
-            line = line_of(document, ["feeds", index, "id"])
-            first_line = line_of(document, ["feeds", first, "id"])
-            raise ConfigError(
-                f"{path}: {label(document, index)}: field 'id': duplicate id, first used by "
-                f"{label(document, first)} at line {first_line}"
-                + (f" (line {line})" if line else "")
-            )
-        first_index[feed.id] = index

@@ -96,3 +96,19 @@ def sequence_entry_label(section: str, id_key: str = "id") -> EntryLabel:
         return f"{section}[{index}]" + (f" (id {ident!r})" if isinstance(ident, str) else "")
 
     return label
+
+
+def check_unique_ids(path: Path, document: Any, section: str, ids: Sequence[str]) -> None:
+    """ConfigError naming both entries when an id in ``document[section]`` repeats."""
+    label = sequence_entry_label(section)
+    first_index: dict[str, int] = {}
+    for index, ident in enumerate(ids):
+        if ident in first_index:
+            first = first_index[ident]
+            line = line_of(document, [section, index, "id"])
+            raise ConfigError(
+                f"{path}: {label(document, index)}: field 'id': duplicate id, first used by "
+                f"{label(document, first)} at line {line_of(document, [section, first, 'id'])}"
+                + (f" (line {line})" if line else "")
+            )
+        first_index[ident] = index
