@@ -94,3 +94,67 @@ def decode_item(data: bytes) -> Item:
                                                               "published_at"),
         fetched_at=fetched_at, content_hash=raw["content_hash"],
     )
+
+
+MATCH_SCHEMA = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a match fired: the terms that linked it and the cue that decided the relation."""
+
+    matched_terms: tuple[str, ...]
+    compared_with: str  # which text of the claim was compared: "en", "ru", ... or "main"
+    relation_cue: str
+    relation_confidence: float
+    reprint_of: str | None = None  # item_id of a near-identical earlier story, when known
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """An item linked to a claim (the Match contract in DESIGN.md)."""
+
+    match_id: str
+    claim_id: str
+    item: Item
+    score: float  # 0-100
+    relation: str  # "follow-up" | "denial" | "corroboration"
+    evidence: Evidence
+    matcher_version: str
+
+
+def encode_match(match: Match) -> bytes:
+    item = json.loads(encode_item(match.item))
+    item.pop("schema")
+    payload = {
+        "schema": MATCH_SCHEMA, "match_id": match.match_id, "claim_id": match.claim_id,
+        "item": item, "score": round(match.score, 2), "relation": match.relation,
+        "evidence": asdict(match.evidence), "matcher_version": match.matcher_version,
+    }
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode_match(data: bytes) -> Match:
+    """Parse bytes made by :func:`encode_match`; InvalidInputError naming what is wrong."""
+    try:
+        raw = json.loads(data)
+        if type(raw.get("schema")) is not int or raw["schema"] != MATCH_SCHEMA:
+            raise InvalidInputError(f"match: unsupported schema {raw.get('schema')!r}")
+        item = decode_item(json.dumps({"schema": ITEM_SCHEMA, **raw["item"]}).encode())
+        evidence = raw["evidence"]
+        return Match(
+            match_id=str(raw["match_id"]), claim_id=str(raw["claim_id"]), item=item,
+            score=float(raw["score"]), relation=str(raw["relation"]),
+            evidence=Evidence(
+                matched_terms=tuple(evidence["matched_terms"]),
+                compared_with=str(evidence["compared_with"]),
+                relation_cue=str(evidence["relation_cue"]),
+                relation_confidence=float(evidence["relation_confidence"]),
+                reprint_of=evidence.get("reprint_of"),
+            ),
+            matcher_version=str(raw["matcher_version"]),
+        )
+    except InvalidInputError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidInputError(f"match: malformed: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,121 @@
+"""Candidate claims for an item, found cheaply: an inverted index over claim word keys.
+
+Every claim is indexed under the keys of its keyword terms, or, when it has no keywords, under
+the distinctive keys of its texts (keys that most claims share are left out: they would make
+every claim a candidate). Keys are bucketed by their first ``PREFIX_CHARS`` characters so that an
+inflected or derived form ("gener" from генералы, "general") finds the same bucket; a bucket hit
+is then confirmed by the prefix rule in :func:`keys_match`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from monitor.config.claims import ClaimConfig
+from monitor.match.text import keys, normalized
+
+PREFIX_CHARS = 5
+# A key shared by more than this share of claims (and more than the floor) does not select.
+COMMON_KEY_SHARE = 0.02
+COMMON_KEY_FLOOR = 50
+MIN_TEXT_HITS = 1  # one distinctive shared key makes a candidate; scoring decides
+UNKNOWN_KEY_WEIGHT = 0.5  # a headline word no claim uses weighs this share of the rarest
+
+
+def keys_match(item_key: str, term_key: str) -> bool:
+    """Same key, or one a prefix of the other when the shorter has at least PREFIX_CHARS."""
+    if item_key == term_key:
+        return True
+    shorter, longer = sorted((item_key, term_key), key=len)
+    return len(shorter) >= PREFIX_CHARS and longer.startswith(shorter)
+
+
+def bucket(key: str) -> str:
+    return key[:PREFIX_CHARS]
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One keyword alternative; a multi-word term needs all of its word keys."""
+
+    text: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedClaim:
+    claim: ClaimConfig
+    texts: dict[str, str]          # language ("" for the main text) -> normalized text
+    groups: tuple[tuple[Term, ...], ...]
+    excludes: tuple[Term, ...]
+    text_keys: frozenset[str]
+
+
+def prepare(claim: ClaimConfig) -> PreparedClaim:
+    texts = {"": normalized(claim.text)}
+    texts.update({lang: normalized(text, lang) for lang, text in claim.texts.items()})
+    return PreparedClaim(
+        claim=claim,
+        texts=texts,
+        groups=tuple(tuple(_term(t) for t in group) for group in claim.keywords),
+        excludes=tuple(_term(t) for t in claim.exclude),
+        text_keys=frozenset(key for text in texts.values() for key in text.split()),
+    )
+
+
+def _term(text: str) -> Term:
+    return Term(text, tuple(keys(text)) or (text.casefold(),))
+
+
+def term_hit(term: Term, item_keys: Iterable[str]) -> bool:
+    present = list(item_keys)
+    return all(any(keys_match(k, t) for k in present) for t in term.keys)
+
+
+class ClaimIndex:
+    """Inverted index from key buckets to the claims indexed under them. Immutable once built."""
+
+    def __init__(self, claims: Sequence[ClaimConfig]) -> None:
+        self.claims = tuple(prepare(claim) for claim in claims)
+        self._postings: dict[str, set[int]] = defaultdict(set)
+        frequency: dict[str, int] = defaultdict(int)
+        for prepared in self.claims:
+            for key in prepared.text_keys:
+                frequency[key] += 1
+        total = len(self.claims) or 1
+        # Rare keys say more about which claim an item is about (inverse document frequency).
+        self.idf = {key: math.log(1 + total / count) for key, count in frequency.items()}
+        self.unknown_idf = math.log(1 + total) * UNKNOWN_KEY_WEIGHT
+        limit = max(COMMON_KEY_FLOOR, COMMON_KEY_SHARE * len(self.claims))
+        self.common_keys = frozenset(k for k, n in frequency.items() if n > limit)
+        for position, prepared in enumerate(self.claims):
+            for key in self._index_keys(prepared):
+                self._postings[bucket(key)].add(position)
+
+    def _index_keys(self, prepared: PreparedClaim) -> set[str]:
+        if prepared.groups:
+            # The rarest-looking (longest) key of each alternative is enough to find the claim.
+            return {max(term.keys, key=len) for group in prepared.groups for term in group}
+        return set(prepared.text_keys - self.common_keys)
+
+    def candidates(self, item_keys: Sequence[str]) -> dict[int, set[str]]:
+        """Claim positions whose indexed keys the item shares, with the shared item keys."""
+        hits: dict[int, set[str]] = defaultdict(set)
+        for key in set(item_keys):
+            if key in self.common_keys:
+                continue
+            for position in self._postings.get(bucket(key), ()):
+                hits[position].add(key)
+        return {
+            position: shared for position, shared in hits.items()
+            if self.claims[position].groups or len(shared) >= MIN_TEXT_HITS
+        }
+
+    def weight(self, key: str) -> float:
+        return self.idf.get(key, self.unknown_idf)
+
+    def __len__(self) -> int:
+        return len(self.claims)

@@ -1,0 +1,182 @@
+"""Cue phrases, negation and model features for the relation decision (en, ru, uk).
+
+Russian and Ukrainian inflect heavily, so cues are stems matched as word prefixes
+(``опроверг`` covers опроверг, опровергает, опровержение). A cue preceded closely by a
+negator ("did not deny", "не опроверг", "відмовився підтвердити") is reported as negated
+and decides nothing. Everything here is pure and fast: compiled regular expressions only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+CueKind = Literal["denial", "corroboration", "hedge"]
+
+_W = r"[\w'’-]*"  # the rest of an inflected word
+_CUES: dict[str, dict[CueKind, tuple[str, ...]]] = {
+    "en": {
+        "denial": (
+            "den(?:y|ies|ied|ying|ial|ials)", "reject", "refut", "dismiss", "fake", "hoax",
+            "debunk", "false", "untrue", "not true", "no evidence", "fabricat", "bogus",
+            "baseless", "groundless", "nonsense", "made up", "disinformation", "misinformation",
+            "myth", "rubbish", r"a lie\b", "lies about", "never happened", "retract", "satire",
+        ),
+        "corroboration": (
+            "confirm", "verif(?:y|ied|ies)", "prov(?:es|en|ed)", "proof", "admit",
+            "acknowledg", "authenticat", "corroborat", "is true", "are true", "was true",
+            "turns out to be true", "backs claim", "backs up",
+        ),
+        "hedge": (
+            "report", "alleged", "claim", r"says\b", r"said\b", "according to", "rumou?r",
+            r"may\b", r"might\b", r"could\b", "purported", "suppos", "unconfirmed", "sources",
+        ),
+    },
+    "ru": {
+        "denial": (
+            "опроверг", "опроверж", "отрица", "отверг", "отверга", "фейк", "ложь", "ложн",
+            "лжив", "неправд", "не соответству" + _W + r"\s+действительност", "вымыс",
+            "выдум", "дезинформ", "развенча", "бред", "чушь", "клевет", "провокац",
+            r"нет\s+(?:никаких\s+)?доказательств",
+        ),
+        "corroboration": (
+            "подтверд", "подтвержд", "признал", "признает", "признаёт", "признался",
+            "верифицир", "доказа", "соответству" + _W + r"\s+действительност",
+        ),
+        "hedge": (
+            "заяв", "по словам", "якобы", "сообща", "утвержда", "по данным", "рассказа",
+            "неподтвержд", "слух", "сообщени",
+        ),
+    },
+    "uk": {
+        "denial": (
+            "спрост(?:ов|ув)", "запереч", "відкида", "відкину", "фейк", "неправд", "брехн",
+            "брехлив",
+            "не відповіда" + _W + r"\s+дійсност", "вигад", "дезінформ", "маніпуляц", "наклеп",
+            "провокац", "марення", "нісенітниц", r"немає\s+(?:жодних\s+)?доказ",
+        ),
+        "corroboration": (
+            "підтверд", "підтвердж", "визнав", "визнала", "визнали", "визнає", "визнають",
+            "довів", "довела", "доведено",
+            "відповіда" + _W + r"\s+дійсност",
+        ),
+        "hedge": (
+            "заяв", "за словами", "нібито", "повідомля", "стверджу", "за даними", "розповів",
+            "непідтвердж", "чутк",
+        ),
+    },
+}
+_NEGATORS = re.compile(
+    r"(?:\bnot|n['’]t|\bnever|\bno|\bwithout|\brefus\w*|\bdeclin\w*|\bfail\w*|"
+    r"\bне|\bни|\bнет|\bотказ\w*|\bні|\bвідмов\w*|\bбез)\s+(?:\w+\s+){0,1}$",
+    re.IGNORECASE,
+)
+_CYRILLIC = re.compile(r"[а-яёіїєґ]", re.IGNORECASE)
+_UK_ONLY = re.compile(r"[іїєґ]|\b(?:що|та|це|щодо|від|який|яка|які|він|вона|ув)\b", re.IGNORECASE)
+_RU_ONLY = re.compile(r"[ыэъё]|\b(?:что|это|его|как|или|от|который|она|он)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """One cue found in a text: what it signals, the words matched, where, and if negated."""
+
+    kind: CueKind
+    phrase: str
+    language: str
+    start: int
+    negated: bool
+
+
+def _compile(language: str, kind: CueKind) -> re.Pattern[str]:
+    stems = "|".join(_CUES[language][kind])
+    return re.compile(rf"(?<![\w'’-])(?:{stems}){_W}", re.IGNORECASE)
+
+
+_PATTERNS: dict[tuple[str, CueKind], re.Pattern[str]] = {
+    (lang, kind): _compile(lang, kind) for lang, kinds in _CUES.items() for kind in kinds
+}
+
+
+def guess_language(text: str) -> str:
+    """'uk', 'ru' or 'en' from the script and the letters only one of the two alphabets has."""
+    if not _CYRILLIC.search(text):
+        return "en"
+    uk, ru = len(_UK_ONLY.findall(text)), len(_RU_ONLY.findall(text))
+    return "uk" if uk > ru else "ru"
+
+
+def cue_languages(text: str) -> tuple[str, ...]:
+    """The cue tables to scan: English for Latin script, Russian and Ukrainian for Cyrillic."""
+    latin = re.search(r"[a-z]", text, re.IGNORECASE) is not None
+    cyrillic = _CYRILLIC.search(text) is not None
+    return ("en",) * latin + ("ru", "uk") * cyrillic
+
+
+def find_cues(text: str) -> list[Cue]:
+    """Every cue in ``text``, in order of position (both Cyrillic tables: they rarely clash)."""
+    langs = cue_languages(text)
+    found = [
+        Cue(kind, m.group(0), lang, m.start(), is_negated(text, m.start()))
+        for (lang, kind), pattern in _PATTERNS.items()
+        if lang in langs
+        for m in pattern.finditer(text)
+    ]
+    return sorted(found, key=lambda cue: cue.start)
+
+
+def is_negated(text: str, start: int) -> bool:
+    """True when a negator stands at most one word before ``start``."""
+    return bool(_NEGATORS.search(text[max(0, start - 40) : start]))
+
+
+_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|\?|!", re.UNICODE)
+
+
+def tokens(text: str) -> list[str]:
+    return [t.replace("’", "'") for t in _TOKEN.findall(text.casefold())]
+
+
+def model_features(claim: str, headline: str) -> dict[str, float]:
+    """Sparse features of a headline relative to its claim, for the English model."""
+    words = tokens(headline)
+    claim_words = set(tokens(claim))
+    feats: dict[str, float] = {}
+    for w in words:
+        feats["w=" + w] = 1.0
+    for a, b in zip(words, words[1:], strict=False):
+        feats[f"b={a}_{b}"] = 1.0
+    _normalize(feats)
+    for w in words:
+        if w not in claim_words:
+            feats["new=" + w] = feats.get("new=" + w, 0.0) + 0.5
+    for cue in find_cues(headline):
+        name = f"cue={cue.kind}{'_neg' if cue.negated else ''}"
+        feats[name] = feats.get(name, 0.0) + 1.0
+    overlap = len(set(words) & claim_words) / max(1, len(set(words)))
+    feats["overlap"] = overlap
+    feats["ends_q"] = float(headline.rstrip().endswith("?"))
+    feats["bias"] = 1.0
+    return feats
+
+
+def _normalize(feats: dict[str, float]) -> None:
+    norm = sum(v * v for v in feats.values()) ** 0.5 or 1.0
+    for key in feats:
+        feats[key] /= norm
+
+
+_TRANSLIT = str.maketrans(
+    {
+        "а": "a", "б": "b", "в": "v", "г": "g", "ґ": "g", "д": "d", "е": "e", "ё": "e",
+        "є": "ye", "ж": "zh", "з": "z", "и": "i", "і": "i", "ї": "yi", "й": "y", "к": "k",
+        "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r", "с": "s", "т": "t",
+        "у": "u", "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch",
+        "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu", "я": "ya",
+    }
+)
+
+
+def latin_key(text: str) -> str:
+    """Case-folded text with Cyrillic spelled in Latin, for matching names across scripts."""
+    return text.casefold().translate(_TRANSLIT)

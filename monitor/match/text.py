@@ -1,0 +1,84 @@
+"""Text normalization for matching: one comparable key per word, whatever script or inflection.
+
+    "Лукашенком", "Лукашенка", "Lukashenko", "Lukashenka"  ->  "lukashenk"
+    "Купянск", "Куп'янськ", "Kupiansk", "Kupyansk"          ->  "kupiansk"
+
+Steps per word: Unicode NFKC and case-fold; a dictionary lemma where simplemma knows the word
+(Russian, Ukrainian, English); a Snowball stem for Cyrillic words, because names and rare words
+inflect without being in any dictionary; transliteration to ASCII (anyascii); then a spelling
+key that forgives the usual romanisation variants (y/i, doubled letters, apostrophes, a final
+vowel). Keys are cached: wire text repeats the same few thousand words all day.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import simplemma
+import Stemmer
+from anyascii import anyascii
+
+_WORD = re.compile(r"[^\W_]+(?:['’ʼ`][^\W_]+)*", re.UNICODE)
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_APOSTROPHES = str.maketrans("", "", "'’ʼ`\"")
+_DOUBLED = re.compile(r"(.)\1+")
+_LEMMA_LANGUAGES = ("ru", "uk", "en")
+# Very short words ("в", "is", "на") say nothing about which claim an item is about.
+MIN_KEY_CHARS = 3
+
+_russian_stemmer = Stemmer.Stemmer("russian")
+
+
+def fold(text: str) -> str:
+    """NFKC and case-fold: the form every comparison starts from."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text``, folded, punctuation dropped, apostrophes inside words kept."""
+    return _WORD.findall(fold(text))
+
+
+def _lemma(word: str, language: str | None) -> str:
+    if language in _LEMMA_LANGUAGES:
+        return str(simplemma.lemmatize(word, lang=language))
+    if _CYRILLIC.search(word):
+        # Unknown language but Cyrillic: Russian and Ukrainian dictionaries, in that order.
+        return str(simplemma.lemmatize(word, lang=("ru", "uk")))
+    return str(simplemma.lemmatize(word, lang="en"))
+
+
+def spelling_key(latin: str) -> str:
+    """Forgive romanisation variants: Kupyansk/Kupiansk, Zelenskyy/Zelensky, Lukashenka/-o."""
+    key = latin.lower().translate(_APOSTROPHES)
+    key = re.sub(r"[^a-z0-9]", "", key).replace("y", "i").replace("j", "i")
+    key = _DOUBLED.sub(r"\1", key)
+    if len(key) > 4 and key[-1] in "aeiou":
+        key = key[:-1]
+    return key
+
+
+@lru_cache(maxsize=200_000)
+def word_key(word: str, language: str | None = None) -> str:
+    """The comparable key of one folded word."""
+    lemma = fold(_lemma(word, language))
+    if _CYRILLIC.search(lemma):
+        lemma = _russian_stemmer.stemWord(lemma)
+    return spelling_key(anyascii(lemma))
+
+
+def keys(text: str, language: str | None = None) -> list[str]:
+    """Keys of the meaningful words of ``text``, in order (duplicates kept)."""
+    result = []
+    for word in words(text):
+        key = word_key(word, language)
+        if len(key) >= MIN_KEY_CHARS:
+            result.append(key)
+    return result
+
+
+def normalized(text: str, language: str | None = None) -> str:
+    """The text as a space-joined key sequence: what rapidfuzz compares."""
+    return " ".join(keys(text, language))

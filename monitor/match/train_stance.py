@@ -1,0 +1,149 @@
+"""Rebuild ``stance_model.json`` from the Emergent training split and measure the stance decision.
+
+    python -m monitor.match.train_stance --data ../shared/data            # CV report + write model
+    python -m monitor.match.train_stance --data ../shared/data --cv-only  # CV report only
+
+Training needs scikit-learn (a training-only dependency); the shipped model is plain JSON that
+``monitor.match.stance`` reads without it. Cross-validation is grouped by claim (GroupKFold,
+5 folds) and runs the full ``decide_relation`` (cues + model) on the held-out claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monitor.match.stance import MODEL_PATH, Relation, StanceModel, decide_relation, load_model
+from monitor.match.stance_features import model_features
+
+RELATIONS: tuple[Relation, ...] = ("corroboration", "denial", "follow-up")
+EMERGENT_LABELS: dict[str, Relation] = {
+    "for": "corroboration",
+    "against": "denial",
+    "observing": "follow-up",
+}
+C_REGULARIZATION = 1.0
+MIN_WEIGHT = 1e-3  # weights smaller than this are dropped from the JSON
+FOLDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    claim: str
+    headline: str
+    relation: Relation
+    group: str
+
+
+def read_emergent(path: Path) -> list[Example]:
+    """Rows of an Emergent CSV (claimHeadline, articleHeadline, articleHeadlineStance, claimId)."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [
+            Example(
+                row["claimHeadline"],
+                row["articleHeadline"],
+                EMERGENT_LABELS[row["articleHeadlineStance"]],
+                row["claimId"],
+            )
+            for row in csv.DictReader(fh)
+        ]
+
+
+def fit(examples: Sequence[Example], c: float = C_REGULARIZATION) -> StanceModel:
+    """Multinomial logistic regression over ``model_features``, as a runtime StanceModel."""
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = DictVectorizer()
+    x = vec.fit_transform([model_features(e.claim, e.headline) for e in examples])
+    lr = LogisticRegression(C=c, max_iter=5000, fit_intercept=False)
+    lr.fit(x, [e.relation for e in examples])
+    names = vec.get_feature_names_out()
+    weights = {
+        str(name): tuple(round(float(w), 4) for w in lr.coef_[:, j])
+        for j, name in enumerate(names)
+        if max(abs(float(w)) for w in lr.coef_[:, j]) >= MIN_WEIGHT
+    }
+    classes = tuple(EMERGENT_LABELS.get(str(k), str(k)) for k in lr.classes_)
+    return StanceModel(classes, (0.0,) * len(classes), weights)  # type: ignore[arg-type]
+
+
+def scores(gold: Sequence[Relation], predicted: Sequence[Relation]) -> dict[str, float]:
+    """Accuracy and macro-F1 over the three relations."""
+    f1s = []
+    for rel in RELATIONS:
+        tp = sum(g == p == rel for g, p in zip(gold, predicted, strict=True))
+        n_pred, n_gold = predicted.count(rel), gold.count(rel)
+        prec, rec = tp / n_pred if n_pred else 0.0, tp / n_gold if n_gold else 0.0
+        f1s.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    hits = sum(g == p for g, p in zip(gold, predicted, strict=True))
+    return {
+        "stance_accuracy": round(hits / max(1, len(gold)), 4),
+        "stance_macro_f1": round(sum(f1s) / len(f1s), 4),
+        "n": len(gold),
+    }
+
+
+def _predict(model: StanceModel | None, examples: Sequence[Example]) -> list[Relation]:
+    return [
+        decide_relation(e.claim, e.headline, language="en", model=model).relation
+        for e in examples
+    ]
+
+
+def evaluate_emergent(path: str | Path, *, folds: int = FOLDS) -> dict[str, Any]:
+    """Stance scores on an Emergent CSV.
+
+    ``folds > 1``: grouped cross-validation by claim, training on the other folds (needs
+    scikit-learn). ``folds == 0``: the shipped model as is, for a held-out file only.
+    """
+    examples = read_emergent(Path(path))
+    if folds <= 1:
+        report = scores([e.relation for e in examples], _predict(load_model(MODEL_PATH), examples))
+        return {**report, "method": "shipped model"}
+    from sklearn.model_selection import GroupKFold
+
+    predicted: list[Relation] = ["follow-up"] * len(examples)
+    splits = GroupKFold(n_splits=folds).split(examples, groups=[e.group for e in examples])
+    for train_idx, test_idx in splits:
+        model = fit([examples[i] for i in train_idx])
+        held_out = [examples[i] for i in test_idx]
+        for i, rel in zip(test_idx, _predict(model, held_out), strict=True):
+            predicted[i] = rel
+    report = scores([e.relation for e in examples], predicted)
+    return {**report, "method": f"GroupKFold({folds}) by claimId, cues + model"}
+
+
+def write_model(model: StanceModel, path: Path) -> None:
+    data = {
+        "about": "monitor.match.train_stance: LR on Emergent train headlines; classes map "
+        "for/against/observing to corroboration/denial/follow-up",
+        "classes": list(model.classes),
+        "intercept": list(model.intercept),
+        "weights": {k: list(v) for k, v in sorted(model.weights.items())},
+    }
+    path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
+    parser.add_argument("--out", type=Path, default=MODEL_PATH)
+    parser.add_argument("--cv-only", action="store_true")
+    args = parser.parse_args(argv)
+    emergent = args.data / "emergent" / "train.csv"
+    print(json.dumps({"emergent_cv": evaluate_emergent(emergent)}))
+    if not args.cv_only:
+        write_model(fit(read_emergent(emergent)), args.out)
+        print(f"wrote {args.out} ({args.out.stat().st_size} bytes)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
