@@ -74,6 +74,29 @@ class Metrics:
             "monitor_publish_errors_total",
             "Publish attempts that left items unacknowledged.", ["bus"], registry=registry)
 
+        self.match_items = Counter(
+            "monitor_match_items_total", "Items the matcher handled, by outcome.", ["outcome"],
+            registry=registry)
+        self.matches = Counter(
+            "monitor_matches_total", "Matches made, by relation.", ["relation"],
+            registry=registry)
+        self.match_duration = Histogram(
+            "monitor_match_duration_seconds", "Time to match one item against every claim.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=registry)
+        self.consumer_lag = Gauge(
+            "monitor_consumer_lag", "Messages waiting for a stage.", ["stage"], registry=registry)
+        self.claims_tracked = Gauge(
+            "monitor_claims_tracked", "Claims with status tracking in claims.yaml.",
+            registry=registry)
+        self.dead_letters = Counter(
+            "monitor_dead_letters_total", "Messages a stage could not read, set aside.",
+            ["stage"], registry=registry)
+        for outcome in ("matched", "unmatched", "invalid"):
+            self.match_items.labels(outcome)
+        for relation in ("follow-up", "denial", "corroboration"):
+            self.matches.labels(relation)
+
     def init_feed(self, feed_id: str) -> None:
         """Create a feed's series at zero so dashboards see it before its first poll."""
         for outcome in PollOutcome:

@@ -41,6 +41,24 @@ CREATE TABLE IF NOT EXISTS item_log (
     logged_at REAL NOT NULL,
     UNIQUE (item_id, content_hash)
 );
+CREATE TABLE IF NOT EXISTS stage_offsets (
+    stage TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS match_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    match_id TEXT NOT NULL UNIQUE,
+    claim_id TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    logged_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stage TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    error TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 

@@ -39,12 +39,21 @@ class EmbeddedItemLog:
 
     def read_after(self, seq: int, limit: int = 500) -> list[tuple[int, Item]]:
         """Items logged after sequence number ``seq``, oldest first."""
+        return [(row_seq, decode_item(payload)) for row_seq, payload in self.raw_after(seq, limit)]
+
+    def raw_after(self, seq: int, limit: int = 500) -> list[tuple[int, bytes]]:
+        """The encoded items after ``seq``: a consumer decodes, and dead-letters what fails."""
         with self._db.transaction() as conn:
             rows = conn.execute(
                 "SELECT seq, payload FROM item_log WHERE seq > ? ORDER BY seq LIMIT ?",
                 (seq, limit),
             ).fetchall()
-        return [(row_seq, decode_item(payload)) for row_seq, payload in rows]
+        return [(int(row_seq), bytes(payload)) for row_seq, payload in rows]
+
+    def last_seq(self) -> int:
+        with self._db.transaction() as conn:
+            (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM item_log").fetchone()
+        return int(last)
 
     def count(self) -> int:
         with self._db.transaction() as conn:

@@ -35,6 +35,7 @@ def item_topics(settings: KafkaSettings) -> list[TopicSpec]:
     week_ms = str(7 * 24 * 3600 * 1000)
     return [
         TopicSpec(settings.items_topic, settings.topic_partitions, {"retention.ms": week_ms}),
+        TopicSpec(settings.matches_topic, settings.topic_partitions, {"retention.ms": week_ms}),
         TopicSpec(settings.dlq_topic, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     ]
 

@@ -32,7 +32,11 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: Annotated[tuple[str, ...], NoDecode] = ()
     client_id: str = "claim-monitor"
     items_topic: str = "monitor.items"
+    matches_topic: str = "monitor.matches"
     dlq_topic: str = "monitor.dlq"
+    match_group: str = "monitor-match"
+    # Unique per matcher process (e.g. the pod name): fences a zombie with the same id.
+    transactional_id: str = "monitor-match-0"
     topic_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     security_protocol: str = "PLAINTEXT"
