@@ -135,11 +135,11 @@ def fetch(feeds_path: Path, feed_id: str) -> None:
                + (f", warning: {parsed.warning}" if parsed.warning else ""), err=True)
 
 
-def _run_poll_stage(feeds_path: Path, once: bool) -> None:
+def _run_stages(feeds_path: Path, once: bool, claims_path: Path | None = None) -> None:
     from monitor.service import PollService, install_signal_handlers
 
     settings, feeds = _load(feeds_path)
-    service = PollService(settings, feeds)
+    service = PollService(settings, feeds, claims_path=claims_path)
     install_signal_handlers(service.stopping)
     try:
         service.start()
@@ -147,6 +147,7 @@ def _run_poll_stage(feeds_path: Path, once: bool) -> None:
             enabled = sum(feed.enabled for feed in feeds)
             deadline = settings.poll.timeout_seconds * (settings.poll.max_redirects + 1) * enabled
             service.scheduler.wait_for_polls(enabled, timeout_seconds=deadline + 60)
+            service.drain_matches(timeout_seconds=120)
         else:
             service.run_until_stopped()
     finally:
@@ -158,16 +159,17 @@ def _run_poll_stage(feeds_path: Path, once: bool) -> None:
 @click.option("--once", is_flag=True, help="Poll every feed once, then exit.")
 def poll(feeds_path: Path, once: bool) -> None:
     """Run the poll stage: publish new items to Kafka (or the embedded item log)."""
-    _run_poll_stage(feeds_path, once)
+    _run_stages(feeds_path, once)
 
 
 @cli.command()
 @feeds_option
-@click.option("--once", is_flag=True, help="Poll every feed once, then exit.")
-def run(feeds_path: Path, once: bool) -> None:
+@claims_option
+@click.option("--once", is_flag=True, help="Poll every feed once, match what came, then exit.")
+def run(feeds_path: Path, claims_path: Path, once: bool) -> None:
     """Run every stage in one process (embedded mode when no Kafka is configured)."""
-    # The matcher and alerter join this process in the next stages of the project.
-    _run_poll_stage(feeds_path, once)
+    # Embedded mode matches in-process; the Kafka match stage and the alerter join next.
+    _run_stages(feeds_path, once, claims_path)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from prometheus_client import CollectorRegistry
@@ -27,6 +28,9 @@ from monitor.feeds.schedule import SchedulePolicy
 from monitor.feeds.scheduler import PollScheduler
 from monitor.feeds.state import SQLitePollState
 from monitor.health import HealthServer
+from monitor.match.embedded_stage import EmbeddedMatchStage
+from monitor.match.registry import ClaimRegistry
+from monitor.match.stage import MatchProcessor
 from monitor.metrics import Metrics
 from monitor.store import Database
 
@@ -67,12 +71,14 @@ def build_poller(settings: Settings, database: Database, publisher: ItemPublishe
 
 @dataclass
 class PollService:
-    """The poll stage: scheduler + poller + publisher + health endpoints, one life cycle."""
+    """The poll stage (scheduler + poller + publisher) and, given ``claims_path``, the match
+    stage in the same process; one life cycle and one set of health endpoints."""
 
     settings: Settings
     feeds: Sequence[FeedConfig]
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     stopping: threading.Event = field(default_factory=threading.Event)
+    claims_path: Path | None = None
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.registry)
@@ -90,6 +96,17 @@ class PollService:
                                        rng=random.Random())
         self.health.add_check("scheduler", lambda: self.scheduler.running)
         self.health.add_check(bus_name, self.publisher.is_ready)
+        self.match_stage: EmbeddedMatchStage | None = None
+        self._threads: list[threading.Thread] = []
+        if self.claims_path is not None and isinstance(self.publisher, EmbeddedItemLog):
+            self.match_stage = self._embedded_match_stage(self.publisher, self.claims_path)
+
+    def _embedded_match_stage(self, items: EmbeddedItemLog, claims_path: Path
+                              ) -> EmbeddedMatchStage:
+        processor = MatchProcessor(ClaimRegistry(claims_path), self.metrics)
+        stage = EmbeddedMatchStage(items, self.database, processor, self.metrics)
+        items.on_publish = stage.wake.set  # hand new items over at once, not on the next tick
+        return stage
 
     def start(self) -> None:
         enabled = [feed for feed in self.feeds if feed.enabled]
@@ -98,6 +115,11 @@ class PollService:
         self.metrics.feeds_configured.set(len(enabled))
         states = {state.feed_id: state for state in self.state.load_all()}
         self.scheduler.start(enabled, states)
+        if self.match_stage is not None:
+            thread = threading.Thread(target=self.match_stage.run, args=(self.stopping,),
+                                      name="match", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         log.info("poll: %d feeds scheduled, %s mode, metrics on %s:%d", len(enabled),
                  "embedded" if self.settings.embedded else "kafka",
                  self.settings.http.host, self.health.port)
@@ -111,9 +133,26 @@ class PollService:
                 log.info("poll: forgot %d items no feed has listed for %g days", pruned,
                          self.settings.poll.seen_retention_days)
 
+    def drain_matches(self, timeout_seconds: float) -> bool:
+        """Wait until the match stage has caught up with the item log (``--once``, tests)."""
+        if self.match_stage is None or not isinstance(self.publisher, EmbeddedItemLog):
+            return True
+        deadline = time.monotonic() + timeout_seconds
+        while self.match_stage.position() < self.publisher.last_seq():
+            if time.monotonic() > deadline:
+                return False
+            self.match_stage.wake.set()
+            time.sleep(0.05)
+        return True
+
     def close(self) -> None:
         """Finish polls in progress, flush the publisher, close everything."""
         self.scheduler.shutdown()
+        self.stopping.set()
+        if self.match_stage is not None:
+            self.match_stage.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
         self.publisher.close()
         self.fetcher.close()
         self.health.stop()

@@ -132,3 +132,22 @@ def test_a_misspelt_setting_is_pointed_out() -> None:
     assert result.returncode == 0
     assert "MONITOR_KAFKA_BOOTSTRAP_SERVERS is not a setting" in result.stderr
     assert "did you mean MONITOR_KAFKA__BOOTSTRAP_SERVERS?" in result.stderr
+
+
+def test_embedded_run_matches_new_items_to_claims(tmp_path: Path, feed_server: FeedServer
+                                                  ) -> None:
+    story = ("<item><title>Генштаб ВСУ назвал фейком слова Лукашенко о просьбе украинских "
+             "генералов</title><link>https://wire.example/denial</link></item>")
+    body = RSS.replace(b"</channel>", story.encode("cp1251") + b"</channel>")
+    feed_server.set("/wire.xml", body, content_type="application/rss+xml")
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
+           "MONITOR_HTTP__ADDRESS": "127.0.0.1:0"}
+    result = monitor("run", "--once", "--feeds", str(feeds), "--claims",
+                     str(REPO / "claims.yaml"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "match lukashenko-generals-2022 denial" in result.stderr
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        rows = db.execute("SELECT claim_id, payload FROM match_log").fetchall()
+    assert [row[0] for row in rows] == ["lukashenko-generals-2022"]
+    assert json.loads(rows[0][1])["relation"] == "denial"

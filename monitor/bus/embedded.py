@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from monitor.bus import PublishReport
 from monitor.model import Item, decode_item, encode_item
@@ -23,6 +23,7 @@ class EmbeddedItemLog:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self.on_publish: Callable[[], None] | None = None  # wakes an in-process consumer
 
     def publish(self, items: Sequence[Item]) -> PublishReport:
         now = time.time()
@@ -35,6 +36,8 @@ class EmbeddedItemLog:
         for item in items:
             log.info("item %s %s: %s", item.feed_id, item.item_id, item.title,
                      extra={"feed_id": item.feed_id, "item_id": item.item_id})
+        if items and self.on_publish is not None:
+            self.on_publish()
         return PublishReport(tuple(items))
 
     def read_after(self, seq: int, limit: int = 500) -> list[tuple[int, Item]]:
