@@ -172,6 +172,33 @@ def run(feeds_path: Path, claims_path: Path, once: bool) -> None:
     _run_stages(feeds_path, once, claims_path)
 
 
+@cli.command("eval")
+@click.argument("dataset", type=click.Choice(["emergent", "fnc1", "paraphraser", "clef"]))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("files", nargs=-1)
+@click.option("--threshold", type=float, default=None,
+              help="Link threshold (default: the claims' default).")
+@click.option("--split", default="dev", show_default=True, help="CLEF split folder.")
+def eval_command(dataset: str, path: Path, files: tuple[str, ...], threshold: float | None,
+                 split: str) -> None:
+    """Score linking and stance on a labelled data set; prints one JSON object."""
+    import json
+
+    from monitor import evaluate
+    from monitor.config.claims import DEFAULT_THRESHOLD
+
+    limit = DEFAULT_THRESHOLD if threshold is None else threshold
+    if dataset == "emergent":
+        result = evaluate.emergent(path, limit)
+    elif dataset == "fnc1":
+        result = evaluate.fnc1(path, files, limit)
+    elif dataset == "paraphraser":
+        result = evaluate.paraphraser(path, limit)
+    else:
+        result = evaluate.clef(path, split)
+    click.echo(json.dumps(result, ensure_ascii=False))
+
+
 def main() -> None:
     started = time.monotonic()
     try:

@@ -33,7 +33,7 @@ from monitor.config.yamlfile import (
 )
 from monitor.errors import ConfigError
 
-DEFAULT_THRESHOLD = 60.0
+DEFAULT_THRESHOLD = 50.0
 
 
 class ClaimConfig(BaseModel):

@@ -34,11 +34,15 @@ Relation = Literal["follow-up", "denial", "corroboration"]
 MODEL_PATH = Path(__file__).with_name("stance_model.json")
 MAX_HEADLINE_CHARS = 1_000
 MAX_BODY_CHARS = 2_000
+# Below this the model's "corroboration" is reported as follow-up: a false confirmation is the
+# costliest error for a desk. Emergent CV: 0.775 accuracy at 0.0, 0.773 at 0.5, 0.760 at 0.6.
+MIN_MODEL_CORROBORATION = 0.5
 _LABELS: dict[str, Relation] = {
     "for": "corroboration", "against": "denial", "observing": "follow-up",
     "corroboration": "corroboration", "denial": "denial", "follow-up": "follow-up",
 }
 _SUBJECT_CHARS = 30  # a speaker named this early in a headline is taken as its subject
+_WORD = re.compile(r"[^\W\d_]{4,}")
 _COMMON = frozenset(
     ["been", "have", "has", "was", "were", "are", "did", "does", "было", "были", "есть", "була"]
 )
@@ -73,7 +77,7 @@ class StanceModel:
         top = max(scores)
         exps = [math.exp(s - top) for s in scores]
         k = exps.index(1.0)
-        return self.classes[k], 1.0 / sum(exps), best_push.get(k, (0.0, "bias"))[1]
+        return self.classes[k], 1.0 / sum(exps), best_push.get(k, (0.0, "prior"))[1]
 
 
 def load_model(path: Path) -> StanceModel:
@@ -117,13 +121,15 @@ def _decide(
     decisive = _first_decisive(cues)
     if decisive is not None:
         return _from_cue(decisive, 0.85, "")
-    negated = _negated_claim_word(claim, head)
+    negated = _negated_claim_word(claim, head, cues)
     if negated:
         return RelationDecision("denial", f"negated claim word '{negated}' ({lang})", 0.7)
     if lang == "en" and model is not None and head.strip():
         relation, p, top = model.predict(model_features(claim, head))
+        if relation == "corroboration" and p < MIN_MODEL_CORROBORATION:
+            relation = "follow-up"
         if relation != "follow-up" or _first_decisive(find_cues(body)) is None:
-            return RelationDecision(relation, f"model: p({relation})={p:.2f}; top '{top}'", p)
+            return RelationDecision(relation, f"model: p={p:.2f} ({relation}); top '{top}'", p)
     body_cue = _first_decisive(find_cues(body))
     if body_cue is not None:
         return _from_cue(body_cue, 0.6, " in body")
@@ -131,7 +137,9 @@ def _decide(
 
 
 def _first_decisive(cues: list[Cue]) -> Cue | None:
-    return next((c for c in cues if c.kind != "hedge" and not c.negated), None)
+    """A denial wins over a confirmation ("admits the story was made up"); else the first."""
+    live = [c for c in cues if c.kind != "hedge" and not c.negated]
+    return next((c for c in live if c.kind == "denial"), live[0] if live else None)
 
 
 def _from_cue(cue: Cue, confidence: float, where: str) -> RelationDecision:
@@ -149,10 +157,12 @@ def _follow_up(cues: list[Cue], lang: str) -> RelationDecision:
     return RelationDecision("follow-up", f"no denial or confirmation cue ({lang})", 0.5)
 
 
-def _negated_claim_word(claim: str, head: str) -> str:
+def _negated_claim_word(claim: str, head: str, cues: list[Cue]) -> str:
     """'не просил' when the claim says 'просили' and does not negate it itself."""
-    claim_words = [w for w in tokens(claim) if len(w) >= 4 and w not in _COMMON]
-    for m in re.finditer(r"[^\W\d_]{4,}", head):
+    if any(c.negated and c.kind != "hedge" for c in cues):
+        return ""  # "did not deny asking": the negation belongs to the cue
+    claim_words = [w for w in _WORD.findall(claim) if w.islower() and w not in _COMMON]
+    for m in _WORD.finditer(head):
         word = m.group(0).casefold()
         if word in _COMMON or not is_negated(head, m.start()):
             continue

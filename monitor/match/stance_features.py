@@ -22,6 +22,7 @@ _CUES: dict[str, dict[CueKind, tuple[str, ...]]] = {
             "debunk", "false", "untrue", "not true", "no evidence", "fabricat", "bogus",
             "baseless", "groundless", "nonsense", "made up", "disinformation", "misinformation",
             "myth", "rubbish", r"a lie\b", "lies about", "never happened", "retract", "satire",
+            "doubt", r"nope\b", "prank", r"fool(?:s|ed)\b",
         ),
         "corroboration": (
             "confirm", "verif(?:y|ied|ies)", "prov(?:es|en|ed)", "proof", "admit",
@@ -156,7 +157,6 @@ def model_features(claim: str, headline: str) -> dict[str, float]:
     overlap = len(set(words) & claim_words) / max(1, len(set(words)))
     feats["overlap"] = overlap
     feats["ends_q"] = float(headline.rstrip().endswith("?"))
-    feats["bias"] = 1.0
     return feats
 
 

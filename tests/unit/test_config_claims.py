@@ -38,7 +38,7 @@ def test_shipped_claims_file_is_valid() -> None:
 
 def test_defaults_and_activity(tmp_path: Path) -> None:
     (claim,) = load_claims(write(tmp_path, VALID + "    expires: 2026-12-31\n"))
-    assert claim.threshold == 60 and claim.status == "tracking"
+    assert claim.threshold == 50 and claim.status == "tracking"
     assert claim.is_active(date(2026, 12, 31)) and not claim.is_active(date(2027, 1, 1))
 
 

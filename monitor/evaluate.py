@@ -1,0 +1,202 @@
+"""``monitor eval``: linking and stance measured on labelled public data sets.
+
+Each function reads one data set in its published layout and returns a flat dict of scores.
+Linking uses the production index and scorer with claims built from the data set; stance uses
+:func:`monitor.match.stance.decide_relation` (cross-validated by claim where it learns).
+"""
+
+from __future__ import annotations
+
+import csv
+import xml.etree.ElementTree as ElementTree
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from monitor.config.claims import DEFAULT_THRESHOLD, ClaimConfig
+from monitor.errors import ConfigError
+from monitor.match.index import ClaimIndex
+from monitor.match.score import ItemText, score_claim
+from monitor.match.text import keys
+
+csv.field_size_limit(10_000_000)  # FNC-1 bodies are long
+
+
+def _item(text: str, language: str | None, body: str = "") -> ItemText:
+    title = tuple(keys(text, language))
+    return ItemText(title, title + tuple(keys(body, language)), language)
+
+
+def ranked(index: ClaimIndex, item: ItemText) -> list[tuple[float, str]]:
+    """(score, claim id) of every candidate, best first."""
+    scored = []
+    for position in index.candidates(item.all_keys):
+        score = score_claim(index.claims[position], item, index.weight)
+        if score is not None:
+            scored.append((score.value, index.claims[position].claim.id))
+    return sorted(scored, key=lambda pair: (-pair[0], pair[1]))
+
+
+def _claim(claim_id: str, text: str) -> ClaimConfig:
+    return ClaimConfig(id=claim_id, text=text if len(text) >= 10 else text.ljust(10, "."))
+
+
+def _safe_id(raw: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in raw.lower())[:80] or "x"
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def emergent(path: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    texts = {_safe_id(r["claimId"]): r["claimHeadline"] for r in rows}
+    index = ClaimIndex([_claim(cid, text) for cid, text in texts.items()])
+    top1 = linked_right = linked = 0
+    for row in rows:
+        ranking = ranked(index, _item(row["articleHeadline"], "en"))
+        truth = _safe_id(row["claimId"])
+        top1 += bool(ranking) and ranking[0][1] == truth
+        passing = [cid for score, cid in ranking if score >= threshold]
+        linked += len(passing)
+        linked_right += truth in passing
+    precision = linked_right / linked if linked else 0.0
+    recall = linked_right / len(rows)
+    from monitor.match.train_stance import evaluate_emergent
+
+    stance = evaluate_emergent(path)
+    return {
+        "dataset": "emergent", "headlines": len(rows), "claims": len(texts),
+        "threshold": threshold, "link_accuracy_at_1": round(top1 / len(rows), 4),
+        "link_precision": round(precision, 4), "link_recall": round(recall, 4),
+        "link_f1": round(_f1(precision, recall), 4),
+        "stance_accuracy": stance.get("accuracy"), "stance_macro_f1": stance.get("macro_f1"),
+        "stance_evaluation": stance.get("method", "grouped cross-validation by claim"),
+    }
+
+
+def paraphraser(path: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """Russian headline pairs: classes 0 and 1 should link, -1 should not."""
+    text = path.read_text(encoding="utf-8").replace("encoding='UTF8'", "encoding='UTF-8'")
+    root = ElementTree.fromstring(text.encode("utf-8"))
+    tp = fp = fn = pairs = 0
+    for pair in root.iter("paraphrase"):
+        values = {v.get("name"): (v.text or "") for v in pair.iter("value")}
+        positive = values.get("class") in ("0", "1")
+        index = ClaimIndex([_claim("c", values.get("text_1", ""))])
+        score = score_claim(index.claims[0], _item(values.get("text_2", ""), "ru"),
+                            index.weight)
+        linked = score is not None and score.value >= threshold
+        tp += linked and positive
+        fp += linked and not positive
+        fn += positive and not linked
+        pairs += 1
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {"dataset": "paraphraser", "pairs": pairs, "threshold": threshold,
+            "precision": round(precision, 4), "recall": round(recall, 4),
+            "f1": round(_f1(precision, recall), 4)}
+
+
+def clef(folder: Path, split: str = "dev") -> dict[str, Any]:
+    """CLEF 2020 CheckThat! task 2: rank the verified claims for each tweet; MAP@5."""
+    claims_file = folder / "verified_claims.docs.tsv"
+    with claims_file.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    index = ClaimIndex([_claim(f"v{r['']}", f"{r['vclaim']} {r['title']}") for r in rows])
+    gold: dict[str, set[str]] = defaultdict(set)
+    for line in (folder / split / "tweet-vclaim-pairs.qrels").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3] == "1":
+            gold[parts[0]].add(f"v{parts[2]}")
+    with (folder / split / "tweets.queries.tsv").open(encoding="utf-8") as handle:
+        tweets = list(csv.DictReader(handle, delimiter="\t"))
+    precisions = [
+        _average_precision([cid for _, cid in ranked(index, _item(t["tweet_content"], "en"))[:5]],
+                           gold[t[""]])
+        for t in tweets if gold.get(t[""])
+    ]
+    return {"dataset": "clef2020-task2", "split": split, "queries": len(precisions),
+            "verified_claims": len(rows),
+            "map_at_5": round(sum(precisions) / len(precisions), 4) if precisions else 0.0}
+
+
+def _average_precision(ranking: Sequence[str], relevant: set[str]) -> float:
+    hits, total = 0, 0.0
+    for rank, claim_id in enumerate(ranking, start=1):
+        if claim_id in relevant:
+            hits += 1
+            total += hits / rank
+    return total / min(len(relevant), 5) if relevant else 0.0
+
+
+def find_pair(folder: Path, names: Iterable[str]) -> tuple[Path, Path]:
+    """FNC-1: the given stances and bodies files, or the single *_stances/*_bodies pair."""
+    given = [folder / name for name in names]
+    if len(given) == 2:
+        return given[0], given[1]
+    stances, bodies = sorted(folder.glob("*_stances.csv")), sorted(folder.glob("*_bodies.csv"))
+    if len(stances) != 1 or len(bodies) != 1:
+        raise ConfigError(f"{folder}: expected one *_stances.csv and one *_bodies.csv, found "
+                          f"{len(stances)} and {len(bodies)}; name them as arguments")
+    return stances[0], bodies[0]
+
+
+_FNC_LABELS = {"agree": "corroboration", "disagree": "denial", "discuss": "follow-up"}
+_FNC_BACK = {relation: label for label, relation in _FNC_LABELS.items()}
+
+
+def fnc1(folder: Path, names: Iterable[str] = (), threshold: float = DEFAULT_THRESHOLD
+         ) -> dict[str, Any]:
+    """FNC-1: related/unrelated from the link score, then the stance of related pairs."""
+    from monitor.match.stance import decide_relation
+
+    stances_path, bodies_path = find_pair(folder, names)
+    with bodies_path.open(encoding="utf-8") as handle:
+        bodies = {row["Body ID"]: row["articleBody"] for row in csv.DictReader(handle)}
+    with stances_path.open(encoding="utf-8") as handle:
+        pairs = list(csv.DictReader(handle))
+    headlines = sorted({row["Headline"] for row in pairs})
+    index = ClaimIndex([_claim(f"h{n}", text) for n, text in enumerate(headlines)])
+    prepared = {text: index.claims[n] for n, text in enumerate(headlines)}
+    body_items = {bid: _body_item(text) for bid, text in bodies.items()}
+    gold, predicted = [], []
+    for row in pairs:
+        score = score_claim(prepared[row["Headline"]], body_items[row["Body ID"]], index.weight)
+        label = "unrelated"
+        if score is not None and score.value >= threshold:
+            relation = decide_relation(row["Headline"], bodies[row["Body ID"]][:400],
+                                       bodies[row["Body ID"]][:2000], language="en").relation
+            label = _FNC_BACK[relation]
+        gold.append(row["Stance"])
+        predicted.append(label)
+    return {"dataset": "fnc-1", "pairs": len(pairs), "threshold": threshold,
+            **_fnc_scores(gold, predicted)}
+
+
+def _body_item(text: str) -> ItemText:
+    body = tuple(keys(text, "en"))
+    return ItemText(body[:40], body, "en")
+
+
+def _fnc_scores(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
+    score = maximum = 0.0
+    for truth, guess in zip(gold, predicted, strict=True):
+        maximum += 0.25 if truth == "unrelated" else 1.0
+        if (truth == "unrelated") == (guess == "unrelated"):
+            score += 0.25
+            if truth != "unrelated" and truth == guess:
+                score += 0.75
+    related_right = sum((t == "unrelated") == (p == "unrelated")
+                        for t, p in zip(gold, predicted, strict=True))
+    f1s = []
+    for label in ("agree", "disagree", "discuss", "unrelated"):
+        tp = sum(t == p == label for t, p in zip(gold, predicted, strict=True))
+        guessed = sum(p == label for p in predicted)
+        actual = sum(t == label for t in gold)
+        f1s.append(_f1(tp / guessed if guessed else 0.0, tp / actual if actual else 0.0))
+    return {"fnc_score": round(score / maximum, 4),
+            "relatedness_accuracy": round(related_right / len(gold), 4),
+            "macro_f1": round(sum(f1s) / len(f1s), 4)}
