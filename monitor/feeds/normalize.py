@@ -61,6 +61,7 @@ class _TextExtractor(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self.chars = 0
         self._skipping = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -78,19 +79,37 @@ class _TextExtractor(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self._skipping:
             self.parts.append(data)
+            self.chars += len(data)
 
 
 _WHITESPACE = re.compile(r"\s+")
-# Unicode categories that carry no text but can hide or reorder it: controls, format marks
-# (bidi overrides, zero-width joiners), private use, unassigned, surrogates.
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs"})
+_HTML_CHUNK_CHARS = 8192
+_ASCII_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _invisible_pattern() -> re.Pattern[str]:
+    """Characters that carry no text but can hide or reorder it: controls, format marks (bidi
+    overrides, zero-width joiners), private use, surrogates. Format marks live in the first two
+    planes and plane 14 (tags); scanning only those keeps start-up fast."""
+    scanned = [*range(0x20000), *range(0xE0000, 0xE1000)]
+    points = [c for c in scanned if unicodedata.category(chr(c)) in ("Cc", "Cf", "Co", "Cs")]
+    ranges, start, previous = [], points[0], points[0]
+    for point in [*points[1:], -2]:
+        if point != previous + 1:
+            ranges.append(f"\\U{start:08x}-\\U{previous:08x}")
+            start = point
+        previous = point
+    ranges.append("\\U000f0000-\\U0010ffff")  # private-use planes 15 and 16
+    return re.compile("[" + "".join(ranges) + "]")
+
+
+_INVISIBLE = _invisible_pattern()
 
 
 def _drop_invisible(text: str) -> str:
-    return "".join(
-        ch if unicodedata.category(ch) not in _INVISIBLE_CATEGORIES else " "
-        for ch in text
-    )
+    if text.isascii():
+        return _ASCII_CONTROLS.sub(" ", text)
+    return _INVISIBLE.sub(" ", text)
 
 
 # Latin-1 letters followed by a continuation-looking character: the signature of UTF-8 bytes
@@ -102,12 +121,16 @@ def plain_text(value: str, max_chars: int) -> str:
     """HTML removed, entities decoded, mojibake repaired, invisible characters dropped,
     whitespace folded; cut at a word boundary with an ellipsis when longer than ``max_chars``.
     """
+    enough = max_chars * 4  # bound the work on full-article bodies: the rest is cut anyway
     if "<" in value or "&" in value:
         extractor = _TextExtractor()
-        extractor.feed(value)
+        for start in range(0, len(value), _HTML_CHUNK_CHARS):
+            extractor.feed(value[start:start + _HTML_CHUNK_CHARS])
+            if extractor.chars > enough:
+                break
         extractor.close()
         value = "".join(extractor.parts)
-    value = value[: max_chars * 4]  # bound the work below on full-article bodies
+    value = value[:enough]
     if _MOJIBAKE_HINT.search(value):
         value = ftfy.fix_encoding(value)
     text = _WHITESPACE.sub(" ", _drop_invisible(value)).strip()

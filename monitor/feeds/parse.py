@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import calendar
 import gzip
+import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,28 +62,47 @@ def parse_feed(
 ) -> ParsedFeed:
     """Parse one feed document; ParseError when it is not a feed at all."""
     body = _maybe_gunzip(body)
-    headers = {"content-type": content_type} if content_type else {}
-    try:
-        document = feedparser.parse(
-            body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
-        )
-    except Exception as exc:  # feedparser is meant not to raise; if it does, the body is bad
-        raise ParseError(f"{type(exc).__name__}: {exc}") from exc
-    if not document.get("version") and not document.entries:
+    document = _feedparser(body, content_type)
+    if not _is_feed(document) and _FALSE_UTF16.match(body):
+        # Declared UTF-16 without a byte-order mark, but really UTF-8 (seen in the wild):
+        # feedparser reads such a body or not depending on whether its length is odd.
+        document = _feedparser(_FALSE_UTF16.sub(rb"\1utf-8\2", body, count=1), content_type)
+    if not _is_feed(document):
         reason = document.get("bozo_exception") or "no RSS or Atom document found"
         raise ParseError(f"not a feed: {_short(reason)}")
     language = source.language or _document_language(document)
     items, without_id = [], 0
-    seen: set[str] = set()
+    guids: dict[str, str | None] = {}
     for entry in document.entries:
         item = _item_from_entry(entry, source, language, fetched_at, limits)
         if item is None:
             without_id += 1
-        elif item.item_id not in seen:  # a feed that lists one story twice publishes it once
-            seen.add(item.item_id)
+            continue
+        if item.item_id in guids and item.guid and guids[item.item_id] != item.guid:
+            # Links that differ only by #fragment, with their own guids: distinct entries.
+            item = replace(item, item_id=item_id_for(None, source.feed_id, item.guid) or "")
+        if item.item_id not in guids:  # a feed that lists one story twice publishes it once
+            guids[item.item_id] = item.guid
             items.append(item)
     warning = _short(document.get("bozo_exception")) if document.get("bozo") else None
     return ParsedFeed(tuple(items), without_id, document.get("encoding"), warning)
+
+
+_FALSE_UTF16 = re.compile(rb"""^(<\?xml[^>]{0,100}encoding=["'])utf-16(["'])""", re.IGNORECASE)
+
+
+def _feedparser(body: bytes, content_type: str | None) -> Any:
+    headers = {"content-type": content_type} if content_type else {}
+    try:
+        return feedparser.parse(
+            body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+        )
+    except Exception as exc:  # feedparser is meant not to raise; if it does, the body is bad
+        raise ParseError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _is_feed(document: Any) -> bool:
+    return bool(document.get("version") or document.entries)
 
 
 def _maybe_gunzip(body: bytes) -> bytes:

@@ -204,3 +204,23 @@ def test_hostile_title_is_bounded_and_clean() -> None:
     assert item.summary.endswith("…")
     for text in (item.title, item.summary):
         assert not any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
+
+
+def test_links_differing_only_by_fragment_stay_distinct_entries() -> None:
+    # Seen in the fastfeedparser corpus: a "now" page whose entries all link to one page
+    # with different #anchors, each with its own guid.
+    parsed = parse(rss(
+        "<item><title>A</title><link>https://site.example/now#a</link><guid>g-a</guid></item>"
+        "<item><title>B</title><link>https://site.example/now#b</link><guid>g-b</guid></item>"
+        "<item><title>B again</title><link>https://site.example/now#b</link><guid>g-b</guid>"
+        "</item>").encode())
+    assert [item.title for item in parsed.items] == ["A", "B"]
+    assert parsed.items[0].item_id != parsed.items[1].item_id
+
+
+@pytest.mark.parametrize("padding", [b"", b" "], ids=["odd-length", "even-length"])
+def test_utf8_declared_as_utf16_without_bom_is_read_whatever_its_length(padding: bytes) -> None:
+    body = ('<?xml version="1.0" encoding="utf-16"?><rss version="2.0"><channel><title>T</title>'
+            "<item><title>Привет</title><link>https://x.example/1</link></item>"
+            "</channel></rss>").encode() + padding
+    assert [item.title for item in parse(body, None).items] == ["Привет"]

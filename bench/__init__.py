@@ -1,0 +1,1 @@
+"""Throughput benchmarks over the real feed documents in ``../shared/feeds/bench`` (not tests)."""
