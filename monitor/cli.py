@@ -163,12 +163,28 @@ def poll(feeds_path: Path, once: bool) -> None:
 
 
 @cli.command()
+@claims_option
+def match(claims_path: Path) -> None:
+    """Run the match stage alone: monitor.items -> monitor.matches (Kafka mode)."""
+    from monitor.service import MatchService, install_signal_handlers
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    if settings.embedded:
+        raise ConfigError("monitor match needs MONITOR_KAFKA__BOOTSTRAP_SERVERS; in embedded "
+                          "mode `monitor run` matches in-process")
+    service = MatchService(settings, claims_path)
+    install_signal_handlers(service.stopping)
+    service.run_until_stopped()
+
+
+@cli.command()
 @feeds_option
 @claims_option
 @click.option("--once", is_flag=True, help="Poll every feed once, match what came, then exit.")
 def run(feeds_path: Path, claims_path: Path, once: bool) -> None:
     """Run every stage in one process (embedded mode when no Kafka is configured)."""
-    # Embedded mode matches in-process; the Kafka match stage and the alerter join next.
+    # The alerter joins this process with issue 4.
     _run_stages(feeds_path, once, claims_path)
 
 

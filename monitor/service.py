@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.bus import ItemPublisher
 from monitor.bus.embedded import EmbeddedItemLog
+from monitor.bus.kafka_match import KafkaMatchStage
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import Settings
 from monitor.feeds.fetch import Fetcher, FetchLimits
@@ -55,6 +56,43 @@ def build_publisher(settings: Settings, database: Database) -> tuple[ItemPublish
 
     ensure_topics(settings.kafka, item_topics(settings.kafka))
     return KafkaItemPublisher(settings.kafka), "kafka"
+
+
+def build_kafka_match_stage(settings: Settings, claims_path: Path, metrics: Metrics
+                            ) -> KafkaMatchStage:
+    from monitor.bus.kafka import ensure_topics, item_topics
+
+    ensure_topics(settings.kafka, item_topics(settings.kafka))
+    processor = MatchProcessor(ClaimRegistry(claims_path), metrics)
+    return KafkaMatchStage(settings.kafka, processor, metrics,
+                           batch_max=settings.kafka.match_batch_max,
+                           session_timeout_seconds=settings.kafka.session_timeout_seconds)
+
+
+@dataclass
+class MatchService:
+    """``monitor match``: the Kafka match stage alone, with its health endpoints."""
+
+    settings: Settings
+    claims_path: Path
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.registry)
+        self.health = HealthServer(self.settings.http.host, self.settings.http.port,
+                                   self.registry)
+        self.health.start()
+        self.stage = build_kafka_match_stage(self.settings, self.claims_path, self.metrics)
+        self.health.add_check("match", self.stage.is_ready)
+
+    def run_until_stopped(self) -> None:
+        try:
+            self.stage.run(self.stopping)
+        finally:
+            self.stage.close()
+            self.health.stop()
+            log.info("match: stopped")
 
 
 def build_poller(settings: Settings, database: Database, publisher: ItemPublisher,
@@ -96,10 +134,14 @@ class PollService:
                                        rng=random.Random())
         self.health.add_check("scheduler", lambda: self.scheduler.running)
         self.health.add_check(bus_name, self.publisher.is_ready)
-        self.match_stage: EmbeddedMatchStage | None = None
+        self.match_stage: EmbeddedMatchStage | KafkaMatchStage | None = None
         self._threads: list[threading.Thread] = []
         if self.claims_path is not None and isinstance(self.publisher, EmbeddedItemLog):
             self.match_stage = self._embedded_match_stage(self.publisher, self.claims_path)
+        elif self.claims_path is not None:
+            self.match_stage = build_kafka_match_stage(self.settings, self.claims_path,
+                                                       self.metrics)
+            self.health.add_check("match", self.match_stage.is_ready)
 
     def _embedded_match_stage(self, items: EmbeddedItemLog, claims_path: Path
                               ) -> EmbeddedMatchStage:
@@ -135,7 +177,8 @@ class PollService:
 
     def drain_matches(self, timeout_seconds: float) -> bool:
         """Wait until the match stage has caught up with the item log (``--once``, tests)."""
-        if self.match_stage is None or not isinstance(self.publisher, EmbeddedItemLog):
+        if not isinstance(self.match_stage, EmbeddedMatchStage) or not isinstance(
+                self.publisher, EmbeddedItemLog):
             return True
         deadline = time.monotonic() + timeout_seconds
         while self.match_stage.position() < self.publisher.last_seq():
@@ -149,10 +192,12 @@ class PollService:
         """Finish polls in progress, flush the publisher, close everything."""
         self.scheduler.shutdown()
         self.stopping.set()
-        if self.match_stage is not None:
+        if isinstance(self.match_stage, EmbeddedMatchStage):
             self.match_stage.wake.set()
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=60)
+        if isinstance(self.match_stage, KafkaMatchStage):
+            self.match_stage.close()
         self.publisher.close()
         self.fetcher.close()
         self.health.stop()

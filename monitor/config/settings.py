@@ -37,6 +37,9 @@ class KafkaSettings(BaseModel):
     match_group: str = "monitor-match"
     # Unique per matcher process (e.g. the pod name): fences a zombie with the same id.
     transactional_id: str = "monitor-match-0"
+    # A crashed matcher's partitions move to another member after this long.
+    session_timeout_seconds: float = Field(default=45.0, ge=6)
+    match_batch_max: int = Field(default=200, ge=1)
     topic_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     security_protocol: str = "PLAINTEXT"

@@ -1,0 +1,314 @@
+"""The match stage through a real Apache Kafka broker: one transaction per batch, exactly once.
+
+Items go in as the poller writes them (key = item_id); matches are read back the way the alerter
+reads them (read_committed). The crash test kills a matcher process between consume and commit.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry
+
+from monitor.bus.kafka import ensure_topics, item_topics
+from monitor.bus.kafka_match import KafkaMatchStage
+from monitor.config.settings import KafkaSettings
+from monitor.errors import MonitorError
+from monitor.match.registry import ClaimRegistry
+from monitor.match.stage import MatchProcessor
+from monitor.metrics import Metrics
+from monitor.model import Item, Match, decode_match, encode_item
+from tests.conftest import REPO
+from tests.support.crashing_matcher import CRASH_EXIT_CODE
+from tests.support.kafka_broker import LocalKafka
+
+pytestmark = pytest.mark.kafka
+
+CLAIM = "lukashenko-generals"
+CLAIMS_YAML = f"""
+claims:
+  - id: {CLAIM}
+    text: Lukashenko says Ukrainian generals asked him in 2022 to get Putin to stop the war
+    speaker: Alexander Lukashenko
+    texts:
+      ru: Лукашенко заявил, что украинские генералы в 2022 году просили его уговорить Путина
+        остановить войну
+    keywords:
+      - [Lukashenko, Лукашенко]
+      - [generals, генералы]
+    threshold: 30
+    status: tracking
+"""
+MATCHING = [
+    ("ru", "Лукашенко: украинские генералы в 2022 году просили меня уговорить Путина "
+           "остановить войну"),
+    ("ru", "Генштаб ВСУ назвал фейком слова Лукашенко о просьбе украинских генералов"),
+    ("en", "Kyiv denies Lukashenko's claim that Ukrainian generals asked him to broker peace"),
+    ("en", "Lukashenko repeats that Ukrainian generals asked him to mediate with Putin"),
+]
+UNRELATED = [
+    ("ru", "Лукашенко провел совещание по ценам на продукты"),
+    ("ru", "Погода в Минске: снег и гололед"),
+    ("en", "Central bank keeps rates on hold"),
+]
+UNDECODABLE = b"\xff\xfe not an item"
+SESSION_TIMEOUT_SECONDS = 6.0  # the broker's minimum: a crashed member leaves the group soon
+
+
+def make_item(n: int, language: str, title: str) -> Item:
+    return Item(f"item-{n}", "wire", "Wire", f"https://wire.example/{n}", None, title, "",
+                language, None, datetime(2026, 11, 28, tzinfo=UTC), f"hash-{n}")
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: LocalKafka) -> KafkaSettings:
+    run = uuid.uuid4().hex[:8]
+    settings = KafkaSettings.model_validate({
+        "bootstrap_servers": kafka_broker.bootstrap, "items_topic": f"items.{run}",
+        "matches_topic": f"matches.{run}", "dlq_topic": f"dlq.{run}",
+        "match_group": f"match-{run}", "transactional_id": f"match-{run}-0",
+        "topic_partitions": 3, "max_block_seconds": 10, "startup_timeout_seconds": 30})
+    ensure_topics(settings, item_topics(settings))
+    return settings
+
+
+@pytest.fixture
+def claims(tmp_path: Path) -> Path:
+    path = tmp_path / "claims.yaml"
+    path.write_text(CLAIMS_YAML, encoding="utf-8")
+    return path
+
+
+def produce(settings: KafkaSettings, records: list[tuple[bytes, bytes]]
+            ) -> dict[TopicPartition, int]:
+    """Write (key, value) records as the poller does; returns the end offset per partition."""
+    producer = KafkaProducer(bootstrap_servers=list(settings.bootstrap_servers), acks="all",
+                             enable_idempotence=True)
+    try:
+        futures = [producer.send(settings.items_topic, key=k, value=v) for k, v in records]
+        metadata = [future.get(timeout=30) for future in futures]
+    finally:
+        producer.close(timeout=5)
+    ends: dict[TopicPartition, int] = {}
+    for meta in metadata:
+        tp = TopicPartition(meta.topic, meta.partition)
+        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    return ends
+
+
+def committed_offsets(settings: KafkaSettings) -> dict[TopicPartition, int]:
+    """The group's committed offsets; empty while its coordinator is still being elected."""
+    admin = KafkaAdminClient(bootstrap_servers=list(settings.bootstrap_servers))
+    try:
+        offsets = admin.list_group_offsets({settings.match_group: None})
+    except KafkaError:  # CoordinatorNotAvailable on a fresh broker: not caught up yet
+        return {}
+    finally:
+        admin.close()
+    return {tp: meta.offset for tp, meta in offsets.get(settings.match_group, {}).items()}
+
+
+def caught_up(settings: KafkaSettings, ends: dict[TopicPartition, int]) -> Callable[[], bool]:
+    def check() -> bool:
+        committed = committed_offsets(settings)
+        return all(committed.get(tp, 0) >= end for tp, end in ends.items())
+    return check
+
+
+def wait_for(condition: Callable[[], bool], timeout_seconds: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the match stage did not catch up in time"
+        time.sleep(0.2)  # polling a condition against a deadline, not waiting blindly
+
+
+def run_until(stage: KafkaMatchStage, done: Callable[[], bool], timeout_seconds: float = 40.0
+              ) -> int:
+    """Run batches until ``done()``; returns how many records the stage committed."""
+    deadline = time.monotonic() + timeout_seconds
+    handled = 0
+    while not done():
+        assert time.monotonic() < deadline, "the match stage did not catch up in time"
+        handled += stage.run_once()
+    return handled
+
+
+def read_topic(settings: KafkaSettings, topic: str, *, expect: int, isolation: str,
+               timeout_seconds: float = 30.0, settle_seconds: float = 1.5) -> list[Any]:
+    """Every record on ``topic`` from the start: until ``expect`` arrived and it went quiet."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=list(settings.bootstrap_servers),
+        group_id=f"reader-{uuid.uuid4().hex}", auto_offset_reset="earliest",
+        enable_auto_commit=False, isolation_level=isolation)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_seconds
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                records.extend(batch)
+                quiet_since = time.monotonic()
+            if len(records) >= expect and time.monotonic() - quiet_since >= settle_seconds:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def expected_matches(claims: Path, items: list[Item]) -> dict[str, Match]:
+    processor = MatchProcessor(ClaimRegistry(claims), Metrics(CollectorRegistry()))
+    return {m.match_id: m for item in items for m in processor.process(item)}
+
+
+@pytest.fixture
+def stage_factory(kafka_settings: KafkaSettings, claims: Path
+                  ) -> Iterator[Callable[[Metrics], KafkaMatchStage]]:
+    stages: list[KafkaMatchStage] = []
+
+    def build(metrics: Metrics) -> KafkaMatchStage:
+        processor = MatchProcessor(ClaimRegistry(claims), metrics)
+        stages.append(KafkaMatchStage(kafka_settings, processor, metrics, batch_max=3,
+                                      session_timeout_seconds=SESSION_TIMEOUT_SECONDS))
+        return stages[-1]
+
+    yield build
+    for stage in stages:
+        stage.close()
+
+
+def test_matches_and_dead_letters_are_committed_once(
+    kafka_settings: KafkaSettings, claims: Path,
+    stage_factory: Callable[[Metrics], KafkaMatchStage],
+) -> None:
+    texts = MATCHING + UNRELATED
+    items = [make_item(n, language, title) for n, (language, title) in enumerate(texts)]
+    raw = [(i.item_id.encode(), encode_item(i)) for i in items]
+    ends = produce(kafka_settings, raw[:4] + [(b"broken", UNDECODABLE)] + raw[4:])
+    expected = expected_matches(claims, items)
+    assert {m.item.item_id for m in expected.values()} == {"item-0", "item-1", "item-2",
+                                                            "item-3"}
+
+    metrics = Metrics(CollectorRegistry())
+    stage = stage_factory(metrics)
+    stopping = threading.Event()
+    runner = threading.Thread(target=stage.run, args=(stopping,), daemon=True)
+    runner.start()
+    try:
+        wait_for(caught_up(kafka_settings, ends))
+        assert stage.is_ready()
+    finally:
+        stopping.set()
+        runner.join(timeout=10)
+    assert not runner.is_alive(), "run() should return soon after stopping is set"
+
+    records = read_topic(kafka_settings, kafka_settings.matches_topic, expect=len(expected),
+                         isolation="read_committed")
+    got = Counter(decode_match(r.value).match_id for r in records)
+    assert got == Counter(set(expected))
+    assert all(r.key == CLAIM.encode() for r in records)
+    dead = read_topic(kafka_settings, kafka_settings.dlq_topic, expect=1,
+                      isolation="read_committed")
+    assert [(r.key, r.value) for r in dead] == [(b"broken", UNDECODABLE)]
+    headers = dict(dead[0].headers)
+    assert headers["stage"] == b"match" and b"not JSON" in headers["error"]
+    assert datetime.fromisoformat(headers["time"].decode()).tzinfo is not None
+    sample = metrics.registry.get_sample_value
+    assert sample("monitor_dead_letters_total", {"stage": "match"}) == 1
+    assert sample("monitor_consumer_lag", {"stage": "match"}) == 0
+
+
+def test_a_matcher_killed_before_commit_repeats_and_loses_nothing(
+    kafka_settings: KafkaSettings, claims: Path,
+    stage_factory: Callable[[Metrics], KafkaMatchStage],
+) -> None:
+    # Every item matches, so the transaction the crash leaves open holds matches too.
+    items = [make_item(n, *MATCHING[n % len(MATCHING)]) for n in range(12)]
+    ends = produce(kafka_settings, [(i.item_id.encode(), encode_item(i)) for i in items])
+    expected = expected_matches(claims, items)
+    assert len(expected) == len(items)
+
+    config = {"kafka": kafka_settings.model_dump(mode="json"), "claims": str(claims),
+              "crash_at": 2, "batch_max": 3, "session_timeout_seconds": SESSION_TIMEOUT_SECONDS}
+    crashed = subprocess.run(
+        [sys.executable, "-m", "tests.support.crashing_matcher", json.dumps(config)],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr[-3000:]
+    # Items are contiguous offsets and each makes one match, so the first transaction's offsets
+    # say how many matches are committed; the open one wrote more that nobody may see.
+    done_before = sum(committed_offsets(kafka_settings).values())
+    assert 0 < done_before < len(items), "the first transaction should have committed"
+    committed = read_topic(kafka_settings, kafka_settings.matches_topic, expect=done_before,
+                           isolation="read_committed")
+    written = read_topic(kafka_settings, kafka_settings.matches_topic, expect=done_before + 1,
+                         isolation="read_uncommitted")
+    assert len(committed) == done_before < len(written)
+
+    stage = stage_factory(Metrics(CollectorRegistry()))  # same group, same transactional_id
+    run_until(stage, caught_up(kafka_settings, ends))
+
+    records = read_topic(kafka_settings, kafka_settings.matches_topic, expect=len(expected),
+                         isolation="read_committed")
+    assert Counter(decode_match(r.value).match_id for r in records) == Counter(set(expected))
+    everything = read_topic(kafka_settings, kafka_settings.matches_topic,
+                            expect=len(expected) + 1, isolation="read_uncommitted",
+                            settle_seconds=0.5)
+    assert len(everything) > len(expected)  # the aborted sends are in the log, yet invisible
+
+
+class FlakyProcessor(MatchProcessor):
+    """Fails once, mid-transaction, the way a send to a lost partition leader does."""
+
+    failed = False
+
+    def process(self, item: Item) -> list[Match]:
+        if item.item_id == "item-4" and not self.failed:
+            self.failed = True
+            raise KafkaTimeoutError("match: test: broker went away")
+        return super().process(item)
+
+
+def test_a_failed_transaction_is_aborted_and_its_batch_retried(
+    kafka_settings: KafkaSettings, claims: Path,
+) -> None:
+    items = [make_item(n, *MATCHING[n % len(MATCHING)]) for n in range(9)]
+    ends = produce(kafka_settings, [(i.item_id.encode(), encode_item(i)) for i in items])
+    metrics = Metrics(CollectorRegistry())
+    processor = FlakyProcessor(ClaimRegistry(claims), metrics)
+    stage = KafkaMatchStage(kafka_settings, processor, metrics, batch_max=3)
+    try:
+        run_until(stage, caught_up(kafka_settings, ends))
+    finally:
+        stage.close()
+    assert processor.failed
+    records = read_topic(kafka_settings, kafka_settings.matches_topic, expect=len(items),
+                         isolation="read_committed")
+    assert Counter(decode_match(r.value).match_id for r in records) == Counter(
+        set(expected_matches(claims, items)))
+
+
+def test_a_fenced_matcher_stops_with_a_clear_error(
+    kafka_settings: KafkaSettings, claims: Path,
+    stage_factory: Callable[[Metrics], KafkaMatchStage],
+) -> None:
+    produce(kafka_settings, [(b"item-0", encode_item(make_item(0, *MATCHING[0])))])
+    zombie = stage_factory(Metrics(CollectorRegistry()))
+    stage_factory(Metrics(CollectorRegistry()))  # same transactional_id: fences the zombie
+    deadline = time.monotonic() + 30
+    with pytest.raises(MonitorError, match="match: producer .* can"):
+        while time.monotonic() < deadline:
+            zombie.run_once()

@@ -1,0 +1,66 @@
+"""A Kafka match stage that dies between consume and commit, for the exactly-once crash test.
+
+    python -m tests.support.crashing_matcher '{"kafka": {...}, "claims": "claims.yaml",
+                                                "crash_at": 2, "batch_max": 3}'
+
+It matches batches as the real stage does, and immediately before the ``crash_at``-th
+``commit_transaction`` it flushes the transaction's records to the broker (so they are written
+but never committed) and calls ``os._exit(9)``: no abort, no close, no leave-group, like a
+SIGKILL or a lost machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+from prometheus_client import CollectorRegistry
+
+from monitor.bus.kafka_match import KafkaMatchStage
+from monitor.config.settings import KafkaSettings
+from monitor.match.registry import ClaimRegistry
+from monitor.match.stage import MatchProcessor
+from monitor.metrics import Metrics
+
+CRASH_EXIT_CODE = 9
+
+
+def crash_before_commit(nth: int) -> None:
+    """Make the ``nth`` KafkaProducer.commit_transaction in this process kill the process."""
+    original = KafkaProducer.commit_transaction
+    calls = 0
+
+    def commit_transaction(producer: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == nth:
+            producer.flush()  # the batch's matches and offsets reach the broker, uncommitted
+            print(f"crashing before commit {nth}", file=sys.stderr, flush=True)
+            os._exit(CRASH_EXIT_CODE)
+        original(producer)
+
+    KafkaProducer.commit_transaction = commit_transaction
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(argv[1])
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    crash_before_commit(int(config["crash_at"]))
+    metrics = Metrics(CollectorRegistry())
+    processor = MatchProcessor(ClaimRegistry(Path(config["claims"])), metrics)
+    stage = KafkaMatchStage(
+        KafkaSettings.model_validate(config["kafka"]), processor, metrics,
+        batch_max=int(config["batch_max"]),
+        session_timeout_seconds=float(config["session_timeout_seconds"]))
+    stage.run(threading.Event())  # only the crash ends it
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
