@@ -27,6 +27,7 @@ from monitor.match.stance_features import (
     is_negated,
     latin_key,
     model_features,
+    negated_words,
     tokens,
 )
 
@@ -35,7 +36,7 @@ MODEL_PATH = Path(__file__).with_name("stance_model.json")
 MAX_HEADLINE_CHARS = 1_000
 MAX_BODY_CHARS = 2_000
 # Below this the model's "corroboration" is reported as follow-up: a false confirmation is the
-# costliest error for a desk. Emergent CV: 0.775 accuracy at 0.0, 0.773 at 0.5, 0.760 at 0.6.
+# costliest error for a desk. Emergent CV accuracy: 0.776 at 0.0, 0.774 at 0.5, 0.761 at 0.6.
 MIN_MODEL_CORROBORATION = 0.5
 _LABELS: dict[str, Relation] = {
     "for": "corroboration", "against": "denial", "observing": "follow-up",
@@ -110,30 +111,34 @@ def decide_relation(
     head = str(headline or "")[:MAX_HEADLINE_CHARS]
     text = str(body or "")[:MAX_BODY_CHARS]
     lang = language if language in ("en", "ru", "uk") else guess_language(head or text)
-    decision = _decide(claim, head, text, lang, model or default_model())
-    return _speaker_check(decision, head, claim_speaker)
+    decision, cue_at = _decide(claim, head, text, lang, model or default_model())
+    return _speaker_check(decision, head, cue_at, claim_speaker)
 
 
 def _decide(
     claim: str, head: str, body: str, lang: str, model: StanceModel | None
-) -> RelationDecision:
-    cues = find_cues(head)
+) -> tuple[RelationDecision, int | None]:
+    """The decision and, when a headline cue made it, where that cue starts."""
+    cues = find_cues(head, lang)
     decisive = _first_decisive(cues)
     if decisive is not None:
-        return _from_cue(decisive, 0.85, "")
-    negated = _negated_claim_word(claim, head, cues)
+        return _from_cue(decisive, 0.85, ""), decisive.start
+    if any(c.negated and c.kind != "hedge" for c in cues):
+        return _follow_up(cues, lang), None  # "did not deny", "не стал опровергать"
+    negated = _negated_claim_word(claim, head)
     if negated:
-        return RelationDecision("denial", f"negated claim word '{negated}' ({lang})", 0.7)
+        return RelationDecision("denial", f"negated claim word '{negated}' ({lang})", 0.7), None
+    body_cue = _first_decisive(find_cues(body, lang)) if body.strip() else None
     if lang == "en" and model is not None and head.strip():
-        relation, p, top = model.predict(model_features(claim, head))
+        relation, p, top = model.predict(model_features(claim, head, cues))
         if relation == "corroboration" and p < MIN_MODEL_CORROBORATION:
             relation = "follow-up"
-        if relation != "follow-up" or _first_decisive(find_cues(body)) is None:
-            return RelationDecision(relation, f"model: p={p:.2f} ({relation}); top '{top}'", p)
-    body_cue = _first_decisive(find_cues(body))
+        if relation != "follow-up" or body_cue is None:
+            cue = f"model: p={p:.2f} ({relation}); top '{top}'"
+            return RelationDecision(relation, cue, p), None
     if body_cue is not None:
-        return _from_cue(body_cue, 0.6, " in body")
-    return _follow_up(cues, lang)
+        return _from_cue(body_cue, 0.6, " in body"), None
+    return _follow_up(cues, lang), None
 
 
 def _first_decisive(cues: list[Cue]) -> Cue | None:
@@ -157,17 +162,15 @@ def _follow_up(cues: list[Cue], lang: str) -> RelationDecision:
     return RelationDecision("follow-up", f"no denial or confirmation cue ({lang})", 0.5)
 
 
-def _negated_claim_word(claim: str, head: str, cues: list[Cue]) -> str:
+def _negated_claim_word(claim: str, head: str) -> str:
     """'не просил' when the claim says 'просили' and does not negate it itself."""
-    if any(c.negated and c.kind != "hedge" for c in cues):
-        return ""  # "did not deny asking": the negation belongs to the cue
     claim_words = [w for w in _WORD.findall(claim) if w.islower() and w not in _COMMON]
-    for m in _WORD.finditer(head):
-        word = m.group(0).casefold()
-        if word in _COMMON or not is_negated(head, m.start()):
+    for start, found in negated_words(head):
+        word = found.casefold()
+        if len(word) < 4 or word in _COMMON:
             continue
         if any(_same_stem(word, c) for c in claim_words) and not _claim_negates(claim, word):
-            return head[max(0, m.start() - 12) : m.end()].strip()
+            return head[max(0, start - 12) : start + len(word)].strip()
     return ""
 
 
@@ -184,14 +187,14 @@ def _claim_negates(claim: str, word: str) -> bool:
 
 
 def _speaker_check(
-    decision: RelationDecision, head: str, speaker: str | None
+    decision: RelationDecision, head: str, cue_at: int | None, speaker: str | None
 ) -> RelationDecision:
     """A corroboration voiced by the claim's own speaker is only a repetition."""
     if decision.relation != "corroboration" or not speaker:
         return decision
     at = _speaker_position(head, speaker)
-    cue_at = _cue_position(head, decision.cue)
-    if at is None or at > (_SUBJECT_CHARS if cue_at is None else cue_at):
+    limit = _SUBJECT_CHARS if cue_at is None else len(latin_key(head[:cue_at]))
+    if at is None or at > limit:
         return decision
     return RelationDecision(
         "follow-up", f"claim's own speaker '{speaker}' repeats it ({decision.cue})", 0.7
@@ -199,14 +202,20 @@ def _speaker_check(
 
 
 def _speaker_position(head: str, speaker: str) -> int | None:
+    """Where the speaker is named as a subject (not "Lukashenko's claim", "слова Лукашенко")."""
     key = latin_key(head)
     names = [latin_key(n) for n in tokens(speaker) if len(n) >= 4]
-    hits = [m.start() for n in names for m in re.finditer(re.escape(n[: max(4, len(n) - 2)]), key)]
+    hits = [
+        m.start()
+        for n in names
+        for m in re.finditer(rf"\b{re.escape(n[: max(4, len(n) - 2)])}\w*", key)
+        if not _OBJECT_BEFORE.search(key, 0, m.start()) and not _POSSESSIVE.match(key, m.end())
+    ]
     return min(hits) if hits else None
 
 
-def _cue_position(head: str, cue: str) -> int | None:
-    """Where the deciding cue stands in ``latin_key(head)``; None for model decisions."""
-    m = re.search(r"cue '([^']+)'", cue)
-    at = head.find(m.group(1)) if m else -1
-    return len(latin_key(head[:at])) if at >= 0 else None
+_OBJECT_BEFORE = re.compile(
+    r"\b(?:slova|zayavleni\w*|zayav[uiy]|versi\w*|rasskaz\w*|claims?|words|story|account)"
+    r"\W+$"
+)
+_POSSESSIVE = re.compile(r"['’]s?\b")

@@ -68,11 +68,12 @@ _CUES: dict[str, dict[CueKind, tuple[str, ...]]] = {
         ),
     },
 }
-_NEGATORS = re.compile(
+_NEGATOR = (
     r"(?:\bnot|n['’]t|\bnever|\bno|\bwithout|\brefus\w*|\bdeclin\w*|\bfail\w*|"
-    r"\bне|\bни|\bнет|\bотказ\w*|\bні|\bвідмов\w*|\bбез)\s+(?:\w+\s+){0,1}$",
-    re.IGNORECASE,
+    r"\bне|\bни|\bнет|\bотказ\w*|\bні|\bвідмов\w*|\bбез)\s+"
 )
+_NEGATORS = re.compile(_NEGATOR + r"(?:\w+\s+){0,1}$", re.IGNORECASE)
+_NEGATED_WORDS = re.compile(_NEGATOR + r"(\w+)(?:\s+(\w+))?", re.IGNORECASE)
 _CYRILLIC = re.compile(r"[а-яёіїєґ]", re.IGNORECASE)
 _UK_ONLY = re.compile(r"[іїєґ]|\b(?:що|та|це|щодо|від|який|яка|які|він|вона|ув)\b", re.IGNORECASE)
 _RU_ONLY = re.compile(r"[ыэъё]|\b(?:что|это|его|как|или|от|который|она|он)\b", re.IGNORECASE)
@@ -91,7 +92,7 @@ class Cue:
 
 def _compile(language: str, kind: CueKind) -> re.Pattern[str]:
     stems = "|".join(_CUES[language][kind])
-    return re.compile(rf"(?<![\w'’-])(?:{stems}){_W}", re.IGNORECASE)
+    return re.compile(rf"(?<![\w-])(?:{stems}){_W}", re.IGNORECASE)
 
 
 _PATTERNS: dict[tuple[str, CueKind], re.Pattern[str]] = {
@@ -114,8 +115,9 @@ def cue_languages(text: str) -> tuple[str, ...]:
     return ("en",) * latin + ("ru", "uk") * cyrillic
 
 
-def find_cues(text: str) -> list[Cue]:
-    """Every cue in ``text``, in order of position (both Cyrillic tables: they rarely clash)."""
+def find_cues(text: str, prefer: str = "") -> list[Cue]:
+    """Every cue in ``text`` by position; a stem both Cyrillic tables share is reported once,
+    under ``prefer`` when that is one of them."""
     langs = cue_languages(text)
     found = [
         Cue(kind, m.group(0), lang, m.start(), is_negated(text, m.start()))
@@ -123,12 +125,24 @@ def find_cues(text: str) -> list[Cue]:
         if lang in langs
         for m in pattern.finditer(text)
     ]
-    return sorted(found, key=lambda cue: cue.start)
+    found.sort(key=lambda cue: (cue.start, cue.language != prefer))
+    unique: dict[tuple[int, str], Cue] = {}
+    for cue in found:
+        unique.setdefault((cue.start, cue.kind), cue)
+    return list(unique.values())
 
 
 def is_negated(text: str, start: int) -> bool:
     """True when a negator stands at most one word before ``start``."""
     return bool(_NEGATORS.search(text[max(0, start - 40) : start]))
+
+
+def negated_words(text: str) -> list[tuple[int, str]]:
+    """(position, word) for the one or two words right after each negator."""
+    found = []
+    for m in _NEGATED_WORDS.finditer(text):
+        found += [(m.start(g), m.group(g)) for g in (1, 2) if m.group(g)]
+    return found
 
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|\?|!", re.UNICODE)
@@ -138,8 +152,8 @@ def tokens(text: str) -> list[str]:
     return [t.replace("’", "'") for t in _TOKEN.findall(text.casefold())]
 
 
-def model_features(claim: str, headline: str) -> dict[str, float]:
-    """Sparse features of a headline relative to its claim, for the English model."""
+def model_features(claim: str, headline: str, cues: list[Cue] | None = None) -> dict[str, float]:
+    """Sparse features of a headline relative to its claim (``cues``: its ``find_cues``)."""
     words = tokens(headline)
     claim_words = set(tokens(claim))
     feats: dict[str, float] = {}
@@ -151,7 +165,7 @@ def model_features(claim: str, headline: str) -> dict[str, float]:
     for w in words:
         if w not in claim_words:
             feats["new=" + w] = feats.get("new=" + w, 0.0) + 0.5
-    for cue in find_cues(headline):
+    for cue in find_cues(headline) if cues is None else cues:
         name = f"cue={cue.kind}{'_neg' if cue.negated else ''}"
         feats[name] = feats.get(name, 0.0) + 1.0
     overlap = len(set(words) & claim_words) / max(1, len(set(words)))

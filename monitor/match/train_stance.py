@@ -2,6 +2,7 @@
 
     python -m monitor.match.train_stance --data ../shared/data            # CV report + write model
     python -m monitor.match.train_stance --data ../shared/data --cv-only  # CV report only
+    python -m monitor.match.train_stance --data ../shared/data --cv-only --fnc1  # + FNC-1
 
 Training needs scikit-learn (a training-only dependency); the shipped model is plain JSON that
 ``monitor.match.stance`` reads without it. Cross-validation is grouped by claim (GroupKFold,
@@ -91,7 +92,7 @@ def scores(gold: Sequence[Relation], predicted: Sequence[Relation]) -> dict[str,
     }
 
 
-def _predict(model: StanceModel | None, examples: Sequence[Example]) -> list[Relation]:
+def _predict(model: StanceModel, examples: Sequence[Example]) -> list[Relation]:
     return [
         decide_relation(e.claim, e.headline, language="en", model=model).relation
         for e in examples
@@ -108,6 +109,44 @@ def evaluate_emergent(path: str | Path, *, folds: int = FOLDS) -> dict[str, Any]
     if folds <= 1:
         report = scores([e.relation for e in examples], _predict(load_model(MODEL_PATH), examples))
         return {**report, "method": "shipped model"}
+    report = cross_validate(examples, folds)
+    return {**report, "method": f"GroupKFold({folds}) by claimId, cues + model"}
+
+
+FNC1_LABELS: dict[str, Relation] = {
+    "agree": "corroboration",
+    "disagree": "denial",
+    "discuss": "follow-up",
+}
+FNC1_BODY_CHARS = 300  # the body's lead stands in for the headline the model was built for
+
+
+def read_fnc1_related(folder: Path, prefix: str = "train") -> list[Example]:
+    """FNC-1 pairs labelled agree/disagree/discuss (unrelated ones left out), grouped by body."""
+    with (folder / f"{prefix}_bodies.csv").open(encoding="utf-8", newline="") as fh:
+        bodies = {row["Body ID"]: row["articleBody"] for row in csv.DictReader(fh)}
+    with (folder / f"{prefix}_stances.csv").open(encoding="utf-8", newline="") as fh:
+        return [
+            Example(
+                row["Headline"],
+                bodies[row["Body ID"]][:FNC1_BODY_CHARS],
+                FNC1_LABELS[row["Stance"]],
+                row["Body ID"],
+            )
+            for row in csv.DictReader(fh)
+            if row["Stance"] in FNC1_LABELS
+        ]
+
+
+def _predict_model_only(model: StanceModel, examples: Sequence[Example]) -> list[Relation]:
+    return [model.predict(model_features(e.claim, e.headline))[0] for e in examples]
+
+
+def cross_validate(
+    examples: Sequence[Example], folds: int = FOLDS, *, model_only: bool = False
+) -> dict[str, Any]:
+    """Grouped k-fold: fit on the other groups, run ``decide_relation`` on the held-out ones."""
+    predict = _predict_model_only if model_only else _predict
     from sklearn.model_selection import GroupKFold  # type: ignore[import-not-found,unused-ignore]
 
     predicted: list[Relation] = ["follow-up"] * len(examples)
@@ -115,10 +154,21 @@ def evaluate_emergent(path: str | Path, *, folds: int = FOLDS) -> dict[str, Any]
     for train_idx, test_idx in splits:
         model = fit([examples[i] for i in train_idx])
         held_out = [examples[i] for i in test_idx]
-        for i, rel in zip(test_idx, _predict(model, held_out), strict=True):
+        for i, rel in zip(test_idx, predict(model, held_out), strict=True):
             predicted[i] = rel
-    report = scores([e.relation for e in examples], predicted)
-    return {**report, "method": f"GroupKFold({folds}) by claimId, cues + model"}
+    return scores([e.relation for e in examples], predicted)
+
+
+def evaluate_fnc1_related(folder: str | Path, *, folds: int = FOLDS) -> dict[str, Any]:
+    """Stance of FNC-1 related pairs, a model fitted per fold on FNC-1 itself (a minute or two).
+
+    ``stance_*``: the full decision (cues + model); ``model_only``: the model alone.
+    """
+    examples = read_fnc1_related(Path(folder))
+    report = cross_validate(examples, folds)
+    alone = cross_validate(examples, folds, model_only=True)
+    method = f"GroupKFold({folds}) by Body ID, body lead as headline"
+    return {**report, "model_only": alone, "method": method}
 
 
 def write_model(model: StanceModel, path: Path) -> None:
@@ -137,9 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--cv-only", action="store_true")
+    parser.add_argument("--fnc1", action="store_true", help="also cross-validate FNC-1 (minutes)")
     args = parser.parse_args(argv)
     emergent = args.data / "emergent" / "train.csv"
-    print(json.dumps({"emergent_cv": evaluate_emergent(emergent)}))
+    print(json.dumps({"emergent_cv": evaluate_emergent(emergent)}), flush=True)
+    if args.fnc1:
+        print(json.dumps({"fnc1_related_cv": evaluate_fnc1_related(args.data / "fnc-1")}))
     if not args.cv_only:
         write_model(fit(read_emergent(emergent)), args.out)
         print(f"wrote {args.out} ({args.out.stat().st_size} bytes)", file=sys.stderr)
