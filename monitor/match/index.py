@@ -9,6 +9,7 @@ is then confirmed by the prefix rule in :func:`keys_match`.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -19,9 +20,9 @@ from monitor.match.text import keys, normalized
 
 PREFIX_CHARS = 5
 # A key shared by more than this share of claims (and more than the floor) does not select.
-COMMON_KEY_SHARE = 0.02
+COMMON_KEY_SHARE = 0.01
 COMMON_KEY_FLOOR = 50
-MIN_TEXT_HITS = 1  # one distinctive shared key makes a candidate; scoring decides
+MAX_TEXT_CANDIDATES = 15  # claims without keywords scored per item, best shared keys first
 UNKNOWN_KEY_WEIGHT = 0.5  # a headline word no claim uses weighs this share of the rarest
 
 
@@ -52,6 +53,15 @@ class PreparedClaim:
     groups: tuple[tuple[Term, ...], ...]
     excludes: tuple[Term, ...]
     text_keys: frozenset[str]
+    key_sets: dict[str, frozenset[str]]  # language -> distinct keys of that text
+    buckets: dict[str, dict[str, tuple[str, ...]]]  # language -> bucket -> keys
+
+
+def bucketed(keys_: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for key in set(keys_):
+        grouped[bucket(key)].append(key)
+    return {prefix: tuple(members) for prefix, members in grouped.items()}
 
 
 def prepare(claim: ClaimConfig) -> PreparedClaim:
@@ -63,6 +73,8 @@ def prepare(claim: ClaimConfig) -> PreparedClaim:
         groups=tuple(tuple(_term(t) for t in group) for group in claim.keywords),
         excludes=tuple(_term(t) for t in claim.exclude),
         text_keys=frozenset(key for text in texts.values() for key in text.split()),
+        key_sets={lang: frozenset(text.split()) for lang, text in texts.items()},
+        buckets={lang: bucketed(text.split()) for lang, text in texts.items()},
     )
 
 
@@ -91,6 +103,8 @@ class ClaimIndex:
         self.unknown_idf = math.log(1 + total) * UNKNOWN_KEY_WEIGHT
         limit = max(COMMON_KEY_FLOOR, COMMON_KEY_SHARE * len(self.claims))
         self.common_keys = frozenset(k for k, n in frequency.items() if n > limit)
+        self._keyword_positions = frozenset(
+            position for position, prepared in enumerate(self.claims) if prepared.groups)
         for position, prepared in enumerate(self.claims):
             for key in self._index_keys(prepared):
                 self._postings[bucket(key)].add(position)
@@ -101,18 +115,25 @@ class ClaimIndex:
             return {max(term.keys, key=len) for group in prepared.groups for term in group}
         return set(prepared.text_keys - self.common_keys)
 
-    def candidates(self, item_keys: Sequence[str]) -> dict[int, set[str]]:
-        """Claim positions whose indexed keys the item shares, with the shared item keys."""
-        hits: dict[int, set[str]] = defaultdict(set)
+    def candidates(self, item_keys: Iterable[str], limit: int = MAX_TEXT_CANDIDATES
+                   ) -> list[int]:
+        """Positions of the claims worth scoring for an item with these keys.
+
+        Every claim with keywords that shares a key is a candidate (its groups decide); of
+        the claims without keywords only the ``limit`` that share the rarest keys are, so
+        that the cost per item does not grow with the number of claims.
+        """
+        strength: dict[int, float] = defaultdict(float)
         for key in set(item_keys):
             if key in self.common_keys:
                 continue
+            weight = self.idf.get(key, self.unknown_idf)
             for position in self._postings.get(bucket(key), ()):
-                hits[position].add(key)
-        return {
-            position: shared for position, shared in hits.items()
-            if self.claims[position].groups or len(shared) >= MIN_TEXT_HITS
-        }
+                strength[position] += weight
+        chosen = [p for p in strength if p in self._keyword_positions]
+        textual = ((w, p) for p, w in strength.items() if p not in self._keyword_positions)
+        chosen.extend(p for _, p in heapq.nlargest(limit, textual))
+        return chosen
 
     def weight(self, key: str) -> float:
         return self.idf.get(key, self.unknown_idf)

@@ -7,13 +7,12 @@ token-sort ratio of the two normalized texts, which rewards near-verbatim reprin
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
 
-from monitor.match.index import PreparedClaim, bucket, keys_match, term_hit
+from monitor.match.index import PREFIX_CHARS, PreparedClaim, bucketed, keys_match, term_hit
 
 Weight = Callable[[str], float]
 KEYWORD_FLOOR = 30.0  # an item that satisfies every keyword group starts here
@@ -27,10 +26,14 @@ class ItemText:
     title_keys: tuple[str, ...]
     all_keys: tuple[str, ...]
     language: str | None
+    title_set: frozenset[str] = field(init=False)
+    all_set: frozenset[str] = field(init=False)
+    all_buckets: dict[str, tuple[str, ...]] = field(init=False)
 
-    @property
-    def title(self) -> str:
-        return " ".join(self.title_keys)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title_set", frozenset(self.title_keys or self.all_keys))
+        object.__setattr__(self, "all_set", frozenset(self.all_keys))
+        object.__setattr__(self, "all_buckets", bucketed(self.all_keys))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,45 +54,49 @@ def score_claim(prepared: PreparedClaim, item: ItemText, weight: Weight) -> Scor
             return None
         matched.append(hit)
     language = item.language if item.language in prepared.texts else ""
-    claim_keys = prepared.texts[language].split()
-    similarity = _similarity(claim_keys, item, weight)
+    similarity = _similarity(prepared, language, item, weight)
     if prepared.groups:
         value = KEYWORD_FLOOR + (100 - KEYWORD_FLOOR) * similarity
     else:
         value = 100 * similarity
-        matched.extend(_shared(claim_keys, item.title_keys))
+        matched.extend(_shared(prepared.key_sets[language], item.title_keys))
     return Score(round(value, 2), tuple(dict.fromkeys(matched)), language or "main")
 
 
-def _similarity(claim_keys: Sequence[str], item: ItemText, weight: Weight) -> float:
+def _similarity(prepared: PreparedClaim, language: str, item: ItemText, weight: Weight
+                ) -> float:
     """0-1: the harmonic mean of claim coverage and headline coverage (each weighted by how
     rare a key is), blended with rapidfuzz's token-sort ratio."""
-    if not claim_keys or not item.all_keys:
+    claim_keys = prepared.key_sets[language]
+    if not claim_keys or not item.all_set:
         return 0.0
-    claim_cover = _covered(claim_keys, item.all_keys, weight)
-    title_keys = item.title_keys or item.all_keys
-    title_cover = _covered(title_keys, claim_keys, weight)
+    claim_cover = _covered(claim_keys, item.all_set, item.all_buckets, weight)
+    title_cover = _covered(item.title_set, claim_keys, prepared.buckets[language], weight)
     overlap = 0.0
     if claim_cover and title_cover:
         overlap = 2 * claim_cover * title_cover / (claim_cover + title_cover)
-    verbatim = fuzz.token_sort_ratio(" ".join(claim_keys), " ".join(title_keys)) / 100
+    verbatim = fuzz.token_sort_ratio(prepared.texts[language],
+                                     " ".join(item.title_keys or item.all_keys)) / 100
     return OVERLAP_WEIGHT * overlap + (1 - OVERLAP_WEIGHT) * verbatim
 
 
-def _covered(wanted: Sequence[str], present: Sequence[str], weight: Weight) -> float:
-    """The weighted share (0-1) of distinct ``wanted`` keys that have a match in ``present``."""
-    by_bucket: dict[str, list[str]] = defaultdict(list)
-    for key in set(present):
-        by_bucket[bucket(key)].append(key)
+def _covered(wanted: frozenset[str], present: frozenset[str],
+             present_buckets: dict[str, tuple[str, ...]], weight: Weight) -> float:
+    """The weighted share (0-1) of ``wanted`` keys that have a match in ``present``."""
     total = found = 0.0
-    for key in set(wanted):
+    for key in wanted:
         share = weight(key)
         total += share
-        if any(keys_match(candidate, key) for candidate in by_bucket.get(bucket(key), ())):
+        if key in present or _prefix_hit(key, present_buckets):
             found += share
     return found / total if total else 0.0
 
 
-def _shared(claim_keys: Sequence[str], title_keys: Sequence[str]) -> list[str]:
-    claim = set(claim_keys)
-    return [key for key in dict.fromkeys(title_keys) if key in claim][:8]
+def _prefix_hit(key: str, present_buckets: dict[str, tuple[str, ...]]) -> bool:
+    if len(key) < PREFIX_CHARS:
+        return False
+    return any(keys_match(other, key) for other in present_buckets.get(key[:PREFIX_CHARS], ()))
+
+
+def _shared(claim_keys: frozenset[str], title_keys: Sequence[str]) -> list[str]:
+    return [key for key in dict.fromkeys(title_keys) if key in claim_keys][:8]
