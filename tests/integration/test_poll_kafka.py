@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -151,3 +152,44 @@ def test_items_that_appear_while_the_broker_is_down_arrive_once_afterwards(
     counts = Counter(item.url for _, item in records)
     assert sorted(counts) == sorted(f"https://wire.example/{n}" for n in range(25))
     assert set(counts.values()) == {1}
+
+
+def test_run_in_kafka_mode_polls_and_matches_end_to_end(
+    kafka_broker: LocalKafka, feed_server: FeedServer, tmp_path: Path,
+) -> None:
+    from kafka import KafkaConsumer
+
+    from monitor.model import decode_match
+    from tests.conftest import REPO
+
+    story = ("<item><title>Генштаб ВСУ назвал фейком слова Лукашенко о просьбе украинских "
+             "генералов</title><link>https://wire.example/denial</link></item>")
+    body = rss(range(0, 3)).replace(b"</channel>", story.encode() + b"</channel>")
+    feed_server.set("/wire.xml", body)
+    feeds = [FeedConfig.model_validate({"id": "wire", "url": feed_server.url("/wire.xml"),
+                                        "source": "Wire", "language": "ru", "interval": 1})]
+    suffix = uuid.uuid4().hex[:8]
+    settings = settings_for(kafka_broker.bootstrap, tmp_path / "s.sqlite3",
+                            f"monitor.items.{suffix}")
+    settings.kafka.matches_topic = f"monitor.matches.{suffix}"
+    settings.kafka.match_group = f"match-{suffix}"
+    settings.kafka.transactional_id = f"match-{suffix}"
+    settings.kafka.session_timeout_seconds = 6
+    service = PollService(settings, feeds, CollectorRegistry(), claims_path=REPO / "claims.yaml")
+    consumer = KafkaConsumer(settings.kafka.matches_topic, bootstrap_servers=kafka_broker.bootstrap,
+                             group_id=f"reader-{suffix}", auto_offset_reset="earliest",
+                             isolation_level="read_committed", consumer_timeout_ms=500)
+    try:
+        service.start()
+        run_rounds(service, 2)
+        records = []
+        deadline = time.monotonic() + 60
+        while not records and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+        service.close()
+    matches = [decode_match(record.value) for record in records]
+    assert [(m.claim_id, m.relation) for m in matches] == [("lukashenko-generals-2022", "denial")]
+    assert records[0].key == b"lukashenko-generals-2022"
