@@ -109,6 +109,59 @@ def claims_show(claims_path: Path, claim_id: str) -> None:
     click.echo(claim.model_dump_json(indent=2))
 
 
+@claims.command("add")
+@claims_option
+@click.option("--id", "claim_id", required=True, help="Lower-case letters, digits, '-'; unique.")
+@click.option("--text", required=True, help="The claim, in English.")
+@click.option("--speaker", help="Who made the claim.")
+@click.option("--lang-text", "lang_texts", multiple=True, metavar="LANG=TEXT",
+              help="The claim in another language, e.g. ru=...; repeatable.")
+@click.option("--keywords", "keyword_groups", multiple=True, metavar="A|B|C",
+              help="One keyword group, alternatives separated by '|'; repeatable.")
+@click.option("--exclude", multiple=True, help="Never link an item with this term; repeatable.")
+@click.option("--threshold", help="0-100, the score a link needs.")
+@click.option("--tag", "tags", multiple=True, help="Repeatable.")
+@click.option("--expires", metavar="YYYY-MM-DD", help="Stop matching after this day.")
+@click.option("--source-url", help="Where the claim was made.")
+@click.option("--made-at", metavar="YYYY-MM-DD", help="When the claim was made.")
+def claims_add(claims_path: Path, claim_id: str, text: str, speaker: str | None,
+               lang_texts: tuple[str, ...], keyword_groups: tuple[str, ...],
+               exclude: tuple[str, ...], threshold: str | None, tags: tuple[str, ...],
+               expires: str | None, source_url: str | None, made_at: str | None) -> None:
+    """Add a claim to the claims file (validated, written atomically, comments kept)."""
+    from monitor.config.claims_edit import add_claim
+
+    texts: dict[str, str] = {}
+    for value in lang_texts:
+        language, sep, translated = value.partition("=")
+        if not sep or language.strip() in texts:
+            raise ConfigError(f"{claims_path}: field 'texts': --lang-text {value!r} is not "
+                              "LANG=TEXT or repeats a language; not changed")
+        texts[language.strip()] = translated.strip()
+    entry: dict[str, Any] = {
+        "id": claim_id, "text": text, "speaker": speaker, "made_at": made_at,
+        "source_url": source_url, "texts": texts or None,
+        "keywords": [[term.strip() for term in group.split("|")] for group in keyword_groups]
+        or None,
+        "exclude": list(exclude) or None, "threshold": threshold, "tags": list(tags) or None,
+        "expires": expires,
+    }
+    claim = add_claim(claims_path, entry)
+    click.echo(f"{claims_path}: added claim {claim.id!r} ({len(claim.keywords)} keyword groups, "
+               f"{len(claim.texts)} translations, threshold {claim.threshold:g})")
+
+
+@claims.command("retire")
+@claims_option
+@click.argument("claim_id")
+def claims_retire(claims_path: Path, claim_id: str) -> None:
+    """Set status: retired on CLAIM_ID (written atomically, comments kept)."""
+    from monitor.config.claims_edit import retire_claim
+
+    retire_claim(claims_path, claim_id)
+    click.echo(f"{claims_path}: retired claim {claim_id!r}")
+
+
 @cli.command()
 @feeds_option
 @click.argument("feed_id")
