@@ -28,12 +28,17 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import CommentMark, MarkedYAMLError, YAMLError
+from ruamel.yaml.error import CommentMark
 from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from monitor.config.claims import ClaimConfig, ClaimsFile, load_claims
-from monitor.config.yamlfile import describe_validation_error, line_of, sequence_entry_label
+from monitor.config.yamlfile import (
+    describe_validation_error,
+    line_of,
+    parse_yaml_text,
+    sequence_entry_label,
+)
 from monitor.errors import ConfigError
 
 NEW_FILE = (
@@ -143,7 +148,7 @@ def _load_keeping_layout(path: Path, text: str) -> tuple[YAML, Any]:
     fallback: tuple[YAML, Any] | None = None
     for mapping, sequence, offset in INDENTS:
         yaml = _yaml(mapping, sequence, offset)
-        document = _parse(path, yaml, text)
+        document = parse_yaml_text(path, text, yaml)
         if fallback is None:
             fallback = (yaml, document)
         if _dump(yaml, document) == text:
@@ -152,17 +157,6 @@ def _load_keeping_layout(path: Path, text: str) -> tuple[YAML, Any]:
     # only the spacing of what ruamel cannot reproduce changes.
     assert fallback is not None
     return fallback
-
-
-def _parse(path: Path, yaml: YAML, text: str) -> Any:
-    try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(f"{path}: YAML syntax error at {where}: {exc.problem or exc}") from exc
-    except YAMLError as exc:
-        raise ConfigError(f"{path}: YAML error: {exc}") from exc
 
 
 def _yaml(mapping: int, sequence: int, offset: int) -> YAML:

@@ -28,8 +28,13 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    return parse_yaml_text(path, text)
+
+
+def parse_yaml_text(path: Path, text: str, yaml: YAML | None = None) -> Any:
+    """Parse ``text`` read from ``path``; ConfigError names file and line on failure."""
     try:
-        return YAML(typ="rt").load(text)
+        return (yaml or YAML(typ="rt")).load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
