@@ -36,8 +36,17 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
+_URL = re.compile(r"(?:https?://|www\.|pic\.twitter\.com/)\S+", re.IGNORECASE)
+_HASHTAG = re.compile(r"#(\w+)")
+_CAMEL = re.compile(r"(?<=[a-zа-яёіїєґ])(?=[A-ZА-ЯЁІЇЄҐ])")
+
+
 def words(text: str) -> list[str]:
-    """The words of ``text``, folded, punctuation dropped, apostrophes inside words kept."""
+    """The words of ``text``, folded, punctuation dropped, apostrophes inside words kept.
+
+    Links are dropped (their letters are noise) and #CamelCase hashtags split into words.
+    """
+    text = _HASHTAG.sub(lambda tag: _CAMEL.sub(" ", tag.group(1)), _URL.sub(" ", text))
     return _WORD.findall(fold(text))
 
 

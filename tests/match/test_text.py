@@ -62,3 +62,9 @@ def test_spelling_key_is_plain_lowercase_ascii(word: str) -> None:
 
 def test_normalized_joins_keys() -> None:
     assert normalized("Лукашенко встретился с Путиным", "ru") == "lukashenk vstret putin"
+
+
+def test_links_are_dropped_and_hashtags_split() -> None:
+    text = ("#FyreFestival ran out https://t.co/UewkblF8Oo pic.twitter.com/xyz iPhone "
+            "#ЗеленськийБрехун")
+    assert words(text) == ["fyre", "festival", "ran", "out", "iphone", "зеленський", "брехун"]
