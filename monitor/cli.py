@@ -71,7 +71,10 @@ def claims_option(command: F) -> F:
 @cli.command()
 @feeds_option
 @claims_option
-def check(feeds_path: Path, claims_path: Path) -> None:
+@click.option("--alerts", "alerts_path", type=click.Path(path_type=Path),
+              default=Path("alerts/routes.yaml"), show_default=True,
+              help="The alert routing file.")
+def check(feeds_path: Path, claims_path: Path, alerts_path: Path) -> None:
     """Validate settings and config files; exit non-zero naming what is wrong."""
     load_settings()
     for problem in unknown_environment_settings(os.environ):
@@ -82,6 +85,21 @@ def check(feeds_path: Path, claims_path: Path) -> None:
     claims = load_claims(claims_path)
     tracking = sum(claim.status == "tracking" for claim in claims)
     click.echo(f"{claims_path}: {len(claims)} claims ({tracking} tracking): ok")
+    _check_alerts(alerts_path)
+
+
+def _check_alerts(alerts_path: Path) -> None:
+    """Validate the routing file; secrets missing from this environment are warnings here
+    (the alerter refuses to start without them)."""
+    from monitor.config.alerts import load_alerts, resolve_urls
+
+    alerts = load_alerts(alerts_path)
+    for receiver in alerts.receivers:
+        try:
+            resolve_urls(receiver, os.environ)
+        except ConfigError as exc:
+            click.echo(f"monitor: warning: {exc}", err=True)
+    click.echo(f"{alerts_path}: {len(alerts.receivers)} receivers: ok")
 
 
 @cli.group()

@@ -151,3 +151,18 @@ def test_embedded_run_matches_new_items_to_claims(tmp_path: Path, feed_server: F
         rows = db.execute("SELECT claim_id, payload FROM match_log").fetchall()
     assert [row[0] for row in rows] == ["lukashenko-generals-2022"]
     assert json.loads(rows[0][1])["relation"] == "denial"
+
+
+def test_check_validates_the_alert_routes(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("receivers:\n  - name: desk\n    urls: ['json://hooks.example.org/x']\n"
+                      "route:\n  receiver: nobody\n", encoding="utf-8")
+    result = monitor("check", "--alerts", str(routes))
+    assert result.returncode == 2
+    assert str(routes) in result.stderr and "nobody" in result.stderr
+
+
+def test_check_warns_about_missing_secrets_without_printing_any() -> None:
+    result = monitor("check", env={"SLACK_TOKEN_A": "xoxb-secret-value"})
+    assert result.returncode == 0
+    assert "SLACK_TOKEN_B" in result.stderr and "xoxb-secret-value" not in result.stderr
