@@ -22,7 +22,7 @@ import click
 from monitor.config.claims import load_claims
 from monitor.config.feeds import FeedConfig, load_feeds
 from monitor.config.settings import Settings, load_settings, unknown_environment_settings
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, InvalidInputError, MonitorError
 from monitor.feeds.fetch import Validators
 from monitor.feeds.parse import FeedSource, TextLimits, parse_feed
 from monitor.logsetup import configure_logging
@@ -259,6 +259,65 @@ def run(feeds_path: Path, claims_path: Path, once: bool) -> None:
     _run_stages(feeds_path, once, claims_path)
 
 
+@cli.group()
+def silence() -> None:
+    """Silence alerts for a claim, tag, source or relation, for a while, with a reason."""
+
+
+def _silences() -> tuple[Any, datetime]:
+    from monitor.alerting.silence_store import SilenceStore
+    from monitor.store import Database
+
+    settings = load_settings()
+    return SilenceStore(Database(settings.state_path)), datetime.now(UTC)
+
+
+def _describe_silence(s: Any, now: datetime) -> str:
+    state = "active" if s.is_active(now) else "expired"
+    matchers = ", ".join(str(m) for m in s.matchers)
+    return (f"{s.id}\t{state}\tuntil {s.expires_at.isoformat(timespec='minutes')}\t"
+            f"{matchers}\t{s.reason} ({s.created_by})")
+
+
+@silence.command("add")
+@click.option("--match", "matchers", multiple=True, required=True,
+              help="e.g. 'claim = kupiansk-captured', 'tags =~ belarus', 'source = TASS'.")
+@click.option("--for", "duration", default="4h", show_default=True, help="e.g. 30m, 4h, 2d.")
+@click.option("--reason", required=True)
+@click.option("--by", "created_by", default=lambda: os.environ.get("USER", "unknown"),
+              help="Who silenced it (default: $USER).")
+def silence_add(matchers: tuple[str, ...], duration: str, reason: str, created_by: str) -> None:
+    """Add a silence; prints its id."""
+    from datetime import timedelta
+
+    from monitor.config.feeds import parse_duration_seconds
+
+    try:
+        seconds = float(parse_duration_seconds(duration))
+    except ValueError as exc:
+        raise InvalidInputError(f"silence: --for: {exc}") from exc
+    store, now = _silences()
+    added = store.add(list(matchers), now + timedelta(seconds=seconds), reason, created_by, now)
+    click.echo(_describe_silence(added, now))
+
+
+@silence.command("list")
+@click.option("--all", "include_expired", is_flag=True, help="Include expired silences.")
+def silence_list(include_expired: bool) -> None:
+    """One line per silence: id, state, expiry, matchers, reason."""
+    store, now = _silences()
+    for item in store.list(include_expired=include_expired, now=now):
+        click.echo(_describe_silence(item, now))
+
+
+@silence.command("expire")
+@click.argument("silence_id")
+def silence_expire(silence_id: str) -> None:
+    """End a silence now."""
+    store, now = _silences()
+    click.echo(_describe_silence(store.expire(silence_id, now), now))
+
+
 @cli.command("eval")
 @click.argument("dataset", type=click.Choice(["emergent", "fnc1", "paraphraser", "clef"]))
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
@@ -295,7 +354,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except ConfigError as exc:
+    except (ConfigError, InvalidInputError) as exc:
         _fail(str(exc), EXIT_CONFIG)
     except MonitorError as exc:
         _fail(f"{exc} (after {time.monotonic() - started:.1f} s)", EXIT_FAILURE)
