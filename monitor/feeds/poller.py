@@ -65,7 +65,6 @@ class FeedPoller:
         with self._metrics.poll_duration.labels(feed.id).time():
             state = self._store.load(feed.id)
             now = self._clock()
-            retry_after: float | None = None
             try:
                 body = self._poll_body(feed, state, now)
             except (FetchError, ParseError, PublishError) as exc:
