@@ -4,6 +4,9 @@
     monitor fetch FEED_ID [--feeds PATH]  fetch one feed once, print its items as JSON lines
     monitor poll  [--feeds PATH]          the poll stage alone (Kafka mode in production)
     monitor run   [--feeds PATH]          every stage in one process (embedded without Kafka)
+    monitor alerts history [--claim ID]   what was sent where and when (embedded mode)
+    monitor dlq list | replay ID          alerts given up on, and re-sending one
+    monitor test-alert RECEIVER           a clearly marked test message through the real path
 """
 
 from __future__ import annotations
@@ -206,11 +209,12 @@ def fetch(feeds_path: Path, feed_id: str) -> None:
                + (f", warning: {parsed.warning}" if parsed.warning else ""), err=True)
 
 
-def _run_stages(feeds_path: Path, once: bool, claims_path: Path | None = None) -> None:
+def _run_stages(feeds_path: Path, once: bool, claims_path: Path | None = None,
+                alerts_path: Path | None = None) -> None:
     from monitor.service import PollService, install_signal_handlers
 
     settings, feeds = _load(feeds_path)
-    service = PollService(settings, feeds, claims_path=claims_path)
+    service = PollService(settings, feeds, claims_path=claims_path, alerts_path=alerts_path)
     install_signal_handlers(service.stopping)
     try:
         service.start()
@@ -219,6 +223,7 @@ def _run_stages(feeds_path: Path, once: bool, claims_path: Path | None = None) -
             deadline = settings.poll.timeout_seconds * (settings.poll.max_redirects + 1) * enabled
             service.scheduler.wait_for_polls(enabled, timeout_seconds=deadline + 60)
             service.drain_matches(timeout_seconds=120)
+            service.drain_alerts(timeout_seconds=120)
         else:
             service.run_until_stopped()
     finally:
@@ -252,11 +257,89 @@ def match(claims_path: Path) -> None:
 @cli.command()
 @feeds_option
 @claims_option
-@click.option("--once", is_flag=True, help="Poll every feed once, match what came, then exit.")
-def run(feeds_path: Path, claims_path: Path, once: bool) -> None:
+@click.option("--alerts", "alerts_path", type=click.Path(path_type=Path), default=None,
+              help="The alert routing file (e.g. alerts/routes.yaml); without it, no alerts. "
+                   "Every receiver's secrets must be in the environment.")
+@click.option("--once", is_flag=True,
+              help="Poll every feed once, match what came, deliver the alerts, then exit.")
+def run(feeds_path: Path, claims_path: Path, alerts_path: Path | None, once: bool) -> None:
     """Run every stage in one process (embedded mode when no Kafka is configured)."""
-    # The alerter joins this process with issue 4.
-    _run_stages(feeds_path, once, claims_path)
+    _run_stages(feeds_path, once, claims_path, alerts_path)
+
+
+def _outbox() -> Any:
+    from monitor.alerting.outbox import Outbox
+    from monitor.store import Database
+
+    return Outbox(Database(load_settings().state_path))
+
+
+def _when(moment: float | None) -> str:
+    if moment is None:
+        return "-"
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
+def _describe_entry(entry: Any) -> str:
+    moment = entry.sent_at or entry.dead_at or entry.created_at
+    error = f"\t{entry.last_error}" if entry.last_error and entry.status != "sent" else ""
+    return (f"{entry.id}\t{entry.status}\t{_when(moment)}\t{entry.receiver}\t"
+            f"{','.join(entry.claim_ids)}\t{len(entry.match_ids)} match(es)\t"
+            f"{entry.attempts} attempt(s){error}")
+
+
+@cli.group()
+def alerts() -> None:
+    """What the alerter did (embedded mode: the local state file)."""
+
+
+@alerts.command("history")
+@click.option("--claim", "claim_id", help="Only alerts about this claim.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+def alerts_history(claim_id: str | None, limit: int) -> None:
+    """Newest first: id, status, when, receiver, claims, matches, attempts."""
+    for entry in _outbox().history(claim_id, limit):
+        click.echo(_describe_entry(entry))
+
+
+@cli.group()
+def dlq() -> None:
+    """Alerts given up on after their last attempt."""
+
+
+@dlq.command("list")
+def dlq_list() -> None:
+    """One line per dead letter, with its last error."""
+    for entry in _outbox().dead_letters():
+        click.echo(_describe_entry(entry))
+
+
+@dlq.command("replay")
+@click.argument("notification_id")
+def dlq_replay(notification_id: str) -> None:
+    """Queue a dead letter again with a fresh set of attempts (a running alerter sends it)."""
+    _outbox().replay(notification_id, time.time())
+    click.echo(f"dlq: {notification_id} queued again")
+
+
+@cli.command("test-alert")
+@claims_option
+@click.option("--alerts", "alerts_path", type=click.Path(path_type=Path),
+              default=Path("alerts/routes.yaml"), show_default=True,
+              help="The alert routing file.")
+@click.argument("receiver")
+def test_alert(claims_path: Path, alerts_path: Path, receiver: str) -> None:
+    """Send a clearly marked test message to RECEIVER through its real channels; exit 1 when
+    any of its URLs failed."""
+    from monitor.alerting.messages import send_test_alert
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    results = send_test_alert(alerts_path, claims_path, receiver, os.environ)
+    for described, result in results:
+        click.echo(f"{receiver}\t{described}\t{result.status}\t{result.detail}")
+    if not all(result.ok for _, result in results):
+        sys.exit(EXIT_FAILURE)
 
 
 @cli.group()

@@ -30,6 +30,15 @@ class PollOutcome(StrEnum):
                         PollOutcome.PUBLISH_ERROR)
 
 
+class AlertOutcome(StrEnum):
+    SENT = "sent"                                    # every URL of the receiver accepted it
+    FAILED = "failed"                                # an attempt failed (retried or not)
+    RETRIED = "retried"                              # a failed attempt was rescheduled
+    SUPPRESSED_SILENCE = "suppressed_silence"        # a match dropped by an active silence
+    SUPPRESSED_RATE_LIMIT = "suppressed_rate_limit"  # a due group held by the rate limit
+    DEAD_LETTERED = "dead_lettered"                  # given up: in the DLQ, replayable
+
+
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -92,6 +101,19 @@ class Metrics:
         self.dead_letters = Counter(
             "monitor_dead_letters_total", "Messages a stage could not read, set aside.",
             ["stage"], registry=registry)
+        self.alerts = Counter(
+            "monitor_alerts_total", "Alert notifications (silences: matches) by receiver and "
+            "outcome.", ["receiver", "outcome"], registry=registry)
+        self.alert_delivery_duration = Histogram(
+            "monitor_alert_delivery_duration_seconds",
+            "Time to deliver one notification to every URL of its receiver.", ["receiver"],
+            buckets=_POLL_BUCKETS, registry=registry)
+        self.alert_outbox_size = Gauge(
+            "monitor_alert_outbox_size", "Alert notifications pending delivery.",
+            registry=registry)
+        self.alert_oldest_pending_age = Gauge(
+            "monitor_alert_oldest_pending_age_seconds",
+            "Age of the oldest alert notification pending delivery.", registry=registry)
         for outcome in ("matched", "unmatched", "invalid"):
             self.match_items.labels(outcome)
         for relation in ("follow-up", "denial", "corroboration"):
@@ -105,3 +127,9 @@ class Metrics:
         self.items_published.labels(feed_id)
         self.duplicates_skipped.labels(feed_id)
         self.entries_without_id.labels(feed_id)
+
+    def init_receiver(self, receiver: str) -> None:
+        """Create a receiver's alert series at zero (receiver names come from routes.yaml)."""
+        for outcome in AlertOutcome:
+            self.alerts.labels(receiver, outcome.value)
+        self.alert_delivery_duration.labels(receiver)

@@ -6,6 +6,7 @@ Nothing here does I/O of its own beyond wiring: every client is created here and
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import threading
@@ -17,6 +18,13 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
+from monitor.alerting.channels import build_channels
+from monitor.alerting.stage import (
+    AlertStageConfig,
+    EmbeddedAlertStage,
+    claims_of,
+    load_stage_config,
+)
 from monitor.bus import ItemPublisher
 from monitor.bus.embedded import EmbeddedItemLog
 from monitor.bus.kafka_match import KafkaMatchStage
@@ -110,16 +118,23 @@ def build_poller(settings: Settings, database: Database, publisher: ItemPublishe
 @dataclass
 class PollService:
     """The poll stage (scheduler + poller + publisher) and, given ``claims_path``, the match
-    stage in the same process; one life cycle and one set of health endpoints."""
+    stage in the same process; one life cycle and one set of health endpoints.
+
+    In embedded mode with ``claims_path`` and ``alerts_path`` the alert stage runs too. It is
+    not signalled by the match stage: it looks at the match log at least every second
+    (``MAX_IDLE_SECONDS``), which keeps the stages independent at a cost of under a second.
+    """
 
     settings: Settings
     feeds: Sequence[FeedConfig]
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     stopping: threading.Event = field(default_factory=threading.Event)
     claims_path: Path | None = None
+    alerts_path: Path | None = None
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.registry)
+        alert_config = self._alert_config()  # a missing secret stops start-up before any I/O
         self.database = Database(self.settings.state_path)
         self.state = SQLitePollState(self.database)
         self.health = HealthServer(self.settings.http.host, self.settings.http.port,
@@ -135,17 +150,32 @@ class PollService:
         self.health.add_check("scheduler", lambda: self.scheduler.running)
         self.health.add_check(bus_name, self.publisher.is_ready)
         self.match_stage: EmbeddedMatchStage | KafkaMatchStage | None = None
+        self.alert_stage: EmbeddedAlertStage | None = None
         self._threads: list[threading.Thread] = []
         if self.claims_path is not None and isinstance(self.publisher, EmbeddedItemLog):
-            self.match_stage = self._embedded_match_stage(self.publisher, self.claims_path)
+            claim_registry = ClaimRegistry(self.claims_path)
+            self.match_stage = self._embedded_match_stage(self.publisher, claim_registry)
+            if alert_config is not None:
+                self.alert_stage = EmbeddedAlertStage(
+                    self.database, alert_config, claims_of(claim_registry), build_channels(),
+                    self.metrics)
         elif self.claims_path is not None:
             self.match_stage = build_kafka_match_stage(self.settings, self.claims_path,
                                                        self.metrics)
             self.health.add_check("match", self.match_stage.is_ready)
 
-    def _embedded_match_stage(self, items: EmbeddedItemLog, claims_path: Path
+    def _alert_config(self) -> AlertStageConfig | None:
+        if self.alerts_path is None or self.claims_path is None:
+            return None
+        if not self.settings.embedded:
+            log.warning("alert: the alert stage runs in embedded mode only for now; "
+                        "%s is not used", self.alerts_path)
+            return None
+        return load_stage_config(self.alerts_path, os.environ)
+
+    def _embedded_match_stage(self, items: EmbeddedItemLog, claim_registry: ClaimRegistry
                               ) -> EmbeddedMatchStage:
-        processor = MatchProcessor(ClaimRegistry(claims_path), self.metrics)
+        processor = MatchProcessor(claim_registry, self.metrics)
         stage = EmbeddedMatchStage(items, self.database, processor, self.metrics)
         items.on_publish = stage.wake.set  # hand new items over at once, not on the next tick
         return stage
@@ -160,6 +190,11 @@ class PollService:
         if self.match_stage is not None:
             thread = threading.Thread(target=self.match_stage.run, args=(self.stopping,),
                                       name="match", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if self.alert_stage is not None:
+            thread = threading.Thread(target=self.alert_stage.run, args=(self.stopping,),
+                                      name="alert", daemon=True)
             thread.start()
             self._threads.append(thread)
         log.info("poll: %d feeds scheduled, %s mode, metrics on %s:%d", len(enabled),
@@ -188,14 +223,34 @@ class PollService:
             time.sleep(0.05)
         return True
 
+    def drain_alerts(self, timeout_seconds: float) -> bool:
+        """Wait until the alert stage has taken in every match and delivered every alert, or
+        given it up to the DLQ (``--once``, tests). False at the deadline: an alert that is
+        still waiting (group_wait, a retry) stays in the outbox for the next run."""
+        if self.alert_stage is None:
+            return True
+        deadline = time.monotonic() + timeout_seconds
+        while not self.alert_stage.idle():
+            if time.monotonic() > deadline:
+                log.warning("alert: alerts still pending after %g s; they stay queued",
+                            timeout_seconds)
+                return False
+            self.alert_stage.wake.set()
+            time.sleep(0.05)
+        return True
+
     def close(self) -> None:
         """Finish polls in progress, flush the publisher, close everything."""
         self.scheduler.shutdown()
         self.stopping.set()
         if isinstance(self.match_stage, EmbeddedMatchStage):
             self.match_stage.wake.set()
+        if self.alert_stage is not None:
+            self.alert_stage.wake.set()
         for thread in self._threads:
             thread.join(timeout=60)
+        if self.alert_stage is not None:
+            self.alert_stage.close()
         if isinstance(self.match_stage, KafkaMatchStage):
             self.match_stage.close()
         self.publisher.close()

@@ -1,0 +1,110 @@
+"""End to end in embedded mode: a denial of a tracked claim appears in a feed served on
+127.0.0.1; ``monitor run --once`` polls, matches and alerts: one webhook POST, one e-mail."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.support.feed_server import FeedServer
+from tests.support.receivers import SmtpReceiver, WebhookReceiver
+from tests.test_cli import RSS, monitor, write_feeds
+
+CLAIM = "lukashenko-generals-2022"
+# The Ukrainian General Staff calling Lukashenko's story a fake (as in tests/test_cli.py).
+DENIAL = ("<item><title>Генштаб ВСУ назвал фейком слова Лукашенко о просьбе украинских "
+          "генералов</title><link>https://wire.example/denial</link></item>")
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    with SmtpReceiver() as receiver:
+        yield receiver
+
+
+def write_routes(tmp_path: Path, hook_url: str, email_url: str) -> Path:
+    (tmp_path / "templates").symlink_to(REPO / "alerts" / "templates")
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "receivers:\n"
+        f"  - name: desk-email\n    urls: ['{email_url}']\n"
+        f"  - name: desk-hook\n    urls: ['{hook_url}']\n"
+        "route:\n  receiver: desk-email\n  group_wait: 0s\n"
+        "  routes:\n"
+        "    - matchers: ['relation = denial']\n      receiver: desk-hook\n      continue: true\n"
+        "    - matchers: ['relation = denial']\n      receiver: desk-email\n",
+        encoding="utf-8")
+    return path
+
+
+def test_a_new_denial_reaches_the_webhook_and_the_mailbox_once(
+        tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver,
+        smtp: SmtpReceiver) -> None:
+    body = RSS.replace(b"</channel>", DENIAL.encode("cp1251") + b"</channel>")
+    feed_server.set("/wire.xml", body, content_type="application/rss+xml", conditional=False)
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    routes = write_routes(tmp_path, hook.url("/alerts"), smtp.apprise_url())
+    env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
+           "MONITOR_HTTP__ADDRESS": "127.0.0.1:0"}
+    args = ("run", "--once", "--feeds", str(feeds), "--claims", str(REPO / "claims.yaml"),
+            "--alerts", str(routes))
+    result = monitor(*args, env=env, timeout=180)
+    assert result.returncode == 0, result.stderr
+    (post,) = hook.wait_for(1)
+    assert CLAIM in json.dumps(post.body) and "wire.example/denial" in json.dumps(post.body)
+    (mail,) = smtp.wait_for(1)
+    assert "DENIAL" in mail.subject
+    again = monitor(*args, env=env, timeout=180)  # a restart sends nothing new
+    assert again.returncode == 0, again.stderr
+    assert len(hook.requests) == 1 and len(smtp.messages) == 1
+    history = monitor("alerts", "history", "--claim", CLAIM, env=env)
+    assert history.returncode == 0, history.stderr
+    lines = history.stdout.splitlines()
+    assert len(lines) == 2 and all("\tsent\t" in line for line in lines)
+
+
+def test_a_missing_secret_stops_run_naming_receiver_and_variable(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    routes = write_routes(tmp_path, "json://127.0.0.1:9/x?+X-Token=${HOOK_TOKEN}",
+                          "mailto://127.0.0.1:9?to=desk@example.org")
+    env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
+           "MONITOR_HTTP__ADDRESS": "127.0.0.1:0"}
+    result = monitor("run", "--once", "--feeds", str(feeds), "--claims",
+                     str(REPO / "claims.yaml"), "--alerts", str(routes), env=env)
+    assert result.returncode == 2
+    assert "desk-hook" in result.stderr and "HOOK_TOKEN" in result.stderr
+
+
+def test_test_alert_reports_each_url_and_fails_when_one_fails(
+        tmp_path: Path, hook: WebhookReceiver) -> None:
+    routes = write_routes(tmp_path, hook.url("/alerts") + "?+X-Token=${HOOK_TOKEN}",
+                          "mailto://127.0.0.1:9?to=desk@example.org")
+    env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"), "HOOK_TOKEN": "s3cret-token"}
+    ok = monitor("test-alert", "desk-hook", "--alerts", str(routes), env=env)
+    assert ok.returncode == 0, ok.stderr
+    (post,) = hook.wait_for(1)
+    assert "TEST" in json.dumps(post.body).upper()
+    assert "s3cret-token" not in ok.stdout + ok.stderr
+    hook.fail(500)
+    failed = monitor("test-alert", "desk-hook", "--alerts", str(routes), env=env)
+    assert failed.returncode == 1
+    assert "server-error" in failed.stdout and "s3cret-token" not in failed.stdout
+
+
+def test_dlq_commands_on_an_empty_state(tmp_path: Path) -> None:
+    env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3")}
+    listed = monitor("dlq", "list", env=env)
+    assert listed.returncode == 0 and listed.stdout == ""
+    replay = monitor("dlq", "replay", "nope", env=env)
+    assert replay.returncode == 2 and "no dead letter with id 'nope'" in replay.stderr
