@@ -159,6 +159,7 @@ class PollService:
                 self.alert_stage = EmbeddedAlertStage(
                     self.database, alert_config, claims_of(claim_registry), build_channels(),
                     self.metrics)
+                self.match_stage.on_matches = self.alert_stage.wake.set
         elif self.claims_path is not None:
             self.match_stage = build_kafka_match_stage(self.settings, self.claims_path,
                                                        self.metrics)

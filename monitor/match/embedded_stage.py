@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from monitor.bus.embedded import EmbeddedItemLog
 from monitor.errors import InvalidInputError
@@ -31,6 +32,7 @@ class EmbeddedMatchStage:
         self._items, self._db, self._processor = items, database, processor
         self._metrics, self._batch_size = metrics, batch_size
         self.wake = threading.Event()
+        self.on_matches: Callable[[], None] | None = None  # wakes the alert stage at once
 
     def position(self) -> int:
         with self._db.transaction() as conn:
@@ -56,6 +58,8 @@ class EmbeddedMatchStage:
                 continue
             matches.extend(self._processor.process(item))
         self._commit(batch[-1][0], matches, dead)
+        if matches and self.on_matches is not None:
+            self.on_matches()
         self._metrics.consumer_lag.labels(STAGE).set(self._items.last_seq() - batch[-1][0])
         return len(batch)
 
