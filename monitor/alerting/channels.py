@@ -113,6 +113,8 @@ class WebhookChannel:
         secrets, where = self._redactor.protect(url), describe_url(url)
         try:
             target, headers, params, auth = webhook_request(url)
+            if rendered.idempotency_key:
+                headers = {"Idempotency-Key": rendered.idempotency_key, **headers}
             response = self._client.post(
                 target, content=rendered.body.encode(), params=params,
                 auth=auth or httpx.USE_CLIENT_DEFAULT, timeout=self._timeout,

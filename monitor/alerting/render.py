@@ -69,6 +69,9 @@ class Rendered:
     title: str  # plain text, one line, at most TITLE_MAX_CHARS
     body: str  # in the channel's markup
     format: str  # "slack" | "markdown" | "telegram" | "html" | "text" | "json"
+    # Stable per message across retries and restarts: a receiver that honours it (a webhook
+    # reading the Idempotency-Key header) can drop the repeat a crash after sending causes.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -199,7 +199,9 @@ class EmbeddedAlertStage:
             self._give_up(entry, now, f"alert: cannot render {entry.id}: {exc!r}")
             return
         with self._metrics.alert_delivery_duration.labels(entry.receiver).time():
-            results = [self._channels.send(rendered, url) for url, rendered in messages]
+            results = [
+                self._channels.send(replace(rendered, idempotency_key=f"{entry.id}-{n}"), url)
+                for n, (url, rendered) in enumerate(messages)]
         failures = [r for r in results if not r.ok]
         if not failures:
             self.outbox.mark_sent(entry.id, now, "; ".join(r.detail for r in results))

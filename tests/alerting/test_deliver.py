@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -70,6 +71,16 @@ def test_webhook_headers_params_and_auth_from_the_url(webhook: WebhookChannel,
     assert got.headers["x-token"] == "abc+def/1"  # '+' kept: Apprise's raw query syntax
     assert got.query == {"source": "monitor"}  # Apprise options are not sent on
     assert got.headers["authorization"] == httpx.BasicAuth("desk", "pa$s")._auth_header
+
+
+def test_webhook_carries_the_idempotency_key(webhook: WebhookChannel,
+                                             hook: WebhookReceiver) -> None:
+    # A receiver can drop the repeat that a crash between sending and recording causes.
+    assert webhook.send(replace(MESSAGE, idempotency_key="n1-0"), hook.url("/alerts")).ok
+    assert webhook.send(MESSAGE, hook.url("/alerts")).ok
+    first, second = hook.wait_for(2)
+    assert first.headers["idempotency-key"] == "n1-0"
+    assert "idempotency-key" not in second.headers
 
 
 def test_jsons_is_https() -> None:

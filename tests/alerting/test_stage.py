@@ -170,6 +170,8 @@ def test_a_receiver_answering_500_is_retried_and_gets_the_alert_once(
     assert stage.next_wakeup() == T0 + WAIT + RETRY.base_delay_seconds
     stage.run_once(T0 + WAIT + RETRY.base_delay_seconds)
     assert [d.status for d in hook.requests] == [500, 200]
+    keys = {d.headers.get("idempotency-key") for d in hook.requests}
+    assert len(keys) == 1 and None not in keys  # the retry is recognisably the same message
     stage.run_once(T0 + 100 * WAIT)
     assert len(hook.accepted) == 1
     assert (harness.count("failed"), harness.count("retried"), harness.count("sent")) == (1, 1, 1)
