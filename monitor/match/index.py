@@ -31,7 +31,8 @@ def keys_match(item_key: str, term_key: str) -> bool:
     if item_key == term_key:
         return True
     shorter, longer = sorted((item_key, term_key), key=len)
-    return len(shorter) >= PREFIX_CHARS and longer.startswith(shorter)
+    # Inflection only adds letters: a key with digits (a year, a code name) matches exactly.
+    return len(shorter) >= PREFIX_CHARS and shorter.isalpha() and longer.startswith(shorter)
 
 
 def bucket(key: str) -> str:

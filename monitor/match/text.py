@@ -23,7 +23,7 @@ from anyascii import anyascii
 _WORD = re.compile(r"[^\W_]+(?:['’ʼ`][^\W_]+)*", re.UNICODE)
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _APOSTROPHES = str.maketrans("", "", "'’ʼ`\"")
-_DOUBLED = re.compile(r"(.)\1+")
+_DOUBLED = re.compile(r"([a-z])\1+")  # letters only: 2000 and 20 are different numbers
 _LEMMA_LANGUAGES = ("ru", "uk", "en")
 # Very short words ("в", "is", "на") say nothing about which claim an item is about.
 MIN_KEY_CHARS = 3

@@ -135,3 +135,10 @@ def test_scores_stay_in_range_and_nothing_under_the_threshold_links(
     assert score is None or 0 <= score.value <= 100
     for match in match_item(item(title, None), index, today=TODAY):
         assert threshold <= match.score <= 100
+
+
+def test_keys_with_digits_never_match_by_prefix() -> None:
+    from monitor.match.index import keys_match
+
+    assert not keys_match("codename01", "codename010")
+    assert keys_match("gener", "general")  # inflection still does

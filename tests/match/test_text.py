@@ -68,3 +68,10 @@ def test_links_are_dropped_and_hashtags_split() -> None:
     text = ("#FyreFestival ran out https://t.co/UewkblF8Oo pic.twitter.com/xyz iPhone "
             "#ЗеленськийБрехун")
     assert words(text) == ["fyre", "festival", "ran", "out", "iphone", "зеленський", "брехун"]
+
+
+def test_numbers_keep_their_digits() -> None:
+    # Found by bench/e2e.py: collapsing doubled characters made codename0000 and codename0001
+    # the same claim key prefix, and 2000 the same as 20.
+    assert keys("codename0000 codename0001 2000 20") == ["codename0000", "codename0001",
+                                                        "2000"]
