@@ -1,0 +1,163 @@
+"""End to end in embedded mode: feed response -> poll -> match -> alert -> webhook.
+
+One process runs the real stages (``PollService`` with claims and alerts) against a feed served
+on 127.0.0.1 and a real webhook receiver. Latency is measured from the moment the feed server
+sent the response that first carried an item to the moment its alert reached the receiver;
+throughput from one burst of new items to the last of their alerts. Grouping waits are set to
+zero so that the pipeline, not the configured waits, is measured.
+
+Kafka mode (the same stages across a real broker) is not measured yet: the Kafka-mode alerter
+does not exist yet (issue 4).
+
+    .venv/bin/python bench/e2e.py [--alerts 200] [--batch 10] [--burst 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monitor.config.feeds import FeedConfig  # noqa: E402
+from monitor.config.settings import Settings  # noqa: E402
+from monitor.service import PollService  # noqa: E402
+from tests.support.feed_server import FeedServer  # noqa: E402
+from tests.support.receivers import WebhookReceiver  # noqa: E402
+
+
+def claims_yaml(count: int) -> str:
+    entries = "".join(
+        f"  - id: bench-claim-{n}\n    text: Officials say codename{n:04d} never happened\n"
+        f"    keywords: [[codename{n:04d}]]\n    threshold: 30\n" for n in range(count))
+    return "claims:\n" + entries
+
+
+def alerts_yaml(url: str) -> str:
+    return (f"receivers:\n  - name: bench\n    urls: ['{url}']\nroute:\n  receiver: bench\n"
+            "  group_by: [claim]\n  group_wait: 0s\n  group_interval: 1s\n"
+            "  repeat_interval: 1h\n")
+
+
+def rss(numbers: range) -> bytes:
+    items = "".join(
+        f"<item><title>Ministry denies codename{n:04d} report</title>"
+        f"<link>https://wire.example/{n}</link></item>" for n in numbers)
+    return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Bench</title>{items}'
+            "</channel></rss>").encode()
+
+
+class Arrivals:
+    """Stamps each webhook delivery with the time this watcher first saw it."""
+
+    def __init__(self, hook: WebhookReceiver) -> None:
+        self.hook, self.times, self._stop = hook, [], threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            seen = len(self.hook.requests)
+            while len(self.times) < seen:
+                self.times.append(time.time())
+            time.sleep(0.002)
+
+    def wait(self, count: int, deadline: float) -> bool:
+        while len(self.times) < count and time.time() < deadline:
+            time.sleep(0.005)
+        return len(self.times) >= count
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def first_response_after(server: FeedServer, moment: float) -> float:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        hits = [r.at for r in server.hits("/wire.xml") if r.status == 200 and r.at > moment]
+        if hits:
+            return min(hits)
+        time.sleep(0.005)
+    raise TimeoutError("the feed was not polled")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--burst", type=int, default=200)
+    args = parser.parse_args()
+    total = args.alerts + args.burst
+    with tempfile.TemporaryDirectory() as tmp, FeedServer() as feeds, WebhookReceiver() as hook:
+        folder = Path(tmp)
+        (folder / "claims.yaml").write_text(claims_yaml(total), encoding="utf-8")
+        (folder / "routes.yaml").write_text(alerts_yaml(hook.url()), encoding="utf-8")
+        feeds.set("/wire.xml", rss(range(0)))
+        settings = Settings.model_validate({"http": {"address": "127.0.0.1:0"},
+                                            "state_path": folder / "state.sqlite3",
+                                            "log_level": "WARNING"})
+        feed = FeedConfig.model_validate({"id": "wire", "url": feeds.url("/wire.xml"),
+                                          "source": "Bench Wire", "interval": 1})
+        service = PollService(settings, [feed], CollectorRegistry(),
+                              claims_path=folder / "claims.yaml",
+                              alerts_path=folder / "routes.yaml")
+        arrivals = Arrivals(hook)
+        service.start()
+        try:
+            latencies = measure_latency(feeds, arrivals, args.alerts, args.batch)
+            rate = measure_burst(feeds, arrivals, args.alerts, args.burst)
+        finally:
+            arrivals.stop()
+            service.close()
+    report(latencies, rate, hook)
+    return 0
+
+
+def measure_latency(feeds: FeedServer, arrivals: Arrivals, count: int, batch: int
+                    ) -> list[float]:
+    latencies: list[float] = []
+    for start in range(0, count, batch):
+        before = time.time()
+        feeds.set("/wire.xml", rss(range(start + batch)))
+        response_at = first_response_after(feeds, before)
+        if not arrivals.wait(start + batch, time.time() + 60):
+            raise TimeoutError(f"alerts {start}..{start + batch} did not all arrive")
+        latencies.extend(t - response_at for t in arrivals.times[start:start + batch])
+    return latencies
+
+
+def measure_burst(feeds: FeedServer, arrivals: Arrivals, done: int, burst: int) -> float:
+    before = time.time()
+    feeds.set("/wire.xml", rss(range(done + burst)))
+    response_at = first_response_after(feeds, before)
+    if not arrivals.wait(done + burst, time.time() + 300):
+        raise TimeoutError("the burst's alerts did not all arrive")
+    return burst / (arrivals.times[done + burst - 1] - response_at)
+
+
+def report(latencies: list[float], rate: float, hook: WebhookReceiver) -> None:
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered)
+    p95 = ordered[max(0, int(len(ordered) * 0.95) - 1)]
+    claims = {json.dumps(d.body, ensure_ascii=False).count("bench-claim") > 0
+              for d in hook.requests}
+    print(f"alerts measured: {len(ordered)}; webhook requests: {len(hook.requests)}")
+    print(f"latency feed response -> webhook: p50 {p50 * 1000:.0f} ms, "
+          f"p95 {p95 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms")
+    print(f"sustained: {rate:.1f} alerts/s (one burst)")
+    print(json.dumps({"benchmark": "e2e-embedded", "alerts": len(ordered),
+                      "p50_ms": round(p50 * 1000), "p95_ms": round(p95 * 1000),
+                      "alerts_per_second": round(rate, 1), "bodies_name_claims": all(claims)}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
