@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
+from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared"))
@@ -28,6 +29,20 @@ def real_feeds() -> Path:
 def feed_server() -> Iterator[FeedServer]:
     with FeedServer() as server:
         yield server
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    """A real webhook receiver on 127.0.0.1 that records what it gets and fails on demand."""
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) that records the messages it gets."""
+    with SmtpReceiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="session")

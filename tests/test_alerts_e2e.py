@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import REPO
 from tests.support.feed_server import FeedServer
@@ -18,18 +15,6 @@ CLAIM = "lukashenko-generals-2022"
 # The Ukrainian General Staff calling Lukashenko's story a fake (as in tests/test_cli.py).
 DENIAL = ("<item><title>Генштаб ВСУ назвал фейком слова Лукашенко о просьбе украинских "
           "генералов</title><link>https://wire.example/denial</link></item>")
-
-
-@pytest.fixture
-def hook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    with SmtpReceiver() as receiver:
-        yield receiver
 
 
 def write_routes(tmp_path: Path, hook_url: str, email_url: str) -> Path:

@@ -46,12 +46,6 @@ def webhook(redactor: LogRedactor) -> Iterator[WebhookChannel]:
     channel.close()
 
 
-@pytest.fixture
-def hook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
 def test_webhook_posts_the_rendered_json(webhook: WebhookChannel, hook: WebhookReceiver) -> None:
     result = webhook.send(MESSAGE, hook.url("/alerts"))
     assert result == DeliveryResult(True, "sent", detail=f"deliver json://127.0.0.1:"

@@ -101,18 +101,6 @@ class Harness:
 
 
 @pytest.fixture
-def hook() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    with SmtpReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
 def harness(tmp_path: Path, hook: WebhookReceiver) -> Iterator[Harness]:
     """The webhook receiver alone (delivery paths)."""
     made = Harness(tmp_path, hook, None)
