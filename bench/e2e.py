@@ -1,15 +1,18 @@
-"""End to end in embedded mode: feed response -> poll -> match -> alert -> webhook.
+"""End to end: feed response -> poll -> match -> alert -> webhook, embedded or through Kafka.
 
 One process runs the real stages (``PollService`` with claims and alerts) against a feed served
-on 127.0.0.1 and a real webhook receiver. Latency is measured from the moment the feed server
-sent the response that first carried an item to the moment its alert reached the receiver;
-throughput from one burst of new items to the last of their alerts. Grouping waits are set to
-zero so that the pipeline, not the configured waits, is measured.
-
-Kafka mode (the same stages across a real broker) is not measured yet: the Kafka-mode alerter
-does not exist yet (issue 4).
+on 127.0.0.1 and a real webhook receiver: in embedded mode by default, or with ``--kafka
+BOOTSTRAP`` as Kafka mode runs them (items, matches and alerts topics on that broker, fresh
+topic and group names per run, the alerter as a consumer-group member). Latency is measured
+from the moment the feed server sent the response that first carried an item to the moment
+its alert reached the receiver; throughput from one burst of new items to the last of their
+alerts. Grouping waits are set to zero so that the pipeline, not the configured waits, is
+measured.
 
     .venv/bin/python bench/e2e.py [--alerts 200] [--batch 10] [--burst 200]
+    deploy/kafka/local-kafka start        # prints bootstrap=127.0.0.1:PORT
+    .venv/bin/python bench/e2e.py --kafka 127.0.0.1:PORT
+    deploy/kafka/local-kafka stop
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -95,6 +100,8 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=200)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--kafka", metavar="BOOTSTRAP",
+                        help="Run the stages in Kafka mode against this broker.")
     args = parser.parse_args()
     total = args.alerts + args.burst
     with tempfile.TemporaryDirectory() as tmp, FeedServer() as feeds, WebhookReceiver() as hook:
@@ -104,7 +111,8 @@ def main() -> int:
         feeds.set("/wire.xml", rss(range(0)))
         settings = Settings.model_validate({"http": {"address": "127.0.0.1:0"},
                                             "state_path": folder / "state.sqlite3",
-                                            "log_level": "WARNING"})
+                                            "log_level": "WARNING",
+                                            **kafka_settings(args.kafka)})
         feed = FeedConfig.model_validate({"id": "wire", "url": feeds.url("/wire.xml"),
                                           "source": "Bench Wire", "interval": 1})
         service = PollService(settings, [feed], CollectorRegistry(),
@@ -118,8 +126,20 @@ def main() -> int:
         finally:
             arrivals.stop()
             service.close()
-    report(latencies, rate, hook)
+    report(latencies, rate, hook, "e2e-kafka" if args.kafka else "e2e-embedded")
     return 0
+
+
+def kafka_settings(bootstrap: str | None) -> dict[str, Any]:
+    """Fresh topics and groups on ``bootstrap`` (nothing when None: embedded mode)."""
+    if bootstrap is None:
+        return {}
+    run = uuid.uuid4().hex[:8]
+    return {"kafka": {"bootstrap_servers": bootstrap, "items_topic": f"bench.items.{run}",
+                      "matches_topic": f"bench.matches.{run}", "dlq_topic": f"bench.dlq.{run}",
+                      "alerts_topic": f"bench.alerts.{run}", "match_group": f"bench-match-{run}",
+                      "alert_group": f"bench-alert-{run}",
+                      "transactional_id": f"bench-match-{run}-0"}}
 
 
 def measure_latency(feeds: FeedServer, arrivals: Arrivals, count: int, batch: int
@@ -144,7 +164,7 @@ def measure_burst(feeds: FeedServer, arrivals: Arrivals, done: int, burst: int) 
     return burst / (arrivals.times[done + burst - 1] - response_at)
 
 
-def report(latencies: list[float], rate: float, hook: WebhookReceiver) -> None:
+def report(latencies: list[float], rate: float, hook: WebhookReceiver, name: str) -> None:
     ordered = sorted(latencies)
     p50 = statistics.median(ordered)
     p95 = ordered[max(0, int(len(ordered) * 0.95) - 1)]
@@ -154,7 +174,7 @@ def report(latencies: list[float], rate: float, hook: WebhookReceiver) -> None:
     print(f"latency feed response -> webhook: p50 {p50 * 1000:.0f} ms, "
           f"p95 {p95 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms")
     print(f"sustained: {rate:.1f} alerts/s (one burst)")
-    print(json.dumps({"benchmark": "e2e-embedded", "alerts": len(ordered),
+    print(json.dumps({"benchmark": name, "alerts": len(ordered),
                       "p50_ms": round(p50 * 1000), "p95_ms": round(p95 * 1000),
                       "alerts_per_second": round(rate, 1), "bodies_name_claims": all(claims)}))
 

@@ -13,12 +13,16 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
 from monitor.alerting.channels import build_channels
+from monitor.alerting.core import AlertCore
+from monitor.alerting.silence_store import SilenceStore
 from monitor.alerting.stage import (
     AlertStageConfig,
     EmbeddedAlertStage,
@@ -27,6 +31,7 @@ from monitor.alerting.stage import (
 )
 from monitor.bus import ItemPublisher
 from monitor.bus.embedded import EmbeddedItemLog
+from monitor.bus.kafka_alert import KafkaAlertStage
 from monitor.bus.kafka_match import KafkaMatchStage
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import Settings
@@ -77,6 +82,67 @@ def build_kafka_match_stage(settings: Settings, claims_path: Path, metrics: Metr
                            session_timeout_seconds=settings.kafka.session_timeout_seconds)
 
 
+def build_kafka_alert_stage(settings: Settings, config: AlertStageConfig,
+                            claim_registry: ClaimRegistry, database: Database,
+                            metrics: Metrics) -> KafkaAlertStage:
+    """The Kafka alert stage; silences come from the local state file (``monitor silence``)."""
+    from monitor.bus.kafka import ensure_topics, item_topics
+
+    ensure_topics(settings.kafka, item_topics(settings.kafka))
+    silences = SilenceStore(database)
+    core = AlertCore(config, claims_of(claim_registry), build_channels(), metrics)
+    return KafkaAlertStage(
+        settings.kafka, core,
+        lambda now: silences.list(include_expired=False, now=datetime.fromtimestamp(now, UTC)),
+        metrics, batch_max=settings.kafka.alert_batch_max,
+        session_timeout_seconds=settings.kafka.session_timeout_seconds)
+
+
+class _Stage(Protocol):
+    def run(self, stopping: threading.Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def run_stage(stage: _Stage, stopping: threading.Event, health: HealthServer, name: str) -> None:
+    """Run a stage until ``stopping`` is set, then close it and its health endpoints."""
+    try:
+        stage.run(stopping)
+    finally:
+        stage.close()
+        health.stop()
+        log.info("%s: stopped", name)
+
+
+@dataclass
+class AlertService:
+    """``monitor alert``: the Kafka alert stage alone, with its health endpoints."""
+
+    settings: Settings
+    claims_path: Path
+    alerts_path: Path
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        config = load_stage_config(self.alerts_path, os.environ)  # before any I/O
+        self.metrics = Metrics(self.registry)
+        self.database = Database(self.settings.state_path)
+        self.health = HealthServer(self.settings.http.host, self.settings.http.port,
+                                   self.registry)
+        self.health.start()
+        self.stage = build_kafka_alert_stage(self.settings, config,
+                                             ClaimRegistry(self.claims_path), self.database,
+                                             self.metrics)
+        self.health.add_check("alert", self.stage.is_ready)
+
+    def run_until_stopped(self) -> None:
+        try:
+            run_stage(self.stage, self.stopping, self.health, "alert")
+        finally:
+            self.database.close()
+
+
 @dataclass
 class MatchService:
     """``monitor match``: the Kafka match stage alone, with its health endpoints."""
@@ -95,12 +161,7 @@ class MatchService:
         self.health.add_check("match", self.stage.is_ready)
 
     def run_until_stopped(self) -> None:
-        try:
-            self.stage.run(self.stopping)
-        finally:
-            self.stage.close()
-            self.health.stop()
-            log.info("match: stopped")
+        run_stage(self.stage, self.stopping, self.health, "match")
 
 
 def build_poller(settings: Settings, database: Database, publisher: ItemPublisher,
@@ -120,9 +181,9 @@ class PollService:
     """The poll stage (scheduler + poller + publisher) and, given ``claims_path``, the match
     stage in the same process; one life cycle and one set of health endpoints.
 
-    In embedded mode with ``claims_path`` and ``alerts_path`` the alert stage runs too. It is
-    not signalled by the match stage: it looks at the match log at least every second
-    (``MAX_IDLE_SECONDS``), which keeps the stages independent at a cost of under a second.
+    With ``claims_path`` and ``alerts_path`` the alert stage runs too: in embedded mode on the
+    local match log (woken by the match stage, and looking at least every second), in Kafka
+    mode as a member of the alert consumer group, exactly as ``monitor alert`` runs it.
     """
 
     settings: Settings
@@ -150,7 +211,7 @@ class PollService:
         self.health.add_check("scheduler", lambda: self.scheduler.running)
         self.health.add_check(bus_name, self.publisher.is_ready)
         self.match_stage: EmbeddedMatchStage | KafkaMatchStage | None = None
-        self.alert_stage: EmbeddedAlertStage | None = None
+        self.alert_stage: EmbeddedAlertStage | KafkaAlertStage | None = None
         self._threads: list[threading.Thread] = []
         if self.claims_path is not None and isinstance(self.publisher, EmbeddedItemLog):
             claim_registry = ClaimRegistry(self.claims_path)
@@ -164,13 +225,14 @@ class PollService:
             self.match_stage = build_kafka_match_stage(self.settings, self.claims_path,
                                                        self.metrics)
             self.health.add_check("match", self.match_stage.is_ready)
+            if alert_config is not None:
+                self.alert_stage = build_kafka_alert_stage(
+                    self.settings, alert_config, ClaimRegistry(self.claims_path),
+                    self.database, self.metrics)
+                self.health.add_check("alert", self.alert_stage.is_ready)
 
     def _alert_config(self) -> AlertStageConfig | None:
         if self.alerts_path is None or self.claims_path is None:
-            return None
-        if not self.settings.embedded:
-            log.warning("alert: the alert stage runs in embedded mode only for now; "
-                        "%s is not used", self.alerts_path)
             return None
         return load_stage_config(self.alerts_path, os.environ)
 
@@ -228,8 +290,8 @@ class PollService:
         """Wait until the alert stage has taken in every match and delivered every alert, or
         given it up to the DLQ (``--once``, tests). False at the deadline: an alert that is
         still waiting (group_wait, a retry) stays in the outbox for the next run."""
-        if self.alert_stage is None:
-            return True
+        if not isinstance(self.alert_stage, EmbeddedAlertStage):
+            return True  # Kafka mode: the group's committed offsets are the progress
         deadline = time.monotonic() + timeout_seconds
         while not self.alert_stage.idle():
             if time.monotonic() > deadline:
@@ -246,7 +308,7 @@ class PollService:
         self.stopping.set()
         if isinstance(self.match_stage, EmbeddedMatchStage):
             self.match_stage.wake.set()
-        if self.alert_stage is not None:
+        if isinstance(self.alert_stage, EmbeddedAlertStage):
             self.alert_stage.wake.set()
         for thread in self._threads:
             thread.join(timeout=60)

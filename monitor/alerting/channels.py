@@ -42,6 +42,8 @@ BODY_FORMATS = {"slack": "markdown", "markdown": "markdown", "telegram": "html",
 # Telegram must parse our HTML (see monitor/alerting/escape.py).
 URL_OPTIONS = {"slack": {"blocks": "yes"}, "tgram": {"format": "html"}}
 THROTTLE_STATUSES = frozenset({429, 503})
+EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
+IDEMPOTENCY_HEADER = "X-Idempotency-Key"
 
 
 def _utc_now() -> datetime:
@@ -197,7 +199,7 @@ class AppriseChannel:
         url = with_url_options(url)
         secrets, where = self._redactor.protect(url), describe_url(url)
         notifier = apprise.Apprise(asset=self._asset)
-        if not notifier.add(url):
+        if not notifier.add(with_idempotency_header(url, rendered.idempotency_key)):
             return DeliveryResult(False, "invalid-url", permanent=True,
                                   detail=f"deliver {where}: Apprise cannot use this URL")
         result = notifier.notify(body=rendered.body, title=rendered.title,
@@ -218,6 +220,19 @@ def with_url_options(url: str) -> str:
     present = {pair.partition("=")[0].lower() for pair in query.split("&") if pair}
     extra = [f"{key}={value}" for key, value in options.items() if key not in present]
     return f"{base}?{'&'.join(filter(None, [query, *extra]))}" if extra else url
+
+
+def with_idempotency_header(url: str, key: str | None) -> str:
+    """An e-mail URL with an ``X-Idempotency-Key`` header carrying ``key``.
+
+    Apprise always writes its own random Message-ID (and RFC 5322 allows only one), so the
+    stable key of a message travels in this header: a mail filter or a desk tool can drop a
+    repeat by it. Other Apprise schemes have no header to carry it and are left unchanged.
+    """
+    if not key or scheme_of(url) not in EMAIL_SCHEMES:
+        return url
+    base, _, query = url.partition("?")
+    return f"{base}?{'&'.join(filter(None, [query, f'+{IDEMPOTENCY_HEADER}={key}']))}"
 
 
 def build_channels(*, timeout_seconds: float = 10.0,

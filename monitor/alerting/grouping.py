@@ -175,6 +175,18 @@ class Grouper:
                 times.append(at if allowed is None else max(at, allowed))
         return min(times, default=None)
 
+    def drop(self, pairs: set[tuple[str, str]]) -> int:
+        """Forget pending (match_id, receiver) pairs this process no longer owns (a Kafka
+        rebalance moved their partition); returns how many were dropped."""
+        dropped = 0
+        for group in self._groups.values():
+            kept = [m for m in group.pending if (m.match_id, group.key.receiver) not in pairs]
+            dropped += len(group.pending) - len(kept)
+            group.pending = kept
+            if not kept:
+                group.first_pending_at = None
+        return dropped
+
     def pending_count(self) -> int:
         return sum(len(g.pending) for g in self._groups.values())
 

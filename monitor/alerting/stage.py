@@ -30,44 +30,31 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError
-
-from monitor.alerting.deliver import Channels, DeliveryResult
+from monitor.alerting.core import AlertCore, AlertStageConfig, GiveUp, Retry, Sent
+from monitor.alerting.deliver import Channels
 from monitor.alerting.grouping import Grouper, Notification
-from monitor.alerting.messages import decode_payload, encode_payload
+from monitor.alerting.messages import encode_payload
 from monitor.alerting.outbox import AlreadyHandled, Outbox, OutboxEntry, write_grouper_state
-from monitor.alerting.render import AlertGroup, Rendered, channel_for_url, render
 from monitor.alerting.retry import RetryPolicy
-from monitor.alerting.routes import route_match
 from monitor.alerting.silence_store import SilenceStore
-from monitor.alerting.silences import active_silence
-from monitor.config.alerts import AlertsConfig, load_alerts, resolve_urls
+from monitor.config.alerts import load_alerts, resolve_urls
 from monitor.config.claims import ClaimConfig
 from monitor.errors import InvalidInputError
 from monitor.match.registry import ClaimRegistry
-from monitor.metrics import AlertOutcome, Metrics
+from monitor.metrics import Metrics
 from monitor.model import Match, decode_match
 from monitor.store import Database
+
+__all__ = ["AlertStageConfig", "EmbeddedAlertStage", "claims_of", "load_stage_config"]
 
 log = logging.getLogger(__name__)
 
 STAGE = "alert"
 MAX_IDLE_SECONDS = 1.0  # the match stage does not signal: new matches are picked up this fast
-
-
-@dataclass(frozen=True, slots=True)
-class AlertStageConfig:
-    """What the stage needs from alerts/routes.yaml, with every receiver's URLs resolved
-    (they hold secrets: never logged, never stored)."""
-
-    alerts: AlertsConfig
-    urls: Mapping[str, list[str]]
-    template_dir: Path
 
 
 class EmbeddedAlertStage:
@@ -78,19 +65,15 @@ class EmbeddedAlertStage:
                  metrics: Metrics, *, retry: RetryPolicy | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  batch_size: int = 200) -> None:
-        self._db, self._config, self._claims = database, config, claims
-        self._channels, self._metrics = channels, metrics
-        self._retry, self._clock = retry or RetryPolicy(), clock
-        self._rng, self._batch_size = rng or random.Random(), batch_size
+        self._db, self._metrics = database, metrics
+        self._core = AlertCore(config, claims, channels, metrics, retry=retry, rng=rng)
+        self._clock, self._batch_size = clock, batch_size
         self.outbox = Outbox(database)
         self._silences = SilenceStore(database)
-        self._limits = {r.name: r.rate_limit for r in config.alerts.receivers if r.rate_limit}
         state = self.outbox.load_grouper_state()
-        self._grouper = (Grouper(self._limits) if state is None
-                         else Grouper.from_dict(state, self._limits))
+        self._grouper = (self._core.new_grouper() if state is None
+                         else Grouper.from_dict(state, self._core.rate_limits))
         self.wake = threading.Event()
-        for receiver in config.alerts.receivers:
-            metrics.init_receiver(receiver.name)
 
     def position(self) -> int:
         with self._db.transaction() as conn:
@@ -114,7 +97,7 @@ class EmbeddedAlertStage:
                                  "LIMIT ?", (start, self._batch_size)).fetchall()
         if not batch:
             return 0
-        claims = self._claims()
+        claims = self._core.claims()
         silences = self._silences.list(include_expired=False,
                                        now=datetime.fromtimestamp(now, UTC))
         dead: list[tuple[bytes, str]] = []
@@ -130,17 +113,7 @@ class EmbeddedAlertStage:
 
     def _take(self, match: Match, claim: ClaimConfig | None, silences: list[Any],
               now: float) -> None:
-        tags = claim.tags if claim is not None else ()
-        destinations = route_match(match, tags, self._config.alerts.route)
-        silence = active_silence(match, tags, silences, datetime.fromtimestamp(now, UTC))
-        if silence is not None:
-            for routed in destinations:
-                self._count(routed.receiver, AlertOutcome.SUPPRESSED_SILENCE)
-            log.info("alert: match %s of %s silenced by %s (%s)", match.match_id,
-                     match.claim_id, silence.id, silence.reason,
-                     extra={"claim_id": match.claim_id})
-            return
-        for routed in destinations:
+        for routed in self._core.destinations(match, claim, silences, now):
             if not self.outbox.handled(match.match_id, routed.receiver):
                 self._grouper.add(match, routed, now)
 
@@ -160,11 +133,7 @@ class EmbeddedAlertStage:
     # -- 2. grouping -------------------------------------------------------------------------
 
     def _enqueue_due(self, now: float) -> int:
-        due = self._grouper.due(now)
-        for receiver, holds in self._grouper.pop_held().items():
-            self._count(receiver, AlertOutcome.SUPPRESSED_RATE_LIMIT, holds)
-            log.warning("alert: %s is over its rate limit; %d group(s) held for later",
-                        receiver, holds, extra={"receiver": receiver})
+        due = self._core.due(self._grouper, now)
         for notification in due:
             self._enqueue(notification, now)
         return len(due)
@@ -181,7 +150,7 @@ class EmbeddedAlertStage:
             log.warning("%s", exc, extra={"receiver": notification.receiver})
             self.outbox.save_grouper_state(self._grouper.to_dict(), now)
         except Exception:  # nothing was written: forget the in-memory advance too
-            self._grouper = Grouper.from_dict(before, self._limits)
+            self._grouper = Grouper.from_dict(before, self._core.rate_limits)
             raise
 
     # -- 3. delivery -------------------------------------------------------------------------
@@ -193,64 +162,13 @@ class EmbeddedAlertStage:
         return len(entries)
 
     def _deliver(self, entry: OutboxEntry, now: float) -> None:
-        try:
-            messages = self._render(entry)
-        except (InvalidInputError, KeyError, ValueError, TemplateError) as exc:
-            self._give_up(entry, now, f"alert: cannot render {entry.id}: {exc!r}")
-            return
-        with self._metrics.alert_delivery_duration.labels(entry.receiver).time():
-            results = [
-                self._channels.send(replace(rendered, idempotency_key=f"{entry.id}-{n}"), url)
-                for n, (url, rendered) in enumerate(messages)]
-        failures = [r for r in results if not r.ok]
-        if not failures:
-            self.outbox.mark_sent(entry.id, now, "; ".join(r.detail for r in results))
-            self._count(entry.receiver, AlertOutcome.SENT)
-            log.info("alert: %s sent to %s (%d message(s))", entry.id, entry.receiver,
-                     len(results), extra={"receiver": entry.receiver})
-            return
-        self._failed(entry, failures, now)
-
-    def _render(self, entry: OutboxEntry) -> list[tuple[str, Rendered]]:
-        """(url, message) per URL and per claim in the notification; KeyError for a receiver
-        no longer in routes.yaml."""
-        receiver = self._config.alerts.receiver(entry.receiver)
-        claims = self._claims()
-        matches = decode_payload(entry.payload)
-        by_claim: dict[str, list[Match]] = {}
-        for match in matches:
-            by_claim.setdefault(match.claim_id, []).append(match)
-        groups = [AlertGroup(_claim_or_stub(claims, claim_id), tuple(found))
-                  for claim_id, found in by_claim.items()]
-        return [(url, render(group, channel_for_url(url), template_dir=self._config.template_dir,
-                             template=receiver.template))
-                for url in self._config.urls[entry.receiver] for group in groups]
-
-    def _failed(self, entry: OutboxEntry, failures: list[DeliveryResult], now: float) -> None:
-        self._count(entry.receiver, AlertOutcome.FAILED)
-        error = "; ".join(f"{r.detail or r.status}" for r in failures)
-        retry_after = max((r.retry_after_seconds for r in failures
-                           if r.retry_after_seconds is not None), default=None)
-        delay = None if any(r.permanent for r in failures) else self._retry.next_delay(
-            entry.attempts + 1, retry_after, self._rng)
-        if delay is None:
-            self._give_up(entry, now, error)
-            return
-        self.outbox.mark_failed(entry.id, now, now + delay, error)
-        self._count(entry.receiver, AlertOutcome.RETRIED)
-        log.warning("alert: %s to %s failed (attempt %d): %s; next try in %.0f s", entry.id,
-                    entry.receiver, entry.attempts + 1, error, delay,
-                    extra={"receiver": entry.receiver})
-
-    def _give_up(self, entry: OutboxEntry, now: float, error: str) -> None:
-        self.outbox.dead_letter(entry.id, now, error)
-        self._count(entry.receiver, AlertOutcome.DEAD_LETTERED)
-        log.error("alert: %s to %s dead-lettered after %d attempt(s): %s; "
-                  "`monitor dlq replay %s` re-sends it", entry.id, entry.receiver,
-                  entry.attempts + 1, error, entry.id, extra={"receiver": entry.receiver})
-
-    def _count(self, receiver: str, outcome: AlertOutcome, amount: int = 1) -> None:
-        self._metrics.alerts.labels(receiver, outcome.value).inc(amount)
+        outcome = self._core.attempt(entry, now)
+        if isinstance(outcome, Sent):
+            self.outbox.mark_sent(entry.id, now, outcome.detail)
+        elif isinstance(outcome, Retry):
+            self.outbox.mark_failed(entry.id, now, now + outcome.delay_seconds, outcome.error)
+        elif isinstance(outcome, GiveUp):
+            self.outbox.dead_letter(entry.id, now, outcome.error)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -271,7 +189,7 @@ class EmbeddedAlertStage:
 
     def close(self) -> None:
         """Release the channels (HTTP connections, log filters); call after ``run`` returns."""
-        self._channels.close()
+        self._core.close()
 
     def run(self, stopping: threading.Event) -> None:
         while not stopping.is_set():
@@ -287,15 +205,6 @@ class EmbeddedAlertStage:
                 wait = MAX_IDLE_SECONDS if wakeup is None else wakeup - self._clock()
                 self.wake.wait(min(max(wait, 0.01), MAX_IDLE_SECONDS))
                 self.wake.clear()
-
-
-def _claim_or_stub(claims: Mapping[str, ClaimConfig], claim_id: str) -> ClaimConfig:
-    """The claim, or a minimal stand-in when claims.yaml no longer has it (still alert)."""
-    claim = claims.get(claim_id)
-    if claim is not None:
-        return claim
-    return ClaimConfig.model_construct(id=claim_id, text=f"(claim {claim_id} is no longer in "
-                                                          "claims.yaml)")
 
 
 def load_stage_config(alerts_path: Path, environ: Mapping[str, str]) -> AlertStageConfig:

@@ -1,4 +1,4 @@
-"""Kafka mode: the only module that talks to kafka-python.
+"""Kafka mode's plumbing: clients, topics, reading a topic back, and the item publisher.
 
 Items go to ``monitor.items`` keyed by item_id through an idempotent producer with acks=all, so
 an acknowledged item is on every in-sync replica and a retried send is not written twice.
@@ -10,11 +10,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import TopicPartition
 
 from monitor.bus import PublishReport
 from monitor.config.settings import KafkaSettings
@@ -32,11 +35,13 @@ class TopicSpec:
 
 
 def item_topics(settings: KafkaSettings) -> list[TopicSpec]:
-    week_ms = str(7 * 24 * 3600 * 1000)
+    week_ms, month_ms = str(7 * 24 * 3600 * 1000), str(30 * 24 * 3600 * 1000)
     return [
         TopicSpec(settings.items_topic, settings.topic_partitions, {"retention.ms": week_ms}),
         TopicSpec(settings.matches_topic, settings.topic_partitions, {"retention.ms": week_ms}),
-        TopicSpec(settings.dlq_topic, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(settings.dlq_topic, 1, {"retention.ms": month_ms}),
+        # Partition p of alerts records what was done with partition p of matches.
+        TopicSpec(settings.alerts_topic, settings.topic_partitions, {"retention.ms": month_ms}),
     ]
 
 
@@ -88,6 +93,87 @@ def _create_topic(admin: KafkaAdminClient, spec: TopicSpec, replication_factor: 
         pass
     except KafkaError as exc:
         raise MonitorError(f"kafka: cannot create topic {spec.name}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    """One record read back, without kafka-python's types."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+
+def group_consumer(settings: KafkaSettings, group_id: str, *, batch_max: int,
+                   session_timeout_seconds: float) -> KafkaConsumer:
+    """A stage's consumer: read_committed, manual commits, cooperative-sticky assignment."""
+    session_ms = int(session_timeout_seconds * 1000)
+    return KafkaConsumer(
+        **client_config(settings), group_id=group_id, isolation_level="read_committed",
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch_max,
+        partition_assignment_strategy=[CooperativeStickyAssignor],
+        session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3))
+
+
+def consumer_lag(consumer: KafkaConsumer) -> int:
+    """Records waiting in the assigned partitions, from the highwater of the last fetch (no
+    extra request to the broker)."""
+    lag = 0
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        position = consumer.position(tp, timeout_ms=1000)
+        if highwater is not None and position is not None:
+            lag += max(0, highwater - position)
+    return lag
+
+
+def topic_reader(settings: KafkaSettings) -> KafkaConsumer:
+    """A group-less read_committed consumer for :func:`read_partitions`; close it after."""
+    return KafkaConsumer(**client_config(settings), group_id=None, enable_auto_commit=False,
+                         isolation_level="read_committed", auto_offset_reset="earliest")
+
+
+def read_partitions(reader: KafkaConsumer, topic: str, partitions: Sequence[int] | None = None,
+                    *, timeout_seconds: float = 60.0) -> list[TopicRecord]:
+    """Every committed record of ``topic`` (all partitions when None), from the start up to
+    the end as it was when called. MonitorError when the end is not reached in time."""
+    if partitions is None:
+        partitions = sorted(reader.partitions_for_topic(topic) or ())
+    tps = [TopicPartition(topic, p) for p in partitions]
+    reader.assign(tps)
+    if not tps:
+        return []
+    ends = reader.end_offsets(tps)
+    starts = reader.beginning_offsets(tps)
+    for tp in tps:
+        reader.seek(tp, starts[tp])
+    remaining = {tp for tp in tps if ends[tp] > starts[tp]}
+    found: list[TopicRecord] = []
+    deadline = time.monotonic() + timeout_seconds
+    while remaining:
+        if time.monotonic() > deadline:
+            raise MonitorError(f"kafka: could not read {topic} to its end within "
+                               f"{timeout_seconds:g} s")
+        for tp, records in reader.poll(timeout_ms=200).items():
+            found.extend(_topic_record(r) for r in records if r.offset < ends[tp])
+        remaining = {tp for tp in remaining if reader.position(tp) < ends[tp]}
+    return found
+
+
+def _topic_record(record: Any) -> TopicRecord:
+    headers = {name: (value or b"").decode("utf-8", "replace")
+               for name, value in record.headers or ()}
+    return TopicRecord(record.partition, record.offset, record.key, record.value or b"",
+                       headers)
+
+
+def dead_letter_headers(stage: str, error: str, **more: str) -> list[tuple[str, bytes]]:
+    """The headers of a record on monitor.dlq: stage, error, time (UTC ISO-8601), and more."""
+    moment = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    fields = {"stage": stage, "error": error, "time": moment, **more}
+    return [(name, value.encode("utf-8")) for name, value in fields.items()]
 
 
 class KafkaItemPublisher:

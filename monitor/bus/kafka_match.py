@@ -23,8 +23,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka import KafkaProducer
 from kafka.errors import (
     AuthorizationError,
     InvalidProducerEpochError,
@@ -34,7 +33,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from monitor.bus.kafka import client_config
+from monitor.bus.kafka import client_config, consumer_lag, group_consumer
 from monitor.config.settings import KafkaSettings
 from monitor.errors import InvalidInputError, MonitorError
 from monitor.match.stage import MatchProcessor
@@ -63,14 +62,8 @@ class KafkaMatchStage:
                  batch_max: int = 200, session_timeout_seconds: float = 45.0) -> None:
         self._settings, self._processor, self._metrics = settings, processor, metrics
         self._healthy = False
-        session_ms = int(session_timeout_seconds * 1000)
-        self._consumer = KafkaConsumer(
-            **client_config(settings), group_id=settings.match_group,
-            isolation_level="read_committed", enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=batch_max,
-            partition_assignment_strategy=[CooperativeStickyAssignor],
-            session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3),
-        )
+        self._consumer = group_consumer(settings, settings.match_group, batch_max=batch_max,
+                                        session_timeout_seconds=session_timeout_seconds)
         self._producer = KafkaProducer(
             **client_config(settings), transactional_id=settings.transactional_id,
             enable_idempotence=True,  # explicit: a conflicting setting silently disables it
@@ -168,14 +161,7 @@ class KafkaMatchStage:
                       len(record.value or b""))
 
     def _update_lag(self) -> None:
-        """Lag from the highwater of the last fetch: no extra request to the broker."""
-        lag = 0
-        for tp in self._consumer.assignment():
-            highwater = self._consumer.highwater(tp)
-            position = self._consumer.position(tp, timeout_ms=1000)
-            if highwater is not None and position is not None:
-                lag += max(0, highwater - position)
-        self._metrics.consumer_lag.labels(STAGE).set(lag)
+        self._metrics.consumer_lag.labels(STAGE).set(consumer_lag(self._consumer))
 
     def run(self, stopping: threading.Event) -> None:
         """Match until ``stopping`` is set; returns between batches, never mid-transaction."""

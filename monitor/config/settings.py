@@ -34,12 +34,17 @@ class KafkaSettings(BaseModel):
     items_topic: str = "monitor.items"
     matches_topic: str = "monitor.matches"
     dlq_topic: str = "monitor.dlq"
+    # What the alerter did (pending / sent / dead per notification); read back on every
+    # partition assignment, so it must be kept at least as long as monitor.matches.
+    alerts_topic: str = "monitor.alerts"
     match_group: str = "monitor-match"
+    alert_group: str = "monitor-alert"
     # Unique per matcher process (e.g. the pod name): fences a zombie with the same id.
     transactional_id: str = "monitor-match-0"
     # A crashed matcher's partitions move to another member after this long.
     session_timeout_seconds: float = Field(default=45.0, ge=6)
     match_batch_max: int = Field(default=200, ge=1)
+    alert_batch_max: int = Field(default=200, ge=1)
     topic_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     security_protocol: str = "PLAINTEXT"
@@ -98,6 +103,15 @@ class PollSettings(BaseModel):
     max_summary_chars: int = Field(default=2000, ge=20)
 
 
+class MatchSettings(BaseModel):
+    # Sentence vectors (multilingual-e5-small) next to the word scores; off = words alone,
+    # ~50x the throughput and no paraphrase or cross-language links without shared words.
+    semantic: bool = True
+    embed_threads: int = Field(default=1, ge=1)
+    # Claim vectors survive restarts here: 10,000 claims take ~3 minutes to embed.
+    embedding_cache: Path | None = None  # default: ~/.cache/monitor/embeddings.sqlite3
+
+
 class Settings(BaseSettings):
     """Everything a process needs that is not a config file, read from the environment."""
 
@@ -108,6 +122,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     http: HttpSettings = HttpSettings()
     poll: PollSettings = PollSettings()
+    match: MatchSettings = MatchSettings()
     state_path: Path = Path(".monitor/state.sqlite3")
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error)$")
 

@@ -25,7 +25,6 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from monitor.bus.kafka import ensure_topics, item_topics
 from monitor.bus.kafka_match import KafkaMatchStage
 from monitor.config.settings import KafkaSettings
 from monitor.errors import MonitorError
@@ -35,7 +34,7 @@ from monitor.metrics import Metrics
 from monitor.model import Item, Match, decode_match, encode_item
 from tests.conftest import REPO
 from tests.support.crashing_matcher import CRASH_EXIT_CODE
-from tests.support.kafka_broker import LocalKafka
+from tests.support.kafka_broker import LocalKafka, isolated_kafka_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -77,14 +76,7 @@ def make_item(n: int, language: str, title: str) -> Item:
 
 @pytest.fixture
 def kafka_settings(kafka_broker: LocalKafka) -> KafkaSettings:
-    run = uuid.uuid4().hex[:8]
-    settings = KafkaSettings.model_validate({
-        "bootstrap_servers": kafka_broker.bootstrap, "items_topic": f"items.{run}",
-        "matches_topic": f"matches.{run}", "dlq_topic": f"dlq.{run}",
-        "match_group": f"match-{run}", "transactional_id": f"match-{run}-0",
-        "topic_partitions": 3, "max_block_seconds": 10, "startup_timeout_seconds": 30})
-    ensure_topics(settings, item_topics(settings))
-    return settings
+    return isolated_kafka_settings(kafka_broker.bootstrap)
 
 
 @pytest.fixture

@@ -23,9 +23,12 @@ import math
 import os
 import socket
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from monitor.config.settings import KafkaSettings
 
 REPO_ROOT: Path = Path(__file__).resolve().parents[2]
 SCRIPT: Path = REPO_ROOT / "deploy" / "kafka" / "local-kafka"
@@ -162,3 +165,20 @@ def free_port() -> int:
         if port < 65535 and _port_free(port) and _port_free(port + 1):
             return port
     raise RuntimeError("no free pair of adjacent TCP ports on 127.0.0.1")
+
+
+def isolated_kafka_settings(bootstrap: str, **overrides: object) -> KafkaSettings:
+    """Settings whose topics, groups and transactional id belong to one test alone (the
+    broker is shared by the whole session), with the topics created."""
+    from monitor.bus.kafka import ensure_topics, item_topics
+
+    run = uuid.uuid4().hex[:8]
+    settings = KafkaSettings.model_validate({
+        "bootstrap_servers": bootstrap, "items_topic": f"items.{run}",
+        "matches_topic": f"matches.{run}", "dlq_topic": f"dlq.{run}",
+        "alerts_topic": f"alerts.{run}", "match_group": f"match-{run}",
+        "alert_group": f"alert-{run}", "transactional_id": f"match-{run}-0",
+        "topic_partitions": 3, "max_block_seconds": 10, "startup_timeout_seconds": 30,
+        **overrides})
+    ensure_topics(settings, item_topics(settings))
+    return settings

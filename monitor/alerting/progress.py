@@ -1,0 +1,127 @@
+"""Kafka mode's bookkeeping between consuming a match and committing its offset (pure).
+
+:class:`CommitTracker` answers "up to where may partition p be committed?": up to the first
+consumed offset that still holds a (match_id, receiver) pair not yet handed to the ledger
+(written as "pending" on ``monitor.alerts``), or past the last consumed offset when none
+does. So ``group_wait`` holds a commit back but never loses a match: after a crash or a
+rebalance the partition's next owner reads the held matches again.
+
+:class:`MemoryOutbox` holds the notifications being delivered or retried by this process.
+It is a cache, not the record: every entry is also a "pending" record on ``monitor.alerts``,
+from which the partition's next owner rebuilds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+Pair = tuple[str, str]  # (match_id, receiver)
+
+
+class CommitTracker:
+    """Per partition: consumed offsets still holding pairs, and the next offset to consume."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+        self._held: dict[int, dict[int, set[Pair]]] = {}
+        self._where: dict[Pair, set[tuple[int, int]]] = {}
+
+    def consumed(self, partition: int, offset: int, pairs: Iterable[Pair]) -> None:
+        """Record that ``offset`` was read and which of its pairs are still outstanding."""
+        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+        outstanding = set(pairs)
+        if not outstanding:
+            return
+        self._held.setdefault(partition, {}).setdefault(offset, set()).update(outstanding)
+        for pair in outstanding:
+            self._where.setdefault(pair, set()).add((partition, offset))
+
+    def release(self, pairs: Iterable[Pair]) -> None:
+        """These pairs are handled (pending on the ledger, or dropped): stop holding them."""
+        for pair in pairs:
+            for partition, offset in self._where.pop(pair, ()):
+                at = self._held.get(partition, {})
+                at.get(offset, set()).discard(pair)
+                if offset in at and not at[offset]:
+                    del at[offset]
+
+    def positions(self) -> dict[int, int]:
+        """The offset each partition may be committed at."""
+        found = {}
+        for partition, after_last in self._next.items():
+            held = self._held.get(partition)
+            found[partition] = min(held) if held else after_last
+        return found
+
+    def forget(self, partition: int) -> set[Pair]:
+        """Stop tracking ``partition`` (revoked); returns the pairs it still held."""
+        self._next.pop(partition, None)
+        held = self._held.pop(partition, {})
+        pairs = {pair for offsets in held.values() for pair in offsets}
+        for pair in pairs:
+            places = self._where.get(pair, set())
+            places -= {(partition, offset) for offset in held}
+            if not places:
+                self._where.pop(pair, None)
+        return pairs
+
+    def held_count(self) -> int:
+        return sum(len(offsets) for offsets in self._held.values())
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAlert:
+    """A notification part on its way (satisfies :class:`monitor.alerting.core.Queued`)."""
+
+    id: str
+    receiver: str
+    payload: bytes
+    partition: int
+    claim_ids: tuple[str, ...]
+    match_ids: tuple[str, ...]
+    created_at: float
+    next_attempt_at: float
+    attempts: int = 0
+
+
+class MemoryOutbox:
+    """Notifications this process is delivering or retrying, by id."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, PendingAlert] = {}
+
+    def add(self, entry: PendingAlert) -> bool:
+        """Queue ``entry``; False (nothing changed) when an entry with its id is queued."""
+        if entry.id in self._entries:
+            return False
+        self._entries[entry.id] = entry
+        return True
+
+    def due(self, now: float, limit: int = 100) -> list[PendingAlert]:
+        ready = [e for e in self._entries.values() if e.next_attempt_at <= now]
+        return sorted(ready, key=lambda e: (e.next_attempt_at, e.created_at))[:limit]
+
+    def retry(self, entry: PendingAlert, next_attempt_at: float) -> None:
+        self._entries[entry.id] = replace(entry, attempts=entry.attempts + 1,
+                                          next_attempt_at=next_attempt_at)
+
+    def remove(self, entry_id: str) -> None:
+        self._entries.pop(entry_id, None)
+
+    def forget(self, partition: int) -> int:
+        """Drop the entries of a revoked partition (its next owner rebuilds them)."""
+        gone = [key for key, e in self._entries.items() if e.partition == partition]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)
+
+    def next_attempt_at(self) -> float | None:
+        return min((e.next_attempt_at for e in self._entries.values()), default=None)
+
+    def size(self) -> int:
+        return len(self._entries)
+
+    def oldest_pending_age(self, now: float) -> float:
+        oldest = min((e.created_at for e in self._entries.values()), default=None)
+        return 0.0 if oldest is None else max(0.0, now - oldest)
