@@ -7,6 +7,13 @@ the Lenta.ru feed. Beside the project's matcher runs a naive baseline in the sam
 rapidfuzz's ``process.extractOne`` of each item over every claim text.
 
     .venv/bin/python bench/match.py [--data ../shared/data] [--items 2000] [--baseline-items 200]
+    .venv/bin/python bench/match.py --semantic --sizes 1000,10375
+
+``--semantic`` matches as the stages do by default, with sentence vectors: an item is embedded
+(~20 ms) only when its best word score reaches the gate, so the figure depends on how many
+items share words with some claim; it prints that share. The claims' own vectors come from the
+embedding cache (the first run at 10,375 claims spends minutes filling it; 100,000 synthetic
+claims would take most of an hour, so pick the sizes).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -24,6 +32,7 @@ from rapidfuzz import fuzz, process
 from monitor.config.claims import ClaimConfig
 from monitor.match.index import ClaimIndex
 from monitor.match.matcher import match_item
+from monitor.match.semantic import Embedder, Vectors, default_cache_path
 from monitor.model import Item
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,15 +70,30 @@ def load_items(data: Path, limit: int) -> list[Item]:
             for n, (title, language) in enumerate(titles[:limit])]
 
 
-def run_project(claims: list[ClaimConfig], items: list[Item]) -> dict[str, float]:
+class CountingEmbedder(Embedder):
+    """The production embedder, counting the texts it embeds."""
+
+    embedded = 0
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.embedded += len(texts)
+        return super().embed(texts)
+
+
+def run_project(claims: list[ClaimConfig], items: list[Item], semantic: bool
+                ) -> dict[str, float]:
+    embedder = CountingEmbedder(1, default_cache_path()) if semantic else None
     started = time.perf_counter()
-    index = ClaimIndex(claims)
+    index = ClaimIndex(claims, embedder)
     build_seconds = time.perf_counter() - started
+    if embedder is not None:
+        embedder.embedded = 0
     started = time.perf_counter()
     linked = sum(bool(match_item(item, index, today=TODAY)) for item in items)
     seconds = time.perf_counter() - started
     return {"index_build_seconds": round(build_seconds, 2),
-            "items_per_second": round(len(items) / seconds, 1), "items_linked": linked}
+            "items_per_second": round(len(items) / seconds, 1), "items_linked": linked,
+            "items_embedded": embedder.embedded if embedder else 0}
 
 
 def run_baseline(claims: list[ClaimConfig], items: list[Item]) -> float:
@@ -86,21 +110,24 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--baseline-items", type=int, default=200)
     parser.add_argument("--sizes", default="1000,10375,100000")
+    parser.add_argument("--semantic", action="store_true",
+                        help="with sentence vectors, as the stages run by default")
     args = parser.parse_args()
     if not (args.data / "clef2020-task2").is_dir():
         print(f"skipped: evaluation data not found at {args.data}")
         return 0
     texts, items = load_claim_texts(args.data), load_items(args.data, args.items)
     results = []
-    print(f"{'claims':>8} {'build s':>8} {'items/s':>9} {'linked':>7} {'naive items/s':>14}")
+    print(f"{'claims':>8} {'build s':>8} {'items/s':>9} {'linked':>7} {'embedded':>9}"
+          f" {'naive items/s':>14}")
     for size in (int(s) for s in args.sizes.split(",")):
         claims = claim_set(texts, size)
-        project = run_project(claims, items)
+        project = run_project(claims, items, args.semantic)
         naive = run_baseline(claims, items[: args.baseline_items])
         results.append({"claims": size, **project, "naive_items_per_second": naive})
         print(f"{size:>8} {project['index_build_seconds']:>8} {project['items_per_second']:>9}"
-              f" {project['items_linked']:>7} {naive:>14}")
-    print(json.dumps({"items": len(items), "results": results}))
+              f" {project['items_linked']:>7} {project['items_embedded']:>9} {naive:>14}")
+    print(json.dumps({"items": len(items), "semantic": args.semantic, "results": results}))
     return 0
 
 

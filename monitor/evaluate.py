@@ -17,7 +17,9 @@ from typing import Any
 from monitor.config.claims import DEFAULT_THRESHOLD, ClaimConfig
 from monitor.errors import ConfigError
 from monitor.match.index import ClaimIndex
+from monitor.match.matcher import scored_candidates
 from monitor.match.score import ItemText, score_claim
+from monitor.match.semantic import Embedder, Vectors, shared_embedder
 from monitor.match.text import keys
 
 csv.field_size_limit(10_000_000)  # FNC-1 bodies are long
@@ -28,14 +30,24 @@ def _item(text: str, language: str | None, body: str = "") -> ItemText:
     return ItemText(title, title + tuple(keys(body, language)), language)
 
 
-def ranked(index: ClaimIndex, item: ItemText) -> list[tuple[float, str]]:
-    """(score, claim id) of every candidate, best first."""
-    scored = []
-    for position in index.candidates(item.all_keys):
-        score = score_claim(index.claims[position], item, index.weight)
-        if score is not None:
-            scored.append((score.value, index.claims[position].claim.id))
-    return sorted(scored, key=lambda pair: (-pair[0], pair[1]))
+def embedder_for(semantic: bool) -> Embedder | None:
+    """The production model (vectors cached on disk), or None to measure words alone."""
+    return shared_embedder() if semantic else None
+
+
+def vectors_for(embedder: Embedder | None, texts: Sequence[str]) -> list[Vectors | None]:
+    """Every query text embedded up front, in batches and cached, so that re-running an
+    evaluation costs seconds; the matcher still decides per item whether to use its vector."""
+    if embedder is None:
+        return [None] * len(texts)
+    return list(embedder.embed_cached(texts))
+
+
+def ranked(index: ClaimIndex, item: ItemText, meaning_text: str = "",
+           vector: Vectors | None = None) -> list[tuple[float, str]]:
+    """(score, claim id) of every candidate, best first: the matcher's own scoring."""
+    return [(score.value, index.claims[position].claim.id)
+            for position, score in scored_candidates(index, item, meaning_text, vector=vector)]
 
 
 def _claim(claim_id: str, text: str) -> ClaimConfig:
@@ -50,13 +62,17 @@ def _f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
-def emergent(path: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+def emergent(path: Path, threshold: float = DEFAULT_THRESHOLD, semantic: bool = True
+             ) -> dict[str, Any]:
     rows = list(csv.DictReader(path.open(encoding="utf-8")))
     texts = {_safe_id(r["claimId"]): r["claimHeadline"] for r in rows}
-    index = ClaimIndex([_claim(cid, text) for cid, text in texts.items()])
+    embedder = embedder_for(semantic)
+    index = ClaimIndex([_claim(cid, text) for cid, text in texts.items()], embedder)
+    headlines = [row["articleHeadline"] for row in rows]
     top1 = linked_right = linked = 0
-    for row in rows:
-        ranking = ranked(index, _item(row["articleHeadline"], "en"))
+    for row, vector in zip(rows, vectors_for(embedder, headlines), strict=True):
+        ranking = ranked(index, _item(row["articleHeadline"], "en"), row["articleHeadline"],
+                         vector)
         truth = _safe_id(row["claimId"])
         top1 += bool(ranking) and ranking[0][1] == truth
         passing = [cid for score, cid in ranking if score >= threshold]
@@ -70,7 +86,8 @@ def emergent(path: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]
     stance = evaluate_emergent(path, folds=folds if folds >= 2 else 0)
     return {
         "dataset": "emergent", "headlines": len(rows), "claims": len(texts),
-        "threshold": threshold, "link_accuracy_at_1": round(top1 / len(rows), 4),
+        "threshold": threshold, "semantic": semantic,
+        "link_accuracy_at_1": round(top1 / len(rows), 4),
         "link_precision": round(precision, 4), "link_recall": round(recall, 4),
         "link_f1": round(_f1(precision, recall), 4),
         "stance_accuracy": stance.get("stance_accuracy"),
@@ -79,18 +96,24 @@ def emergent(path: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]
     }
 
 
-def paraphraser(path: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+def paraphraser(path: Path, threshold: float = DEFAULT_THRESHOLD, semantic: bool = True
+                ) -> dict[str, Any]:
     """Russian headline pairs: classes 0 and 1 should link, -1 should not."""
     text = path.read_text(encoding="utf-8").replace("encoding='UTF8'", "encoding='UTF-8'")
     root = ElementTree.fromstring(text.encode("utf-8"))
+    rows = [{v.get("name"): (v.text or "") for v in pair.iter("value")}
+            for pair in root.iter("paraphrase")]
+    embedder = embedder_for(semantic)
+    if embedder is not None:
+        embedder.embed_cached([_claim("c", r.get("text_1", "")).text for r in rows])
     tp = fp = fn = pairs = 0
-    for pair in root.iter("paraphrase"):
-        values = {v.get("name"): (v.text or "") for v in pair.iter("value")}
+    seconds = [r.get("text_2", "") for r in rows]
+    for values, vector in zip(rows, vectors_for(embedder, seconds), strict=True):
         positive = values.get("class") in ("0", "1")
-        index = ClaimIndex([_claim("c", values.get("text_1", ""))])
-        score = score_claim(index.claims[0], _item(values.get("text_2", ""), "ru"),
-                            index.weight)
-        linked = score is not None and score.value >= threshold
+        index = ClaimIndex([_claim("c", values.get("text_1", ""))], embedder)
+        scored = scored_candidates(index, _item(values.get("text_2", ""), "ru"),
+                                   values.get("text_2", ""), vector=vector)
+        linked = bool(scored) and scored[0][1].value >= threshold
         tp += linked and positive
         fp += linked and not positive
         fn += positive and not linked
@@ -98,16 +121,19 @@ def paraphraser(path: Path, threshold: float = DEFAULT_THRESHOLD) -> dict[str, A
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     return {"dataset": "paraphraser", "pairs": pairs, "threshold": threshold,
+            "semantic": semantic,
             "precision": round(precision, 4), "recall": round(recall, 4),
             "f1": round(_f1(precision, recall), 4)}
 
 
-def clef(folder: Path, split: str = "dev") -> dict[str, Any]:
+def clef(folder: Path, split: str = "dev", semantic: bool = True) -> dict[str, Any]:
     """CLEF 2020 CheckThat! task 2: rank the verified claims for each tweet; MAP@5."""
     claims_file = folder / "verified_claims.docs.tsv"
     with claims_file.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    index = ClaimIndex([_claim(f"v{r['']}", f"{r['vclaim']} {r['title']}") for r in rows])
+    embedder = embedder_for(semantic)
+    index = ClaimIndex([_claim(f"v{r['']}", f"{r['vclaim']} {r['title']}") for r in rows],
+                       embedder)
     gold: dict[str, set[str]] = defaultdict(set)
     for line in (folder / split / "tweet-vclaim-pairs.qrels").read_text().splitlines():
         parts = line.split()
@@ -115,12 +141,17 @@ def clef(folder: Path, split: str = "dev") -> dict[str, Any]:
             gold[parts[0]].add(f"v{parts[2]}")
     with (folder / split / "tweets.queries.tsv").open(encoding="utf-8") as handle:
         tweets = list(csv.DictReader(handle, delimiter="\t"))
+    tweets = [t for t in tweets if gold.get(t[""])]
+    contents = [t["tweet_content"] for t in tweets]
     precisions = [
-        _average_precision([cid for _, cid in ranked(index, _item(t["tweet_content"], "en"))[:5]],
-                           gold[t[""]])
-        for t in tweets if gold.get(t[""])
+        _average_precision(
+            [cid for _, cid in ranked(index, _item(content, "en"), content, vector)[:5]],
+            gold[t[""]])
+        for t, content, vector in zip(tweets, contents, vectors_for(embedder, contents),
+                                      strict=True)
     ]
-    return {"dataset": "clef2020-task2", "split": split, "queries": len(precisions),
+    return {"dataset": "clef2020-task2", "split": split, "semantic": semantic,
+            "queries": len(precisions),
             "verified_claims": len(rows),
             "map_at_5": round(sum(precisions) / len(precisions), 4) if precisions else 0.0}
 

@@ -108,6 +108,7 @@ class Evidence:
     relation_cue: str
     relation_confidence: float
     reprint_of: str | None = None  # item_id of a near-identical earlier story, when known
+    meaning: float | None = None  # cosine similarity of claim and item sentence vectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +152,7 @@ def decode_match(data: bytes) -> Match:
                 relation_cue=str(evidence["relation_cue"]),
                 relation_confidence=float(evidence["relation_confidence"]),
                 reprint_of=evidence.get("reprint_of"),
+                meaning=None if evidence.get("meaning") is None else float(evidence["meaning"]),
             ),
             matcher_version=str(raw["matcher_version"]),
         )

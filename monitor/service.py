@@ -44,6 +44,7 @@ from monitor.feeds.state import SQLitePollState
 from monitor.health import HealthServer
 from monitor.match.embedded_stage import EmbeddedMatchStage
 from monitor.match.registry import ClaimRegistry
+from monitor.match.semantic import build_embedder
 from monitor.match.stage import MatchProcessor
 from monitor.metrics import Metrics
 from monitor.store import Database
@@ -71,12 +72,17 @@ def build_publisher(settings: Settings, database: Database) -> tuple[ItemPublish
     return KafkaItemPublisher(settings.kafka), "kafka"
 
 
+def matching_registry(settings: Settings, claims_path: Path) -> ClaimRegistry:
+    """The claims as the matcher needs them: with sentence vectors unless turned off."""
+    return ClaimRegistry(claims_path, build_embedder(settings.match))
+
+
 def build_kafka_match_stage(settings: Settings, claims_path: Path, metrics: Metrics
                             ) -> KafkaMatchStage:
     from monitor.bus.kafka import ensure_topics, item_topics
 
     ensure_topics(settings.kafka, item_topics(settings.kafka))
-    processor = MatchProcessor(ClaimRegistry(claims_path), metrics)
+    processor = MatchProcessor(matching_registry(settings, claims_path), metrics)
     return KafkaMatchStage(settings.kafka, processor, metrics,
                            batch_max=settings.kafka.match_batch_max,
                            session_timeout_seconds=settings.kafka.session_timeout_seconds)
@@ -214,7 +220,7 @@ class PollService:
         self.alert_stage: EmbeddedAlertStage | KafkaAlertStage | None = None
         self._threads: list[threading.Thread] = []
         if self.claims_path is not None and isinstance(self.publisher, EmbeddedItemLog):
-            claim_registry = ClaimRegistry(self.claims_path)
+            claim_registry = matching_registry(self.settings, self.claims_path)
             self.match_stage = self._embedded_match_stage(self.publisher, claim_registry)
             if alert_config is not None:
                 self.alert_stage = EmbeddedAlertStage(

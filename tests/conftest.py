@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from tests.support.receivers import SmtpReceiver, WebhookReceiver
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared"))
 REAL_FEEDS = SHARED / "feeds" / "real"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Sentence vectors computed by tests go to a cache of the run's own, not the user's.
+    cache = Path(tempfile.gettempdir(), "monitor-test-embeddings.sqlite3")
+    os.environ.setdefault("MONITOR_MATCH__EMBEDDING_CACHE", str(cache))
 
 
 @pytest.fixture

@@ -47,7 +47,8 @@ def test_clef_map_at_5(tmp_path: Path) -> None:
         encoding="utf-8")
     (tmp_path / "dev" / "tweet-vclaim-pairs.qrels").write_text("7\t0\t1\t1\n", encoding="utf-8")
     result = evaluate.clef(tmp_path, "dev")
-    assert result == {"dataset": "clef2020-task2", "split": "dev", "queries": 1,
+    assert result == {"dataset": "clef2020-task2", "split": "dev", "semantic": True,
+                      "queries": 1,
                       "verified_claims": 2, "map_at_5": 1.0}
 
 

@@ -14,9 +14,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from monitor.config.claims import ClaimConfig
-from monitor.match.text import keys, normalized
+from monitor.match.text import keys, mostly_cyrillic, normalized
+
+if TYPE_CHECKING:
+    from monitor.match.semantic import ClaimVectors, Embedder
 
 PREFIX_CHARS = 5
 # A key shared by more than this share of claims (and more than the floor) does not select.
@@ -56,6 +60,7 @@ class PreparedClaim:
     text_keys: frozenset[str]
     key_sets: dict[str, frozenset[str]]  # language -> distinct keys of that text
     buckets: dict[str, dict[str, tuple[str, ...]]]  # language -> bucket -> keys
+    cyrillic: bool  # the main text is written in Cyrillic
 
 
 def bucketed(keys_: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -76,6 +81,7 @@ def prepare(claim: ClaimConfig) -> PreparedClaim:
         text_keys=frozenset(key for text in texts.values() for key in text.split()),
         key_sets={lang: frozenset(text.split()) for lang, text in texts.items()},
         buckets={lang: bucketed(text.split()) for lang, text in texts.items()},
+        cyrillic=mostly_cyrillic(claim.text),
     )
 
 
@@ -89,10 +95,21 @@ def term_hit(term: Term, item_keys: Iterable[str]) -> bool:
 
 
 class ClaimIndex:
-    """Inverted index from key buckets to the claims indexed under them. Immutable once built."""
+    """Inverted index from key buckets to the claims indexed under them. Immutable once built.
 
-    def __init__(self, claims: Sequence[ClaimConfig]) -> None:
+    With an ``embedder`` it also holds every claim text's sentence vector (``vectors``), so
+    that the matcher can compare an item's meaning with all claims at once.
+    """
+
+    def __init__(self, claims: Sequence[ClaimConfig], embedder: Embedder | None = None) -> None:
         self.claims = tuple(prepare(claim) for claim in claims)
+        self.embedder = embedder
+        self.vectors: ClaimVectors | None = None
+        if embedder is not None:
+            from monitor.match.semantic import ClaimVectors
+
+            self.vectors = ClaimVectors.build(
+                [[c.claim.text, *c.claim.texts.values()] for c in self.claims], embedder)
         self._postings: dict[str, set[int]] = defaultdict(set)
         frequency: dict[str, int] = defaultdict(int)
         for prepared in self.claims:

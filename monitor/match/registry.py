@@ -14,6 +14,7 @@ from pathlib import Path
 from monitor.config.claims import load_claims
 from monitor.errors import ConfigError
 from monitor.match.index import ClaimIndex
+from monitor.match.semantic import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,14 @@ log = logging.getLogger(__name__)
 class ClaimRegistry:
     """Holds the current ClaimIndex; ``index`` is safe to read from any thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, embedder: Embedder | None = None) -> None:
         self.path = path
+        self._embedder = embedder  # claims are embedded at each load (cached by text)
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
         self._rejected_stamp: tuple[int, int] | None = None
-        self.index = ClaimIndex(load_claims(path))  # at start an invalid file is fatal
+        # At start an invalid file is fatal.
+        self.index = ClaimIndex(load_claims(path), embedder)
 
     def _file_stamp(self) -> tuple[int, int]:
         try:
@@ -42,7 +45,7 @@ class ClaimRegistry:
             return False
         with self._lock:
             try:
-                index = ClaimIndex(load_claims(self.path))
+                index = ClaimIndex(load_claims(self.path), self._embedder)
             except ConfigError as exc:
                 self._rejected_stamp = stamp
                 log.error("claims: keeping the %d claims loaded before; the new file is "

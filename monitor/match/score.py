@@ -41,6 +41,7 @@ class Score:
     value: float
     matched_terms: tuple[str, ...]
     compared_with: str
+    meaning: float | None = None  # cosine of the sentence vectors, when they were compared
 
 
 def score_claim(prepared: PreparedClaim, item: ItemText, weight: Weight) -> Score | None:

@@ -91,3 +91,10 @@ def keys(text: str, language: str | None = None) -> list[str]:
 def normalized(text: str, language: str | None = None) -> str:
     """The text as a space-joined key sequence: what rapidfuzz compares."""
     return " ".join(keys(text, language))
+
+
+def mostly_cyrillic(text: str) -> bool:
+    """Whether most letters are Cyrillic: words compare poorly across scripts (and so,
+    across the languages of the wires)."""
+    letters = sum(ch.isalpha() for ch in text)
+    return bool(letters) and len(_CYRILLIC.findall(text)) * 2 > letters

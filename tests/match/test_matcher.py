@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from hypothesis import strategies as st
 from monitor.config.claims import ClaimConfig, load_claims
 from monitor.feeds.parse import FeedSource, parse_feed
 from monitor.match.index import ClaimIndex
-from monitor.match.matcher import match_item
-from monitor.match.score import ItemText, score_claim
+from monitor.match.matcher import blend, item_text, match_item, scored_candidates
+from monitor.match.score import ItemText, Score, score_claim
+from monitor.match.semantic import Embedder, Vectors
 from monitor.match.text import keys
 from monitor.model import Item, decode_match, encode_match
 from tests.conftest import REPO
@@ -142,3 +144,62 @@ def test_keys_with_digits_never_match_by_prefix() -> None:
 
     assert not keys_match("codename01", "codename010")
     assert keys_match("gener", "general")  # inflection still does
+
+
+class CountingEmbedder(Embedder):
+    calls = 0
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.calls += 1
+        return super().embed(texts)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> CountingEmbedder:
+    return CountingEmbedder(threads=1)
+
+
+RATE_CLAIMS = [ClaimConfig(id="rate", text="The Bank of Russia will raise its key rate to 21 "
+                                           "percent"),
+               ClaimConfig(id="valdai", text="Ukraine attacked Putin's Valdai residence with "
+                                             "drones")]
+
+
+def test_a_paraphrase_without_the_claims_words_links_by_meaning(
+        embedder: CountingEmbedder) -> None:
+    paraphrase = item("Russia's central bank is expected to lift borrowing costs again", "en")
+    assert match_item(paraphrase, ClaimIndex(RATE_CLAIMS), today=TODAY) == []
+    [match] = match_item(paraphrase, ClaimIndex(RATE_CLAIMS, embedder), today=TODAY)
+    assert match.claim_id == "rate"
+    assert match.evidence.meaning is not None and match.evidence.meaning > 0.85
+    assert decode_match(encode_match(match)).evidence.meaning == match.evidence.meaning
+
+
+def test_an_item_is_embedded_once_and_finds_a_claim_in_another_language(
+        embedder: CountingEmbedder) -> None:
+    index = ClaimIndex(RATE_CLAIMS, embedder)
+    russian = item("ЦБ России поднимет ключевую ставку до 21 процента", "ru")
+    assert match_item(russian, ClaimIndex(RATE_CLAIMS), today=TODAY) == []
+    before = embedder.calls
+    [match] = match_item(russian, index, today=TODAY)
+    assert match.claim_id == "rate" and embedder.calls == before + 1
+    assert match_item(item("Снегопад парализовал движение в Москве", "ru"), index,
+                      today=TODAY) == []
+
+
+def test_meaning_ranks_the_claim_the_item_is_about_first(embedder: CountingEmbedder) -> None:
+    index = ClaimIndex(RATE_CLAIMS, embedder)
+    scored = scored_candidates(index, item_text(item("Дроны атаковали резиденцию Путина на "
+                                                     "Валдае", "ru")),
+                               "Дроны атаковали резиденцию Путина на Валдае")
+    assert [index.claims[position].claim.id for position, _ in scored][0] == "valdai"
+    assert all(0 <= score.value <= 100 for _, score in scored)
+
+
+@given(st.floats(min_value=-1, max_value=1), st.floats(min_value=0, max_value=100))
+def test_blend_stays_on_the_0_to_100_scale_and_grows_with_meaning(cosine: float,
+                                                                  lexical: float) -> None:
+    score = Score(lexical, (), "main")
+    blended = blend(score, cosine).value
+    assert 0 <= blended <= 100
+    assert blend(score, min(1.0, cosine + 0.05)).value >= blended
