@@ -75,9 +75,9 @@ class CountingEmbedder(Embedder):
 
     embedded = 0
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
+    def embed(self, texts: Sequence[str], passage: bool = False) -> Vectors:
         self.embedded += len(texts)
-        return super().embed(texts)
+        return super().embed(texts, passage)
 
 
 def run_project(claims: list[ClaimConfig], items: list[Item], semantic: bool

@@ -507,7 +507,7 @@ def eval_command(dataset: str, path: Path, files: tuple[str, ...], threshold: fl
     if dataset == "emergent":
         result = evaluate.emergent(path, limit, semantic)
     elif dataset == "fnc1":
-        result = evaluate.fnc1(path, files, limit)
+        result = evaluate.fnc1(path, files, limit, semantic)
     elif dataset == "paraphraser":
         result = evaluate.paraphraser(path, limit, semantic)
     else:

@@ -17,7 +17,7 @@ from typing import Any
 from monitor.config.claims import DEFAULT_THRESHOLD, ClaimConfig
 from monitor.errors import ConfigError
 from monitor.match.index import ClaimIndex
-from monitor.match.matcher import scored_candidates
+from monitor.match.matcher import blend, scored_candidates
 from monitor.match.score import ItemText, score_claim
 from monitor.match.semantic import Embedder, Vectors, shared_embedder
 from monitor.match.text import keys
@@ -105,7 +105,8 @@ def paraphraser(path: Path, threshold: float = DEFAULT_THRESHOLD, semantic: bool
             for pair in root.iter("paraphrase")]
     embedder = embedder_for(semantic)
     if embedder is not None:
-        embedder.embed_cached([_claim("c", r.get("text_1", "")).text for r in rows])
+        embedder.embed_cached([_claim("c", r.get("text_1", "")).text for r in rows],
+                              passage=True)
     tp = fp = fn = pairs = 0
     seconds = [r.get("text_2", "") for r in rows]
     for values, vector in zip(rows, vectors_for(embedder, seconds), strict=True):
@@ -181,9 +182,13 @@ _FNC_LABELS = {"agree": "corroboration", "disagree": "denial", "discuss": "follo
 _FNC_BACK = {relation: label for label, relation in _FNC_LABELS.items()}
 
 
-def fnc1(folder: Path, names: Iterable[str] = (), threshold: float = DEFAULT_THRESHOLD
-         ) -> dict[str, Any]:
-    """FNC-1: related/unrelated from the link score, then the stance of related pairs."""
+def fnc1(folder: Path, names: Iterable[str] = (), threshold: float = DEFAULT_THRESHOLD,
+         semantic: bool = True) -> dict[str, Any]:
+    """FNC-1: related/unrelated from the link score, then the stance of related pairs.
+
+    Each given pair is scored as the matcher scores a candidate (words, blended with the
+    meaning of headline and body when ``semantic``); FNC-1 asks about pairs, not rankings.
+    """
     from monitor.match.stance import decide_relation
 
     stances_path, bodies_path = find_pair(folder, names)
@@ -192,21 +197,28 @@ def fnc1(folder: Path, names: Iterable[str] = (), threshold: float = DEFAULT_THR
     with stances_path.open(encoding="utf-8") as handle:
         pairs = list(csv.DictReader(handle))
     headlines = sorted({row["Headline"] for row in pairs})
-    index = ClaimIndex([_claim(f"h{n}", text) for n, text in enumerate(headlines)])
-    prepared = {text: index.claims[n] for n, text in enumerate(headlines)}
+    embedder = embedder_for(semantic)
+    index = ClaimIndex([_claim(f"h{n}", text) for n, text in enumerate(headlines)], embedder)
+    position = {text: n for n, text in enumerate(headlines)}
     body_items = {bid: _body_item(text) for bid, text in bodies.items()}
+    body_vectors = dict(zip(bodies, vectors_for(embedder, list(bodies.values())), strict=True))
     gold, predicted = [], []
     for row in pairs:
-        score = score_claim(prepared[row["Headline"]], body_items[row["Body ID"]], index.weight)
+        claim_at = position[row["Headline"]]
+        score = score_claim(index.claims[claim_at], body_items[row["Body ID"]], index.weight)
+        vector = body_vectors[row["Body ID"]]
+        if score is not None and index.vectors is not None and vector is not None:
+            score = blend(score, float(index.vectors.matrix[claim_at] @ vector))
         label = "unrelated"
         if score is not None and score.value >= threshold:
-            relation = decide_relation(row["Headline"], bodies[row["Body ID"]][:400],
-                                       bodies[row["Body ID"]][:2000], language="en").relation
+            # FNC-1 bodies have no title: the body model reads the body itself.
+            relation = decide_relation(row["Headline"], "", bodies[row["Body ID"]],
+                                       language="en").relation
             label = _FNC_BACK[relation]
         gold.append(row["Stance"])
         predicted.append(label)
     return {"dataset": "fnc-1", "pairs": len(pairs), "threshold": threshold,
-            **_fnc_scores(gold, predicted)}
+            "semantic": semantic, **_fnc_scores(gold, predicted)}
 
 
 def _body_item(text: str) -> ItemText:
