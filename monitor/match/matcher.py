@@ -84,7 +84,8 @@ def scored_candidates(index: ClaimIndex, text: ItemText, meaning_text: str,
         if vector is None:
             vector = index.embedder.embed([meaning_text])[0]
         cosines = index.vectors.similarity(vector)
-        for position in np.argsort(-cosines)[:SEMANTIC_NEIGHBOURS]:
+        nearest = np.argpartition(-cosines, min(SEMANTIC_NEIGHBOURS, len(cosines) - 1))
+        for position in nearest[:SEMANTIC_NEIGHBOURS]:
             consider(int(position))
         cyrillic = mostly_cyrillic(meaning_text)
         scores = {p: blend(score, float(cosines[p]),
