@@ -54,7 +54,7 @@ def _fail(message: str, code: int) -> None:
 
 def _load(feeds_path: Path) -> tuple[Settings, tuple[FeedConfig, ...]]:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     for problem in unknown_environment_settings(os.environ):
         log.warning("%s", problem)
     return settings, load_feeds(feeds_path)
@@ -247,7 +247,7 @@ def match(claims_path: Path) -> None:
     from monitor.service import MatchService, install_signal_handlers
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.embedded:
         raise ConfigError("monitor match needs MONITOR_KAFKA__BOOTSTRAP_SERVERS; in embedded "
                           "mode `monitor run` matches in-process")
@@ -267,7 +267,7 @@ def alert(claims_path: Path, alerts_path: Path) -> None:
     from monitor.service import AlertService, install_signal_handlers
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.embedded:
         raise ConfigError("monitor alert needs MONITOR_KAFKA__BOOTSTRAP_SERVERS; in embedded "
                           "mode `monitor run --alerts PATH` alerts in-process")
@@ -369,7 +369,7 @@ def dlq_replay(claims_path: Path, alerts_path: Path, notification_id: str) -> No
         _outbox().replay(notification_id, time.time())
         click.echo(f"dlq: {notification_id} queued again")
         return
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     _replay_from_kafka(settings, claims_path, alerts_path, notification_id)
 
 
@@ -414,7 +414,7 @@ def test_alert(claims_path: Path, alerts_path: Path, receiver: str) -> None:
     from monitor.alerting.messages import send_test_alert
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     results = send_test_alert(alerts_path, claims_path, receiver, os.environ)
     for described, result in results:
         click.echo(f"{receiver}\t{described}\t{result.status}\t{result.detail}")

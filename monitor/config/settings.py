@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     match: MatchSettings = MatchSettings()
     state_path: Path = Path(".monitor/state.sqlite3")
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error)$")
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, stable keys
 
     @property
     def embedded(self) -> bool:
