@@ -490,8 +490,11 @@ def silence_expire(silence_id: str) -> None:
 @click.option("--split", default="dev", show_default=True, help="CLEF split folder.")
 @click.option("--lexical-only", is_flag=True,
               help="Link on words alone, without sentence vectors (the baseline).")
+@click.option("--cross-validate", is_flag=True,
+              help="fnc1 on its training data: stance from models trained on the other "
+                   "folds (grouped by headline), not the shipped model that saw these pairs.")
 def eval_command(dataset: str, path: Path, files: tuple[str, ...], threshold: float | None,
-                 split: str, lexical_only: bool) -> None:
+                 split: str, lexical_only: bool, cross_validate: bool) -> None:
     """Score linking and stance on a labelled data set; prints one JSON object.
 
     The first run embeds the data set's texts (minutes for CLEF's 10,375 claims); the vectors
@@ -507,7 +510,8 @@ def eval_command(dataset: str, path: Path, files: tuple[str, ...], threshold: fl
     if dataset == "emergent":
         result = evaluate.emergent(path, limit, semantic)
     elif dataset == "fnc1":
-        result = evaluate.fnc1(path, files, limit, semantic)
+        result = (evaluate.fnc1_cross_validated(path, limit, semantic) if cross_validate
+                  else evaluate.fnc1(path, files, limit, semantic))
     elif dataset == "paraphraser":
         result = evaluate.paraphraser(path, limit, semantic)
     else:
