@@ -216,8 +216,9 @@ def _run_stages(feeds_path: Path, once: bool, claims_path: Path | None = None,
     from monitor.service import PollService, install_signal_handlers
 
     settings, feeds = _load(feeds_path)
-    service = PollService(settings, feeds, claims_path=claims_path, alerts_path=alerts_path)
-    install_signal_handlers(service.stopping)
+    service = PollService(settings, feeds, claims_path=claims_path, alerts_path=alerts_path,
+                          feeds_path=feeds_path)
+    install_signal_handlers(service.stopping, service.watcher.requested)
     try:
         service.start()
         if once:
@@ -272,7 +273,7 @@ def alert(claims_path: Path, alerts_path: Path) -> None:
         raise ConfigError("monitor alert needs MONITOR_KAFKA__BOOTSTRAP_SERVERS; in embedded "
                           "mode `monitor run --alerts PATH` alerts in-process")
     service = AlertService(settings, claims_path, alerts_path)
-    install_signal_handlers(service.stopping)
+    install_signal_handlers(service.stopping, service.watcher.requested)
     service.run_until_stopped()
 
 
@@ -325,7 +326,7 @@ def alerts_history(claim_id: str | None, limit: int) -> None:
         entries = _outbox().history(claim_id, limit)
     else:
         from monitor.alerting.alert_log import history
-        from monitor.bus.kafka_alert import read_alert_records
+        from monitor.bus.alert_topics import read_alert_records
 
         entries = history(read_alert_records(settings.kafka), claim_id, limit)
     for entry in entries:
@@ -346,7 +347,7 @@ def dlq_list() -> None:
         for entry in _outbox().dead_letters():
             click.echo(_describe_entry(entry))
         return
-    from monitor.bus.kafka_alert import read_alert_records, read_dead_letters
+    from monitor.bus.alert_topics import read_alert_records, read_dead_letters
 
     replayed = {r.id for r in read_alert_records(settings.kafka) if r.event == "sent"}
     for letter in read_dead_letters(settings.kafka):
@@ -382,7 +383,7 @@ def _replay_from_kafka(settings: Settings, claims_path: Path, alerts_path: Path,
     from monitor.alerting.dead_letters import find_alert_letter, replay
     from monitor.alerting.retry import RetryPolicy
     from monitor.alerting.stage import claims_of, load_stage_config
-    from monitor.bus.kafka_alert import read_dead_letters, write_alert_record
+    from monitor.bus.alert_topics import read_dead_letters, write_alert_record
     from monitor.match.registry import ClaimRegistry
     from monitor.metrics import Metrics
 
@@ -479,6 +480,21 @@ def silence_expire(silence_id: str) -> None:
     """End a silence now."""
     store, now = _silences()
     click.echo(_describe_silence(store.expire(silence_id, now), now))
+
+
+@cli.command()
+@click.option("--url", default=None,
+              help="The daemon's metrics URL (default: from MONITOR_HTTP__ADDRESS).")
+def status(url: str | None) -> None:
+    """Print what the running daemon reports: each feed's last success, failures and next
+    poll (failing and stale feeds first), claims tracked, consumer lag, alert outbox."""
+    from monitor.status import fetch_status, render_status
+
+    if url is None:
+        http = load_settings().http
+        host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
+        url = f"http://{host}:{http.port}/metrics"
+    click.echo(render_status(fetch_status(url)))
 
 
 @cli.command("eval")

@@ -1,7 +1,8 @@
 """The HTTP endpoints ops and Prometheus use: /metrics, /healthz, /readyz.
 
 /healthz answers 200 while the process lives. /readyz answers 200 only when every registered
-readiness check passes, and 503 naming the checks that fail otherwise.
+readiness check passes, and 503 naming the checks that fail otherwise. The same checks are
+exported on every scrape as ``monitor_ready{check}``, so Prometheus can page on them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from monitor.errors import ConfigError
+from monitor.metrics import ReadinessCollector
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ class HealthServer:
         except OSError as exc:
             raise ConfigError(f"http: cannot listen on {host}:{port}: {exc.strerror}") from exc
         self._server.daemon_threads = True
+        self._registry = registry
+        self._readiness = ReadinessCollector(self._check_results)
+        registry.register(self._readiness)
         self._thread = threading.Thread(target=self._server.serve_forever, name="health-http",
                                         daemon=True)
 
@@ -42,17 +47,18 @@ class HealthServer:
     def add_check(self, name: str, check: ReadinessCheck) -> None:
         self._checks[name] = check
 
-    def _failing_checks(self) -> list[str]:
-        failing = []
-        for name, check in self._checks.items():
+    def _check_results(self) -> dict[str, bool]:
+        results = {}
+        for name, check in list(self._checks.items()):
             try:
-                ok = check()
+                results[name] = bool(check())
             except Exception:  # a check that raises is a failing check, not a crashed server
                 log.exception("readyz: check %s raised", name)
-                ok = False
-            if not ok:
-                failing.append(name)
-        return failing
+                results[name] = False
+        return results
+
+    def _failing_checks(self) -> list[str]:
+        return [name for name, ok in self._check_results().items() if not ok]
 
     def start(self) -> None:
         self._thread.start()
@@ -60,6 +66,7 @@ class HealthServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._registry.unregister(self._readiness)
 
 
 def _make_handler(

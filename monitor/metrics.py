@@ -7,10 +7,22 @@ stages named here. Never an item id or a URL.
 
 from __future__ import annotations
 
+import contextlib
 import platform
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from monitor import __version__
 
@@ -47,6 +59,9 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # process_* (CPU, memory, open files) and python_info, as on the default registry.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         self.build_info = Info("monitor_build", "Version of the running monitor.",
                                registry=registry)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
@@ -65,6 +80,10 @@ class Metrics:
         self.consecutive_failures = Gauge(
             "monitor_feed_consecutive_failures",
             "Failed polls of the feed since its last success.", ["feed"], registry=registry)
+        self.interval = Gauge(
+            "monitor_feed_interval_seconds",
+            "The feed's polling interval from feeds.yaml (staleness is measured in these).",
+            ["feed"], registry=registry)
         self.next_poll = Gauge(
             "monitor_feed_next_poll_timestamp_seconds",
             "Unix time the feed is next due to be polled.", ["feed"], registry=registry)
@@ -118,9 +137,14 @@ class Metrics:
             self.match_items.labels(outcome)
         for relation in ("follow-up", "denial", "corroboration"):
             self.matches.labels(relation)
+        # At zero from the start: increase() cannot see a series' first sample as growth.
+        for stage in ("match", "alert"):
+            self.dead_letters.labels(stage)
 
-    def init_feed(self, feed_id: str) -> None:
+    def init_feed(self, feed_id: str, interval_seconds: float | None = None) -> None:
         """Create a feed's series at zero so dashboards see it before its first poll."""
+        if interval_seconds is not None:
+            self.interval.labels(feed_id).set(interval_seconds)
         for outcome in PollOutcome:
             self.polls.labels(feed_id, outcome.value)
         self.consecutive_failures.labels(feed_id).set(0)
@@ -128,8 +152,44 @@ class Metrics:
         self.duplicates_skipped.labels(feed_id)
         self.entries_without_id.labels(feed_id)
 
+    def remove_feed(self, feed_id: str) -> None:
+        """Drop a feed removed from feeds.yaml, so that its frozen last success does not look
+        like a stale feed to the alerting rules."""
+        per_feed = (self.interval, self.last_success, self.consecutive_failures, self.next_poll,
+                    self.items_published, self.duplicates_skipped, self.entries_without_id,
+                    self.poll_duration)
+        for metric in per_feed:
+            with contextlib.suppress(KeyError):
+                metric.remove(feed_id)
+        for outcome in PollOutcome:
+            with contextlib.suppress(KeyError):
+                self.polls.remove(feed_id, outcome.value)
+
     def init_receiver(self, receiver: str) -> None:
         """Create a receiver's alert series at zero (receiver names come from routes.yaml)."""
         for outcome in AlertOutcome:
             self.alerts.labels(receiver, outcome.value)
         self.alert_delivery_duration.labels(receiver)
+
+
+class ReadinessCollector(Collector):
+    """``monitor_ready{check}``: each /readyz check, evaluated on every scrape so that the
+    metric and /readyz never disagree. ``results`` must be cheap and must not raise."""
+
+    def __init__(self, results: Callable[[], Mapping[str, bool]]) -> None:
+        self._results = results
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for check, ok in self._results().items():
+            family.add_metric([check], 1.0 if ok else 0.0)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "monitor_ready", "1 while the /readyz check passes, 0 while it fails.",
+            labels=["check"])

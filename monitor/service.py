@@ -33,7 +33,8 @@ from monitor.bus import ItemPublisher
 from monitor.bus.embedded import EmbeddedItemLog
 from monitor.bus.kafka_alert import KafkaAlertStage
 from monitor.bus.kafka_match import KafkaMatchStage
-from monitor.config.feeds import FeedConfig
+from monitor.config.claims import load_claims
+from monitor.config.feeds import FeedConfig, load_feeds
 from monitor.config.settings import Settings
 from monitor.feeds.fetch import Fetcher, FetchLimits
 from monitor.feeds.parse import TextLimits
@@ -47,6 +48,7 @@ from monitor.match.registry import ClaimRegistry
 from monitor.match.semantic import build_embedder
 from monitor.match.stage import MatchProcessor
 from monitor.metrics import Metrics
+from monitor.reload import ConfigWatcher
 from monitor.store import Database
 
 log = logging.getLogger(__name__)
@@ -141,8 +143,17 @@ class AlertService:
                                              ClaimRegistry(self.claims_path), self.database,
                                              self.metrics)
         self.health.add_check("alert", self.stage.is_ready)
+        self.watcher = ConfigWatcher([self.alerts_path], self.reload_config)
+
+    def reload_config(self) -> None:
+        """routes.yaml (validated, secrets resolved) takes effect; claims reload on change."""
+        load_claims(self.claims_path)
+        self.stage.reload_routes(load_stage_config(self.alerts_path, os.environ))
+        log.info("reload: alert routes from %s", self.alerts_path)
 
     def run_until_stopped(self) -> None:
+        threading.Thread(target=self.watcher.watch, args=(self.stopping,), name="reload",
+                         daemon=True).start()
         try:
             run_stage(self.stage, self.stopping, self.health, "alert")
         finally:
@@ -198,10 +209,13 @@ class PollService:
     stopping: threading.Event = field(default_factory=threading.Event)
     claims_path: Path | None = None
     alerts_path: Path | None = None
+    feeds_path: Path | None = None  # re-read on SIGHUP and when it changes
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.registry)
         alert_config = self._alert_config()  # a missing secret stops start-up before any I/O
+        watched = [p for p in (self.feeds_path, self.claims_path, self.alerts_path) if p]
+        self.watcher = ConfigWatcher(watched, self.reload_config)
         self.database = Database(self.settings.state_path)
         self.state = SQLitePollState(self.database)
         self.health = HealthServer(self.settings.http.host, self.settings.http.port,
@@ -252,7 +266,7 @@ class PollService:
     def start(self) -> None:
         enabled = [feed for feed in self.feeds if feed.enabled]
         for feed in enabled:
-            self.metrics.init_feed(feed.id)
+            self.metrics.init_feed(feed.id, feed.interval_seconds)
         self.metrics.feeds_configured.set(len(enabled))
         states = {state.feed_id: state for state in self.state.load_all()}
         self.scheduler.start(enabled, states)
@@ -270,10 +284,39 @@ class PollService:
                  "embedded" if self.settings.embedded else "kafka",
                  self.settings.http.host, self.health.port)
 
+    def reload_config(self) -> None:
+        """Validate feeds.yaml, claims.yaml and routes.yaml, then apply them; a ConfigError
+        from any leaves everything as it was (claims reload themselves on change as well)."""
+        feeds = load_feeds(self.feeds_path) if self.feeds_path else None
+        if self.claims_path is not None:
+            load_claims(self.claims_path)
+        alert_config = self._alert_config()
+        if feeds is not None:
+            enabled = [feed for feed in feeds if feed.enabled]
+            for feed in enabled:
+                self.metrics.init_feed(feed.id, feed.interval_seconds)
+            states = {state.feed_id: state for state in self.state.load_all()}
+            added, removed, changed = self.scheduler.update(enabled, states)
+            for feed_id in removed:
+                self.metrics.remove_feed(feed_id)
+            self.feeds = feeds
+            self.metrics.feeds_configured.set(len(enabled))
+            log.info("reload: feeds added %s, removed %s, changed %s", added or "none",
+                     removed or "none", changed or "none")
+        if alert_config is not None and self.alert_stage is not None:
+            self.alert_stage.reload_routes(alert_config)
+            log.info("reload: alert routes from %s", self.alerts_path)
+
     def run_until_stopped(self) -> None:
-        """Block until ``stopping`` is set (SIGTERM/SIGINT), pruning old seen-marks hourly."""
+        """Block until ``stopping`` is set (SIGTERM/SIGINT), reloading the configuration on
+        SIGHUP or a file change, pruning old seen-marks hourly."""
         retention = self.settings.poll.seen_retention_days * 86400
-        while not self.stopping.wait(_PRUNE_EVERY_SECONDS):
+        last_prune = time.monotonic()
+        while not self.stopping.wait(1.0):
+            self.watcher.check()
+            if time.monotonic() - last_prune < _PRUNE_EVERY_SECONDS:
+                continue
+            last_prune = time.monotonic()
             pruned = self.state.prune_seen(time.time() - retention)
             if pruned:
                 log.info("poll: forgot %d items no feed has listed for %g days", pruned,
@@ -329,12 +372,20 @@ class PollService:
         log.info("poll: stopped")
 
 
-def install_signal_handlers(stopping: threading.Event) -> None:
-    """SIGTERM and SIGINT only ask the service to stop; it finishes its unit of work."""
+def install_signal_handlers(stopping: threading.Event,
+                            reload: threading.Event | None = None) -> None:
+    """SIGTERM and SIGINT only ask the service to stop; it finishes its unit of work.
+    SIGHUP asks it to reload its configuration files (``reload``), when it can."""
 
     def ask_to_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
         stopping.set()
 
+    def ask_to_reload(_signum: int, _frame: FrameType | None) -> None:
+        log.info("received SIGHUP; reloading the configuration")
+        if reload is not None:
+            reload.set()
+
     signal.signal(signal.SIGTERM, ask_to_stop)
     signal.signal(signal.SIGINT, ask_to_stop)
+    signal.signal(signal.SIGHUP, ask_to_reload)

@@ -109,6 +109,15 @@ class AlertCore:
         for receiver in config.alerts.receivers:
             metrics.init_receiver(receiver.name)
 
+    def reload(self, config: AlertStageConfig) -> None:
+        """Route and render with a new routes.yaml from now on. Alerts already queued keep
+        their receiver (one the new file drops fails them into the DLQ, named there, for
+        ``monitor dlq replay``); rate limits are counted by the groupers and change at the
+        next start."""
+        self.config = config
+        for receiver in config.alerts.receivers:
+            self._metrics.init_receiver(receiver.name)
+
     def new_grouper(self) -> Grouper:
         return Grouper(self.rate_limits)
 

@@ -75,6 +75,9 @@ class EmbeddedAlertStage:
                          else Grouper.from_dict(state, self._core.rate_limits))
         self.wake = threading.Event()
 
+    def reload_routes(self, config: AlertStageConfig) -> None:
+        self._core.reload(config)
+
     def position(self) -> int:
         with self._db.transaction() as conn:
             row = conn.execute("SELECT seq FROM stage_offsets WHERE stage = ?",

@@ -51,14 +51,12 @@ from monitor.alerting.alert_log import (
     decode_alert_record,
     encode_alert_record,
 )
-from monitor.alerting.core import AlertCore, GiveUp, Retry, Sent
-from monitor.alerting.dead_letters import DeadLetter, dead_letters
+from monitor.alerting.core import AlertCore, AlertStageConfig, GiveUp, Retry, Sent
 from monitor.alerting.grouping import Grouper, Notification
 from monitor.alerting.messages import encode_payload
 from monitor.alerting.progress import CommitTracker, MemoryOutbox, Pair, PendingAlert
 from monitor.alerting.silences import Silence
 from monitor.bus.kafka import (
-    TopicRecord,
     client_config,
     consumer_lag,
     dead_letter_headers,
@@ -142,6 +140,9 @@ class KafkaAlertStage:
             self.close()
             raise
         self._consumer.subscribe([settings.matches_topic], listener=self._rebalances)
+
+    def reload_routes(self, config: AlertStageConfig) -> None:
+        self._core.reload(config)
 
     def _check_partitions(self) -> None:
         counts = {topic: len(self._reader.partitions_for_topic(topic) or ())
@@ -431,42 +432,3 @@ class KafkaAlertStage:
 def _pending_record(part: PendingAlert) -> AlertRecord:
     return AlertRecord("pending", part.id, part.receiver, part.claim_ids, part.match_ids,
                        part.created_at, 0, "", part.payload)
-
-
-# -- for the command line: monitor dlq list|replay, monitor alerts history ------------------------
-
-def _read_topic(settings: KafkaSettings, topic: str) -> list[TopicRecord]:
-    reader = topic_reader(settings)
-    try:
-        return read_partitions(reader, topic)
-    finally:
-        reader.close()
-
-
-def read_dead_letters(settings: KafkaSettings) -> list[DeadLetter]:
-    """Every record on ``monitor.dlq``, oldest first per partition."""
-    records = _read_topic(settings, settings.dlq_topic)
-    return dead_letters((f"{settings.dlq_topic}/{r.partition}@{r.offset}", r.headers, r.value)
-                        for r in records)
-
-
-def read_alert_records(settings: KafkaSettings) -> list[AlertRecord]:
-    """Every readable record on ``monitor.alerts``, in time order."""
-    found = []
-    for record in _read_topic(settings, settings.alerts_topic):
-        try:
-            found.append(decode_alert_record(record.value))
-        except InvalidInputError as exc:
-            log.warning("alerts: %s/%d@%d unreadable: %s", settings.alerts_topic,
-                        record.partition, record.offset, exc)
-    return sorted(found, key=lambda r: r.at)
-
-
-def write_alert_record(settings: KafkaSettings, partition: int, record: AlertRecord) -> None:
-    """Write one record on ``monitor.alerts`` and wait for the broker (acks=all)."""
-    producer = KafkaProducer(**client_config(settings), acks="all", enable_idempotence=True)
-    try:
-        producer.send(settings.alerts_topic, key=record.key, value=encode_alert_record(record),
-                      partition=partition).get(timeout=settings.delivery_timeout_seconds + 5)
-    finally:
-        producer.close(timeout=5)

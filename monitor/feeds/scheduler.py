@@ -57,6 +57,31 @@ class PollScheduler:
             self._add(feed, self._first_run(feed, states.get(feed.id), now))
         self._scheduler.start()
 
+    def update(self, feeds: Iterable[FeedConfig], states: dict[str, FeedState]
+               ) -> tuple[list[str], list[str], list[str]]:
+        """Make the jobs match ``feeds`` (a reloaded feeds.yaml): new feeds start soon,
+        removed ones stop (a poll in progress finishes), changed ones keep their next run
+        unless the new interval brings it closer. Returns (added, removed, changed) ids."""
+        wanted = {feed.id: feed for feed in feeds}
+        now = datetime.now(UTC)
+        added, removed, changed = [], [], []
+        with self._reschedule_lock:
+            for job in self._scheduler.get_jobs():
+                if job.id not in wanted:
+                    job.remove()
+                    removed.append(job.id)
+                elif job.args[0] != wanted[job.id]:
+                    feed = wanted[job.id]
+                    soonest = now + timedelta(seconds=feed.interval_seconds)
+                    self._add(feed, min(job.next_run_time or now, soonest))
+                    changed.append(job.id)
+            present = {job.id for job in self._scheduler.get_jobs()}
+            for feed_id, feed in wanted.items():
+                if feed_id not in present:
+                    self._add(feed, self._first_run(feed, states.get(feed_id), now))
+                    added.append(feed_id)
+        return added, removed, changed
+
     def _first_run(self, feed: FeedConfig, state: FeedState | None, now: datetime) -> datetime:
         """Continue a backoff or Retry-After from before a restart; otherwise start soon."""
         if state and state.next_check_at and state.consecutive_failures:
