@@ -33,15 +33,18 @@ from monitor.bus import ItemPublisher
 from monitor.bus.embedded import EmbeddedItemLog
 from monitor.bus.kafka_alert import KafkaAlertStage
 from monitor.bus.kafka_match import KafkaMatchStage
+from monitor.bus.kafka_ownership import SharedFeeds
+from monitor.bus.kafka_poll_state import KafkaPollState
 from monitor.config.claims import load_claims
 from monitor.config.feeds import FeedConfig, load_feeds
 from monitor.config.settings import Settings
+from monitor.errors import ConfigError
 from monitor.feeds.fetch import Fetcher, FetchLimits
 from monitor.feeds.parse import TextLimits
 from monitor.feeds.poller import FeedPoller
 from monitor.feeds.schedule import SchedulePolicy
 from monitor.feeds.scheduler import PollScheduler
-from monitor.feeds.state import SQLitePollState
+from monitor.feeds.state import PollStateStore, SQLitePollState
 from monitor.health import HealthServer
 from monitor.match.embedded_stage import EmbeddedMatchStage
 from monitor.match.registry import ClaimRegistry
@@ -181,11 +184,11 @@ class MatchService:
         run_stage(self.stage, self.stopping, self.health, "match")
 
 
-def build_poller(settings: Settings, database: Database, publisher: ItemPublisher,
+def build_poller(settings: Settings, store: PollStateStore, publisher: ItemPublisher,
                  bus_name: str, metrics: Metrics, fetcher: Fetcher) -> FeedPoller:
     poll = settings.poll
     return FeedPoller(
-        fetcher, SQLitePollState(database), publisher, metrics,
+        fetcher, store, publisher, metrics,
         policy=SchedulePolicy(poll.backoff_cap_seconds, poll.max_age_cap_seconds,
                               poll.jitter_ratio),
         text_limits=TextLimits(poll.max_title_chars, poll.max_summary_chars),
@@ -217,19 +220,24 @@ class PollService:
         watched = [p for p in (self.feeds_path, self.claims_path, self.alerts_path) if p]
         self.watcher = ConfigWatcher(watched, self.reload_config)
         self.database = Database(self.settings.state_path)
-        self.state = SQLitePollState(self.database)
         self.health = HealthServer(self.settings.http.host, self.settings.http.port,
                                    self.registry)
         self.health.start()  # /healthz answers while start-up waits for the broker
         self.publisher, bus_name = build_publisher(self.settings, self.database)
+        self.state = self._poll_state()
         self.fetcher = build_fetcher(self.settings)
-        poller = build_poller(self.settings, self.database, self.publisher, bus_name,
+        poller = build_poller(self.settings, self.state, self.publisher, bus_name,
                               self.metrics, self.fetcher)
         self.scheduler = PollScheduler(poller, workers=self.settings.poll.workers,
                                        jitter_ratio=self.settings.poll.jitter_ratio,
                                        rng=random.Random())
         self.health.add_check("scheduler", lambda: self.scheduler.running)
         self.health.add_check(bus_name, self.publisher.is_ready)
+        self.shared: SharedFeeds | None = None
+        if isinstance(self.state, KafkaPollState):
+            self.shared = SharedFeeds(self.settings.kafka, self.state, self.scheduler,
+                                      self.metrics)
+            self.health.add_check("poll-group", self.shared.ownership.is_ready)
         self.match_stage: EmbeddedMatchStage | KafkaMatchStage | None = None
         self.alert_stage: EmbeddedAlertStage | KafkaAlertStage | None = None
         self._threads: list[threading.Thread] = []
@@ -263,13 +271,34 @@ class PollService:
         items.on_publish = stage.wake.set  # hand new items over at once, not on the next tick
         return stage
 
+    def _poll_state(self) -> SQLitePollState | KafkaPollState:
+        """The local state file, or with ``poll.shared`` (Kafka mode) the state topic that
+        every poller of the group reads."""
+        if not self.settings.poll.shared:
+            return SQLitePollState(self.database)
+        if self.settings.embedded:
+            raise ConfigError("poll.shared (MONITOR_POLL__SHARED) needs Kafka: set "
+                              "MONITOR_KAFKA__BOOTSTRAP_SERVERS")
+        from monitor.bus.kafka import ensure_topics, poll_topics
+
+        ensure_topics(self.settings.kafka, poll_topics(self.settings.kafka))
+        return KafkaPollState(self.settings.kafka)
+
     def start(self) -> None:
         enabled = [feed for feed in self.feeds if feed.enabled]
-        for feed in enabled:
-            self.metrics.init_feed(feed.id, feed.interval_seconds)
         self.metrics.feeds_configured.set(len(enabled))
-        states = {state.feed_id: state for state in self.state.load_all()}
-        self.scheduler.start(enabled, states)
+        if self.shared is not None:  # the group decides which of them are ours
+            self.scheduler.start([], {})
+            self.shared.set_feeds(enabled)
+            thread = threading.Thread(target=self.shared.run, args=(self.stopping,),
+                                      name="poll-group", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        else:
+            for feed in enabled:
+                self.metrics.init_feed(feed.id, feed.interval_seconds)
+            states = {state.feed_id: state for state in self.state.load_all()}
+            self.scheduler.start(enabled, states)
         if self.match_stage is not None:
             thread = threading.Thread(target=self.match_stage.run, args=(self.stopping,),
                                       name="match", daemon=True)
@@ -293,19 +322,25 @@ class PollService:
         alert_config = self._alert_config()
         if feeds is not None:
             enabled = [feed for feed in feeds if feed.enabled]
-            for feed in enabled:
-                self.metrics.init_feed(feed.id, feed.interval_seconds)
-            states = {state.feed_id: state for state in self.state.load_all()}
-            added, removed, changed = self.scheduler.update(enabled, states)
-            for feed_id in removed:
-                self.metrics.remove_feed(feed_id)
             self.feeds = feeds
             self.metrics.feeds_configured.set(len(enabled))
-            log.info("reload: feeds added %s, removed %s, changed %s", added or "none",
-                     removed or "none", changed or "none")
+            if self.shared is not None:  # the group's share of the new list
+                self.shared.set_feeds(enabled)
+            else:
+                self._reschedule(enabled)
         if alert_config is not None and self.alert_stage is not None:
             self.alert_stage.reload_routes(alert_config)
             log.info("reload: alert routes from %s", self.alerts_path)
+
+    def _reschedule(self, enabled: list[FeedConfig]) -> None:
+        for feed in enabled:
+            self.metrics.init_feed(feed.id, feed.interval_seconds)
+        states = {state.feed_id: state for state in self.state.load_all()}
+        added, removed, changed = self.scheduler.update(enabled, states)
+        for feed_id in removed:
+            self.metrics.remove_feed(feed_id)
+        log.info("reload: feeds added %s, removed %s, changed %s", added or "none",
+                 removed or "none", changed or "none")
 
     def run_until_stopped(self) -> None:
         """Block until ``stopping`` is set (SIGTERM/SIGINT), reloading the configuration on
@@ -365,6 +400,10 @@ class PollService:
             self.alert_stage.close()
         if isinstance(self.match_stage, KafkaMatchStage):
             self.match_stage.close()
+        if self.shared is not None:  # only now: no poll of ours runs when the feeds move
+            self.shared.ownership.close()
+        if isinstance(self.state, KafkaPollState):
+            self.state.close()
         self.publisher.close()
         self.fetcher.close()
         self.health.stop()

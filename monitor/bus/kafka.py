@@ -45,6 +45,14 @@ def item_topics(settings: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
+def poll_topics(settings: KafkaSettings) -> list[TopicSpec]:
+    """The topics of pollers that share the feeds (``poll.shared``)."""
+    return [
+        TopicSpec(settings.poll_control_topic, settings.poll_control_partitions),
+        TopicSpec(settings.feed_state_topic, 1, {"cleanup.policy": "compact"}),
+    ]
+
+
 def client_config(settings: KafkaSettings) -> dict[str, Any]:
     """Connection settings shared by producers, consumers and the admin client."""
     config: dict[str, Any] = {

@@ -38,6 +38,13 @@ class KafkaSettings(BaseModel):
     # partition assignment, so it must be kept at least as long as monitor.matches.
     alerts_topic: str = "monitor.alerts"
     match_group: str = "monitor-match"
+    # Pollers sharing the feed list (MONITOR_POLL__SHARED=true): their group, the control
+    # topic whose partitions carry the feeds (more partitions than pollers you will ever run),
+    # and the compacted topic holding each feed's state.
+    poll_group: str = "monitor-poll"
+    poll_control_topic: str = "monitor.poll-control"
+    poll_control_partitions: int = Field(default=12, ge=1)
+    feed_state_topic: str = "monitor.feed-state"
     alert_group: str = "monitor-alert"
     # Unique per matcher process (e.g. the pod name): fences a zombie with the same id.
     transactional_id: str = "monitor-match-0"
@@ -101,6 +108,9 @@ class PollSettings(BaseModel):
     seen_retention_days: float = Field(default=30.0, gt=0)
     max_title_chars: int = Field(default=500, ge=20)
     max_summary_chars: int = Field(default=2000, ge=20)
+    # Kafka mode: share the feeds among every `monitor poll` of the group, with the poll state
+    # in Kafka instead of the local state file (see README, "Several pollers").
+    shared: bool = False
 
 
 class MatchSettings(BaseModel):
