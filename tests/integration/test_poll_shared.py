@@ -3,7 +3,8 @@
 Three ``monitor poll`` processes against the real broker and a local feed server: in steady
 state each feed is polled by exactly one of them; one is killed (SIGKILL, no goodbye) and its
 feeds are taken over within the group's session timeout, continuing from the state it left
-in the compacted state topic: no item lost, none published twice.
+in the compacted state topic: no item lost, none published twice. With two matchers and two
+alerters in their groups downstream, every match is alerted exactly once.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from monitor.bus.alert_topics import read_alert_records
+from monitor.config.settings import KafkaSettings
 from tests.conftest import REPO
+from tests.integration.test_alert_kafka import alerted_ids, hook_routes, wait_until
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
 from tests.support.kafka_reader import read_items
+from tests.support.receivers import WebhookReceiver
 from tests.test_cli import MONITOR
 
 pytestmark = pytest.mark.kafka
@@ -39,15 +44,47 @@ def rss(feed_id: str, count: int) -> bytes:
            f"{items}</channel></rss>".encode()
 
 
+def shared_env(bootstrap: str) -> dict[str, str]:
+    """The environment of every process of one test: its own topics and groups."""
+    run = uuid.uuid4().hex[:8]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    env.update({
+        "MONITOR_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "MONITOR_KAFKA__ITEMS_TOPIC": f"items.{run}",
+        "MONITOR_KAFKA__MATCHES_TOPIC": f"matches.{run}",
+        "MONITOR_KAFKA__ALERTS_TOPIC": f"alerts.{run}", "MONITOR_KAFKA__DLQ_TOPIC": f"dlq.{run}",
+        "MONITOR_KAFKA__POLL_GROUP": f"poll-{run}", "MONITOR_KAFKA__MATCH_GROUP": f"match-{run}",
+        "MONITOR_KAFKA__ALERT_GROUP": f"alert-{run}",
+        "MONITOR_KAFKA__POLL_CONTROL_TOPIC": f"control.{run}",
+        "MONITOR_KAFKA__FEED_STATE_TOPIC": f"feed-state.{run}",
+        "MONITOR_KAFKA__SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
+        "MONITOR_KAFKA__TOPIC_PARTITIONS": "4",
+        "MONITOR_POLL__SHARED": "true", "MONITOR_POLL__JITTER_RATIO": "0",
+    })
+    return env
+
+
+def write_feeds(path: Path, server: FeedServer) -> Path:
+    path.write_text("feeds:\n" + "".join(
+        f"  - id: {feed_id}\n    source: {feed_id}\n    url: {server.url(f'/{feed_id}.xml')}"
+        "\n    interval: 1\n" for feed_id in FEEDS), encoding="utf-8")
+    return path
+
+
 class Poller:
-    def __init__(self, env: dict[str, str], feeds: Path, tmp: Path, name: str) -> None:
+    """A ``monitor`` process (``poll`` unless told otherwise) with its own port and state."""
+
+    def __init__(self, env: dict[str, str], feeds: Path, tmp: Path, name: str,
+                 command: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.log = tmp / f"{name}.log"
         env = {**env, "MONITOR_HTTP__ADDRESS": f"127.0.0.1:{self.port}",
-               "MONITOR_STATE_PATH": str(tmp / f"{name}.sqlite3")}
+               "MONITOR_STATE_PATH": str(tmp / f"{name}.sqlite3"),
+               "MONITOR_KAFKA__TRANSACTIONAL_ID": f"match-{name}"}
+        args = command or ("poll", "--feeds", str(feeds))
         with self.log.open("w") as log:
-            self.process = subprocess.Popen([*MONITOR, "poll", "--feeds", str(feeds)],
-                                            cwd=REPO, env=env, stdout=log, stderr=log)
+            self.process = subprocess.Popen([*MONITOR, *args], cwd=REPO, env=env, stdout=log,
+                                            stderr=log)
 
     def polls(self) -> Counter[str]:
         """Polls so far per feed (all outcomes); empty while the process does not answer."""
@@ -102,24 +139,9 @@ def test_three_pollers_share_the_feeds_and_take_over_from_a_killed_one(
         pollers: list[Poller]) -> None:
     for feed_id in FEEDS:
         feed_server.set(f"/{feed_id}.xml", rss(feed_id, 2))
-    feeds = tmp_path / "feeds.yaml"
-    feeds.write_text("feeds:\n" + "".join(
-        f"  - id: {feed_id}\n    source: {feed_id}\n    url: {feed_server.url(f'/{feed_id}.xml')}"
-        "\n    interval: 1\n" for feed_id in FEEDS), encoding="utf-8")
-    run = uuid.uuid4().hex[:8]
-    items_topic = f"items.{run}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
-    env.update({
-        "MONITOR_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
-        "MONITOR_KAFKA__ITEMS_TOPIC": items_topic,
-        "MONITOR_KAFKA__MATCHES_TOPIC": f"matches.{run}",
-        "MONITOR_KAFKA__ALERTS_TOPIC": f"alerts.{run}", "MONITOR_KAFKA__DLQ_TOPIC": f"dlq.{run}",
-        "MONITOR_KAFKA__POLL_GROUP": f"poll-{run}",
-        "MONITOR_KAFKA__POLL_CONTROL_TOPIC": f"control.{run}",
-        "MONITOR_KAFKA__FEED_STATE_TOPIC": f"feed-state.{run}",
-        "MONITOR_KAFKA__SESSION_TIMEOUT_SECONDS": str(SESSION_TIMEOUT_SECONDS),
-        "MONITOR_POLL__SHARED": "true", "MONITOR_POLL__JITTER_RATIO": "0",
-    })
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    env = shared_env(kafka_broker.bootstrap)
+    items_topic = env["MONITOR_KAFKA__ITEMS_TOPIC"]
     pollers.extend(Poller(env, feeds, tmp_path, f"poller{n}") for n in range(3))
 
     first = read_items(kafka_broker.bootstrap, items_topic, expect=18, timeout_seconds=90)
@@ -146,3 +168,56 @@ def test_three_pollers_share_the_feeds_and_take_over_from_a_killed_one(
     assert all(len(who) == 1 for who in owners.values()), owners
     assert taken_over  # and they are polled again, by a survivor:
     assert all(owners[feed] for feed in taken_over)
+
+
+def denials(feed_id: str, count: int) -> bytes:
+    items = "".join(
+        f"<item><title>Kyiv denies Lukashenko claim that Ukrainian generals asked him to broker "
+        f"peace, {feed_id} report {n}</title><link>https://{feed_id}.example/{n}</link></item>"
+        for n in range(count))
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>{feed_id}</title>' \
+           f"<language>en</language>{items}</channel></rss>".encode()
+
+
+def test_three_pollers_two_matchers_two_alerters_alert_every_match_once(
+        kafka_broker: LocalKafka, feed_server: FeedServer, tmp_path: Path,
+        pollers: list[Poller], hook: WebhookReceiver) -> None:
+    for feed_id in FEEDS:
+        feed_server.set(f"/{feed_id}.xml", denials(feed_id, 1))
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    routes = hook_routes(tmp_path, hook, group_wait="0.5s")
+    env = shared_env(kafka_broker.bootstrap)
+    claims = str(REPO / "claims.yaml")
+    pollers.extend(Poller(env, feeds, tmp_path, f"poller{n}") for n in range(3))
+    pollers.extend(Poller(env, feeds, tmp_path, f"matcher{n}", ("match", "--claims", claims))
+                   for n in range(2))
+    pollers.extend(Poller(env, feeds, tmp_path, f"alerter{n}",
+                          ("alert", "--claims", claims, "--alerts", str(routes)))
+                   for n in range(2))
+
+    settings = KafkaSettings(bootstrap_servers=(kafka_broker.bootstrap,),
+                             alerts_topic=env["MONITOR_KAFKA__ALERTS_TOPIC"])
+
+    def sent_match_ids() -> Counter[str]:
+        """Match ids of every notification recorded as sent on monitor.alerts (a message
+        lists a group's first matches and counts the rest, so the record is the ledger)."""
+        return Counter(match_id for record in read_alert_records(settings)
+                       if record.event == "sent" for match_id in record.match_ids)
+
+    wait_until(lambda: len(sent_match_ids()) >= len(FEEDS), timeout_seconds=120)
+    owners = wait_for_steady_state(pollers[:3])
+    victim = next(iter(owners[FEEDS[0]]))
+    pollers[victim].process.kill()
+    pollers[victim].process.wait()
+    for feed_id in FEEDS:  # a second denial everywhere
+        feed_server.set(f"/{feed_id}.xml", denials(feed_id, 2))
+
+    wait_until(lambda: len(sent_match_ids()) >= 2 * len(FEEDS),
+               timeout_seconds=SESSION_TIMEOUT_SECONDS + 90)
+    time.sleep(3)  # nothing more may come
+    counts = sent_match_ids()
+    assert len(counts) == 2 * len(FEEDS)
+    assert set(counts.values()) == {1}, [m for m, n in counts.items() if n > 1]
+    sent = [r for r in read_alert_records(settings) if r.event == "sent"]
+    assert len(hook.accepted) == len(sent)  # one webhook message per notification, no repeat
+    assert set(alerted_ids(hook).values()) == {1}
