@@ -75,11 +75,11 @@ class Poller:
     """A ``monitor`` process (``poll`` unless told otherwise) with its own port and state."""
 
     def __init__(self, env: dict[str, str], feeds: Path, tmp: Path, name: str,
-                 command: tuple[str, ...] = ()) -> None:
+                 command: tuple[str, ...] = (), state: str | None = None) -> None:
         self.port = free_port()
         self.log = tmp / f"{name}.log"
         env = {**env, "MONITOR_HTTP__ADDRESS": f"127.0.0.1:{self.port}",
-               "MONITOR_STATE_PATH": str(tmp / f"{name}.sqlite3"),
+               "MONITOR_STATE_PATH": str(tmp / f"{state or name}.sqlite3"),
                "MONITOR_KAFKA__TRANSACTIONAL_ID": f"match-{name}"}
         args = command or ("poll", "--feeds", str(feeds))
         with self.log.open("w") as log:
@@ -221,3 +221,46 @@ def test_three_pollers_two_matchers_two_alerters_alert_every_match_once(
     sent = [r for r in read_alert_records(settings) if r.event == "sent"]
     assert len(hook.accepted) == len(sent)  # one webhook message per notification, no repeat
     assert set(alerted_ids(hook).values()) == {1}
+
+
+def test_sigterm_under_load_exits_0_and_the_restart_loses_and_repeats_nothing(
+        kafka_broker: LocalKafka, feed_server: FeedServer, tmp_path: Path,
+        pollers: list[Poller]) -> None:
+    """A poller (state in its local file, the default) stopped while it publishes 30 feeds
+    of 40 items: it finishes the polls in hand and exits 0; the next start publishes exactly
+    what was missing."""
+    feed_ids = [f"busy{n}" for n in range(30)]
+    for feed_id in feed_ids:
+        feed_server.set(f"/{feed_id}.xml", rss(feed_id, 40))
+    feeds = tmp_path / "feeds.yaml"
+    feeds.write_text("feeds:\n" + "".join(
+        f"  - id: {feed_id}\n    source: {feed_id}\n    url: {feed_server.url(f'/{feed_id}.xml')}"
+        "\n    interval: 1\n" for feed_id in feed_ids), encoding="utf-8")
+    env = {**shared_env(kafka_broker.bootstrap), "MONITOR_POLL__SHARED": "false"}
+    first = Poller(env, feeds, tmp_path, "busy")
+    pollers.append(first)
+
+    def published() -> float:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{first.port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("monitor_items_published_total{"))
+
+    deadline = time.monotonic() + 60
+    while published() < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started, before = time.monotonic(), published()
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=30) == 0
+    assert time.monotonic() - started < 30
+    assert "poll: stopped" in first.log.read_text()
+    assert before < 30 * 40  # stopped mid-way, not after the work
+
+    pollers.append(Poller(env, feeds, tmp_path, "again", state="busy"))  # same state file
+    records = read_items(kafka_broker.bootstrap, env["MONITOR_KAFKA__ITEMS_TOPIC"],
+                         expect=30 * 40, timeout_seconds=90)
+    counts = Counter(item.url for _, item in records)
+    assert len(counts) == 30 * 40
+    assert set(counts.values()) == {1}
