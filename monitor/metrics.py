@@ -108,6 +108,11 @@ class Metrics:
         self.matches = Counter(
             "monitor_matches_total", "Matches made, by relation.", ["relation"],
             registry=registry)
+        # Claim ids are a closed set (claims.yaml, tens for a desk); a desk tracking thousands
+        # of claims should drop this series rather than the per-relation one above.
+        self.claim_matches = Counter(
+            "monitor_claim_matches_total", "Matches made, by claim and relation.",
+            ["claim", "relation"], registry=registry)
         self.match_duration = Histogram(
             "monitor_match_duration_seconds", "Time to match one item against every claim.",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),

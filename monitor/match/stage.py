@@ -44,6 +44,7 @@ class MatchProcessor:
         self._metrics.match_items.labels("matched" if matches else "unmatched").inc()
         for match in matches:
             self._metrics.matches.labels(match.relation).inc()
+            self._metrics.claim_matches.labels(match.claim_id, match.relation).inc()
             reprint = match.evidence.reprint_of
             log.info("match %s %s (%.0f): %s [%s]%s", match.claim_id, match.relation,
                      match.score, item.title, match.evidence.relation_cue,

@@ -220,7 +220,7 @@ def test_the_dashboard_covers_what_ops_watch(dashboard) -> None:
     wanted = {
         "monitor_feed_last_success_timestamp_seconds", "monitor_feed_consecutive_failures",
         "monitor_feed_polls_total", "monitor_feed_next_poll_timestamp_seconds",
-        "monitor_items_published_total", "monitor_matches_total", "monitor_alerts_total",
+        "monitor_items_published_total", "monitor_claim_matches_total", "monitor_alerts_total",
         "monitor_dead_letters_total", "monitor_alert_outbox_size",
         "monitor_alert_oldest_pending_age_seconds", "monitor_consumer_lag",
         "monitor_feed_poll_duration_seconds_bucket", "monitor_match_duration_seconds_bucket",
