@@ -73,12 +73,18 @@ def claims_option(command: F) -> F:
     )(command)
 
 
+def alerts_option(command: F) -> F:
+    return click.option(
+        "--alerts", "alerts_path", type=click.Path(path_type=Path),
+        default=Path("alerts/routes.yaml"), show_default=True,
+        help="The alert routing file; every receiver's secrets must be in the environment.",
+    )(command)
+
+
 @cli.command()
 @feeds_option
 @claims_option
-@click.option("--alerts", "alerts_path", type=click.Path(path_type=Path),
-              default=Path("alerts/routes.yaml"), show_default=True,
-              help="The alert routing file.")
+@alerts_option
 def check(feeds_path: Path, claims_path: Path, alerts_path: Path) -> None:
     """Validate settings and config files; exit non-zero naming what is wrong."""
     load_settings()
@@ -259,9 +265,7 @@ def match(claims_path: Path) -> None:
 
 @cli.command()
 @claims_option
-@click.option("--alerts", "alerts_path", type=click.Path(path_type=Path),
-              default=Path("alerts/routes.yaml"), show_default=True,
-              help="The alert routing file. Every receiver's secrets must be in the environment.")
+@alerts_option
 def alert(claims_path: Path, alerts_path: Path) -> None:
     """Run the alert stage alone: monitor.matches -> channels, recorded on monitor.alerts
     (Kafka mode; run several in one group to share the partitions)."""
@@ -358,9 +362,7 @@ def dlq_list() -> None:
 
 @dlq.command("replay")
 @claims_option
-@click.option("--alerts", "alerts_path", type=click.Path(path_type=Path),
-              default=Path("alerts/routes.yaml"), show_default=True,
-              help="The alert routing file (Kafka mode: the replay is sent from here).")
+@alerts_option
 @click.argument("notification_id")
 def dlq_replay(claims_path: Path, alerts_path: Path, notification_id: str) -> None:
     """Re-send a dead letter. Embedded mode queues it again with a fresh set of attempts (a
@@ -405,9 +407,7 @@ def _replay_from_kafka(settings: Settings, claims_path: Path, alerts_path: Path,
 
 @cli.command("test-alert")
 @claims_option
-@click.option("--alerts", "alerts_path", type=click.Path(path_type=Path),
-              default=Path("alerts/routes.yaml"), show_default=True,
-              help="The alert routing file.")
+@alerts_option
 @click.argument("receiver")
 def test_alert(claims_path: Path, alerts_path: Path, receiver: str) -> None:
     """Send a clearly marked test message to RECEIVER through its real channels; exit 1 when
