@@ -26,7 +26,7 @@ import click
 
 from monitor.config.claims import load_claims
 from monitor.config.feeds import FeedConfig, load_feeds
-from monitor.config.settings import Settings, load_settings, unknown_environment_settings
+from monitor.config.settings import Settings, load_settings
 from monitor.errors import ConfigError, InvalidInputError, MonitorError
 from monitor.feeds.fetch import Validators
 from monitor.feeds.parse import FeedSource, TextLimits, parse_feed
@@ -55,8 +55,6 @@ def _fail(message: str, code: int) -> None:
 def _load(feeds_path: Path) -> tuple[Settings, tuple[FeedConfig, ...]]:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    for problem in unknown_environment_settings(os.environ):
-        log.warning("%s", problem)
     return settings, load_feeds(feeds_path)
 
 
@@ -88,8 +86,6 @@ def alerts_option(command: F) -> F:
 def check(feeds_path: Path, claims_path: Path, alerts_path: Path) -> None:
     """Validate settings and config files; exit non-zero naming what is wrong."""
     load_settings()
-    for problem in unknown_environment_settings(os.environ):
-        click.echo(f"monitor: warning: {problem}", err=True)
     feeds = load_feeds(feeds_path)
     enabled = sum(feed.enabled for feed in feeds)
     click.echo(f"{feeds_path}: {len(feeds)} feeds ({enabled} enabled): ok")

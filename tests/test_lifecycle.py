@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -14,7 +13,7 @@ import httpx
 from tests.conftest import REPO
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import free_port
-from tests.test_cli import MONITOR, RSS
+from tests.test_cli import MONITOR, RSS, monitor_env
 
 
 def feeds_yaml(server: FeedServer, ids: list[str], interval: int = 60) -> str:
@@ -37,10 +36,9 @@ def test_reload_on_change_and_sighup_keeps_the_old_config_when_invalid_and_sigte
     feeds.write_text(feeds_yaml(feed_server, ["wire"]), encoding="utf-8")
     port = free_port()
     log_path = tmp_path / "stderr.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
-    env.update({"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
-                "MONITOR_HTTP__ADDRESS": f"127.0.0.1:{port}",
-                "MONITOR_MATCH__SEMANTIC": "false"})
+    env = monitor_env({"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
+                       "MONITOR_HTTP__ADDRESS": f"127.0.0.1:{port}",
+                       "MONITOR_MATCH__SEMANTIC": "false"})
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [*MONITOR, "run", "--feeds", str(feeds), "--claims", str(REPO / "claims.yaml")],

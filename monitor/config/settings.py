@@ -6,11 +6,14 @@
     MONITOR_POLL__USER_AGENT="..."   MONITOR_POLL__TIMEOUT_SECONDS=20
 
 Secrets (a SASL password, later channel tokens) are ``SecretStr`` and never printed.
+A ``MONITOR_`` variable that names no setting is an error, not a warning: a typo must not
+quietly change what the process does (embedded instead of Kafka).
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -146,17 +149,25 @@ def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
     """MONITOR_* variables that name no setting, each with a suggestion.
 
     A misspelt MONITOR_KAFKA_BOOTSTRAP_SERVERS (one underscore) would otherwise start the
-    process in embedded mode without a word.
+    process in embedded mode without a word, so load_settings refuses them.
     """
     known = _known_variables()
     problems = []
     for name in sorted(environ):
         upper = name.upper()
-        if upper.startswith("MONITOR_") and upper not in known:
+        if upper.startswith("MONITOR_") and upper not in known and upper not in _NOT_SETTINGS:
             close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
             hint = f"; did you mean {close[0]}?" if close else ""
-            problems.append(f"environment: {name} is not a setting the monitor knows{hint}")
+            problems.append(f"environment: {name}: not a setting the monitor knows{hint}")
     return problems
+
+
+# Read by deploy/kafka/local-kafka (the development broker), never by the monitor: a shell that
+# exports them for the broker must still be able to run the monitor.
+_NOT_SETTINGS = frozenset({
+    "MONITOR_KAFKA_CACHE", "MONITOR_KAFKA_DIR", "MONITOR_KAFKA_START_TIMEOUT",
+    "MONITOR_KAFKA_STOP_TIMEOUT", "MONITOR_KAFKA_HEAP_OPTS",
+})
 
 
 def _known_variables() -> list[str]:
@@ -171,12 +182,20 @@ def _known_variables() -> list[str]:
 
 
 def load_settings() -> Settings:
-    """Read settings from the environment; ConfigError names the variable that is wrong."""
+    """Read settings from the environment. ConfigError names every variable that is wrong: a
+    value that does not validate, or a MONITOR_ name that is no setting (with the likeliest
+    one meant), so that a typo stops the process instead of changing what it does."""
+    problems = unknown_environment_settings(os.environ)
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
-        problems = [
+        # An unknown nested name (MONITOR_POLL__BOGUS) is reported above, with a suggestion.
+        unknown = bool(problems)
+        problems += [
             f"environment: MONITOR_{'__'.join(str(s) for s in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
+            for err in exc.errors() if not (unknown and err["type"] == "extra_forbidden")
         ]
         raise ConfigError("\n".join(problems)) from exc
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from monitor.config.settings import DEFAULT_USER_AGENT, load_settings
+from monitor.config.settings import (
+    DEFAULT_USER_AGENT,
+    load_settings,
+    unknown_environment_settings,
+)
 from monitor.errors import ConfigError
+from tests.conftest import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +92,9 @@ def test_unprefixed_variables_are_ignored(clean_env: pytest.MonkeyPatch) -> None
         pytest.param("MONITOR_HTTP__ADDRESS", "localhost", "pattern", id="address-no-port"),
         pytest.param("MONITOR_LOG_LEVEL", "loud", "pattern", id="log-level"),
         pytest.param("MONITOR_KAFKA__TOPIC_PARTITIONS", "0", "greater than", id="partitions"),
-        pytest.param("MONITOR_POLL__BOGUS", "1", "Extra inputs", id="unknown-nested-key"),
+        pytest.param("MONITOR_POLL__BOGUS", "1", "not a setting", id="unknown-nested-key"),
+        pytest.param("MONITOR_MATCH__SEMANTICS", "false",
+                     "did you mean MONITOR_MATCH__SEMANTIC?", id="unknown-match-key"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -132,3 +140,52 @@ def test_password_not_echoed_in_errors(clean_env: pytest.MonkeyPatch) -> None:
     message = str(pytest.raises(ConfigError, load_settings).value)
     assert "MONITOR_KAFKA__TOPIC_PARTITIONS" in message
     assert "hunter2-secret" not in message
+
+
+def test_a_misspelt_variable_is_an_error_with_the_setting_meant(
+        clean_env: pytest.MonkeyPatch) -> None:
+    # One underscore instead of two: before, a warning, and the process ran embedded.
+    clean_env.setenv("MONITOR_KAFKA_BOOTSTRAP_SERVERS", "broker1:9092")
+    message = str(pytest.raises(ConfigError, load_settings).value)
+    assert message == ("environment: MONITOR_KAFKA_BOOTSTRAP_SERVERS: not a setting the "
+                       "monitor knows; did you mean MONITOR_KAFKA__BOOTSTRAP_SERVERS?")
+
+
+def test_every_unknown_variable_is_reported_with_the_bad_values(
+        clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("MONITOR_STATEPATH", "/tmp/x")
+    clean_env.setenv("MONITOR_NOTHING_LIKE_IT", "1")
+    clean_env.setenv("MONITOR_POLL__WORKERS", "many")
+    lines = str(pytest.raises(ConfigError, load_settings).value).splitlines()
+    assert lines == [
+        "environment: MONITOR_NOTHING_LIKE_IT: not a setting the monitor knows",
+        "environment: MONITOR_STATEPATH: not a setting the monitor knows; "
+        "did you mean MONITOR_STATE_PATH?",
+        "environment: MONITOR_POLL__WORKERS: Input should be a valid integer, unable to parse "
+        "string as an integer",
+    ]
+
+
+def test_the_development_brokers_variables_are_not_errors(
+        clean_env: pytest.MonkeyPatch) -> None:
+    # deploy/kafka/local-kafka reads these; a shell that exports them still runs the monitor.
+    for name in ("MONITOR_KAFKA_CACHE", "MONITOR_KAFKA_DIR", "MONITOR_KAFKA_START_TIMEOUT",
+                 "MONITOR_KAFKA_STOP_TIMEOUT", "MONITOR_KAFKA_HEAP_OPTS"):
+        clean_env.setenv(name, "1")
+    assert load_settings().embedded
+
+
+def _shipped_variables() -> set[str]:
+    """Every MONITOR_ variable the deploy files set and the README's settings table lists."""
+    texts = [path.read_text(encoding="utf-8") for path in (REPO / "deploy").rglob("*")
+             if path.is_file() and path.name != "local-kafka"]
+    texts.append((REPO / "Dockerfile").read_text(encoding="utf-8"))
+    texts += [line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+              if line.startswith("| `MONITOR_")]
+    return {name for text in texts for name in re.findall(r"MONITOR_[A-Z0-9_]*[A-Z0-9]", text)}
+
+
+def test_every_shipped_variable_is_a_setting() -> None:
+    names = _shipped_variables()
+    assert {"MONITOR_KAFKA__BOOTSTRAP_SERVERS", "MONITOR_HTTP__ADDRESS"} <= names
+    assert unknown_environment_settings(dict.fromkeys(names, "")) == []
