@@ -71,7 +71,7 @@ from monitor.feeds.state import SQLitePollState  # noqa: E402
 from monitor.logsetup import configure_logging  # noqa: E402
 from monitor.metrics import Metrics  # noqa: E402
 from monitor.store import Database  # noqa: E402
-from tests.support.feed_server import FeedServer  # noqa: E402
+from tests.support.feed_server import LOOPBACK, FeedServer  # noqa: E402
 
 CONTENT_TYPE = "application/xml"  # no charset: the document's own declaration decides
 INTERVAL_SECONDS = 3600.0  # nothing is due twice within a round
@@ -200,7 +200,7 @@ def build_rig(state_dir: Path, workers: int, max_body_bytes: int) -> Rig:
     limits = FetchLimits(
         user_agent=f"{DEFAULT_USER_AGENT} bench", timeout_seconds=poll.timeout_seconds,
         max_body_bytes=max_body_bytes, max_redirects=poll.max_redirects,
-        per_host_concurrency=workers,
+        per_host_concurrency=workers, allowed_networks=LOOPBACK,
     )
     database = Database(state_dir / "state.sqlite3")
     item_log = EmbeddedItemLog(database)

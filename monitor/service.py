@@ -65,6 +65,7 @@ def build_fetcher(settings: Settings) -> Fetcher:
         user_agent=poll.user_agent, timeout_seconds=poll.timeout_seconds,
         max_body_bytes=poll.max_body_bytes, max_redirects=poll.max_redirects,
         per_host_concurrency=poll.per_host_concurrency,
+        allowed_networks=tuple(poll.allowed_networks),
     ))
 
 

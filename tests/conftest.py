@@ -22,6 +22,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Sentence vectors computed by tests go to a cache of the run's own, not the user's.
     cache = Path(tempfile.gettempdir(), "monitor-test-embeddings.sqlite3")
     os.environ.setdefault("MONITOR_MATCH__EMBEDDING_CACHE", str(cache))
+    # The suite serves its feeds on 127.0.0.1, which the fetcher refuses by default (SSRF);
+    # tests of that refusal set the variable themselves.
+    os.environ.setdefault("MONITOR_POLL__ALLOWED_NETWORKS", "127.0.0.0/8")
 
 
 @pytest.fixture

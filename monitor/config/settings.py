@@ -18,7 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from monitor import __version__
@@ -27,6 +35,13 @@ from monitor.errors import ConfigError
 DEFAULT_USER_AGENT = (
     f"claim-monitor/{__version__} (newsroom wire monitor; polite polling with conditional GET)"
 )
+
+
+def _comma_separated(value: object) -> object:
+    """``"a, b"`` from the environment -> ``("a", "b")``; other values pass unchanged."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
 
 
 class KafkaSettings(BaseModel):
@@ -67,12 +82,7 @@ class KafkaSettings(BaseModel):
     delivery_timeout_seconds: float = Field(default=30.0, gt=0)
     startup_timeout_seconds: float = Field(default=60.0, gt=0)
 
-    @field_validator("bootstrap_servers", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+    _split = field_validator("bootstrap_servers", mode="before")(_comma_separated)
 
 
 class HttpSettings(BaseModel):
@@ -111,9 +121,15 @@ class PollSettings(BaseModel):
     seen_retention_days: float = Field(default=30.0, gt=0)
     max_title_chars: int = Field(default=500, ge=20)
     max_summary_chars: int = Field(default=2000, ge=20)
+    # Networks feeds may be fetched from besides the public internet (comma-separated CIDRs,
+    # e.g. "10.20.0.0/16,127.0.0.1/32"): loopback, private, link-local, multicast and reserved
+    # addresses are refused otherwise, for the feed URL and every redirect (see fetch.py).
+    allowed_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     # Kafka mode: share the feeds among every `monitor poll` of the group, with the poll state
     # in Kafka instead of the local state file (see README, "Several pollers").
     shared: bool = False
+
+    _split = field_validator("allowed_networks", mode="before")(_comma_separated)
 
 
 class MatchSettings(BaseModel):

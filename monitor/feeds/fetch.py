@@ -1,31 +1,57 @@
-"""HTTP fetching of feeds, as a good citizen. The only module that talks to httpx.
+"""HTTP fetching of feeds, as a good citizen and a wary one. The only module that talks to httpx.
 
 Every request is conditional (If-None-Match / If-Modified-Since), carries an honest User-Agent,
-has a timeout and a body-size limit, follows at most ``max_redirects`` redirects (noting a
-permanent one so ops can update feeds.yaml), and waits its turn: at most
-``per_host_concurrency`` requests run against one host at a time.
+follows at most ``max_redirects`` redirects (noting a permanent one so ops can update
+feeds.yaml), and waits its turn: at most ``per_host_concurrency`` requests run against one host
+at a time. Against a hostile server:
+
+- ``timeout_seconds`` is a total deadline: connecting, headers and the whole body of every hop
+  of one fetch together (time spent waiting for the host's turn is not counted); when it passes
+  the request is abandoned, the host's turn freed, and FetchError raised (``netguard``).
+- the body, after decoding gzip/deflate, is at most ``max_body_bytes`` (``inflate``);
+- the feed URL and every redirect are connected only to public addresses unless
+  ``allowed_networks`` says otherwise (``netguard``); userinfo in a redirect's Location is
+  dropped, never sent as credentials;
+- URLs in messages are shown without credentials (``monitor.redact``).
 
 ``Fetcher.fetch`` blocks on the network and on the per-host limit; it raises FetchError, whose
-message names the URL and what went wrong, and never returns a partial body.
+message names the URL and what went wrong, and never returns a partial body. ``Fetcher.stop``
+makes every fetch in progress end within a grace period (shutdown).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
 from monitor.errors import FetchError
+from monitor.feeds.inflate import BoundedInflater, DecompressionError
+from monitor.feeds.netguard import (
+    AddressPolicy,
+    AddressRefused,
+    Deadlines,
+    GuardedBackend,
+    GuardedTransport,
+    IPNetwork,
+)
 from monitor.feeds.schedule import parse_max_age, parse_retry_after
+from monitor.redact import redact_url, redact_urls_in
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
 _ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, "
            "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
+# Only what inflate.py decodes with a bound; httpx would also offer br/zstd when installed.
+_ACCEPT_ENCODING = "gzip, deflate"
+_SLOT_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +77,15 @@ class FetchResult:
 @dataclass(frozen=True, slots=True)
 class FetchLimits:
     user_agent: str
-    timeout_seconds: float = 20.0
+    timeout_seconds: float = 20.0  # total, per fetch: connect + headers + body, every hop
     max_body_bytes: int = 10 * 1024 * 1024
     max_redirects: int = 5
     per_host_concurrency: int = 1
+    allowed_networks: tuple[IPNetwork, ...] = ()  # beyond public addresses; empty: none
+
+
+class FetchCancelled(FetchError):
+    """The fetcher is stopping; the feed was not (completely) fetched."""
 
 
 class HostLimiter:
@@ -76,8 +107,17 @@ class Fetcher:
 
     def __init__(self, limits: FetchLimits, client: httpx.Client | None = None) -> None:
         self._limits = limits
-        self._client = client or httpx.Client(http2=False)
+        self._deadlines = Deadlines()
+        if client is None:
+            backend = GuardedBackend(AddressPolicy(limits.allowed_networks), self._deadlines)
+            # trust_env=False: a proxy from the environment would bypass the address guard.
+            client = httpx.Client(transport=GuardedTransport(backend), trust_env=False)
+        self._client = client
         self._hosts = HostLimiter(limits.per_host_concurrency)
+
+    def stop(self, grace_seconds: float = 2.0) -> None:
+        """Make fetches in progress end within ``grace_seconds`` and new ones fail at once."""
+        self._deadlines.stop(grace_seconds)
 
     def close(self) -> None:
         self._client.close()
@@ -86,8 +126,9 @@ class Fetcher:
         permanent: str | None = None
         all_permanent = True  # only a chain of permanent hops from the configured URL counts
         current = url
+        budget = [self._limits.timeout_seconds]  # request time left, shared by every hop
         for _hop in range(self._limits.max_redirects + 1):
-            response, body = self._request(current, validators)
+            response, body = self._request(current, validators, budget)
             if response.status_code in _REDIRECTS:
                 target = _redirect_target(current, response)
                 all_permanent = all_permanent and response.status_code in _PERMANENT
@@ -96,51 +137,111 @@ class Fetcher:
                 current = target
                 continue
             return _result(current, response, body, validators, permanent, now)
-        raise FetchError(f"more than {self._limits.max_redirects} redirects from {url}")
+        raise FetchError(f"more than {self._limits.max_redirects} redirects from {_show(url)}")
 
-    def _request(self, url: str, validators: Validators) -> tuple[httpx.Response, bytes]:
-        host = urlsplit(url).hostname or ""
-        with self._hosts.slot(host):
+    def _request(self, url: str, validators: Validators, budget: list[float]
+                 ) -> tuple[httpx.Response, bytes]:
+        if budget[0] <= 0:
+            raise self._timed_out(url)
+        with self._turn(urlsplit(url).hostname or "", url):
+            started = time.monotonic()
             try:
-                return self._stream(url, validators)
+                with self._deadlines.request(budget[0]):
+                    return self._stream(url, validators)
             except httpx.TimeoutException as exc:
-                raise FetchError(
-                    f"timed out after {self._limits.timeout_seconds:g} s fetching {url}"
-                ) from exc
+                if self._deadlines.stopping:
+                    raise FetchCancelled(f"fetch of {_show(url)} abandoned: stopping") from exc
+                raise self._timed_out(url) from exc
             except httpx.HTTPError as exc:
-                raise FetchError(f"{type(exc).__name__} fetching {url}: {exc}") from exc
+                raise _translate(url, exc) from exc
+            finally:
+                budget[0] -= time.monotonic() - started
+
+    @contextmanager
+    def _turn(self, host: str, url: str) -> Iterator[None]:
+        """Hold one of the host's slots; waiting gives up when the fetcher is stopping."""
+        slot = self._hosts.slot(host)
+        while not slot.acquire(timeout=_SLOT_POLL_SECONDS):
+            if self._deadlines.stopping:
+                raise FetchCancelled(f"fetch of {_show(url)} not started: stopping")
+        try:
+            yield
+        finally:
+            slot.release()
+
+    def _timed_out(self, url: str) -> FetchError:
+        return FetchError(
+            f"timed out: no complete response within {self._limits.timeout_seconds:g} s "
+            f"(MONITOR_POLL__TIMEOUT_SECONDS) from {_show(url)}"
+        )
 
     def _stream(self, url: str, validators: Validators) -> tuple[httpx.Response, bytes]:
-        headers = {"User-Agent": self._limits.user_agent, "Accept": _ACCEPT}
+        headers = {"User-Agent": self._limits.user_agent, "Accept": _ACCEPT,
+                   "Accept-Encoding": _ACCEPT_ENCODING}
         if validators.etag:
             headers["If-None-Match"] = validators.etag
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
-        limit = self._limits.max_body_bytes
         with self._client.stream(
             "GET", url, headers=headers, timeout=self._limits.timeout_seconds,
             follow_redirects=False,
         ) as response:
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise FetchError(f"body of {declared} bytes exceeds the {limit}-byte limit: {url}")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
+            return response, self._read_body(url, response)
+
+    def _read_body(self, url: str, response: httpx.Response) -> bytes:
+        limit = self._limits.max_body_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise FetchError(f"body of {declared} bytes exceeds the {limit}-byte limit "
+                             f"(MONITOR_POLL__MAX_BODY_BYTES): {_show(url)}")
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        inflater = None if encoding in ("", "identity") else BoundedInflater(encoding, limit)
+        chunks, size = [], 0
+        try:
+            for raw in response.iter_raw():
+                chunk = inflater.feed(raw) if inflater else raw
                 size += len(chunk)
                 if size > limit:
-                    raise FetchError(f"body exceeds the {limit}-byte limit: {url}")
+                    raise FetchError(f"body exceeds the {limit}-byte limit "
+                                     f"(MONITOR_POLL__MAX_BODY_BYTES): {_show(url)}")
                 chunks.append(chunk)
-        return response, b"".join(chunks)
+            if inflater:
+                chunks.append(inflater.finish())
+        except DecompressionError as exc:
+            raise FetchError(f"{exc}: {_show(url)}") from exc
+        return b"".join(chunks)
+
+
+def _show(url: str) -> str:
+    return redact_url(url)
+
+
+def _translate(url: str, exc: httpx.HTTPError) -> FetchError:
+    """httpx's error -> FetchError naming the URL (without credentials) and the cause."""
+    cause = exc.__cause__
+    if isinstance(cause, AddressRefused):
+        return FetchError(f"{_show(url)}: {cause}")
+    return FetchError(f"{type(exc).__name__} fetching {_show(url)}: {redact_urls_in(str(exc))}")
 
 
 def _redirect_target(url: str, response: httpx.Response) -> str:
     location = response.headers.get("Location")
     if not location:
-        raise FetchError(f"HTTP {response.status_code} without a Location header from {url}")
-    target = urljoin(url, str(location))
+        raise FetchError(f"HTTP {response.status_code} without a Location header from "
+                         f"{_show(url)}")
+    # Credentials offered by a redirect are never used (nor shown): only the configured URL's
+    # own userinfo is sent, and a relative redirect keeps it on the same host.
+    target = urljoin(url, _without_userinfo(str(location)))
     if urlsplit(target).scheme not in ("http", "https"):
-        raise FetchError(f"redirect to a non-HTTP URL {target!r} from {url}")
+        raise FetchError(f"redirect to a non-HTTP URL {redact_url(target)!r} from {_show(url)}")
     return target
+
+
+def _without_userinfo(location: str) -> str:
+    parts = urlsplit(location)
+    if "@" not in parts.netloc:
+        return location
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _result(
@@ -150,9 +251,7 @@ def _result(
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
     if status >= 400 or status not in (200, 203, 304):
-        raise FetchError(
-            f"HTTP {status} from {url}", retry_after_seconds=retry_after
-        )
+        raise FetchError(f"HTTP {status} from {_show(url)}", retry_after_seconds=retry_after)
     fresh = Validators(response.headers.get("ETag"), response.headers.get("Last-Modified"))
     return FetchResult(
         not_modified=status == 304,

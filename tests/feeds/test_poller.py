@@ -22,7 +22,7 @@ from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics, PollOutcome
 from monitor.store import Database
 from tests.support.fakes import FlakyPublisher
-from tests.support.feed_server import FeedServer
+from tests.support.feed_server import LOOPBACK, FeedServer
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>Test wire</title>
@@ -58,7 +58,8 @@ class Rig:
 
 def make_poller(db: Database, publisher: ItemPublisher, registry: CollectorRegistry,
                 clock: list[float], **limits: object) -> FeedPoller:
-    fetch_limits = FetchLimits(user_agent="monitor-tests/1", timeout_seconds=2, **limits)
+    fetch_limits = FetchLimits(user_agent="monitor-tests/1", timeout_seconds=2,
+                               allowed_networks=LOOPBACK, **limits)  # type: ignore[arg-type]
     return FeedPoller(
         Fetcher(fetch_limits), SQLitePollState(db), publisher, Metrics(registry),
         policy=SchedulePolicy(backoff_cap_seconds=3600), text_limits=TextLimits(),

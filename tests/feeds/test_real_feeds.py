@@ -18,7 +18,7 @@ from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics, PollOutcome
 from monitor.model import Item
 from monitor.store import Database
-from tests.support.feed_server import FeedServer
+from tests.support.feed_server import LOOPBACK, FeedServer
 
 
 @pytest.fixture
@@ -26,7 +26,8 @@ def poll_file(tmp_path: Path, feed_server: FeedServer, real_feeds: Path):
     db = Database(tmp_path / "state.sqlite3")
     item_log = EmbeddedItemLog(db)
     poller = FeedPoller(
-        Fetcher(FetchLimits(user_agent="monitor-tests/1", timeout_seconds=5)),
+        Fetcher(FetchLimits(user_agent="monitor-tests/1", timeout_seconds=5,
+                            allowed_networks=LOOPBACK)),
         SQLitePollState(db), item_log, Metrics(CollectorRegistry()),
         policy=SchedulePolicy(), text_limits=TextLimits(), bus_name="embedded",
         rng=random.Random(1),

@@ -21,7 +21,7 @@ from monitor.feeds.scheduler import PollScheduler
 from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics
 from monitor.store import Database
-from tests.support.feed_server import FeedServer
+from tests.support.feed_server import LOOPBACK, FeedServer
 
 RSS = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><item>'
        b"<title>One</title><link>https://wire.example/1</link></item></channel></rss>")
@@ -39,7 +39,7 @@ def make_scheduler(tmp_path: Path) -> Iterator[object]:
     def make(per_host: int = 1, workers: int = 4) -> PollScheduler:
         db = Database(tmp_path / f"state{len(made)}.sqlite3")
         fetcher = Fetcher(FetchLimits(user_agent="t", timeout_seconds=5,
-                                      per_host_concurrency=per_host))
+                                      per_host_concurrency=per_host, allowed_networks=LOOPBACK))
         poller = FeedPoller(fetcher, SQLitePollState(db), EmbeddedItemLog(db),
                             Metrics(CollectorRegistry()),
                             policy=SchedulePolicy(backoff_cap_seconds=3600),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import ipaddress
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,10 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+# The fetcher refuses loopback addresses unless allowed (SSRF guard); fetchers built by tests
+# that poll this server allow them with FetchLimits(allowed_networks=LOOPBACK).
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
 @dataclass(frozen=True)
