@@ -35,9 +35,15 @@ from monitor.feeds.schedule import parse_retry_after
 LIBRARY_LOGGERS = ("apprise", "httpx", "httpcore.connection", "httpcore.http11",
                    "httpcore.http2", "httpcore.proxy", "urllib3.connectionpool",
                    "urllib3.connection", "urllib3.util.retry")
-# Apprise's body_format for each rendered format: the body is already in that markup.
-BODY_FORMATS = {"slack": "markdown", "markdown": "markdown", "telegram": "html",
-                "html": "html", "text": "text", "json": "text"}
+# Apprise's body_format for each rendered format: the body is already in that markup. None:
+# already in the service's own dialect, passed through unconverted. Apprise reads a "markdown"
+# body for Slack as CommonMark and turns ``[x](https://evil)`` into a live ``<https://evil|x>``
+# (and escapes our entities again); a "text" body for a Markdown-only service (Rocket.Chat,
+# Webex) gets backslashes that Rocket.Chat shows and that break our own link. The text format
+# is inert as Markdown by itself (see monitor/alerting/escape.py).
+BODY_FORMATS: dict[str, str | None] = {"slack": None, "markdown": "markdown",
+                                       "telegram": "html", "html": "html", "text": None,
+                                       "json": "text"}
 # Options added when absent: Apprise's default Slack mode re-activates escaped mentions, and
 # Telegram must parse our HTML (see monitor/alerting/escape.py).
 URL_OPTIONS = {"slack": {"blocks": "yes"}, "tgram": {"format": "html"}}

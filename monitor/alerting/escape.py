@@ -2,22 +2,39 @@
 
 Every value from a feed passes through :meth:`Escaper.text` (or :meth:`Escaper.link`) before it
 reaches a message. The result is a ``Markup`` string: already safe for the escaper's format, so
-the template layer will not escape it twice. What each format neutralizes:
+the template layer will not escape it twice. Only the monitor's own links (the story URL it
+shows on purpose, the claim's source) are links; nothing in feed text is. What each format
+neutralizes:
 
 - all: control characters, bidi overrides and marks, zero-width and other format (Cf) characters
   are removed; mentions are defused with a zero-width space after ``@`` (``@channel``, ``@here``,
   ``@all``, ``@room``, Telegram ``@user``); one-line fields have their newlines folded.
+- all but json: URLs in feed text are defanged the way CyberChef's "Defang URL" writes them
+  (``https://evil.example/a.png`` -> ``hxxps[://]evil[.]example/a[.]png``), because Slack,
+  Telegram, Teams, chat apps and mail clients turn a bare ``scheme://`` into a link. Bare domain
+  names (``www.example.org``) are left alone: a client that links one shows exactly its target,
+  and the host printed beside the monitor's own link must stay readable.
 - slack (mrkdwn has no escape character): ``& < >`` become entities (so ``<!channel>``,
   ``<@U123>`` and ``<https://evil|x>`` are inert) and ``* _ ~ ` >`` become their fullwidth
-  look-alikes (``＊ ＿ ～ ｀ ＞``), so no emphasis, code or quote can start.
+  look-alikes (``＊ ＿ ～ ｀ ＞``), so no emphasis, code or quote can start. ``[x](url)`` is plain
+  text in mrkdwn, provided Apprise passes the body through unconverted (see channels.py).
 - markdown (Teams, Matrix; CommonMark): ``& < >`` become entities (no raw HTML, no autolinks);
   ``\\ ` * _ ~ [ ] | #`` are backslash-escaped, as are list and heading starts at line start.
 - telegram: HTML parse mode (chosen over MarkdownV2, whose 18 special characters must be escaped
   differently inside and outside links); ``& < > "`` become entities, so MarkdownV2 specials are
   plain text.
 - html (e-mail): ``& < > " '`` become entities (markupsafe).
-- text: plain; only mentions (including ``<@U123>`` and ``<!channel>`` forms) are defused.
-- json: cleaned and cut, not marked up; the consumer escapes for its own display.
+- text: for every other Apprise scheme, which is either truly plain (ntfy, Gotify, Signal,
+  Pushover, form/xml webhooks) or renders Markdown-ish chat markup as is (Mattermost, Discord,
+  Zulip; Rocket.Chat and Webex, which Apprise escapes again). So text must read naturally as plain
+  text *and* be inert as Markdown: no backslashes. A zero-width space goes after ``]`` before
+  ``( [ :`` (no ``[x](url)``, ``![i](url)``, ``[x][ref]`` or ``[x]: url``), after every ``<``
+  (no autolink, HTML tag, ``<!channel>``, ``<@U1>``, Discord ``<#c>``/``<t:1>``, Rocket.Chat
+  ``<url|x>``), after ``&`` of an entity (``&#8238;`` stays text) and before a block marker at
+  line start (``# > - + =``, ``1.``); ``* ~ ` |`` (and ``_`` except inside a word, where no
+  flavour reads it as emphasis) become fullwidth look-alikes, so no emphasis, strike, code,
+  spoiler (``||x||``) or Mattermost ``~channel`` link can start.
+- json: cleaned and cut, not marked up or defanged; the consumer escapes for its own display.
 
 Cutting happens on the clean, unescaped text (word boundary, never inside a grapheme, then
 "…"), and the escaped result is checked against the budget, so a cut never splits an entity.
@@ -48,12 +65,21 @@ MAX_URL_CHARS = 500
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"\s+")
 _MENTION = re.compile(r"@(?=\w)")
-_ANGLE_MENTION = re.compile(r"<(?=[!@#])")
 _URL_SAFE = "-._~:/?#[]@!$&'*+,;=%"
 _HOST = re.compile(r"^[a-z0-9.-]+$")
 _SLACK_LOOKALIKE = str.maketrans({"*": "＊", "_": "＿", "~": "～", "`": "｀"})
 _MD_INLINE = re.compile(r"([\\`*_~\[\]|#])")
 _MD_LINE_START = re.compile(r"(?m)^(\s*)([-+=]|\d+[.)])")
+# Any scheme: chat clients link tg://, ftp:// and custom schemes as readily as https://.
+_URL_IN_TEXT = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]{0,31})://(\S*)")
+_TEXT_LOOKALIKE = str.maketrans({"*": "＊", "~": "～", "`": "｀", "|": "｜"})
+_TEXT_UNDERSCORE = re.compile(r"_(?<![^\W_]_)|_(?![^\W_])")  # not between two letters/digits
+_TEXT_LINK_JOIN = re.compile(r"\](?=[(\[:])")
+_TEXT_ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]{1,32};)")
+_TEXT_LINE_START = re.compile(r"(?m)^(\s*)(?=[#>+=-]|\d+[.)])")
+# Characters of a URL path that Markdown-ish chat clients read as syntax next to an autolink.
+_TEXT_URL_QUOTE = str.maketrans({"(": "%28", ")": "%29", "[": "%5B", "]": "%5D", "*": "%2A",
+                                 "!": "%21", "@": "%40"})
 
 
 def clean(text: str) -> str:
@@ -128,29 +154,46 @@ def defuse_mentions(text: str) -> str:
     return _MENTION.sub("@" + ZWSP, text)
 
 
+def defang_urls(text: str) -> str:
+    """``scheme://host.tld/a.b`` as ``scheme[://]host[.]tld/a[.]b`` (http -> hxxp)."""
+    def defang(match: re.Match[str]) -> str:
+        scheme = match.group(1)
+        if scheme.lower() in ("http", "https"):
+            scheme = scheme[0] + "xx" + scheme[3:]
+        return f"{scheme}[://]{match.group(2).replace('.', '[.]')}"
+
+    return _URL_IN_TEXT.sub(defang, text)
+
+
 def escape_slack(text: str) -> str:
-    text = defuse_mentions(text).translate(_SLACK_LOOKALIKE)
-    text = re.sub(r"(?m)^(\s*)>", "\\1＞", text)
+    text = defuse_mentions(defang_urls(text)).translate(_SLACK_LOOKALIKE)
+    return _entities(re.sub(r"(?m)^(\s*)>", "\\1＞", text))
+
+
+def _entities(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def escape_markdown(text: str) -> str:
-    text = defuse_mentions(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _entities(defuse_mentions(defang_urls(text)))
     text = _MD_INLINE.sub(r"\\\1", text)
     return _MD_LINE_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], text)
 
 
 def escape_html(text: str) -> str:
-    return str(escape(text))
+    return str(escape(defang_urls(text)))
 
 
 def escape_telegram(text: str) -> str:
-    text = defuse_mentions(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace('"', "&quot;")
+    return _entities(defuse_mentions(defang_urls(text))).replace('"', "&quot;")
 
 
 def escape_text(text: str) -> str:
-    return _ANGLE_MENTION.sub("<" + ZWSP, defuse_mentions(text))
+    """Plain text that is also inert Markdown (see the module docstring)."""
+    text = defuse_mentions(defang_urls(text)).translate(_TEXT_LOOKALIKE)
+    text = _TEXT_UNDERSCORE.sub("＿", text).replace("<", "<" + ZWSP)
+    text = _TEXT_ENTITY.sub("&" + ZWSP, _TEXT_LINK_JOIN.sub("]" + ZWSP, text))
+    return _TEXT_LINE_START.sub(lambda m: m.group(1) + ZWSP, text)
 
 
 def _identity(text: str) -> str:
@@ -170,6 +213,12 @@ def _link_html(url: str, label: str) -> str:
 
 
 def _link_text(url: str, label: str) -> str:
+    scheme, _, rest = url.partition("://")
+    host, slash, tail = rest.partition("/")  # an IPv6 host keeps its brackets
+    return f"{label} ({scheme}://{host}{slash}{tail.translate(_TEXT_URL_QUOTE)})"
+
+
+def _link_json(url: str, label: str) -> str:
     return f"{label} ({url})"
 
 
@@ -218,7 +267,7 @@ ESCAPERS: dict[str, Escaper] = {
     "telegram": Escaper("telegram", escape_telegram, _link_html),
     "html": Escaper("html", escape_html, _link_html),
     "text": Escaper("text", escape_text, _link_text),
-    "json": Escaper("json", _identity, _link_text),
+    "json": Escaper("json", _identity, _link_json),
 }
 
 

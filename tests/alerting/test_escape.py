@@ -28,18 +28,20 @@ ESCAPE_CASES = [
     pytest.param(escape_slack, "<@U123ABC>", f"&lt;@{Z}U123ABC&gt;", id="slack-user-mention"),
     pytest.param(escape_slack, "@channel @here @everyone", f"@{Z}channel @{Z}here @{Z}everyone",
                  id="slack-plain-mentions"),
-    pytest.param(escape_slack, "<https://evil.example|click>", "&lt;https://evil.example|click&gt;",
+    pytest.param(escape_slack, "<https://evil.example|click>",
+                 "&lt;hxxps[://]evil[.]example|click&gt;",
                  id="slack-link"),
     pytest.param(escape_slack, "*b* _i_ ~s~ `c`", "＊b＊ ＿i＿ ～s～ ｀c｀", id="slack-emphasis"),
     pytest.param(escape_slack, "> quoted\nx > y", "＞ quoted\nx &gt; y", id="slack-quote"),
     pytest.param(escape_slack, "AT&T", "AT&amp;T", id="slack-ampersand"),
     # CommonMark 0.31 §2.4: any ASCII punctuation may be backslash-escaped.
-    pytest.param(escape_markdown, "[x](https://evil.example)", r"\[x\](https://evil.example)",
+    pytest.param(escape_markdown, "[x](https://evil.example)",
+                 r"\[x\](hxxps\[://\]evil\[.\]example)",
                  id="md-link"),
     pytest.param(escape_markdown, "![i](https://evil.example/p.png)",
-                 r"!\[i\](https://evil.example/p.png)", id="md-image"),
-    pytest.param(escape_markdown, "<https://evil.example> <b>&", "&lt;https://evil.example&gt; "
-                 "&lt;b&gt;&amp;", id="md-autolink-and-html"),
+                 r"!\[i\](hxxps\[://\]evil\[.\]example/p\[.\]png)", id="md-image"),
+    pytest.param(escape_markdown, "<https://evil.example> <b>&",
+                 r"&lt;hxxps\[://\]evil\[.\]example&gt; &lt;b&gt;&amp;", id="md-autolink-and-html"),
     pytest.param(escape_markdown, "# h\n- item\n1. one\n+ two",
                  "\\# h\n\\- item\n1\\. one\n\\+ two", id="md-line-starts"),
     pytest.param(escape_markdown, "*b* _i_ ~s~ `c` |t| \\", r"\*b\* \_i\_ \~s\~ \`c\` \|t\| \\",
@@ -150,7 +152,7 @@ LINK_CASES = [
     pytest.param("markdown", "[T &lt;b&gt;](https://x.org/?a=1&b=2)", id="markdown"),
     pytest.param("telegram", '<a href="https://x.org/?a=1&amp;b=2">T &lt;b&gt;</a>', id="telegram"),
     pytest.param("html", '<a href="https://x.org/?a=1&amp;b=2">T &lt;b&gt;</a>', id="html"),
-    pytest.param("text", "T <b> (https://x.org/?a=1&b=2)", id="text"),
+    pytest.param("text", f"T <{Z}b> (https://x.org/?a=1&b=2)", id="text"),
 ]
 
 

@@ -89,10 +89,11 @@ def test_hostile_titles_and_summaries_render_inert(fmt, title):
 
 EXACT = [  # the exact escaped form of a hostile title, per format
     pytest.param("slack", "<!channel>", "&lt;!channel&gt;", id="slack-broadcast"),
-    pytest.param("slack", "<https://evil.example|x>", "&lt;https://evil.example|x&gt;",
+    pytest.param("slack", "<https://evil.example|x>", "&lt;hxxps[://]evil[.]example|x&gt;",
                  id="slack-link"),
     pytest.param("slack", "@here *b*", f"@{Z}here ＊b＊", id="slack-mention-bold"),
-    pytest.param("markdown", "[x](https://evil.example)", r"\[x\](https://evil.example)",
+    pytest.param("markdown", "[x](https://evil.example)",
+                 r"\[x\](hxxps\[://\]evil\[.\]example)",
                  id="md-link"),
     pytest.param("markdown", "@all <b>", f"@{Z}all &lt;b&gt;", id="md-mention-html"),
     pytest.param("telegram", "<b>@all</b> _x_", f"&lt;b&gt;@{Z}all&lt;/b&gt; _x_", id="tg"),

@@ -4,7 +4,9 @@
 demand: ``fail(500)``, ``fail(429, retry_after=30)``, ``slow(5.0)`` (answers only after that
 long, or at once on ``release()``/exit), ``refuse()`` (closes its port: connections are refused)
 and ``recover()`` (listens again on the same port, answers 200). ``times=`` limits a failure to
-that many requests, after which it answers 200 again.
+that many requests, after which it answers 200 again. ``answer_with(b"ok", "text/plain")`` sets
+what a success says, for an Apprise plugin pointed here that checks the service's own answer
+(Slack's webhook answers ``ok``).
 
 ``SmtpReceiver`` is an aiosmtpd server, no TLS and no AUTH, recording each message. Apprise
 reaches it with a plain ``mailto://`` URL and no user or password, which Apprise sends in its
@@ -40,6 +42,7 @@ class Delivery:
     headers: dict[str, str]  # names lower-cased
     body: Any  # the decoded JSON, or the raw text when it is not JSON
     status: int  # what the receiver answered
+    raw: bytes = b""  # the body exactly as received
 
 
 @dataclass
@@ -82,6 +85,7 @@ class WebhookReceiver:
         self._behaviours: list[_Behaviour] = []
         self._lock = threading.Lock()
         self._released = threading.Event()
+        self._success = (b"{}", "application/json")
         self._server = self._bind(0)
         self.port = int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
@@ -102,6 +106,10 @@ class WebhookReceiver:
              times: int | None = None) -> None:
         ra = None if retry_after is None else str(retry_after)
         self._push(_Behaviour(status=status, retry_after=ra, times=times))
+
+    def answer_with(self, body: bytes, content_type: str = "application/json") -> None:
+        """What a 2xx answer carries from now on (default ``{}``)."""
+        self._success = (body, content_type)
 
     def slow(self, delay_seconds: float, *, times: int | None = None) -> None:
         self._push(_Behaviour(delay_seconds=delay_seconds, times=times))
@@ -185,15 +193,17 @@ class _WebhookHandler(BaseHTTPRequestHandler):
         self.receiver._record(Delivery(
             path=parts.path, query=dict(parse_qsl(parts.query)),
             headers={name.lower(): value for name, value in self.headers.items()},
-            body=_json_or_text(raw), status=behaviour.status))
+            body=_json_or_text(raw), status=behaviour.status, raw=raw))
         headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after else {}
         self._answer(behaviour.status, headers)
 
     def _answer(self, status: int, headers: dict[str, str]) -> None:
-        body = b"{}" if status < 300 else b'{"error": "on demand"}'
+        body, content_type = self.receiver._success
+        if status >= 300:
+            body, content_type = b'{"error": "on demand"}', "application/json"
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
+            for name, value in {"Content-Type": content_type, **headers}.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
