@@ -42,3 +42,21 @@ def test_text_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("info")
     logging.getLogger("monitor.x").info("hello")
     assert capsys.readouterr().err.rstrip().endswith("INFO    monitor.x: hello")
+
+
+def test_library_noise_stays_below_the_operator_unless_debugging(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A broker outage: kafka-python logs an ERROR per reconnect, APScheduler a WARNING per
+    # skipped run; monitor.bus.connectivity says it once instead (issue 8).
+    def outage() -> list[str]:
+        logging.getLogger("kafka.net.manager").error("Connection failed: ECONNREFUSED")
+        logging.getLogger("apscheduler.scheduler").warning(
+            'Execution of job "poll wire" skipped: maximum number of running instances reached')
+        logging.getLogger("httpx").info("HTTP Request: GET http://wire.example/ 200 OK")
+        logging.getLogger("monitor.bus.connectivity").warning("kafka: broker b:9092 unreachable")
+        return capsys.readouterr().err.splitlines()
+
+    configure_logging("info")
+    assert [line.split(": ", 1)[1] for line in outage()] == ["kafka: broker b:9092 unreachable"]
+    configure_logging("debug")
+    assert len(outage()) == 3  # asked for: the libraries' warnings and errors come through

@@ -1,0 +1,128 @@
+"""Whether this process reaches the Kafka broker, said once when it goes and once when it is back.
+
+kafka-python reconnects by itself and logs every failed attempt (about a hundred ERROR lines a
+process for a 40 s outage; logsetup keeps them below the operator's level), while the stages'
+own calls mostly just wait: an idle consumer's ``poll`` returns nothing whether or not the broker
+is there. So one :class:`BrokerWatch` per process decides, from a probe of its own (a Kafka
+ApiVersions request to a bootstrap server, :mod:`monitor.bus.broker_probe`) run every
+``PROBE_INTERVAL_SECONDS`` and at once whenever a stage's call fails, and :class:`Reachability`
+logs the transitions Home Assistant's update_coordinator way: one WARNING when the broker
+becomes unreachable, one INFO when it answers again. Stages ask the watch at which level
+to log their own failures (``level_for_failure``): DEBUG while the outage is known (it has been
+said once), WARNING when the broker answers and the failure is the stage's own.
+
+Readiness: ``BrokerWatch.is_ready(grace)`` fails once the broker has been unreachable for
+longer than the grace, and passes again with the first answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from monitor.bus.broker_probe import Probe, probe_broker
+from monitor.config.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL_SECONDS = 2.0
+PROBE_TIMEOUT_SECONDS = 2.0
+# A failing stage probes at once unless a probe answered this recently.
+_FRESH_SECONDS = 0.5
+
+
+class Reachability:
+    """Up or down since when, with one log line per transition. Thread-safe.
+
+    ``clock`` (monotonic seconds) measures the outage; ``wall_clock`` only names its start.
+    """
+
+    def __init__(self, target: str, *, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self._target, self._clock, self._wall_clock = target, clock, wall_clock
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+
+    def failed(self, reason: str) -> None:
+        with self._lock:
+            if self._down_since is not None:
+                log.debug("kafka: broker %s still unreachable: %s", self._target, reason)
+                return
+            self._down_since = self._clock()
+        since = datetime.fromtimestamp(self._wall_clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log.warning("kafka: broker %s unreachable since %s: %s", self._target, since, reason)
+
+    def succeeded(self) -> None:
+        with self._lock:
+            if self._down_since is None:
+                return
+            seconds, self._down_since = self._clock() - self._down_since, None
+        log.info("kafka: broker %s reachable again after %.0f s", self._target, seconds)
+
+    @property
+    def down(self) -> bool:
+        return self._down_since is not None
+
+    def down_for(self) -> float:
+        """Seconds since the broker became unreachable; 0.0 while it answers."""
+        down_since = self._down_since
+        return 0.0 if down_since is None else self._clock() - down_since
+
+
+class BrokerWatch:
+    """One per process, shared by every Kafka stage in it; ``start`` runs the probe thread.
+
+    ``check`` blocks for one probe (at most ``PROBE_TIMEOUT_SECONDS`` per bootstrap server) and
+    never raises. Without ``start`` the watch still probes whenever a stage reports a failure.
+    """
+
+    def __init__(self, settings: KafkaSettings, *, probe: Probe = probe_broker,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self._servers = tuple(settings.bootstrap_servers)
+        self._tls = settings.security_protocol.upper().endswith("SSL")
+        self._probe, self._clock = probe, clock
+        self.reachability = Reachability(",".join(self._servers), clock=clock,
+                                         wall_clock=wall_clock)
+        self._probe_lock = threading.Lock()
+        self._last_probe: float | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kafka-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def check(self) -> bool:
+        """Probe the broker now; True when one bootstrap server answered."""
+        with self._probe_lock:
+            failure = self._probe(self._servers, self._tls, PROBE_TIMEOUT_SECONDS)
+            self._last_probe = self._clock()
+        if failure is None:
+            self.reachability.succeeded()
+        else:
+            self.reachability.failed(failure)
+        return failure is None
+
+    def level_for_failure(self) -> int:
+        """The level a stage logs one of its Kafka failures at: DEBUG when the broker is
+        unreachable (this watch has said so once), WARNING when it answers."""
+        last = self._last_probe
+        if last is None or self._clock() - last > _FRESH_SECONDS:
+            self.check()
+        return logging.DEBUG if self.reachability.down else logging.WARNING
+
+    def is_ready(self, grace_seconds: float) -> bool:
+        return self.reachability.down_for() <= grace_seconds
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self.check()
+            self._stopping.wait(PROBE_INTERVAL_SECONDS)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=PROBE_TIMEOUT_SECONDS * len(self._servers) + 1)
