@@ -206,7 +206,8 @@ def fetch(feeds_path: Path, feed_id: str) -> None:
         fetcher.close()
     parsed = parse_feed(result.body, result.content_type,
                         FeedSource(feed.id, feed.source, feed.language), now,
-                        TextLimits(settings.poll.max_title_chars, settings.poll.max_summary_chars))
+                        TextLimits(settings.poll.max_title_chars, settings.poll.max_summary_chars,
+                                   settings.poll.max_body_bytes))
     for item in parsed.items:
         click.echo(encode_item(item).decode("utf-8"))
     click.echo(f"fetch {feed.id}: {len(parsed.items)} items, encoding {parsed.encoding}"

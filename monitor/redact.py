@@ -8,6 +8,7 @@ message) goes through :func:`redact_urls_in`.
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -52,3 +53,15 @@ def _redact_match(match: re.Match[str]) -> str:
     url = match.group(0)
     trailing = len(url) - len(url.rstrip(".,;:!?)]}"))  # sentence punctuation after a URL
     return redact_url(url[: len(url) - trailing]) + url[len(url) - trailing:]
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts URL credentials in every record a handler emits, libraries' records included
+    (httpx logs each request's full URL at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_urls_in(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True

@@ -192,7 +192,8 @@ def build_poller(settings: Settings, store: PollStateStore, publisher: ItemPubli
         fetcher, store, publisher, metrics,
         policy=SchedulePolicy(poll.backoff_cap_seconds, poll.max_age_cap_seconds,
                               poll.jitter_ratio),
-        text_limits=TextLimits(poll.max_title_chars, poll.max_summary_chars),
+        text_limits=TextLimits(poll.max_title_chars, poll.max_summary_chars,
+                               poll.max_body_bytes),
         bus_name=bus_name,
     )
 
@@ -389,6 +390,9 @@ class PollService:
 
     def close(self) -> None:
         """Finish polls in progress, flush the publisher, close everything."""
+        # A poll stuck on a slow server ends within the grace, not at its own deadline, and
+        # feeds waiting for their host's turn give up: shutdown is bounded whatever the network.
+        self.fetcher.stop(grace_seconds=2.0)
         self.scheduler.shutdown()
         self.stopping.set()
         if isinstance(self.match_stage, EmbeddedMatchStage):

@@ -26,6 +26,7 @@ from monitor.config.yamlfile import (
     sequence_entry_label,
 )
 from monitor.errors import ConfigError
+from monitor.redact import redact_url
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -69,9 +70,9 @@ class FeedConfig(BaseModel):
             parts = urlsplit(value)
             parts.port  # noqa: B018 - raises ValueError on a bad port
         except ValueError as exc:
-            raise ValueError(f"not a valid URL: {value!r}") from exc
+            raise ValueError(f"not a valid URL: {redact_url(value)!r}") from exc
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+            raise ValueError(f"must be an absolute http(s) URL, got {redact_url(value)!r}")
         return value
 
     @field_validator("interval_seconds")

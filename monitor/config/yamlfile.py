@@ -1,7 +1,8 @@
 """Read YAML config files and turn validation errors into messages that name file, entry, field.
 
 ruamel.yaml keeps the line of every mapping key and sequence item, so an error can say where it
-is, not only what it is.
+is, not only what it is. Every config file is parsed here, within the bounds of
+:mod:`monitor.config.yamlguard` (size, nesting, alias expansion), before anything walks it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from monitor.config.yamlguard import MAX_FILE_BYTES, Refused, guarded
 from monitor.errors import ConfigError
 
 # Names a top-level sequence entry for humans, e.g. "feeds[3] (id 'tass-world')".
@@ -23,7 +25,9 @@ EntryLabel = Callable[[Any, int], str]
 def read_yaml(path: Path) -> Any:
     """Parse ``path`` keeping line information; ConfigError names file and line on failure."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)  # an absurd file is refused, not read whole
+        text = raw.decode("utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -32,9 +36,15 @@ def read_yaml(path: Path) -> Any:
 
 
 def parse_yaml_text(path: Path, text: str, yaml: YAML | None = None) -> Any:
-    """Parse ``text`` read from ``path``; ConfigError names file and line on failure."""
+    """Parse ``text`` read from ``path`` (with ``yaml``'s settings, guarded); ConfigError names
+    file and line on failure, and refuses a document over the bounds of ``yamlguard``."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB; refused as no "
+                          "config file needs to be")
     try:
-        return (yaml or YAML(typ="rt")).load(text)
+        return guarded(yaml).load(text)
+    except Refused as exc:
+        raise ConfigError(f"{path}: line {exc.line}: {exc.reason}") from exc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"

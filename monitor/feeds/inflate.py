@@ -59,7 +59,11 @@ class BoundedInflater:
         return bytes(out)
 
     def finish(self) -> bytes:
-        return self._checked(self._decoder.flush(self._allowance()))
+        """The rest of the output; DecompressionError when the stream stopped short."""
+        rest = self._checked(self._decoder.flush(self._allowance()))
+        if not self._decoder.eof and not self._first:
+            raise DecompressionError("compressed body is truncated")
+        return rest
 
     def _step(self, data: bytes) -> bytes:
         return self._checked(self._decoder.decompress(data, self._allowance()))

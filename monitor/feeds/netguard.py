@@ -66,7 +66,7 @@ class AddressPolicy:
 def _kind(address: IPAddress) -> str | None:
     checks = (("loopback", address.is_loopback), ("link-local", address.is_link_local),
               ("multicast", address.is_multicast), ("unspecified", address.is_unspecified),
-              ("private", address.is_private), ("reserved", address.is_reserved))
+              ("reserved", address.is_reserved), ("private", address.is_private))
     for kind, matches in checks:
         if matches:
             return kind

@@ -9,9 +9,7 @@ that is most of feedparser's time.
 from __future__ import annotations
 
 import calendar
-import gzip
 import re
-import zlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import feedparser
 
 from monitor.errors import ParseError
+from monitor.feeds.inflate import GZIP_MAGIC, DecompressionError, inflate_gzip
 from monitor.feeds.normalize import (
     canonical_url,
     content_hash_for,
@@ -26,8 +25,6 @@ from monitor.feeds.normalize import (
     plain_text,
 )
 from monitor.model import Item
-
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +40,7 @@ class FeedSource:
 class TextLimits:
     max_title_chars: int = 500
     max_summary_chars: int = 2000
+    max_inflated_bytes: int = 10 * 1024 * 1024  # a gzip body served raw inflates to this at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +49,9 @@ class ParsedFeed:
     entries_without_id: int  # entries with neither link nor guid: counted, not published
     encoding: str | None
     warning: str | None  # feedparser's complaint about a feed it could still read
+    # Invalid bytes in a document declared UTF-8, read as U+FFFD; items carrying one are new
+    # items, never new versions of items already published (see poller.py).
+    bytes_replaced: int = 0
 
 
 def parse_feed(
@@ -61,7 +62,7 @@ def parse_feed(
     limits: TextLimits = TextLimits(),
 ) -> ParsedFeed:
     """Parse one feed document; ParseError when it is not a feed at all."""
-    body = _maybe_gunzip(body)
+    body, replaced = _valid_utf8(_maybe_gunzip(body, limits.max_inflated_bytes), content_type)
     document = _feedparser(body, content_type)
     if not _is_feed(document) and _FALSE_UTF16.match(body):
         # Declared UTF-16 without a byte-order mark, but really UTF-8 (seen in the wild):
@@ -85,7 +86,7 @@ def parse_feed(
             guids[item.item_id] = item.guid
             items.append(item)
     warning = _short(document.get("bozo_exception")) if document.get("bozo") else None
-    return ParsedFeed(tuple(items), without_id, document.get("encoding"), warning)
+    return ParsedFeed(tuple(items), without_id, document.get("encoding"), warning, replaced)
 
 
 _FALSE_UTF16 = re.compile(rb"""^(<\?xml[^>]{0,100}encoding=["'])utf-16(["'])""", re.IGNORECASE)
@@ -105,14 +106,38 @@ def _is_feed(document: Any) -> bool:
     return bool(document.get("version") or document.entries)
 
 
-def _maybe_gunzip(body: bytes) -> bytes:
+def _maybe_gunzip(body: bytes, max_bytes: int) -> bytes:
     """Some servers send gzip bytes without Content-Encoding (a .xml.gz on disk)."""
-    if not body.startswith(_GZIP_MAGIC):
+    if not body.startswith(GZIP_MAGIC):
         return body
     try:
-        return gzip.decompress(body)
-    except (OSError, EOFError, zlib.error) as exc:
+        return inflate_gzip(body, max_bytes)
+    except DecompressionError as exc:
         raise ParseError(f"gzip body cannot be decompressed: {exc}") from exc
+
+
+_CHARSET = re.compile(rb"""charset\s*=\s*["']?([A-Za-z0-9._-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(
+    rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9._-]+)""",
+    re.IGNORECASE)
+
+
+def _valid_utf8(body: bytes, content_type: str | None) -> tuple[bytes, int]:
+    """A document declared UTF-8 with a few invalid bytes keeps its valid text.
+
+    feedparser would read the whole document as another encoding (MacRoman) and garble every
+    item; the bad bytes become U+FFFD instead. Returns the body and how many were replaced.
+    """
+    declared = _CHARSET.search(content_type.encode("ascii", "replace")) if content_type else None
+    match = declared or _XML_ENCODING.match(body)
+    if match is None or match.group(1).lower() not in (b"utf-8", b"utf8"):
+        return body, 0
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", "replace")
+        return text.encode("utf-8"), text.count("\ufffd") - body.count("\ufffd".encode())
+    return body, 0
 
 
 def _short(reason: object) -> str:

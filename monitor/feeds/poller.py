@@ -90,15 +90,18 @@ class FeedPoller:
             log.debug("parse %s: feed is malformed but readable: %s", feed.id, parsed.warning,
                       extra={"feed_id": feed.id})
         self._metrics.entries_without_id.labels(feed.id).inc(parsed.entries_without_id)
-        published = self._publish_new(feed, parsed.items, now)
+        published = self._publish_new(feed, parsed.items, now, parsed.bytes_replaced > 0)
         outcome = PollOutcome.NEW_ITEMS if published else PollOutcome.NO_NEW_ITEMS
         return _BodyOutcome(outcome, published, fetched.validators, body_hash,
                             fetched.max_age_seconds)
 
-    def _publish_new(self, feed: FeedConfig, items: Sequence[Item], now: float) -> int:
+    def _publish_new(self, feed: FeedConfig, items: Sequence[Item], now: float,
+                     bytes_replaced: bool) -> int:
         seen = self._store.seen_hashes([item.item_id for item in items])
-        new = [item for item in items if seen.get(item.item_id) != item.content_hash]
-        known = [item.item_id for item in items if seen.get(item.item_id) == item.content_hash]
+        new = [item for item in items if seen.get(item.item_id) != item.content_hash
+               and not (bytes_replaced and item.item_id in seen and _damaged(item))]
+        new_ids = {item.item_id for item in new}
+        known = [item.item_id for item in items if item.item_id not in new_ids]
         self._store.touch_seen(known, now)
         self._metrics.duplicates_skipped.labels(feed.id).inc(len(known))
         if not new:
@@ -158,6 +161,11 @@ class FeedPoller:
             self._redirects_reported.add((feed.id, target))
             log.warning("fetch %s: %s redirects permanently to %s; update feeds.yaml",
                         feed.id, feed.url, target, extra={"feed_id": feed.id})
+
+
+def _damaged(item: Item) -> bool:
+    """An invalid byte became U+FFFD in this version: an encoding accident, not an update."""
+    return "\ufffd" in item.title or "\ufffd" in item.summary
 
 
 def _classify(exc: Exception) -> PollOutcome:

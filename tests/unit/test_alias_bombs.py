@@ -1,0 +1,141 @@
+"""Alias bombs in feeds, claims and routes files, read as ops read them: ``monitor check``,
+``monitor claims add`` and a hot reload of claims.yaml.
+
+Each runs in a child capped at 1 GiB of address space and killed after 30 s, so a broken guard
+fails the test instead of eating the machine; the child's own peak RSS comes from ``wait4``.
+Before the guard a 500-byte claims.yaml ran out of memory (and routes.yaml ended in a
+MemoryError traceback): pydantic and ``_plain`` walk the expansion, 9**9 nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.unit.test_yamlfile import laughs
+
+ADDRESS_SPACE_CAP_BYTES = 1 << 30
+DEADLINE_SECONDS = 30.0
+PEAK_RSS_LIMIT_KB = 200_000  # the refusal itself peaks near 55 MB (interpreter and imports)
+CLAIM = "  - id: steady\n    text: A claim that was tracked before the bomb\n"
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_rss_kb: int
+
+
+def run_capped(args: list[str]) -> Outcome:
+    """Run ``args`` from the repository with the cap; its exit code, output and peak RSS."""
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_CAP_BYTES,) * 2)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    env["MONITOR_MATCH__SEMANTIC"] = "false"
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        child = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=err,
+                                 preexec_fn=cap)
+        killer = threading.Timer(DEADLINE_SECONDS, child.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)  # the rusage of this child alone
+        finally:
+            killer.cancel()
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - started
+        out.seek(0)
+        err.seek(0)
+        return Outcome(child.returncode, out.read().decode(), err.read().decode(), seconds,
+                       usage.ru_maxrss)
+
+
+def bounded_refusal(outcome: Outcome, path: Path) -> str:
+    """The one error line, after checking exit 2, time and memory."""
+    assert outcome.code == 2, (outcome.code, outcome.stderr[-2000:])
+    assert outcome.seconds < 15, outcome.seconds
+    assert outcome.peak_rss_kb < PEAK_RSS_LIMIT_KB, outcome.peak_rss_kb
+    line = outcome.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"monitor: error: {path}: line "), outcome.stderr
+    return line
+
+
+# Where the bomb sits in each file: under an entry's field that validation walks.
+FILES = {
+    "claims": ("claims:\n  - id: boom\n    text: A claim long enough to pass\n"
+               "    keywords:\n      - first\n      - bomb:\n", "        "),
+    "feeds": ("feeds:\n  - id: boom\n    source: Boom\n    url: https://boom.example/\n"
+              "    tags:\n      - bomb:\n", "        "),
+    "alerts": ("receivers:\n  - name: desk\n    urls: ['json://localhost']\nroute:\n"
+               "  receiver: desk\n  routes:\n    - receiver: desk\n      matchers:\n"
+               "        - bomb:\n", "            "),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FILES))
+def test_check_refuses_an_alias_bomb_in_any_config_file_fast_with_bounded_memory(
+        tmp_path: Path, kind: str) -> None:
+    head, indent = FILES[kind]
+    bomb = tmp_path / f"{kind}.yaml"
+    bomb.write_text(head + laughs(9, indent=indent), encoding="utf-8")
+    paths = {"feeds": REPO / "feeds.yaml", "claims": REPO / "claims.yaml",
+             "alerts": REPO / "alerts" / "routes.yaml", kind: bomb}
+    outcome = run_capped([sys.executable, "-m", "monitor", "check",
+                          *(arg for name, path in paths.items()
+                            for arg in (f"--{name}", str(path)))])
+    first_line = len(head.splitlines()) + 1
+    # The alias that crosses the limit is the second *l4, on level 5's line.
+    assert bounded_refusal(outcome, bomb).startswith(
+        f"monitor: error: {bomb}: line {first_line + 5}: alias *l4 makes the aliases stand for "
+        "more than 100,000 nodes (a YAML alias bomb?)")
+
+
+def test_claims_add_refuses_a_bombed_claims_file_and_leaves_it_alone(tmp_path: Path) -> None:
+    bomb = tmp_path / "claims.yaml"
+    text = "bomb:\n" + laughs(9, indent="  ") + "claims:\n" + CLAIM
+    bomb.write_text(text, encoding="utf-8")
+    outcome = run_capped([sys.executable, "-m", "monitor", "claims", "add", "--claims",
+                          str(bomb), "--id", "new-claim", "--text", "Another claim worth tracking"])
+    assert " line 7: alias *l4 " in bounded_refusal(outcome, bomb)
+    assert bomb.read_text(encoding="utf-8") == text
+
+
+RELOAD = """
+import json, sys
+from pathlib import Path
+from monitor.match.registry import ClaimRegistry
+
+path = Path(sys.argv[1])
+registry = ClaimRegistry(path)
+path.write_text(sys.argv[2], encoding="utf-8")  # another size: the change is seen
+refreshed = registry.refresh()
+print(json.dumps({"refreshed": refreshed,
+                  "claims": [prepared.claim.id for prepared in registry.index.claims]}))
+"""
+
+
+def test_a_hot_reload_of_a_bombed_claims_file_keeps_the_claims_in_force(tmp_path: Path) -> None:
+    claims = tmp_path / "claims.yaml"
+    claims.write_text("claims:\n" + CLAIM, encoding="utf-8")
+    bombed = "claims:\n" + CLAIM + "    tags: &tags [a]\nbomb:\n" + laughs(9, indent="  ")
+    outcome = run_capped([sys.executable, "-c", RELOAD, str(claims), bombed])
+    assert outcome.code == 0, outcome.stderr[-2000:]
+    assert outcome.peak_rss_kb < PEAK_RSS_LIMIT_KB and outcome.seconds < 15
+    assert json.loads(outcome.stdout) == {"refreshed": False, "claims": ["steady"]}
+    assert "claims: keeping the 1 claims loaded before" in outcome.stderr
+    assert f"{claims}: line 11: alias *l4 " in outcome.stderr
