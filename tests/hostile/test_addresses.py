@@ -36,18 +36,6 @@ NOW = datetime(2026, 11, 29, tzinfo=UTC)
 OUTSIDE = (ipaddress.ip_network("127.0.0.2/32"),)
 
 
-@pytest.fixture
-def internal() -> Iterator[HostileServer]:
-    with HostileServer("127.0.0.1") as server:
-        yield server
-
-
-@pytest.fixture
-def outside() -> Iterator[HostileServer]:
-    with HostileServer("127.0.0.2") as server:
-        yield server
-
-
 def fetcher(allowed: tuple[ipaddress.IPv4Network, ...] = OUTSIDE) -> Fetcher:
     return Fetcher(FetchLimits(user_agent="monitor-hostile-tests/1", timeout_seconds=5,
                                allowed_networks=allowed))
@@ -83,26 +71,26 @@ def test_allowed_networks_lift_the_refusal_for_exactly_those_networks() -> None:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-def test_a_feed_on_a_loopback_address_is_refused_by_default(internal: HostileServer,
+def test_a_feed_on_a_loopback_address_is_refused_by_default(hostile: HostileServer,
                                                             host: str) -> None:
     # "localhost" is a name resolving to loopback: the check is on the address, not the name.
-    internal.set("feed", rss("internal"))
-    url = f"http://{host}:{internal.port}/feed/feed"
+    hostile.set("feed", rss("internal"))
+    url = f"http://{host}:{hostile.port}/feed/feed"
     with pytest.raises(FetchError) as raised:
         fetcher(allowed=()).fetch(url, Validators(), NOW)
     message = str(raised.value)
     assert "refused to connect to" in message and "loopback address" in message
     assert "MONITOR_POLL__ALLOWED_NETWORKS" in message and url in message
-    assert not internal.seen  # not a single byte reached it
+    assert not hostile.seen  # not a single byte reached it
 
 
 def test_a_redirect_from_an_allowed_feed_to_loopback_is_refused(
-        internal: HostileServer, outside: HostileServer) -> None:
-    secret = internal.set("admin", rss("internal secret"))
+        hostile: HostileServer, outside: HostileServer) -> None:
+    secret = hostile.set("admin", rss("internal secret"))
     with pytest.raises(FetchError) as raised:
         fetcher().fetch(outside.url(f"/redirect?to={secret}"), Validators(), NOW)
     assert "127.0.0.1 is a loopback address" in str(raised.value)
-    assert outside.requests_to("/redirect") and not internal.seen
+    assert outside.requests_to("/redirect") and not hostile.seen
 
 
 def test_userinfo_in_a_redirect_is_never_sent_nor_shown(outside: HostileServer) -> None:

@@ -55,11 +55,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    with HostileServer("127.0.0.1") as server:
-        rig = Rig(tmp_path, server)
-        yield rig
-        rig.database.close()
+def rig(tmp_path: Path, hostile: HostileServer) -> Iterator[Rig]:
+    rig = Rig(tmp_path, hostile)
+    yield rig
+    rig.database.close()
 
 
 def test_one_invalid_byte_keeps_the_valid_text_and_makes_no_new_version(rig: Rig) -> None:

@@ -10,7 +10,7 @@ import ipaddress
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +23,6 @@ from tests.support.hostile_server import HostileServer, rss
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 LOOPBACK_1 = (ipaddress.ip_network("127.0.0.1/32"),)
-
-
-@pytest.fixture
-def hostile() -> Iterator[HostileServer]:
-    with HostileServer("127.0.0.1") as server:
-        yield server
 
 
 def make_fetcher(**limits: Any) -> Fetcher:
