@@ -110,6 +110,8 @@ def main() -> int:
         (folder / "routes.yaml").write_text(alerts_yaml(hook.url()), encoding="utf-8")
         feeds.set("/wire.xml", rss(range(0)))
         settings = Settings.model_validate({"http": {"address": "127.0.0.1:0"},
+                                            # the bench's feed server is on loopback
+                                            "poll": {"allowed_networks": ["127.0.0.0/8"]},
                                             "state_path": folder / "state.sqlite3",
                                             "log_level": "WARNING",
                                             **kafka_settings(args.kafka)})

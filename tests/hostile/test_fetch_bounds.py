@@ -125,3 +125,10 @@ def test_compressed_bombs_are_refused_within_the_body_limit(
     finally:
         tracemalloc.stop()
     assert peak < 6 * limit, f"peak {peak / 2**20:.1f} MiB for a 1 MiB limit"
+
+
+def test_a_redirect_loop_ends_after_max_redirects(hostile: HostileServer) -> None:
+    outcome = fetch_in_thread(make_fetcher(max_redirects=5), hostile.url("/redirect-loop"))
+    outcome.wait(5)
+    assert "more than 5 redirects from" in str(outcome.error)
+    assert len(hostile.requests_to("/redirect-loop")) == 6

@@ -103,6 +103,11 @@ _TWO_FEEDS = """
         pytest.param("url: https:///rss", "field 'url'", "absolute http(s)", id="no-host"),
         pytest.param("url: not a url", "field 'url'", "absolute http(s)", id="garbage-url"),
         pytest.param("url: http://tass.ru:99999/", "field 'url'", "not a valid URL", id="port"),
+        # Credentials in a rejected URL are not repeated in the error `monitor check` prints.
+        pytest.param("url: ftp://desk:hunter2@tass.ru/rss", "field 'url'",
+                     "got 'ftp://***@tass.ru/rss'", id="credentials-redacted"),
+        pytest.param("url: http://desk:hunter2@tass.ru:99999/", "field 'url'",
+                     "'http://***@tass.ru:99999/'", id="credentials-redacted-bad-port"),
         pytest.param("url: https://tass.ru/\n        interval: 0", "field 'interval'",
                      "at least 1", id="interval-zero"),
         pytest.param("url: https://tass.ru/\n        interval: -5", "field 'interval'",
@@ -120,7 +125,7 @@ def test_entry_errors_name_file_entry_field_line(
     message = load_error(tmp_path, _TWO_FEEDS.format(field=field))
     assert "feeds[1] (id 'tass')" in message
     assert expect_field in message
-    assert expect_text in message
+    assert expect_text in message and "hunter2" not in message
     assert "feeds[0]" not in message
     assert "(line " in message
 
