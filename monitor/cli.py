@@ -485,13 +485,16 @@ def silence_expire(silence_id: str) -> None:
 def status(url: str | None) -> None:
     """Print what the running daemon reports: each feed's last success, failures and next
     poll (failing and stale feeds first), claims tracked, consumer lag, alert outbox."""
-    from monitor.status import fetch_status, render_status
+    from monitor.status import fetch_status, read_last_errors, render_status
 
-    if url is None:
-        http = load_settings().http
+    errors: dict[str, str] = {}
+    if url is None:  # the local daemon: its state file has the text of each feed's last error
+        settings = load_settings()
+        http = settings.http
         host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
         url = f"http://{host}:{http.port}/metrics"
-    click.echo(render_status(fetch_status(url)))
+        errors = read_last_errors(settings.state_path)
+    click.echo(render_status(fetch_status(url), errors=errors))
 
 
 @cli.command("eval")

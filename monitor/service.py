@@ -217,7 +217,7 @@ class PollService:
     feeds_path: Path | None = None  # re-read on SIGHUP and when it changes
 
     def __post_init__(self) -> None:
-        self.metrics = Metrics(self.registry)
+        self.metrics = Metrics(self.registry, self.settings.metrics)
         alert_config = self._alert_config()  # a missing secret stops start-up before any I/O
         watched = [p for p in (self.feeds_path, self.claims_path, self.alerts_path) if p]
         self.watcher = ConfigWatcher(watched, self.reload_config)
@@ -297,9 +297,9 @@ class PollService:
             thread.start()
             self._threads.append(thread)
         else:
-            for feed in enabled:
-                self.metrics.init_feed(feed.id, feed.interval_seconds)
             states = {state.feed_id: state for state in self.state.load_all()}
+            for feed in enabled:  # failures and last success as stored: a restart forgets none
+                self.metrics.init_feed(feed.id, feed.interval_seconds, states.get(feed.id))
             self.scheduler.start(enabled, states)
         if self.match_stage is not None:
             thread = threading.Thread(target=self.match_stage.run, args=(self.stopping,),
@@ -335,9 +335,9 @@ class PollService:
             log.info("reload: alert routes from %s", self.alerts_path)
 
     def _reschedule(self, enabled: list[FeedConfig]) -> None:
-        for feed in enabled:
-            self.metrics.init_feed(feed.id, feed.interval_seconds)
         states = {state.feed_id: state for state in self.state.load_all()}
+        for feed in enabled:
+            self.metrics.init_feed(feed.id, feed.interval_seconds, states.get(feed.id))
         added, removed, changed = self.scheduler.update(enabled, states)
         for feed_id in removed:
             self.metrics.remove_feed(feed_id)

@@ -8,8 +8,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from monitor.feeds.state import FeedState
 from monitor.health import HealthServer
-from monitor.metrics import Metrics
+from monitor.metrics import Metrics, PollOutcome
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def served() -> Iterator[tuple[HealthServer, Metrics, str]]:
 def test_metrics_are_exposed_in_prometheus_text_format(served) -> None:
     _, metrics, base = served
     metrics.init_feed("ria-world")
-    metrics.polls.labels("ria-world", "not_modified").inc()
+    metrics.feeds.record_poll(PollOutcome.NOT_MODIFIED, FeedState("ria-world"))
     response = httpx.get(f"{base}/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")

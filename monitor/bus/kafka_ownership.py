@@ -105,7 +105,7 @@ class SharedFeeds:
             added, removed, changed = self._scheduler.update(mine, states)
             for feed in mine:
                 if feed.id in added:
-                    self._metrics.init_feed(feed.id, feed.interval_seconds)
+                    self._metrics.init_feed(feed.id, feed.interval_seconds, states.get(feed.id))
             for feed_id in removed:
                 self._metrics.remove_feed(feed_id)
             self._polling = ids

@@ -141,6 +141,20 @@ class MatchSettings(BaseModel):
     embedding_cache: Path | None = None  # default: ~/.cache/monitor/embeddings.sqlite3
 
 
+class MetricsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Which feeds get series of their own on /metrics (aggregates are always there): all, only
+    # the unhealthy ones (failing, stale, never succeeded, polling long), or auto: all up to
+    # 2,000 feeds, unhealthy above (a scrape of 50,000 feeds' series is ~60 MB).
+    per_feed: Literal["auto", "all", "unhealthy"] = "auto"
+    # unhealthy: at most this many feeds listed per scrape, the worst first (an outage that
+    # breaks every feed must not bring the 60 MB scrape back); the counts by health are exact.
+    per_feed_limit: int = Field(default=1000, ge=0)
+    # A poll running longer than this counts as polling long (unhealthy).
+    slow_poll_seconds: float = Field(default=120.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything a process needs that is not a config file, read from the environment."""
 
@@ -152,6 +166,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     poll: PollSettings = PollSettings()
     match: MatchSettings = MatchSettings()
+    metrics: MetricsSettings = MetricsSettings()
     state_path: Path = Path(".monitor/state.sqlite3")
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error)$")
     log_format: Literal["text", "json"] = "text"  # json: one object a line, stable keys

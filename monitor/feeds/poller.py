@@ -62,15 +62,20 @@ class FeedPoller:
         self._redirects_reported: set[tuple[str, str]] = set()
 
     def poll(self, feed: FeedConfig) -> PollResult:
-        with self._metrics.poll_duration.labels(feed.id).time():
-            state = self._store.load(feed.id)
-            now = self._clock()
-            try:
-                body = self._poll_body(feed, state, now)
-            except (FetchError, ParseError, PublishError) as exc:
-                retry_after = exc.retry_after_seconds if isinstance(exc, FetchError) else None
-                return self._finish_failure(feed, state, now, exc, retry_after)
-            return self._finish_success(feed, state, now, body)
+        # In flight from here to the end, whatever happens: a poll that hangs shows in metrics.
+        self._metrics.feeds.poll_started(feed.id, feed.interval_seconds, self._clock())
+        try:
+            with self._metrics.poll_duration.time():
+                state = self._store.load(feed.id)
+                now = self._clock()
+                try:
+                    body = self._poll_body(feed, state, now)
+                except (FetchError, ParseError, PublishError) as exc:
+                    retry_after = exc.retry_after_seconds if isinstance(exc, FetchError) else None
+                    return self._finish_failure(feed, state, now, exc, retry_after)
+                return self._finish_success(feed, state, now, body)
+        finally:
+            self._metrics.feeds.poll_ended(feed.id)
 
     def _poll_body(self, feed: FeedConfig, state: FeedState, now: float) -> _BodyOutcome:
         old = Validators(state.etag, state.last_modified)
@@ -128,7 +133,7 @@ class FeedPoller:
             last_error=None, next_check_at=now + delay,
         )
         self._store.save(new_state)
-        self._record(feed.id, body.outcome, new_state)
+        self._record(body.outcome, new_state)
         return PollResult(feed.id, body.outcome, body.new_items, now + delay)
 
     def _finish_failure(self, feed: FeedConfig, state: FeedState, now: float, exc: Exception,
@@ -145,16 +150,11 @@ class FeedPoller:
         new_state = replace(state, consecutive_failures=failures, last_error=str(exc),
                             next_check_at=now + delay)
         self._store.save(new_state)
-        self._record(feed.id, outcome, new_state)
+        self._record(outcome, new_state)
         return PollResult(feed.id, outcome, 0, now + delay, str(exc))
 
-    def _record(self, feed_id: str, outcome: PollOutcome, state: FeedState) -> None:
-        self._metrics.polls.labels(feed_id, outcome.value).inc()
-        self._metrics.consecutive_failures.labels(feed_id).set(state.consecutive_failures)
-        if state.last_success_at is not None:
-            self._metrics.last_success.labels(feed_id).set(state.last_success_at)
-        if state.next_check_at is not None:
-            self._metrics.next_poll.labels(feed_id).set(state.next_check_at)
+    def _record(self, outcome: PollOutcome, state: FeedState) -> None:
+        self._metrics.feeds.record_poll(outcome, state)
 
     def _report_permanent_redirect(self, feed: FeedConfig, target: str | None) -> None:
         if target and (feed.id, target) not in self._redirects_reported:

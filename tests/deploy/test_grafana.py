@@ -24,8 +24,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
+from monitor.config.settings import MetricsSettings
+from monitor.feeds.state import FeedState
 from monitor.health import HealthServer
-from monitor.metrics import Metrics
+from monitor.metrics import Metrics, PollOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -64,8 +66,13 @@ _LEGEND = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 
 # --------------------------------------------------------------------------- what is exported
 def _touch_every_labelled_metric(metrics: Metrics) -> None:
-    """Give every labelled metric one series, so /metrics shows its samples and labels."""
-    metrics.init_feed("ria-world")
+    """Give every labelled metric one series, so /metrics shows its samples and labels: the
+    feed fails while a poll of it is in flight, so it is listed in either per-feed mode."""
+    state = FeedState("ria-world", consecutive_failures=1, last_success_at=1.0,
+                      next_check_at=2.0)
+    metrics.init_feed("ria-world", 300, state)
+    metrics.feeds.record_poll(PollOutcome.FETCH_ERROR, state)
+    metrics.feeds.poll_started("ria-world", 300, 3.0)
     metrics.init_receiver("desk")
     for metric in vars(metrics).values():
         labelnames = getattr(metric, "_labelnames", ())  # prometheus_client's label names
@@ -73,23 +80,28 @@ def _touch_every_labelled_metric(metrics: Metrics) -> None:
             metric.labels(*["x"] * len(labelnames))
 
 
-@pytest.fixture(scope="module")
-def exported() -> dict[str, set[str]]:
-    """Sample name -> label names, as a real /metrics endpoint serves them."""
+def _served(per_feed: str) -> str:
     registry = CollectorRegistry()
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, MetricsSettings(per_feed=per_feed))  # type: ignore[arg-type]
     _touch_every_labelled_metric(metrics)
     server = HealthServer("127.0.0.1", 0, registry)
     server.add_check("scheduler", lambda: True)
     server.start()
     try:
-        body = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10).text
+        return httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10).text
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def exported() -> dict[str, set[str]]:
+    """Sample name -> label names, as a real /metrics endpoint serves them in either per-feed
+    mode (the counters carry a feed label only with per_feed=all: see the $feed test)."""
     series: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            series.setdefault(sample.name, set()).update(sample.labels)
+    for per_feed in ("all", "unhealthy"):
+        for family in text_string_to_metric_families(_served(per_feed)):
+            for sample in family.samples:
+                series.setdefault(sample.name, set()).update(sample.labels)
     # And what the registry itself describes (same names; guards against a served subset).
     for family in Metrics(CollectorRegistry()).registry.collect():
         for sample in family.samples:
@@ -213,6 +225,14 @@ def test_every_query_uses_only_exported_metrics_and_their_labels(dashboard, expo
     assert not problems, "\n".join(problems)
 
 
+def test_the_feed_filter_keeps_the_counters_summed_over_feeds(dashboard) -> None:
+    """With per_feed=unhealthy the poll counters have no feed label: `feed=~"$feed"` must still
+    match them when every feed is selected, so "All" has to match the empty string."""
+    [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "feed"]
+    assert re.fullmatch(variable["allValue"], "")
+    assert "monitor_feed_consecutive_failures" in variable["query"]["query"]
+
+
 def test_the_dashboard_covers_what_ops_watch(dashboard) -> None:
     used = set()
     for _, expr, _ in _queries(dashboard):
@@ -224,6 +244,8 @@ def test_the_dashboard_covers_what_ops_watch(dashboard) -> None:
         "monitor_dead_letters_total", "monitor_alert_outbox_size",
         "monitor_alert_oldest_pending_age_seconds", "monitor_consumer_lag",
         "monitor_feed_poll_duration_seconds_bucket", "monitor_match_duration_seconds_bucket",
+        "monitor_feeds_by_health", "monitor_polls_in_flight",
+        "monitor_feed_poll_started_timestamp_seconds", "monitor_feed_interval_seconds",
         "monitor_alert_delivery_duration_seconds_bucket", "monitor_build_info", "up",
     }
     assert wanted <= used, f"not on the dashboard: {sorted(wanted - used)}"

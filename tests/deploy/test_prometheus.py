@@ -21,6 +21,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from monitor.feeds.state import FeedState
 from monitor.health import HealthServer
 from monitor.metrics import Metrics
 from tests.conftest import REPO
@@ -112,7 +113,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
         env.update(MONITOR_STATE_PATH=str(tmp / "state.sqlite3"),
                    MONITOR_HTTP__ADDRESS=f"127.0.0.1:{port}", MONITOR_POLL__JITTER_RATIO="0",
-                   MONITOR_MATCH__SEMANTIC="false")
+                   MONITOR_MATCH__SEMANTIC="false",
+                   MONITOR_POLL__ALLOWED_NETWORKS="127.0.0.0/8")  # the feed server is local
         if "MONITOR_MATCH__EMBEDDING_CACHE" in os.environ:
             env["MONITOR_MATCH__EMBEDDING_CACHE"] = os.environ["MONITOR_MATCH__EMBEDDING_CACHE"]
         process = Process([sys.executable, "-m", "monitor", "run", "--feeds", str(feeds)],
@@ -185,8 +187,7 @@ def test_ready_metric_follows_the_readyz_checks() -> None:
 def test_a_removed_feed_leaves_no_series_that_would_go_stale() -> None:
     metrics = Metrics(CollectorRegistry())
     for feed_id in ("gone", "kept"):
-        metrics.init_feed(feed_id, 60)
-        metrics.last_success.labels(feed_id).set(1000.0)
+        metrics.init_feed(feed_id, 60, FeedState(feed_id, last_success_at=1000.0))
     metrics.remove_feed("gone")
     feeds = {sample.labels.get("feed") for family in metrics.registry.collect()
              for sample in family.samples}
