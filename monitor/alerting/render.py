@@ -1,7 +1,10 @@
 """Alert messages: one group of matches of one claim rendered for one channel format.
 
-Templates: ``alerts/templates/<relation>.<format>.j2``, or a receiver's own ``<name>.<format>.j2``
-when it exists; ``json`` is the same information as a dict, serialized, with no template.
+Templates: ``<relation>.<format>.j2``, or a receiver's own ``<name>.<format>.j2`` when it exists;
+``json`` is the same information as a dict, serialized, with no template. The defaults ship in
+the package (``monitor/alerting/templates/``); a file of the same name in the override folder
+(``template_dir``: ``alerts/templates/`` beside routes.yaml) replaces one per file, so a missing
+folder still renders. ``monitor check`` renders each template in use once (``template_check``).
 Safe by default: every value a template gets is already escaped for the format (``Markup``); any
 other value it prints is escaped on output (Jinja2 ``finalize``, autoescape for html/telegram),
 in Jinja2's immutable sandbox. ``join``/``replace`` yield plain strings, escaped again: use the
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
@@ -31,6 +34,7 @@ from monitor.errors import InvalidInputError
 from monitor.model import Match
 
 TITLE_MAX_CHARS = 250
+DEFAULT_TEMPLATES = Path(__file__).with_name("templates")  # package data (pyproject.toml)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +157,7 @@ def render(group: AlertGroup, channel: str, *, template_dir: Path,
         def produce(**view: Any) -> str:
             return json.dumps(_as_json(view, title), ensure_ascii=False)
     else:
-        produce = _environment(template_dir, channel).get_template(
-            _template_name(template_dir, channel, relation, template)).render
+        produce = select_template(template_dir, channel, relation, template).render
     return Rendered(title, _fit(group, relation, esc, produce), channel)
 
 
@@ -174,13 +177,16 @@ def _title(group: AlertGroup, relation: str) -> str:
     return f"{prefix}{style.emoji} {style.label}: {group.claim.id} — {outlets}"[:TITLE_MAX_CHARS]
 
 
-def _template_name(template_dir: Path, fmt: str, relation: str, name: str | None) -> str:
+def select_template(template_dir: Path, fmt: str, relation: str, name: str | None) -> Template:
+    """The receiver's own template ``name`` when it exists, else the relation's; overrides in
+    ``template_dir`` first, then the packaged defaults. Jinja2's TemplateError when the one
+    chosen is missing or does not compile."""
+    names = [f"{relation}.{fmt}.j2"]
     if name is not None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}", name) or ".." in name:
             raise ValueError(f"render: template name {name!r} is not a plain file name")
-        if (template_dir / f"{name}.{fmt}.j2").is_file():
-            return f"{name}.{fmt}.j2"
-    return f"{relation}.{fmt}.j2"
+        names.insert(0, f"{name}.{fmt}.j2")
+    return _environment(template_dir, fmt).select_template(names)
 
 
 @lru_cache(maxsize=32)
@@ -190,8 +196,10 @@ def _environment(template_dir: Path, fmt: str) -> ImmutableSandboxedEnvironment:
     def finalize(value: object) -> Markup:
         return value if isinstance(value, Markup) else esc.text(value, one_line=False)
 
+    # Per file: an override of _base.<fmt>.j2 restyles the packaged relation templates too.
+    loader = ChoiceLoader([FileSystemLoader(template_dir), FileSystemLoader(DEFAULT_TEMPLATES)])
     env = ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(template_dir), autoescape=fmt in ("html", "telegram"),
+        loader=loader, autoescape=fmt in ("html", "telegram"),
         finalize=finalize, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["link"] = esc.link  # {{ url|link(label) }} for custom templates
     return env
