@@ -97,9 +97,7 @@ def check(feeds_path: Path, claims_path: Path, alerts_path: Path) -> None:
 
 def _check_alerts(alerts_path: Path) -> None:
     """Validate the routing file; secrets missing from this environment are warnings here
-    (the alerter refuses to start without them). Then render every template it can use once:
-    a broken or missing one is an error naming the file."""
-    from monitor.alerting.template_check import check_templates
+    (the alerter refuses to start without them)."""
     from monitor.config.alerts import load_alerts, resolve_urls
 
     alerts = load_alerts(alerts_path)
@@ -109,12 +107,6 @@ def _check_alerts(alerts_path: Path) -> None:
         except ConfigError as exc:
             click.echo(f"monitor: warning: {exc}", err=True)
     click.echo(f"{alerts_path}: {len(alerts.receivers)} receivers: ok")
-    template_dir = alerts_path.parent / "templates"  # the alert stage's override folder
-    report = check_templates(alerts, template_dir)
-    for warning in report.warnings:
-        click.echo(f"monitor: warning: {warning}", err=True)
-    click.echo(f"{template_dir}: {report.rendered} templates rendered "
-               f"({len(report.overrides)} overrides): ok")
 
 
 @cli.group()
@@ -224,29 +216,37 @@ def fetch(feeds_path: Path, feed_id: str) -> None:
 
 def _run_stages(feeds_path: Path, once: bool, claims_path: Path | None = None,
                 alerts_path: Path | None = None) -> None:
+    from monitor.once import OnceReport, run_once
     from monitor.service import PollService, install_signal_handlers
 
     settings, feeds = _load(feeds_path)
     service = PollService(settings, feeds, claims_path=claims_path, alerts_path=alerts_path,
-                          feeds_path=feeds_path)
+                          feeds_path=feeds_path, serve_http=not once)
     install_signal_handlers(service.stopping, service.watcher.requested)
+    report: OnceReport | None = None
     try:
-        service.start()
         if once:
-            enabled = sum(feed.enabled for feed in feeds)
-            deadline = settings.poll.timeout_seconds * (settings.poll.max_redirects + 1) * enabled
-            service.scheduler.wait_for_polls(enabled, timeout_seconds=deadline + 60)
-            service.drain_matches(timeout_seconds=120)
-            service.drain_alerts(timeout_seconds=120)
+            report = run_once(service)
         else:
+            service.start()
             service.run_until_stopped()
     finally:
         service.close()
+    if report is not None:
+        click.echo(report.line(), err=True)
+        if report.exit_code:
+            sys.exit(report.exit_code)
 
 
-@cli.command()
+ONCE_EXIT_STATUS = """With --once it prints a one-line summary and exits 0 when all was done, 1 when
+work was left at a deadline (a feed not polled, items not matched, alerts pending: they stay
+queued for the next run), no feed was polled successfully, or an alert was dead-lettered;
+2 on a configuration error. It serves no metrics endpoint."""
+
+
+@cli.command(epilog=ONCE_EXIT_STATUS)
 @feeds_option
-@click.option("--once", is_flag=True, help="Poll every feed once, then exit.")
+@click.option("--once", is_flag=True, help="Poll every due feed once, then exit.")
 def poll(feeds_path: Path, once: bool) -> None:
     """Run the poll stage: publish new items to Kafka (or the embedded item log)."""
     _run_stages(feeds_path, once)
@@ -286,14 +286,15 @@ def alert(claims_path: Path, alerts_path: Path) -> None:
     service.run_until_stopped()
 
 
-@cli.command()
+@cli.command(epilog=ONCE_EXIT_STATUS)
 @feeds_option
 @claims_option
 @click.option("--alerts", "alerts_path", type=click.Path(path_type=Path), default=None,
               help="The alert routing file (e.g. alerts/routes.yaml); without it, no alerts. "
                    "Every receiver's secrets must be in the environment.")
 @click.option("--once", is_flag=True,
-              help="Poll every feed once, match what came, deliver the alerts, then exit.")
+              help="Poll every due feed once, match what came, deliver the alerts, then "
+                   "exit (status below).")
 def run(feeds_path: Path, claims_path: Path, alerts_path: Path | None, once: bool) -> None:
     """Run every stage in one process (embedded mode when no Kafka is configured)."""
     _run_stages(feeds_path, once, claims_path, alerts_path)

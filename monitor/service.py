@@ -45,7 +45,7 @@ from monitor.feeds.poller import FeedPoller
 from monitor.feeds.schedule import SchedulePolicy
 from monitor.feeds.scheduler import PollScheduler
 from monitor.feeds.state import PollStateStore, SQLitePollState
-from monitor.health import HealthServer
+from monitor.health import HealthServer, ReadinessCheck
 from monitor.match.embedded_stage import EmbeddedMatchStage
 from monitor.match.registry import ClaimRegistry
 from monitor.match.semantic import build_embedder
@@ -215,6 +215,8 @@ class PollService:
     claims_path: Path | None = None
     alerts_path: Path | None = None
     feeds_path: Path | None = None  # re-read on SIGHUP and when it changes
+    # One-shot runs serve no endpoints: nobody scrapes them, and the daemon may hold the port.
+    serve_http: bool = True
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.registry, self.settings.metrics)
@@ -222,9 +224,10 @@ class PollService:
         watched = [p for p in (self.feeds_path, self.claims_path, self.alerts_path) if p]
         self.watcher = ConfigWatcher(watched, self.reload_config)
         self.database = Database(self.settings.state_path)
-        self.health = HealthServer(self.settings.http.host, self.settings.http.port,
-                                   self.registry)
-        self.health.start()  # /healthz answers while start-up waits for the broker
+        self.health = (HealthServer(self.settings.http.host, self.settings.http.port,
+                                    self.registry) if self.serve_http else None)
+        if self.health is not None:
+            self.health.start()  # /healthz answers while start-up waits for the broker
         self.publisher, bus_name = build_publisher(self.settings, self.database)
         self.state = self._poll_state()
         self.fetcher = build_fetcher(self.settings)
@@ -233,13 +236,13 @@ class PollService:
         self.scheduler = PollScheduler(poller, workers=self.settings.poll.workers,
                                        jitter_ratio=self.settings.poll.jitter_ratio,
                                        rng=random.Random())
-        self.health.add_check("scheduler", lambda: self.scheduler.running)
-        self.health.add_check(bus_name, self.publisher.is_ready)
+        self._add_check("scheduler", lambda: self.scheduler.running)
+        self._add_check(bus_name, self.publisher.is_ready)
         self.shared: SharedFeeds | None = None
         if isinstance(self.state, KafkaPollState):
             self.shared = SharedFeeds(self.settings.kafka, self.state, self.scheduler,
                                       self.metrics)
-            self.health.add_check("poll-group", self.shared.ownership.is_ready)
+            self._add_check("poll-group", self.shared.ownership.is_ready)
         self.match_stage: EmbeddedMatchStage | KafkaMatchStage | None = None
         self.alert_stage: EmbeddedAlertStage | KafkaAlertStage | None = None
         self._threads: list[threading.Thread] = []
@@ -254,12 +257,16 @@ class PollService:
         elif self.claims_path is not None:
             self.match_stage = build_kafka_match_stage(self.settings, self.claims_path,
                                                        self.metrics)
-            self.health.add_check("match", self.match_stage.is_ready)
+            self._add_check("match", self.match_stage.is_ready)
             if alert_config is not None:
                 self.alert_stage = build_kafka_alert_stage(
                     self.settings, alert_config, ClaimRegistry(self.claims_path),
                     self.database, self.metrics)
-                self.health.add_check("alert", self.alert_stage.is_ready)
+                self._add_check("alert", self.alert_stage.is_ready)
+
+    def _add_check(self, name: str, check: ReadinessCheck) -> None:
+        if self.health is not None:
+            self.health.add_check(name, check)
 
     def _alert_config(self) -> AlertStageConfig | None:
         if self.alerts_path is None or self.claims_path is None:
@@ -311,9 +318,10 @@ class PollService:
                                       name="alert", daemon=True)
             thread.start()
             self._threads.append(thread)
-        log.info("poll: %d feeds scheduled, %s mode, metrics on %s:%d", len(enabled),
-                 "embedded" if self.settings.embedded else "kafka",
-                 self.settings.http.host, self.health.port)
+        served = (f"metrics on {self.settings.http.host}:{self.health.port}"
+                  if self.health is not None else "no metrics endpoint (one-shot)")
+        log.info("poll: %d feeds scheduled, %s mode, %s", len(enabled),
+                 "embedded" if self.settings.embedded else "kafka", served)
 
     def reload_config(self) -> None:
         """Validate feeds.yaml, claims.yaml and routes.yaml, then apply them; a ConfigError
@@ -366,7 +374,7 @@ class PollService:
             return True
         deadline = time.monotonic() + timeout_seconds
         while self.match_stage.position() < self.publisher.last_seq():
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self.stopping.is_set():
                 return False
             self.match_stage.wake.set()
             time.sleep(0.05)
@@ -374,15 +382,21 @@ class PollService:
 
     def drain_alerts(self, timeout_seconds: float) -> bool:
         """Wait until the alert stage has taken in every match and delivered every alert, or
-        given it up to the DLQ (``--once``, tests). False at the deadline: an alert that is
-        still waiting (group_wait, a retry) stays in the outbox for the next run."""
+        given it up to the DLQ (``--once``, tests). False at the deadline, or as soon as what
+        is left waits past it (a group_wait, a retry, a receiver's Retry-After): such an
+        alert stays in the outbox for the next run. Call it once no new matches come."""
         if not isinstance(self.alert_stage, EmbeddedAlertStage):
             return True  # Kafka mode: the group's committed offsets are the progress
         deadline = time.monotonic() + timeout_seconds
         while not self.alert_stage.idle():
-            if time.monotonic() > deadline:
-                log.warning("alert: alerts still pending after %g s; they stay queued",
-                            timeout_seconds)
+            remaining = deadline - time.monotonic()
+            due_at = self.alert_stage.next_wakeup()
+            if remaining <= 0 or self.stopping.is_set() or (
+                    self.alert_stage.caught_up() and due_at is not None
+                    and due_at - time.time() > remaining):
+                log.warning("alert: %d alert(s) still pending%s; they stay queued",
+                            self.alert_stage.pending(), "" if due_at is None else
+                            f", the next due in {due_at - time.time():.0f} s")
                 return False
             self.alert_stage.wake.set()
             time.sleep(0.05)
@@ -411,7 +425,8 @@ class PollService:
             self.state.close()
         self.publisher.close()
         self.fetcher.close()
-        self.health.stop()
+        if self.health is not None:
+            self.health.stop()
         self.database.close()
         log.info("poll: stopped")
 

@@ -183,12 +183,19 @@ class EmbeddedAlertStage:
         times = [t for t in (self._grouper.next_wakeup(), retry_at) if t is not None]
         return min(times, default=None)
 
-    def idle(self) -> bool:
-        """Caught up: every logged match taken in, nothing grouped or queued (``--once``)."""
+    def caught_up(self) -> bool:
+        """Every logged match taken in (grouped, queued, or found handled)."""
         with self._db.transaction() as conn:
             (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM match_log").fetchone()
-        return (self.position() >= int(last) and self._grouper.pending_count() == 0
-                and self.outbox.size() == 0)
+        return self.position() >= int(last)
+
+    def pending(self) -> int:
+        """Alerts not delivered yet: matches waiting in a group, notifications queued."""
+        return self._grouper.pending_count() + self.outbox.size()
+
+    def idle(self) -> bool:
+        """Caught up: every logged match taken in, nothing grouped or queued (``--once``)."""
+        return self.caught_up() and self.pending() == 0
 
     def close(self) -> None:
         """Release the channels (HTTP connections, log filters); call after ``run`` returns."""
