@@ -4,7 +4,7 @@ once, let the match and alert stages catch up, stop, and say in one line what ha
     monitor: once: 9 feeds (7 ok, 2 failed), 41 new items, 3 matches, 3 alerts sent,
     0 pending, 0 dead-lettered                                       (one line on stderr)
 
-Exit status (README "Run it once", ``monitor run --help``):
+Exit status (also in README.md, below the command table, and ``monitor run --help``):
 
 - 0: every due feed polled, at least one successfully; every new item matched; every alert
   delivered (or nothing to alert).

@@ -8,6 +8,9 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
+from monitor.once import OnceReport
 from tests.conftest import REPO
 from tests.support.feed_server import FeedServer
 from tests.support.receivers import WebhookReceiver
@@ -108,3 +111,32 @@ def test_run_once_does_not_need_the_metrics_port(tmp_path: Path,
         status, line, _ = run_once(tmp_path, feeds, env={"MONITOR_HTTP__ADDRESS": address})
     assert (status, line) == (0, "monitor: once: 1 feeds (1 ok, 0 failed), 2 new items, "
                                  "0 matches")
+
+
+@pytest.mark.parametrize(
+    ("report", "line", "status"),
+    [
+        pytest.param(OnceReport(3, 3, 0, 0, 7), "3 feeds (3 ok, 0 failed), 7 new items", 0,
+                     id="poll-once"),
+        pytest.param(OnceReport(3, 1, 1, 0, 0), "3 feeds (1 ok, 1 failed, 1 not polled), "
+                     "0 new items; exit 1: 1 feed(s) not polled in time", 1, id="not-polled"),
+        pytest.param(OnceReport(2, 1, 0, 1, 0, matches=0, unmatched=True),
+                     "2 feeds (1 ok, 0 failed, 1 backing off), 0 new items, 0 matches; "
+                     "exit 1: items left unmatched", 1, id="unmatched"),
+        # Kafka mode: the alert group owns what is pending, this run cannot count it.
+        pytest.param(OnceReport(1, 1, 0, 0, 2, matches=1, alerts_sent=1),
+                     "1 feeds (1 ok, 0 failed), 2 new items, 1 matches, 1 alerts sent, "
+                     "0 dead-lettered", 0, id="kafka"),
+        # e.g. every e-mail alert given up on because a template is broken.
+        pytest.param(OnceReport(1, 1, 0, 0, 2, matches=2, alerts_sent=0, alerts_pending=0,
+                                dead_lettered=2),
+                     "1 feeds (1 ok, 0 failed), 2 new items, 2 matches, 0 alerts sent, "
+                     "0 pending, 2 dead-lettered; exit 1: 2 alert(s) dead-lettered", 1,
+                     id="dead-lettered"),
+        pytest.param(OnceReport(0, 0, 0, 0, 0), "0 feeds (0 ok, 0 failed), 0 new items", 0,
+                     id="no-feeds-enabled"),
+    ],
+)
+def test_the_summary_and_the_status(report: OnceReport, line: str, status: int) -> None:
+    assert report.line() == f"monitor: once: {line}"
+    assert report.exit_code == status
