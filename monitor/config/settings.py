@@ -146,10 +146,10 @@ class MetricsSettings(BaseModel):
 
     # Which feeds get series of their own on /metrics (aggregates are always there): all, only
     # the unhealthy ones (failing, stale, never succeeded, polling long), or auto: all up to
-    # 2,000 feeds, unhealthy above (a scrape of 50,000 feeds' series is ~60 MB).
+    # 2,000 feeds, unhealthy above (every series of 50,000 feeds was a 150 MB scrape).
     per_feed: Literal["auto", "all", "unhealthy"] = "auto"
     # unhealthy: at most this many feeds listed per scrape, the worst first (an outage that
-    # breaks every feed must not bring the 60 MB scrape back); the counts by health are exact.
+    # breaks every feed must not bring the huge scrape back); the counts by health are exact.
     per_feed_limit: int = Field(default=1000, ge=0)
     # A poll running longer than this counts as polling long (unhealthy).
     slow_poll_seconds: float = Field(default=120.0, gt=0)
