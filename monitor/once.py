@@ -19,9 +19,12 @@ Every count comes from this process's own metrics, so it is what this run did.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter as Tally
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 
@@ -97,17 +100,21 @@ def run_once(service: PollService) -> OnceReport:
     service.start()
     wanted = {feed.id for feed in service.feeds if feed.enabled}
     deferred = _backing_off(service, wanted)
-    _wait_for_polls(service, wanted - deferred, _poll_deadline_seconds(service, len(wanted)))
+    _wait_for_polls(service, wanted - deferred, _poll_deadline_seconds(service, wanted))
     service.scheduler.shutdown()  # a short-interval feed must not be polled again meanwhile
     matched = service.drain_matches(timeout_seconds=_DRAIN_SECONDS)
     service.drain_alerts(timeout_seconds=_DRAIN_SECONDS)
     return _report(service, wanted, deferred, matched)
 
 
-def _poll_deadline_seconds(service: PollService, feeds: int) -> float:
-    """Long enough for every feed to time out on every redirect hop, one after another."""
+def _poll_deadline_seconds(service: PollService, wanted: set[str]) -> float:
+    """Long enough for every feed to use its whole fetch deadline (which covers every redirect
+    hop) while waiting its turn for a worker and for its host."""
     poll = service.settings.poll
-    return poll.timeout_seconds * (poll.max_redirects + 1) * feeds + 60
+    hosts = Tally(urlsplit(feed.url).hostname for feed in service.feeds if feed.id in wanted)
+    rounds = max(math.ceil(len(wanted) / poll.workers),
+                 math.ceil(max(hosts.values(), default=0) / poll.per_host_concurrency))
+    return poll.timeout_seconds * rounds + 60
 
 
 def _backing_off(service: PollService, wanted: set[str]) -> set[str]:

@@ -130,3 +130,19 @@ def test_a_redirect_to_loopback_is_refused_and_visible_in_metrics_logs_and_statu
     row = next(line for line in status.stdout.splitlines() if line.startswith("outside "))
     assert "never" in row or "fail" in row, status.stdout
     assert "loopback" in status.stdout, status.stdout
+
+
+def test_run_once_ends_at_the_fetch_deadline_when_a_feed_hangs(
+        tmp_path: Path, hostile: HostileServer) -> None:
+    feeds = [("hanging", hostile.url("/slow-body")),
+             ("good", hostile.set("good", rss("a good story")))]
+    daemon = Daemon(tmp_path, feeds, MONITOR_POLL__TIMEOUT_SECONDS="3",
+                    MONITOR_POLL__ALLOWED_NETWORKS="127.0.0.1/32")
+    started = time.monotonic()
+    result = subprocess.run(
+        [*MONITOR, "run", "--once", "--feeds", str(daemon.feeds_path),
+         "--claims", str(REPO / "claims.yaml")],
+        cwd=REPO, env=daemon.env, capture_output=True, text=True, timeout=60, check=False)
+    assert time.monotonic() - started < 30, result.stderr
+    assert "2 feeds (1 ok, 1 failed)" in result.stderr
+    assert "no complete response within 3 s" in result.stderr
