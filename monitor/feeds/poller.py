@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from monitor.bus import ItemPublisher
 from monitor.config.feeds import FeedConfig
 from monitor.errors import FetchError, ParseError, PublishError
-from monitor.feeds.fetch import Fetcher, Validators
+from monitor.feeds.fetch import FetchCancelled, Fetcher, Validators
 from monitor.feeds.parse import FeedSource, TextLimits, parse_feed
 from monitor.feeds.schedule import SchedulePolicy, next_delay_seconds
 from monitor.feeds.state import FeedState, PollStateStore
@@ -70,6 +70,9 @@ class FeedPoller:
                 now = self._clock()
                 try:
                     body = self._poll_body(feed, state, now)
+                except FetchCancelled as exc:  # our shutdown, not the feed's failure:
+                    log.info("poll %s: %s", feed.id, exc, extra={"feed_id": feed.id})
+                    return PollResult(feed.id, PollOutcome.FETCH_ERROR, 0, now, str(exc))
                 except (FetchError, ParseError, PublishError) as exc:
                     retry_after = exc.retry_after_seconds if isinstance(exc, FetchError) else None
                     return self._finish_failure(feed, state, now, exc, retry_after)

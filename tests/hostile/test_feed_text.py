@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +17,14 @@ from monitor.bus.embedded import EmbeddedItemLog
 from monitor.config.feeds import FeedConfig
 from monitor.feeds.fetch import Fetcher, FetchLimits
 from monitor.feeds.parse import TextLimits
-from monitor.feeds.poller import FeedPoller
+from monitor.feeds.poller import FeedPoller, PollResult
 from monitor.feeds.schedule import SchedulePolicy
 from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics, PollOutcome
 from monitor.model import Item
 from monitor.store import Database
 from tests.support.hostile_server import HostileServer, rss
+from tests.support.waiting import wait_until
 
 
 class Rig:
@@ -33,7 +35,8 @@ class Rig:
         self.published: list[Item] = []
         limits = FetchLimits(user_agent="monitor-hostile-tests/1", timeout_seconds=5,
                              allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))
-        self.poller = FeedPoller(Fetcher(limits), SQLitePollState(self.database), self,
+        self.fetcher = Fetcher(limits)
+        self.poller = FeedPoller(self.fetcher, SQLitePollState(self.database), self,
                                  Metrics(CollectorRegistry()), policy=SchedulePolicy(),
                                  text_limits=TextLimits(), bus_name="embedded",
                                  rng=random.Random(3))
@@ -107,3 +110,18 @@ def test_nul_and_bidi_characters_do_not_survive_into_items(rig: Rig) -> None:
     rig.poll(rss("Kyiv\u202e denies\u200b it", "nul&#0;here"))
     titles = [item.title for item in rig.published]
     assert not any(ch in title for title in titles for ch in "\u202e\u200b\x00")
+
+
+def test_a_poll_ended_by_shutdown_is_not_recorded_as_the_feeds_failure(
+        rig: Rig, hostile: HostileServer) -> None:
+    feed = FeedConfig.model_validate({"id": "hanging", "source": "W",
+                                      "url": hostile.url("/slow-body")})
+    results: list[PollResult] = []
+    thread = threading.Thread(target=lambda: results.append(rig.poller.poll(feed)), daemon=True)
+    thread.start()
+    wait_until(lambda: hostile.requests_to("/slow-body"), 5, "the poll started")
+    rig.fetcher.stop(grace_seconds=0.2)
+    thread.join(5)
+    assert results and "stopping" in (results[0].error or "")
+    state = SQLitePollState(rig.database).load("hanging")
+    assert state.consecutive_failures == 0 and state.last_error is None
