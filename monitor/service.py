@@ -11,7 +11,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from monitor.alerting.stage import (
     load_stage_config,
 )
 from monitor.bus import ItemPublisher
+from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.embedded import EmbeddedItemLog
 from monitor.bus.kafka_alert import KafkaAlertStage
 from monitor.bus.kafka_match import KafkaMatchStage
@@ -39,6 +40,7 @@ from monitor.config.claims import load_claims
 from monitor.config.feeds import FeedConfig, load_feeds
 from monitor.config.settings import Settings
 from monitor.errors import ConfigError
+from monitor.feed_table import FeedRecord
 from monitor.feeds.fetch import Fetcher, FetchLimits
 from monitor.feeds.parse import TextLimits
 from monitor.feeds.poller import FeedPoller
@@ -51,6 +53,7 @@ from monitor.match.registry import ClaimRegistry
 from monitor.match.semantic import build_embedder
 from monitor.match.stage import MatchProcessor
 from monitor.metrics import Metrics
+from monitor.readiness import FeedsReadiness
 from monitor.reload import ConfigWatcher
 from monitor.store import Database
 
@@ -83,20 +86,32 @@ def matching_registry(settings: Settings, claims_path: Path) -> ClaimRegistry:
     return ClaimRegistry(claims_path, build_embedder(settings.match))
 
 
-def build_kafka_match_stage(settings: Settings, claims_path: Path, metrics: Metrics
-                            ) -> KafkaMatchStage:
+def watch_broker(settings: Settings, add_check: Callable[[str, ReadinessCheck], None]
+                 ) -> BrokerWatch:
+    """The process's one broker watch, started, with its /readyz check ``broker``."""
+    watch = BrokerWatch(settings.kafka)
+    watch.start()
+    grace_seconds = settings.http.readiness_grace_seconds
+    add_check("broker", lambda: watch.is_ready(grace_seconds))
+    return watch
+
+
+def build_kafka_match_stage(settings: Settings, claims_path: Path, metrics: Metrics,
+                            watch: BrokerWatch | None = None) -> KafkaMatchStage:
     from monitor.bus.kafka import ensure_topics, item_topics
 
     ensure_topics(settings.kafka, item_topics(settings.kafka))
     processor = MatchProcessor(matching_registry(settings, claims_path), metrics)
     return KafkaMatchStage(settings.kafka, processor, metrics,
                            batch_max=settings.kafka.match_batch_max,
-                           session_timeout_seconds=settings.kafka.session_timeout_seconds)
+                           session_timeout_seconds=settings.kafka.session_timeout_seconds,
+                           watch=watch)
 
 
 def build_kafka_alert_stage(settings: Settings, config: AlertStageConfig,
                             claim_registry: ClaimRegistry, database: Database,
-                            metrics: Metrics) -> KafkaAlertStage:
+                            metrics: Metrics, watch: BrokerWatch | None = None
+                            ) -> KafkaAlertStage:
     """The Kafka alert stage; silences come from the local state file (``monitor silence``)."""
     from monitor.bus.kafka import ensure_topics, item_topics
 
@@ -107,7 +122,7 @@ def build_kafka_alert_stage(settings: Settings, config: AlertStageConfig,
         settings.kafka, core,
         lambda now: silences.list(include_expired=False, now=datetime.fromtimestamp(now, UTC)),
         metrics, batch_max=settings.kafka.alert_batch_max,
-        session_timeout_seconds=settings.kafka.session_timeout_seconds)
+        session_timeout_seconds=settings.kafka.session_timeout_seconds, watch=watch)
 
 
 class _Stage(Protocol):
@@ -143,9 +158,10 @@ class AlertService:
         self.health = HealthServer(self.settings.http.host, self.settings.http.port,
                                    self.registry)
         self.health.start()
+        self.broker = watch_broker(self.settings, self.health.add_check)
         self.stage = build_kafka_alert_stage(self.settings, config,
                                              ClaimRegistry(self.claims_path), self.database,
-                                             self.metrics)
+                                             self.metrics, self.broker)
         self.health.add_check("alert", self.stage.is_ready)
         self.watcher = ConfigWatcher([self.alerts_path], self.reload_config)
 
@@ -161,6 +177,7 @@ class AlertService:
         try:
             run_stage(self.stage, self.stopping, self.health, "alert")
         finally:
+            self.broker.close()
             self.database.close()
 
 
@@ -178,11 +195,16 @@ class MatchService:
         self.health = HealthServer(self.settings.http.host, self.settings.http.port,
                                    self.registry)
         self.health.start()
-        self.stage = build_kafka_match_stage(self.settings, self.claims_path, self.metrics)
+        self.broker = watch_broker(self.settings, self.health.add_check)
+        self.stage = build_kafka_match_stage(self.settings, self.claims_path, self.metrics,
+                                             self.broker)
         self.health.add_check("match", self.stage.is_ready)
 
     def run_until_stopped(self) -> None:
-        run_stage(self.stage, self.stopping, self.health, "match")
+        try:
+            run_stage(self.stage, self.stopping, self.health, "match")
+        finally:
+            self.broker.close()
 
 
 def build_poller(settings: Settings, store: PollStateStore, publisher: ItemPublisher,
@@ -229,6 +251,8 @@ class PollService:
         if self.health is not None:
             self.health.start()  # /healthz answers while start-up waits for the broker
         self.publisher, bus_name = build_publisher(self.settings, self.database)
+        self.broker = (None if self.settings.embedded
+                       else watch_broker(self.settings, self._add_check))
         self.state = self._poll_state()
         self.fetcher = build_fetcher(self.settings)
         poller = build_poller(self.settings, self.state, self.publisher, bus_name,
@@ -237,6 +261,8 @@ class PollService:
                                        jitter_ratio=self.settings.poll.jitter_ratio,
                                        rng=random.Random())
         self._add_check("scheduler", lambda: self.scheduler.running)
+        self._add_check("feeds", FeedsReadiness(self._feed_records,
+                                                self.settings.http.readiness_grace_seconds))
         self._add_check(bus_name, self.publisher.is_ready)
         self.shared: SharedFeeds | None = None
         if isinstance(self.state, KafkaPollState):
@@ -256,17 +282,22 @@ class PollService:
                 self.match_stage.on_matches = self.alert_stage.wake.set
         elif self.claims_path is not None:
             self.match_stage = build_kafka_match_stage(self.settings, self.claims_path,
-                                                       self.metrics)
+                                                       self.metrics, self.broker)
             self._add_check("match", self.match_stage.is_ready)
             if alert_config is not None:
                 self.alert_stage = build_kafka_alert_stage(
                     self.settings, alert_config, ClaimRegistry(self.claims_path),
-                    self.database, self.metrics)
+                    self.database, self.metrics, self.broker)
                 self._add_check("alert", self.alert_stage.is_ready)
 
     def _add_check(self, name: str, check: ReadinessCheck) -> None:
         if self.health is not None:
             self.health.add_check(name, check)
+
+    def _feed_records(self) -> list[FeedRecord]:
+        """The feeds this process polls (a shared poller: its share), as last polled."""
+        with self.metrics.feeds.lock:
+            return list(self.metrics.feeds.records.values())
 
     def _alert_config(self) -> AlertStageConfig | None:
         if self.alerts_path is None or self.claims_path is None:
@@ -291,7 +322,7 @@ class PollService:
         from monitor.bus.kafka import ensure_topics, poll_topics
 
         ensure_topics(self.settings.kafka, poll_topics(self.settings.kafka))
-        return KafkaPollState(self.settings.kafka)
+        return KafkaPollState(self.settings.kafka, self.broker)
 
     def start(self) -> None:
         enabled = [feed for feed in self.feeds if feed.enabled]
@@ -424,6 +455,8 @@ class PollService:
         if isinstance(self.state, KafkaPollState):
             self.state.close()
         self.publisher.close()
+        if self.broker is not None:
+            self.broker.close()
         self.fetcher.close()
         if self.health is not None:
             self.health.stop()

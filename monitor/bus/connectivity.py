@@ -9,7 +9,8 @@ ApiVersions request to a bootstrap server, :mod:`monitor.bus.broker_probe`) run 
 logs the transitions Home Assistant's update_coordinator way: one WARNING when the broker
 becomes unreachable, one INFO when it answers again. Stages ask the watch at which level
 to log their own failures (``level_for_failure``): DEBUG while the outage is known (it has been
-said once), WARNING when the broker answers and the failure is the stage's own.
+said once), INFO when the consumer group moved on meanwhile (a rebalance: retried, nothing
+lost), WARNING when the broker answers and the failure is the stage's own.
 
 Readiness: ``BrokerWatch.is_ready(grace)`` fails once the broker has been unreachable for
 longer than the grace, and passes again with the first answer.
@@ -23,6 +24,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
 from monitor.bus.broker_probe import Probe, probe_broker
 from monitor.config.settings import KafkaSettings
 
@@ -32,6 +40,11 @@ PROBE_INTERVAL_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 2.0
 # A failing stage probes at once unless a probe answered this recently.
 _FRESH_SECONDS = 0.5
+# The consumer group moved on while a stage's batch was in flight (a rebalance, or a session
+# that expired during an outage): the batch is retried and the partition's next owner starts
+# from the committed offsets, so this is part of a rebalance, not a fault.
+GROUP_MOVED_ON = (CommitFailedError, RebalanceInProgressError, UnknownMemberIdError,
+                  IllegalGenerationError)
 
 
 class Reachability:
@@ -106,9 +119,11 @@ class BrokerWatch:
             self.reachability.failed(failure)
         return failure is None
 
-    def level_for_failure(self) -> int:
-        """The level a stage logs one of its Kafka failures at: DEBUG when the broker is
-        unreachable (this watch has said so once), WARNING when it answers."""
+    def level_for_failure(self, exc: BaseException | None = None) -> int:
+        """The level a stage logs one of its Kafka failures at: INFO when the group moved on,
+        DEBUG when the broker is unreachable (this watch has said so once), else WARNING."""
+        if isinstance(exc, GROUP_MOVED_ON):
+            return logging.INFO
         last = self._last_probe
         if last is None or self._clock() - last > _FRESH_SECONDS:
             self.check()

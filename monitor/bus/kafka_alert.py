@@ -31,6 +31,9 @@ record repeats that part once, with the same idempotency key; a group split by a
 while waiting (``group_wait``) is sent as it stands and the rest follows from the new owner.
 A delivery round is bounded (``DELIVERY_ROUND_SECONDS``) so that the stage polls well within
 ``max.poll.interval.ms`` and keeps its partitions.
+
+A broker outage is said once per process by the :class:`~monitor.bus.connectivity.BrokerWatch`;
+the writes it holds back are retried every round and logged at DEBUG meanwhile.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from monitor.alerting.grouping import Grouper, Notification
 from monitor.alerting.messages import encode_payload
 from monitor.alerting.progress import CommitTracker, MemoryOutbox, Pair, PendingAlert
 from monitor.alerting.silences import Silence
+from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.kafka import (
     client_config,
     consumer_lag,
@@ -109,13 +113,16 @@ class KafkaAlertStage:
     Blocks in ``poll`` (up to a second), on every record write (acks=all) and on the channels.
     Raises MonitorError at start-up when ``monitor.alerts`` has fewer partitions than
     ``monitor.matches`` (partition p of one must pair with partition p of the other).
+    ``watch`` is the process's broker watch (one of its own when not given).
     """
 
     def __init__(self, settings: KafkaSettings, core: AlertCore, silences: Silences,
                  metrics: Metrics, *, clock: Callable[[], float] = time.time,
-                 batch_max: int = 200, session_timeout_seconds: float = 45.0) -> None:
+                 batch_max: int = 200, session_timeout_seconds: float = 45.0,
+                 watch: BrokerWatch | None = None) -> None:
         self._settings, self._core, self._silences = settings, core, silences
         self._metrics, self._clock = metrics, clock
+        self._watch = watch or BrokerWatch(settings)
         self._grouper: Grouper = core.new_grouper()
         self._ledger, self._tracker, self.outbox = Ledger(), CommitTracker(), MemoryOutbox()
         self._unlogged: list[PendingAlert] = []  # parts whose "pending" write failed
@@ -170,13 +177,27 @@ class KafkaAlertStage:
     def _apply_rebalances(self, now: float) -> None:
         for kind, partitions in self._rebalances.take():
             if kind == "revoked":
-                for partition in sorted(partitions & self._owned):
-                    self._forget(partition)
-                    self._owned.discard(partition)
-                continue
-            for partition in sorted(partitions - self._owned):  # a kept partition keeps its state
-                self._rebuild(partition, now)
-                self._owned.add(partition)
+                self._revoke(partitions & self._owned)
+            else:
+                self._assign(partitions - self._owned, now)  # a kept partition keeps its state
+
+    def _revoke(self, partitions: set[int]) -> None:
+        for partition in sorted(partitions):
+            self._forget(partition)
+            self._owned.discard(partition)
+        if partitions:
+            log.info("alert: partitions revoked: %s %s", self._settings.matches_topic,
+                     sorted(partitions))
+
+    def _assign(self, partitions: set[int], now: float) -> None:
+        read_back = 0
+        for partition in sorted(partitions):
+            read_back += self._rebuild(partition, now)
+            self._owned.add(partition)
+        if partitions:
+            log.info("alert: partitions assigned: %s %s; %d record(s) of %s read back",
+                     self._settings.matches_topic, sorted(partitions), read_back,
+                     self._settings.alerts_topic)
 
     def _owned_records(self, polled: dict[Any, list[Record]]) -> list[Record]:
         """Records of partitions whose ledger is read; any other assigned partition is sought
@@ -203,7 +224,8 @@ class KafkaAlertStage:
             log.info("alert: partition %d moved away; its %d grouped match(es) and %d queued "
                      "notification(s) go to its next owner", partition, dropped, queued)
 
-    def _rebuild(self, partition: int, now: float) -> None:
+    def _rebuild(self, partition: int, now: float) -> int:
+        """Read the partition's ledger back and queue its parts in doubt; records read."""
         records = read_partitions(self._reader, self._settings.alerts_topic, [partition])
         for record in records:
             try:
@@ -218,8 +240,7 @@ class KafkaAlertStage:
             log.warning("alert: %s to %s was pending when its last owner stopped; sending it "
                         "again with the same id", pending.id, pending.receiver,
                         extra={"receiver": pending.receiver})
-        log.info("alert: partition %d assigned; %d record(s) of %s read back", partition,
-                 len(records), self._settings.alerts_topic)
+        return len(records)
 
     # -- 1. intake -----------------------------------------------------------------------------
 
@@ -293,8 +314,9 @@ class KafkaAlertStage:
             self._write([(part.partition, record) for part, record in writes])
         except KafkaError as exc:
             self._healthy = False
-            log.warning("alert: %d notification(s) not yet recorded on %s (%s); retrying",
-                        len(writes), self._settings.alerts_topic, exc)
+            log.log(self._watch.level_for_failure(exc), "alert: %d notification(s) not yet "
+                    "recorded on %s (%s); retrying", len(writes), self._settings.alerts_topic,
+                    exc)
             return
         self._unlogged = []
         for part, record in writes:
@@ -338,8 +360,8 @@ class KafkaAlertStage:
             self._write([(partition, record) for partition, record, _ in self._unwritten])
         except KafkaError as exc:
             self._healthy = False
-            log.warning("alert: %d outcome(s) not yet recorded (%s); retrying",
-                        len(self._unwritten), exc)
+            log.log(self._watch.level_for_failure(exc), "alert: %d outcome(s) not yet recorded "
+                    "(%s); retrying", len(self._unwritten), exc)
             return
         for partition, record, _ in self._unwritten:
             self._ledger.apply(partition, record)
@@ -408,7 +430,8 @@ class KafkaAlertStage:
                 raise
             except KafkaError as exc:  # e.g. the broker went away during poll or commit
                 self._healthy = False
-                log.warning("alert: kafka error, retrying in 5 s: %s", exc)
+                log.log(self._watch.level_for_failure(exc), "alert: kafka error, retrying in 5 s: "
+                        "%s", exc)
                 stopping.wait(5.0)
             except Exception:  # a bug: log it, back off, keep the stage alive
                 self._healthy = False

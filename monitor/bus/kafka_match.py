@@ -11,7 +11,9 @@ Failure modes of :meth:`KafkaMatchStage.run_once`:
 - an undecodable record is dead-lettered (original bytes, headers stage/error/time) inside the
   batch's transaction and counted; it never stops the stage;
 - a recoverable KafkaError aborts the transaction and rewinds the consumer to the committed
-  offsets, so the batch is tried again on the next call;
+  offsets, so the batch is tried again on the next call (logged as
+  :meth:`~monitor.bus.connectivity.BrokerWatch.level_for_failure` says: a broker outage is
+  said once per process, a commit refused because the group moved on is a rebalance);
 - a fenced producer (another matcher took over the ``transactional_id``) or any other fatal
   producer error raises MonitorError: this process must stop.
 """
@@ -23,7 +25,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaProducer
 from kafka.errors import (
     AuthorizationError,
     InvalidProducerEpochError,
@@ -33,6 +35,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.kafka import client_config, consumer_lag, group_consumer
 from monitor.config.settings import KafkaSettings
 from monitor.errors import InvalidInputError, MonitorError
@@ -51,16 +54,32 @@ FATAL_ERRORS = (ProducerFencedError, InvalidProducerEpochError, AuthorizationErr
 Record = Any  # kafka-python's ConsumerRecord namedtuple; it never leaves this module
 
 
+class _RebalanceLog(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One line per assignment and one per revocation (kafka-python calls these on its I/O
+    loop; logging does not block it)."""
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        if revoked:
+            log.info("match: partitions revoked: %s", _partitions(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            log.info("match: partitions assigned: %s", _partitions(assigned))
+
+
 class KafkaMatchStage:
     """``run()`` = while not stopping: ``run_once()``. Not thread-safe: one thread drives it.
 
     Blocks in ``poll`` for up to a second when idle; commit and abort block until the broker
     answers. Raises MonitorError at start-up when transactions cannot be initialised.
+    ``watch`` is the process's broker watch (one of its own when not given).
     """
 
     def __init__(self, settings: KafkaSettings, processor: MatchProcessor, metrics: Metrics, *,
-                 batch_max: int = 200, session_timeout_seconds: float = 45.0) -> None:
+                 batch_max: int = 200, session_timeout_seconds: float = 45.0,
+                 watch: BrokerWatch | None = None) -> None:
         self._settings, self._processor, self._metrics = settings, processor, metrics
+        self._watch = watch or BrokerWatch(settings)
         self._healthy = False
         self._consumer = group_consumer(settings, settings.match_group, batch_max=batch_max,
                                         session_timeout_seconds=session_timeout_seconds)
@@ -75,7 +94,7 @@ class KafkaMatchStage:
             self._close_quietly()
             raise MonitorError(f"match: cannot start transactions as "
                                f"{settings.transactional_id!r}: {exc}") from exc
-        self._consumer.subscribe([settings.items_topic])
+        self._consumer.subscribe([settings.items_topic], listener=_RebalanceLog())
 
     def run_once(self) -> int:
         """Match one batch in one transaction; returns how many records it committed."""
@@ -83,6 +102,7 @@ class KafkaMatchStage:
         polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
         records: list[Record] = [r for batch in polled.values() for r in batch]
         if not records:
+            self._healthy = True  # an idle round is a round that went through
             self._update_lag()
             return 0
         try:
@@ -137,8 +157,8 @@ class KafkaMatchStage:
         except KafkaError as abort_exc:  # the producer is in a fatal state
             raise MonitorError(f"match: producer {tid!r} cannot abort its transaction after "
                                f"{exc!r}: {abort_exc}; restart the matcher") from abort_exc
-        log.warning("match: batch of %d records aborted and will be retried: %r",
-                    len(records), exc)
+        log.log(self._watch.level_for_failure(exc), "match: batch of %d records aborted and "
+                "will be retried: %r", len(records), exc)
         self._rewind(records)
 
     def _rewind(self, records: list[Record]) -> None:
@@ -171,7 +191,8 @@ class KafkaMatchStage:
             except MonitorError:
                 raise
             except KafkaError as exc:  # e.g. the broker went away during poll
-                log.warning("match: kafka error, retrying in 5 s: %s", exc)
+                log.log(self._watch.level_for_failure(exc), "match: kafka error, retrying in 5 s: "
+                        "%s", exc)
                 stopping.wait(5.0)
             except Exception:  # a bug: the batch was aborted; log it, back off, stay alive
                 log.exception("match: batch failed; retrying")
@@ -196,6 +217,14 @@ def _next_offsets(records: list[Record]) -> dict[TopicPartition, OffsetAndMetada
         offsets[TopicPartition(record.topic, record.partition)] = OffsetAndMetadata(
             record.offset + 1, "", record.leader_epoch if record.leader_epoch is not None else -1)
     return offsets
+
+
+def _partitions(tps: Any) -> str:
+    """``topic [0, 2]`` for a set of TopicPartitions."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return ", ".join(f"{topic} {sorted(parts)}" for topic, parts in sorted(by_topic.items()))
 
 
 def _first_offsets(records: list[Record]) -> dict[TopicPartition, int]:

@@ -27,6 +27,7 @@ from dataclasses import asdict
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.kafka import client_config, read_partitions, topic_reader
 from monitor.config.settings import KafkaSettings
 from monitor.feeds.state import FeedState
@@ -55,10 +56,15 @@ def decode_feed_record(feed_id: str, data: bytes) -> tuple[FeedState, Seen]:
 
 
 class KafkaPollState:
-    """PollStateStore on the compacted ``kafka.feed_state_topic``, cached in memory."""
+    """PollStateStore on the compacted ``kafka.feed_state_topic``, cached in memory.
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    A record that cannot be written is kept in memory and goes with the feed's next one;
+    during a broker outage (said once by ``watch``) that is logged at DEBUG only.
+    """
+
+    def __init__(self, settings: KafkaSettings, watch: BrokerWatch | None = None) -> None:
         self._settings = settings
+        self._watch = watch or BrokerWatch(settings)
         self._lock = threading.Lock()
         self._states: dict[str, FeedState] = {}
         self._seen: dict[str, Seen] = {}
@@ -145,8 +151,8 @@ class KafkaPollState:
                                 value=value).get(
                 timeout=self._settings.delivery_timeout_seconds + 5)
         except KafkaError as exc:  # kept in memory; written with the feed's next record
-            log.warning("poll state: feed %s not written to %s: %s", feed_id,
-                        self._settings.feed_state_topic, exc)
+            log.log(self._watch.level_for_failure(exc), "poll state: feed %s not written to "
+                    "%s: %s", feed_id, self._settings.feed_state_topic, exc)
 
     def close(self) -> None:
         self._producer.close(timeout=5)

@@ -89,6 +89,9 @@ class HttpSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str = Field(default="127.0.0.1:9464", pattern=r"^[^\s:]*:\d{1,5}$")
+    # /readyz fails once the Kafka broker has been unreachable, or no feed of this poller has
+    # been succeeding, for longer than this (a blip is not worth taking a pod out).
+    readiness_grace_seconds: float = Field(default=15.0, ge=0)
 
     @field_validator("address")
     @classmethod
