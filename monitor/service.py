@@ -259,7 +259,8 @@ class PollService:
                               self.metrics, self.fetcher)
         self.scheduler = PollScheduler(poller, workers=self.settings.poll.workers,
                                        jitter_ratio=self.settings.poll.jitter_ratio,
-                                       rng=random.Random())
+                                       rng=random.Random(),
+                                       on_skipped=self.metrics.polls_skipped.inc)
         self._add_check("scheduler", lambda: self.scheduler.running)
         self._add_check("feeds", FeedsReadiness(self._feed_records,
                                                 self.settings.http.readiness_grace_seconds))

@@ -11,9 +11,10 @@ import contextlib
 import logging
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -34,7 +35,8 @@ class PollScheduler:
     """Runs ``poller.poll(feed)`` for every feed, for as long as it is started."""
 
     def __init__(self, poller: FeedPoller, *, workers: int, jitter_ratio: float,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 on_skipped: Callable[[], None] | None = None) -> None:
         self._poller = poller
         self._jitter_ratio = jitter_ratio
         self._rng = rng or random.Random()
@@ -43,6 +45,8 @@ class PollScheduler:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
+        if on_skipped is not None:  # a run due while the feed's last poll still runs
+            self._scheduler.add_listener(lambda _event: on_skipped(), EVENT_JOB_MAX_INSTANCES)
         self._polls_done = threading.Condition()
         self.completed_polls = 0
         # APScheduler's shutdown(wait=True) holds the job-store lock while it waits for running
