@@ -97,7 +97,9 @@ def check(feeds_path: Path, claims_path: Path, alerts_path: Path) -> None:
 
 def _check_alerts(alerts_path: Path) -> None:
     """Validate the routing file; secrets missing from this environment are warnings here
-    (the alerter refuses to start without them)."""
+    (the alerter refuses to start without them). Then render every template it can use once:
+    a broken or missing one is an error naming the file."""
+    from monitor.alerting.template_check import check_templates
     from monitor.config.alerts import load_alerts, resolve_urls
 
     alerts = load_alerts(alerts_path)
@@ -107,6 +109,12 @@ def _check_alerts(alerts_path: Path) -> None:
         except ConfigError as exc:
             click.echo(f"monitor: warning: {exc}", err=True)
     click.echo(f"{alerts_path}: {len(alerts.receivers)} receivers: ok")
+    template_dir = alerts_path.parent / "templates"  # the alert stage's override folder
+    report = check_templates(alerts, template_dir)
+    for warning in report.warnings:
+        click.echo(f"monitor: warning: {warning}", err=True)
+    click.echo(f"{template_dir}: {report.rendered} templates rendered "
+               f"({len(report.overrides)} overrides): ok")
 
 
 @cli.group()
