@@ -39,7 +39,7 @@ from pydantic_core import ErrorDetails
 
 from monitor.alerting.routes import Matcher, parse_matcher
 from monitor.config.feeds import Seconds
-from monitor.config.yamlfile import line_of, read_yaml
+from monitor.config.yamlfile import line_of, load_config
 from monitor.errors import ConfigError
 
 # Apprise schemes the project expects to use; extend when a desk needs another channel.
@@ -187,7 +187,10 @@ def _variables(url: str) -> list[str]:
 def load_alerts(path: Path) -> AlertsConfig:
     """Read and validate alerts/routes.yaml; ConfigError names file, route or receiver, field
     and line."""
-    document = read_yaml(path)
+    return load_config(path, _validate)
+
+
+def _validate(path: Path, document: Any) -> AlertsConfig:
     if not isinstance(document, dict):
         raise ConfigError(f"{path}: expected a mapping with 'receivers:' and 'route:'")
     try:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from monitor.config.yamlfile import (
     check_unique_ids,
     describe_validation_error,
-    read_yaml,
+    load_config,
     sequence_entry_label,
 )
 from monitor.errors import ConfigError
@@ -84,7 +84,10 @@ class ClaimsFile(BaseModel):
 
 def load_claims(path: Path) -> tuple[ClaimConfig, ...]:
     """Read and validate claims.yaml; ConfigError names file, entry, field and line."""
-    document = read_yaml(path)
+    return load_config(path, _validate)
+
+
+def _validate(path: Path, document: Any) -> tuple[ClaimConfig, ...]:
     if document is None:
         return ()
     if not isinstance(document, dict):

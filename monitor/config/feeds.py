@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from monitor.config.yamlfile import (
     check_unique_ids,
     describe_validation_error,
-    read_yaml,
+    load_config,
     sequence_entry_label,
 )
 from monitor.errors import ConfigError
@@ -117,7 +117,10 @@ def _apply_defaults(document: Any) -> Any:
 
 def load_feeds(path: Path) -> tuple[FeedConfig, ...]:
     """Read and validate feeds.yaml; ConfigError names file, entry, field and line."""
-    document = read_yaml(path)
+    return load_config(path, _validate)
+
+
+def _validate(path: Path, document: Any) -> tuple[FeedConfig, ...]:
     if document is None:
         raise ConfigError(f"{path}: file is empty; expected a 'feeds:' list")
     if not isinstance(document, dict):

@@ -1,6 +1,7 @@
 """Reading config YAML within bounds: alias bombs, recursive aliases, deep nesting, huge files.
 
-Every case reads through ``read_yaml`` (what feeds, claims and routes loaders call) or
+Every case reads through ``read_yaml`` (the guarded round-trip path), ``load_config`` (what
+feeds, claims and routes loaders call: libyaml first, handing aliases back to the guard) or
 ``parse_yaml_text`` (what ``monitor claims add`` calls). ruamel shares aliased nodes while it
 parses, so these in-process tests stay cheap even if the guard broke; what expands a bomb
 (validation) is exercised in a memory-capped child by tests/unit/test_alias_bombs.py.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config.yamlfile import parse_yaml_text, read_yaml
+from monitor.config.yamlfile import load_config, parse_yaml_text, read_yaml
 from monitor.config.yamlguard import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES
 from monitor.errors import ConfigError
 
@@ -108,3 +109,30 @@ def test_parse_yaml_text_guards_a_caller_s_own_yaml_instance(tmp_path: Path) -> 
 
     with pytest.raises(ConfigError, match=r"^claims\.yaml: line 7: alias \*l4 "):
         parse_yaml_text(Path("claims.yaml"), "bomb:\n" + laughs(9, indent="  "), _yaml(2, 4, 2))
+
+
+# The loaders read through `load_config`, whose fast reader (libyaml) hands every alias, deep
+# nesting and oversized file back to the guarded parser: the refusals must not change.
+REFUSED_THROUGH_LOAD_CONFIG = {
+    "alias-bomb": "bomb:\n" + laughs(9, indent="  ") + "claims: []\n",
+    "merge-key-bomb": "a: &a {x: 1, y: 2, z: 3, w: 4, v: 5, u: 6, t: 7, s: 8, r: 9, q: 10}\n"
+                      + "".join(f"m{n}: &m{n}\n" + "".join(
+                          f"  k{k}: *{'a' if n == 1 else f'm{n - 1}'}\n" for k in range(10))
+                          for n in range(1, 8)) + "route:\n  <<: *m7\n",
+    "recursive-alias": "feeds:\n  - &loop\n    id: a\n    again: *loop\n",
+    "deep-nesting": "x: 1\ndeep: " + "[" * 5000 + "]" * 5000 + "\n",
+    "at-the-depth-limit": "deep: " + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "\n",
+    "oversized": "# padding\n" * (MAX_FILE_BYTES // 10 + 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_THROUGH_LOAD_CONFIG))
+def test_load_config_refuses_what_read_yaml_refuses_with_the_same_message(
+        tmp_path: Path, case: str) -> None:
+    path = write(tmp_path, REFUSED_THROUGH_LOAD_CONFIG[case])
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, lambda path, document: document)
+    assert time.monotonic() - started < 2
+    assert str(caught.value) == refusal(path)
+    assert str(caught.value).startswith(f"{path}: l")  # "line N: ..." or "larger than ..."
