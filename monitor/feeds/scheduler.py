@@ -8,6 +8,7 @@ of an unexpected error the interval trigger still brings the feed back: no feed 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import random
 import threading
@@ -54,6 +55,21 @@ class PollScheduler:
         # this lock and only while not stopping, and shutdown flips the flag under it first.
         self._reschedule_lock = threading.Lock()
         self._stopping = False
+        self._job = self._job_function()
+        # One trigger per (interval, jitter): a trigger holds no per-job state once a job's
+        # first run is given (later runs count from the previous one), and building one costs
+        # about as much as the rest of add_job.
+        self._triggers: dict[float, IntervalTrigger] = {}
+
+    def _job_function(self) -> Callable[[FeedConfig], None]:
+        # APScheduler checks every job's args against inspect.signature(func): ~50 us a job
+        # for a bound method, a tenth of the time of a start with 50,000 feeds. A plain
+        # function with its signature worked out once is checked in ~4 us.
+        def poll(feed: FeedConfig) -> None:
+            self._run(feed)
+
+        setattr(poll, "__signature__", inspect.signature(poll))  # noqa: B010 - mypy
+        return poll
 
     def start(self, feeds: Iterable[FeedConfig], states: dict[str, FeedState]) -> None:
         now = datetime.now(UTC)
@@ -94,14 +110,19 @@ class PollScheduler:
         return now + timedelta(seconds=self._rng.uniform(0, spread))
 
     def _add(self, feed: FeedConfig, first_run: datetime) -> None:
-        trigger = IntervalTrigger(
-            seconds=feed.interval_seconds, jitter=feed.interval_seconds * self._jitter_ratio,
-            timezone=UTC,
-        )
         self._scheduler.add_job(
-            self._run, trigger, args=[feed], id=feed.id, name=f"poll {feed.id}",
-            next_run_time=first_run, replace_existing=True,
+            self._job, self._trigger(feed.interval_seconds), args=[feed], id=feed.id,
+            name=f"poll {feed.id}", next_run_time=first_run, replace_existing=True,
         )
+
+    def _trigger(self, interval_seconds: float) -> IntervalTrigger:
+        trigger = self._triggers.get(interval_seconds)
+        if trigger is None:
+            trigger = self._triggers[interval_seconds] = IntervalTrigger(
+                seconds=interval_seconds, jitter=interval_seconds * self._jitter_ratio,
+                timezone=UTC,
+            )
+        return trigger
 
     def _run(self, feed: FeedConfig) -> None:
         result: PollResult | None = None
