@@ -182,3 +182,30 @@ def test_an_invalid_file_is_parsed_again_so_its_message_names_lines(
         f"'ftp://b.example/' (line 7)\n"
         f"{path}: feeds[1] (id 'b'): field 'interval': must be at least 1 second, got 0 "
         "(line 8)")
+
+
+# One invalid file per kind: the message is the round-trip path's, with its lines.
+INVALID = {
+    "feeds": (load_feeds, "feeds:\n  - id: a\n    source: A\n    url: https://a.example/\n"
+                          "    interval: soon\n", "(line 5)"),
+    "claims": (load_claims, "claims:\n  - id: c1\n    text: A claim long enough to match\n"
+                            "    threshold: 150\n  - id: c1\n    text: The same id again here\n",
+               "(line 4)"),
+    "alerts": (load_alerts, "receivers:\n  - name: desk\n    urls: ['json://localhost']\n"
+                            "route:\n  receiver: nobody\n", "line 5"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(INVALID))
+def test_an_invalid_file_s_message_is_the_round_trip_one_with_lines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    load, text, line = INVALID[kind]
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as fast:
+        load(path)
+    monkeypatch.setattr(yamlfile, "load_plain", _decline)
+    with pytest.raises(ConfigError) as slow:
+        load(path)
+    assert str(fast.value) == str(slow.value)
+    assert str(fast.value).startswith(f"{path}: ") and line in str(fast.value)
