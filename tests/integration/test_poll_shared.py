@@ -9,7 +9,6 @@ alerters in their groups downstream, every match is alerted exactly once.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -29,7 +28,7 @@ from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
 from tests.support.kafka_reader import read_items
 from tests.support.receivers import WebhookReceiver
-from tests.test_cli import MONITOR
+from tests.test_cli import MONITOR, monitor_env
 
 pytestmark = pytest.mark.kafka
 
@@ -47,7 +46,7 @@ def rss(feed_id: str, count: int) -> bytes:
 def shared_env(bootstrap: str) -> dict[str, str]:
     """The environment of every process of one test: its own topics and groups."""
     run = uuid.uuid4().hex[:8]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    env = monitor_env()  # the suite's own settings (loopback feeds allowed), no others
     env.update({
         "MONITOR_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
         "MONITOR_KAFKA__ITEMS_TOPIC": f"items.{run}",
