@@ -86,6 +86,8 @@ def parse_yaml_text(path: Path, text: str, yaml: YAML | None = None) -> Any:
         raise ConfigError(f"{path}: YAML syntax error at {where}: {exc.problem or exc}") from exc
     except YAMLError as exc:
         raise ConfigError(f"{path}: YAML error: {exc}") from exc
+    except ValueError as exc:  # ruamel builds dates while parsing: made_at: 2026-13-45
+        raise ConfigError(f"{path}: a value cannot be read: {exc}") from exc
 
 
 def line_of(document: Any, location: Sequence[int | str]) -> int | None:

@@ -138,3 +138,11 @@ def test_load_config_refuses_what_read_yaml_refuses_with_the_same_message(
     assert time.monotonic() - started < 5
     assert str(caught.value) == refusal(path)
     assert str(caught.value).startswith(f"{path}: l")  # "line N: ..." or "larger than ..."
+
+
+def test_an_impossible_date_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    # ruamel builds dates while it parses; its ValueError used to escape `monitor check`.
+    path = tmp_path / "claims.yaml"
+    path.write_text("claims:\n  - id: a\n    made_at: 2026-13-45\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"claims\.yaml: a value cannot be read: month"):
+        read_yaml(path)
