@@ -2,7 +2,8 @@
 ``monitor claims add`` and a hot reload of claims.yaml.
 
 Each runs in a child capped at 1 GiB of address space and killed after 30 s, so a broken guard
-fails the test instead of eating the machine; the child's own peak RSS comes from ``wait4``.
+fails the test instead of eating the machine; the child's own peak RSS comes from ``wait4`` in a
+small launcher (see LAUNCHER).
 Before the guard a 500-byte claims.yaml ran out of memory (and routes.yaml ended in a
 MemoryError traceback): pydantic and ``_plain`` walk the expansion, 9**9 nodes.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,29 +41,44 @@ class Outcome:
     peak_rss_kb: int
 
 
+# A small launcher between pytest and the measured process: a child forked from pytest starts
+# with pytest's resident pages counted (hundreds of MB once the suite has loaded models), which
+# its ru_maxrss would report; forked from this launcher it starts near 10 MB.
+LAUNCHER = """
+import os, resource, sys
+cap, report, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    os.execv(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_capped(args: list[str]) -> Outcome:
     """Run ``args`` from the repository with the cap; its exit code, output and peak RSS."""
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_CAP_BYTES,) * 2)
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
     env["MONITOR_MATCH__SEMANTIC"] = "false"
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryDirectory() as folder:
+        report, out, err = (Path(folder, name) for name in ("rss", "out", "err"))
         started = time.monotonic()
-        child = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=err,
-                                 preexec_fn=cap)
-        killer = threading.Timer(DEADLINE_SECONDS, child.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)  # the rusage of this child alone
-        finally:
-            killer.cancel()
-        child.returncode = os.waitstatus_to_exitcode(status)
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            child = subprocess.Popen(
+                [sys.executable, "-c", LAUNCHER, str(ADDRESS_SPACE_CAP_BYTES), str(report),
+                 *args], cwd=REPO, env=env, stdout=stdout, stderr=stderr,
+                start_new_session=True)
+            killer = threading.Timer(DEADLINE_SECONDS, os.killpg, (child.pid, signal.SIGKILL))
+            killer.start()
+            try:
+                code = child.wait()
+            finally:
+                killer.cancel()
         seconds = time.monotonic() - started
-        out.seek(0)
-        err.seek(0)
-        return Outcome(child.returncode, out.read().decode(), err.read().decode(), seconds,
-                       usage.ru_maxrss)
+        peak = int(report.read_text() or 0) if report.exists() else 0
+        return Outcome(code, out.read_text(), err.read_text(), seconds, peak)
 
 
 def bounded_refusal(outcome: Outcome, path: Path) -> str:
