@@ -21,6 +21,7 @@ makes every fetch in progress end within a grace period (shutdown).
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -41,6 +42,7 @@ from monitor.feeds.netguard import (
     GuardedBackend,
     GuardedTransport,
     IPNetwork,
+    Resolver,
 )
 from monitor.feeds.schedule import parse_max_age, parse_retry_after
 from monitor.redact import redact_url, redact_urls_in
@@ -105,11 +107,13 @@ class HostLimiter:
 class Fetcher:
     """Conditional GET of feed URLs over one shared httpx client (thread-safe)."""
 
-    def __init__(self, limits: FetchLimits, client: httpx.Client | None = None) -> None:
+    def __init__(self, limits: FetchLimits, client: httpx.Client | None = None, *,
+                 resolver: Resolver = socket.getaddrinfo) -> None:
         self._limits = limits
         self._deadlines = Deadlines()
         if client is None:
-            backend = GuardedBackend(AddressPolicy(limits.allowed_networks), self._deadlines)
+            backend = GuardedBackend(AddressPolicy(limits.allowed_networks), self._deadlines,
+                                     resolver)
             # trust_env=False: a proxy from the environment would bypass the address guard.
             client = httpx.Client(transport=GuardedTransport(backend), trust_env=False)
         self._client = client

@@ -14,8 +14,8 @@ Two guarantees the rest of the fetch path cannot give on its own:
 
 httpx takes no network backend of its own, but its connection pool (httpcore) does:
 :class:`GuardedTransport` is httpx's transport with the pool built over :class:`GuardedBackend`.
-Name resolution (``getaddrinfo``) cannot be interrupted; it is bounded by the system resolver's
-own timeouts, not by the request deadline.
+Name resolution (``getaddrinfo``) cannot be interrupted, so it runs in a thread of its own and
+the request stops waiting for it at its deadline like for anything else.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ import contextlib
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import ContextVar
 from typing import Any
 
@@ -37,6 +40,7 @@ ALLOWED_NETWORKS_SETTING = "MONITOR_POLL__ALLOWED_NETWORKS"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[..., list[tuple[Any, ...]]]  # socket.getaddrinfo's shape
 
 
 class AddressRefused(httpcore.ConnectError):
@@ -153,8 +157,9 @@ class GuardedStream(httpcore.NetworkStream):
 class GuardedBackend(httpcore.NetworkBackend):
     """Opens TCP connections only to addresses the policy allows, within the deadline."""
 
-    def __init__(self, policy: AddressPolicy, deadlines: Deadlines) -> None:
-        self._policy, self._deadlines = policy, deadlines
+    def __init__(self, policy: AddressPolicy, deadlines: Deadlines,
+                 resolver: Resolver = socket.getaddrinfo) -> None:
+        self._policy, self._deadlines, self._resolver = policy, deadlines, resolver
         self._sync = httpcore.SyncBackend()
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
@@ -172,13 +177,32 @@ class GuardedBackend(httpcore.NetworkBackend):
                              self._deadlines)
 
     def _resolve(self, host: str, port: int) -> list[tuple[IPAddress, tuple[Any, ...], int]]:
-        self._deadlines.wait_seconds(None)  # nothing starts after the deadline or a stop
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        lookup = self._lookup(host, port)
+        while True:
+            wait = self._deadlines.wait_seconds(None)  # DeadlineExceeded when time is up
+            try:
+                infos = lookup.result(timeout=wait)
+                break
+            except FutureTimeout:
+                continue
+            except (OSError, UnicodeError) as exc:
+                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         return [(ipaddress.ip_address(str(info[4][0]).split("%")[0]), info[4], info[0])
                 for info in infos]
+
+    def _lookup(self, host: str, port: int) -> Future[list[tuple[Any, ...]]]:
+        """getaddrinfo cannot be interrupted: it runs in a daemon thread of its own, which the
+        request waits for only until its deadline (and which never holds up process exit)."""
+        lookup: Future[list[tuple[Any, ...]]] = Future()
+
+        def run() -> None:
+            try:
+                lookup.set_result(self._resolver(host, port, type=socket.SOCK_STREAM))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                lookup.set_exception(exc)
+
+        threading.Thread(target=run, name=f"resolve {host}", daemon=True).start()
+        return lookup
 
     def _connect(self, addresses: list[tuple[IPAddress, tuple[Any, ...], int]], port: int,
                  timeout: float | None,

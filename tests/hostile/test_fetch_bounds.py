@@ -132,3 +132,21 @@ def test_a_redirect_loop_ends_after_max_redirects(hostile: HostileServer) -> Non
     outcome.wait(5)
     assert "more than 5 redirects from" in str(outcome.error)
     assert len(hostile.requests_to("/redirect-loop")) == 6
+
+
+def test_a_name_lookup_that_hangs_ends_at_the_deadline_too() -> None:
+    # getaddrinfo cannot be interrupted; the fetch stops waiting for it at its deadline.
+    release = threading.Event()
+
+    def hanging_resolver(*_args: object, **_kwargs: object) -> list[tuple[object, ...]]:
+        release.wait(30)
+        raise OSError("released")
+
+    fetcher = Fetcher(FetchLimits(user_agent="monitor-hostile-tests/1", timeout_seconds=1.0),
+                      resolver=hanging_resolver)
+    try:
+        outcome = fetch_in_thread(fetcher, "http://wire.example/feed.xml").wait(4)
+    finally:
+        release.set()
+    assert "no complete response within 1 s" in str(outcome.error)
+    assert outcome.seconds is not None and outcome.seconds < 2
