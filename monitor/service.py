@@ -208,7 +208,8 @@ class MatchService:
 
 
 def build_poller(settings: Settings, store: PollStateStore, publisher: ItemPublisher,
-                 bus_name: str, metrics: Metrics, fetcher: Fetcher) -> FeedPoller:
+                 bus_name: str, metrics: Metrics, fetcher: Fetcher,
+                 broker: BrokerWatch | None = None) -> FeedPoller:
     poll = settings.poll
     return FeedPoller(
         fetcher, store, publisher, metrics,
@@ -217,6 +218,8 @@ def build_poller(settings: Settings, store: PollStateStore, publisher: ItemPubli
         text_limits=TextLimits(poll.max_title_chars, poll.max_summary_chars,
                                poll.max_body_bytes),
         bus_name=bus_name,
+        # An outage the broker watch has reported once is not repeated for every feed.
+        publish_failure_level=broker.level_for_failure if broker else None,
     )
 
 
@@ -256,7 +259,7 @@ class PollService:
         self.state = self._poll_state()
         self.fetcher = build_fetcher(self.settings)
         poller = build_poller(self.settings, self.state, self.publisher, bus_name,
-                              self.metrics, self.fetcher)
+                              self.metrics, self.fetcher, self.broker)
         self.scheduler = PollScheduler(poller, workers=self.settings.poll.workers,
                                        jitter_ratio=self.settings.poll.jitter_ratio,
                                        rng=random.Random(),

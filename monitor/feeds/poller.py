@@ -54,12 +54,14 @@ class FeedPoller:
         self, fetcher: Fetcher, store: PollStateStore, publisher: ItemPublisher, metrics: Metrics,
         *, policy: SchedulePolicy, text_limits: TextLimits, bus_name: str,
         clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+        publish_failure_level: Callable[[BaseException], int] | None = None,
     ) -> None:
         self._fetcher, self._store, self._publisher = fetcher, store, publisher
         self._metrics, self._policy, self._text_limits = metrics, policy, text_limits
         self._bus_name, self._clock = bus_name, clock
         self._rng = rng or random.Random()
         self._redirects_reported: set[tuple[str, str]] = set()
+        self._publish_failure_level = publish_failure_level
 
     def poll(self, feed: FeedConfig) -> PollResult:
         # In flight from here to the end, whatever happens: a poll that hangs shows in metrics.
@@ -146,8 +148,11 @@ class FeedPoller:
         delay = next_delay_seconds(feed.interval_seconds, failures, self._policy,
                                    retry_after_seconds=retry_after, rng=self._rng)
         message = f"{outcome.value.split('_')[0]} {feed.id}: {exc}"
-        # Logged once when a feed goes bad (or its error changes), not on every retry.
+        # Logged once when a feed goes bad (or its error changes), not on every retry; a bus
+        # outage already reported by the broker watch not once for every feed.
         level = logging.WARNING if str(exc) != state.last_error else logging.DEBUG
+        if isinstance(exc, PublishError) and self._publish_failure_level is not None:
+            level = min(level, self._publish_failure_level(exc))
         log.log(level, "%s; next try in %.0f s (failure %d)", message, delay, failures,
                 extra={"feed_id": feed.id})
         new_state = replace(state, consecutive_failures=failures, last_error=str(exc),

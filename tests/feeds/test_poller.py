@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +57,16 @@ class Rig:
 
 
 def make_poller(db: Database, publisher: ItemPublisher, registry: CollectorRegistry,
-                clock: list[float], **limits: object) -> FeedPoller:
+                clock: list[float],
+                publish_failure_level: Callable[[BaseException], int] | None = None,
+                **limits: object) -> FeedPoller:
     fetch_limits = FetchLimits(user_agent="monitor-tests/1", timeout_seconds=2,
                                allowed_networks=LOOPBACK, **limits)  # type: ignore[arg-type]
     return FeedPoller(
         Fetcher(fetch_limits), SQLitePollState(db), publisher, Metrics(registry),
         policy=SchedulePolicy(backoff_cap_seconds=3600), text_limits=TextLimits(),
         bus_name="embedded", clock=lambda: clock[0], rng=random.Random(7),
+        publish_failure_level=publish_failure_level,
     )
 
 
@@ -251,4 +254,29 @@ def test_slow_feed_times_out(tmp_path: Path, feed_server: FeedServer) -> None:
         {"id": "slow", "url": feed_server.url("/slow.xml"), "source": "W"})
     result = poller.poll(feed)
     assert result.outcome is PollOutcome.FETCH_ERROR and "timed out" in (result.error or "")
+    db.close()
+
+
+@pytest.mark.parametrize(("watch_level", "logged"), [
+    pytest.param(None, True, id="embedded-no-watch"),
+    pytest.param(logging.WARNING, True, id="broker-reachable"),
+    pytest.param(logging.DEBUG, False, id="outage-already-reported"),
+])
+def test_a_publish_failure_is_one_warning_unless_the_broker_watch_reported_the_outage(
+        tmp_path: Path, feed_server: FeedServer, caplog: pytest.LogCaptureFixture,
+        watch_level: int | None, logged: bool) -> None:
+    # A broker outage with many feeds was one WARNING per feed on top of the watch's line.
+    db, bus = Database(tmp_path / "state.sqlite3"), FlakyPublisher()
+    poller = make_poller(db, bus, CollectorRegistry(), [1_700_000_000.0],
+                         publish_failure_level=None if watch_level is None
+                         else (lambda _exc: watch_level))
+    feed_server.set("/wire.xml", rss(1))
+    bus.failing = True
+    with caplog.at_level(logging.DEBUG, logger="monitor.feeds.poller"):
+        result = poller.poll(FeedConfig.model_validate(
+            {"id": "wire", "url": feed_server.url("/wire.xml"), "source": "W"}))
+    assert result.outcome is PollOutcome.PUBLISH_ERROR
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert bool(warnings) is logged
+    assert any("publish wire" in r.getMessage() for r in caplog.records)
     db.close()
