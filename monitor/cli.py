@@ -97,17 +97,24 @@ def check(feeds_path: Path, claims_path: Path, alerts_path: Path) -> None:
 
 def _check_alerts(alerts_path: Path) -> None:
     """Validate the routing file; secrets missing from this environment are warnings here
-    (the alerter refuses to start without them). Then render every template it can use once:
-    a broken or missing one is an error naming the file."""
+    (the alerter refuses to start without them), a URL Apprise cannot use is an error. Then
+    render every template it can use once: a broken or missing one is an error naming the file."""
+    from monitor.alerting.channels import unusable_url
     from monitor.alerting.template_check import check_templates
     from monitor.config.alerts import load_alerts, resolve_urls
 
     alerts = load_alerts(alerts_path)
+    problems = []
     for receiver in alerts.receivers:
         try:
-            resolve_urls(receiver, os.environ)
+            urls = resolve_urls(receiver, os.environ)
         except ConfigError as exc:
             click.echo(f"monitor: warning: {exc}", err=True)
+            continue
+        problems += [f"{alerts_path}: receiver {receiver.name!r}: url {index}: {why}"
+                     for index, url in enumerate(urls, 1) if (why := unusable_url(url))]
+    if problems:
+        raise ConfigError("\n".join(problems))
     click.echo(f"{alerts_path}: {len(alerts.receivers)} receivers: ok")
     template_dir = alerts_path.parent / "templates"  # the alert stage's override folder
     report = check_templates(alerts, template_dir)

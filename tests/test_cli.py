@@ -185,3 +185,32 @@ def test_check_warns_about_missing_secrets_without_printing_any() -> None:
     result = monitor("check", env={"SLACK_TOKEN_A": "xoxb-secret-value"})
     assert result.returncode == 0
     assert "SLACK_TOKEN_B" in result.stderr and "xoxb-secret-value" not in result.stderr
+
+
+SHIPPED_SECRETS = {"SLACK_TOKEN_A": "T0AAAAAAA", "SLACK_TOKEN_B": "B0BBBBBBB",
+                   "SLACK_TOKEN_C": "c" * 24, "SMTP_USER": "desk", "SMTP_PASSWORD": "hunter2",
+                   "OPS_WEBHOOK_TOKEN": "tok3n"}
+
+
+def test_check_accepts_the_shipped_routes_with_their_secrets_set() -> None:
+    result = monitor("check", env=SHIPPED_SECRETS)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    # Apprise 2.3 dropped msteams:// (Microsoft retired Office 365 connectors).
+    pytest.param("msteams://team/token", "retired by Microsoft", id="retired-teams"),
+    # A Slack URL with one token of three: Apprise cannot use it; found before an alert fails.
+    pytest.param("slack://${SLACK_TOKEN_A}/#claims", "Apprise cannot use slack://",
+                 id="incomplete-slack"),
+])
+def test_check_refuses_a_channel_url_apprise_cannot_use(tmp_path: Path, url: str,
+                                                        expected: str) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"receivers:\n  - name: desk\n    urls: ['{url}']\n"
+                      "route:\n  receiver: desk\n", encoding="utf-8")
+    result = monitor("check", "--alerts", str(routes), env=SHIPPED_SECRETS)
+    assert result.returncode == 2
+    assert expected in result.stderr and "'desk'" in result.stderr
+    assert "T0AAAAAAA" not in result.stderr

@@ -219,6 +219,16 @@ class AppriseChannel:
                                                     f"{': ' + said if said else ''}; retryable")
 
 
+def unusable_url(url: str) -> str | None:
+    """Why Apprise cannot send to ``url`` (secrets already substituted), or None when it can.
+    Never quotes the URL: only its scheme and host (``describe_url``)."""
+    if url.split("://", 1)[0].lower() in ("json", "jsons"):
+        return None  # ours: WebhookChannel reads it
+    if apprise.Apprise.instantiate(with_url_options(url)) is None:
+        return f"Apprise cannot use {describe_url(url)} (a wrong or incomplete URL)"
+    return None
+
+
 def with_url_options(url: str) -> str:
     """``url`` with the scheme's :data:`URL_OPTIONS` added where the query lacks them."""
     options = URL_OPTIONS.get(scheme_of(url), {})

@@ -137,7 +137,7 @@ def channel_for_url(url: str) -> str:
     return _SCHEME_FORMATS.get(scheme, "text")
 
 
-_SCHEME_FORMATS = {"slack": "slack", "msteams": "markdown", "tgram": "telegram",
+_SCHEME_FORMATS = {"slack": "slack", "tgram": "telegram",
                    "mailto": "html", "mailtos": "html", "json": "json", "jsons": "json",
                    "matrix": "markdown", "matrixs": "markdown"}
 

@@ -44,10 +44,17 @@ from monitor.errors import ConfigError
 
 # Apprise schemes the project expects to use; extend when a desk needs another channel.
 KNOWN_SCHEMES = frozenset({
-    "slack", "msteams", "tgram", "mailto", "mailtos", "json", "jsons", "form", "forms",
-    "xml", "xmls", "matrix", "matrixs", "discord", "mmost", "mmosts", "rocket", "rockets",
+    "slack", "workflows", "workflow", "tgram", "mailto", "mailtos", "json", "jsons", "form",
+    "forms", "xml", "xmls", "matrix", "matrixs", "discord", "mmost", "mmosts", "rocket", "rockets",
     "ntfy", "ntfys", "gotify", "gotifys", "signal", "signals", "zulip", "pover", "wxteams",
 })
+# Schemes Apprise no longer sends, with what to use instead.
+RETIRED_SCHEMES = {
+    "msteams": "msteams:// (Office 365 connectors) was retired by Microsoft and Apprise 2.3 no "
+               "longer sends it; post to Teams through a Workflows webhook: "
+               "workflows://HOST:PORT/WORKFLOW/SIGNATURE (the URL Teams gives, rewritten as "
+               "Apprise's workflows:// form)",
+}
 GROUP_LABELS = ("claim", "relation", "source", "language")
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://")
@@ -95,6 +102,8 @@ class ReceiverConfig(BaseModel):
             if not scheme:
                 raise ValueError(f"url {index + 1}: must start with an Apprise scheme like "
                                  "slack:// or mailtos://")
+            if scheme.group(1) in RETIRED_SCHEMES:
+                raise ValueError(f"url {index + 1}: {RETIRED_SCHEMES[scheme.group(1)]}")
             if scheme.group(1) not in KNOWN_SCHEMES:
                 raise ValueError(f"url {index + 1}: unknown scheme {scheme.group(1)!r} "
                                  f"(known: {', '.join(sorted(KNOWN_SCHEMES))})")

@@ -241,7 +241,8 @@ def test_unsafe_story_url_is_not_linked():
 
 CHANNELS = [
     pytest.param("slack://T1/B1/C1", "slack", id="slack"),
-    pytest.param("msteams://team/token", "markdown", id="teams"),
+    pytest.param("workflows://prod.westeurope.logic.azure.com/wf/sig", "text",
+                 id="teams-workflows"),
     pytest.param("tgram://bot/chat", "telegram", id="telegram"),
     pytest.param("mailto://user:pass@example.org", "html", id="mailto"),
     pytest.param("mailtos://user:pass@example.org", "html", id="mailtos"),
