@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC
@@ -171,10 +172,29 @@ def _lead_relation(matches: tuple[Match, ...]) -> str:
 
 
 def _title(group: AlertGroup, relation: str) -> str:
-    style, count = RELATIONS[relation], len(group.matches)
-    outlets = f"{count} outlet" + ("" if count == 1 else "s")
+    style = RELATIONS[relation]
     prefix = "[TEST] " if group.test else ""  # every part is ours or a validated claim id
-    return f"{prefix}{style.emoji} {style.label}: {group.claim.id} — {outlets}"[:TITLE_MAX_CHARS]
+    return (f"{prefix}{style.emoji} {style.label}: {group.claim.id} — {tally(group.matches)}"
+            [:TITLE_MAX_CHARS])
+
+
+def outlet_count(matches: tuple[Match, ...]) -> int:
+    """Distinct outlets: six items of one wire are one outlet, not six."""
+    return len({match.item.source.casefold() for match in matches})
+
+
+def tally(matches: tuple[Match, ...]) -> str:
+    """'3 outlets', '6 items from 1 outlet', and what each relation counts when they differ:
+    a group headed DENIAL says how many of its items are denials."""
+    outlets, items = outlet_count(matches), len(matches)
+    said = f"{outlets} outlet{'' if outlets == 1 else 's'}"
+    if items != outlets:
+        said = f"{items} items from {said}"
+    counts = Counter(match.relation for match in matches)
+    if len(counts) > 1:
+        said += ": " + ", ".join(f"{counts[name]} {name}{'' if counts[name] == 1 else 's'}"
+                                 for name in RELATIONS if counts[name])
+    return said
 
 
 def select_template(template_dir: Path, fmt: str, relation: str, name: str | None) -> Template:
@@ -255,7 +275,8 @@ def _view(group: AlertGroup, relation: str, esc: Escaper, budget: Budget,
         "claim_tags": esc.text(", ".join(claim.tags), 200), "tags": claim.tags,
         "claim_link": esc.link(claim.source_url, "claim source") if claim.source_url
         else Markup(""), "claim_url": esc.text(safe_url(claim.source_url) or ""),
-        "entries": entries, "outlets": len(group.matches), "omitted": omitted,
+        "entries": entries, "outlets": outlet_count(group.matches),
+        "items": len(group.matches), "tally": tally(group.matches), "omitted": omitted,
         "mixed": len({match.relation for match in group.matches}) > 1,
     }
 

@@ -145,7 +145,7 @@ def test_huge_everything_stays_under_the_channel_limit(fmt):
     matches += [match(100 + n, source=f"Reprinter {n}", reprint_of="item-1") for n in range(9)]
     out = rendered(fmt, *matches, claim=claim)
     assert measure(fmt, out.body) <= BODY_LIMITS[fmt]
-    assert "69 outlets" in out.title
+    assert "69 items from 10 outlets" in out.title  # 60 of one (huge) source, 9 reprinters
     if fmt != "json":
         assert "more not shown" in out.body
     else:
@@ -259,3 +259,20 @@ CHANNELS = [
 @pytest.mark.parametrize(("url", "expected"), CHANNELS)
 def test_channel_for_url(url, expected):
     assert channel_for_url(url) == expected
+
+
+@pytest.mark.parametrize("fmt", MARKUP_FORMATS)
+def test_outlets_are_counted_once_and_a_mixed_group_says_what_it_holds(fmt):
+    # Seen on real feeds: "DENIAL — 6 outlets" over six items of one outlet, four follow-ups.
+    relations = ["denial", "follow-up", "denial", "follow-up", "follow-up", "follow-up"]
+    matches = [match(n, source="RIA Novosti" if n % 2 else "ria novosti", relation=relation)
+               for n, relation in enumerate(relations, 1)]
+    out = rendered(fmt, *matches)
+    assert out.title.endswith("DENIAL: lukashenko-generals-2022 — "
+                              "6 items from 1 outlet: 2 denials, 4 follow-ups")
+    assert "6 items from 1 outlet: 2 denials, 4 follow-ups" in out.body
+
+
+def test_one_item_an_outlet_keeps_the_short_tally():
+    out = rendered("text", match(1, source="Reuters"), match(2, source="TASS"))
+    assert out.title.endswith("— 2 outlets") and "\n2 outlets:" in out.body
