@@ -123,9 +123,18 @@ class AlertCore:
 
     def destinations(self, match: Match, claim: ClaimConfig | None,
                      silences: Sequence[Silence], now: float) -> list[RoutedTo]:
-        """Where ``match`` goes; empty when a silence covers it (counted and logged)."""
+        """Where ``match`` goes; empty when it is background (an item published before the
+        claim was made) or a silence covers it (both counted and logged)."""
         tags = claim.tags if claim is not None else ()
         routed = route_match(match, tags, self.config.alerts.route)
+        if claim is not None and is_background(match, claim):
+            for destination in routed:
+                self.count(destination.receiver, AlertOutcome.SUPPRESSED_BACKGROUND)
+            log.info("alert: match %s of %s is background: published %s, before the claim was "
+                     "made (%s); recorded, not alerted", match.match_id, match.claim_id,
+                     match.item.published_at and match.item.published_at.date(), claim.made_at,
+                     extra={"claim_id": match.claim_id})
+            return []
         silence = active_silence(match, tags, silences, datetime.fromtimestamp(now, UTC))
         if silence is None:
             return routed
@@ -214,3 +223,10 @@ def claim_or_stub(claims: Mapping[str, ClaimConfig], claim_id: str) -> ClaimConf
         return claim
     return ClaimConfig.model_construct(id=claim_id, text=f"(claim {claim_id} is no longer in "
                                                           "claims.yaml)")
+
+
+def is_background(match: Match, claim: ClaimConfig) -> bool:
+    """An item published before the claim was made is part of its record, not news about it
+    (a 2022 story is no follow-up to a claim of November 2025). Undated items are news."""
+    published = match.item.published_at
+    return bool(claim.made_at and published and published.date() < claim.made_at)

@@ -147,6 +147,28 @@ def test_a_silenced_claim_sends_nothing_and_is_counted(harness: Harness,
     assert stage.outbox.history() == []
 
 
+@pytest.mark.parametrize(("published", "alerted"), [
+    pytest.param(datetime(2022, 12, 3, 16, 43, tzinfo=UTC), False, id="years-before-the-claim"),
+    pytest.param(datetime(2025, 11, 19, 23, 59, tzinfo=UTC), False, id="the-day-before"),
+    pytest.param(datetime(2025, 11, 20, 0, 1, tzinfo=UTC), True, id="the-day-it-was-made"),
+    pytest.param(None, True, id="undated"),
+])
+def test_an_item_older_than_its_claim_is_background_not_an_alert(
+        harness: Harness, hook: WebhookReceiver, published: datetime | None,
+        alerted: bool) -> None:
+    # Seen on real feeds: a December 2022 item alerted as news about a November 2025 claim.
+    claim = "kupiansk-captured"  # made_at: 2025-11-20 in the shipped claims.yaml
+    assert CLAIMS[claim].made_at is not None
+    match = make_match(claim_id=claim, relation="denial", source="Ukrinform")
+    match = replace(match, item=replace(match.item, published_at=published))
+    stage = harness.stage()
+    log_matches(harness.db, match)
+    stage.run_once(T0)
+    stage.run_once(T0 + 10 * WAIT)
+    assert len(hook.requests) == (1 if alerted else 0)
+    assert harness.count("suppressed_background") == (0 if alerted else 1)
+
+
 def test_a_receiver_answering_500_is_retried_and_gets_the_alert_once(
         harness: Harness, hook: WebhookReceiver) -> None:
     stage = harness.stage()
