@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from datetime import date
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from monitor.match.stance import decide_relation
 from monitor.match.text import keys, mostly_cyrillic
 from monitor.model import Evidence, Item, Match
 
-MATCHER_VERSION = "match-0.2"
+MATCHER_VERSION = "match-0.3"
 
 # Tuned on Emergent, ParaPhraser and FNC-1 together (bench/README.md): e5 query-passage
 # cosines of an item and a claim about other things sit around 0.78-0.83, of one about the
@@ -108,11 +109,30 @@ def blend(lexical: Score, cosine: float, words_comparable: bool = True) -> Score
     return replace(lexical, value=round(value, 2), meaning=round(cosine, 4))
 
 
+def same_outlet(url: str | None, other: str | None) -> bool:
+    """Both URLs on one outlet's site: the same host, ignoring www./m. and subdomains of it."""
+    hosts = [_site(u) for u in (url, other)]
+    if not hosts[0] or not hosts[1]:
+        return False
+    a, b = hosts
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
+
+
+def _site(url: str | None) -> str:
+    host = (urlsplit(url).hostname or "") if url else ""
+    return host.removeprefix("www.").removeprefix("m.")
+
+
 def _link(item: Item, prepared: PreparedClaim, score: Score) -> Match:
     claim = prepared.claim
     claim_text = claim.texts.get(item.language or "", claim.text)
     decision = decide_relation(claim_text, item.title, item.summary, language=item.language,
                                claim_speaker=claim.speaker)
+    if decision.relation == "corroboration" and same_outlet(item.url, claim.source_url):
+        # Corroboration needs a second, independent source: the claim's own outlet confirming
+        # what it first reported is a follow-up.
+        decision = replace(decision, relation="follow-up",
+                           cue=f"{decision.cue}; but from the claim's own outlet")
     return Match(
         match_id=match_id_for(claim.id, item), claim_id=claim.id, item=item,
         score=score.value, relation=decision.relation,

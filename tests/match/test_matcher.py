@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from monitor.config.claims import ClaimConfig, load_claims
 from monitor.feeds.parse import FeedSource, parse_feed
 from monitor.match.index import ClaimIndex
-from monitor.match.matcher import blend, item_text, match_item, scored_candidates
+from monitor.match.matcher import blend, item_text, match_item, same_outlet, scored_candidates
 from monitor.match.score import ItemText, Score, score_claim
 from monitor.match.semantic import Embedder, Vectors
 from monitor.match.text import keys
@@ -203,3 +203,28 @@ def test_blend_stays_on_the_0_to_100_scale_and_grows_with_meaning(cosine: float,
     blended = blend(score, cosine).value
     assert 0 <= blended <= 100
     assert blend(score, min(1.0, cosine + 0.05)).value >= blended
+
+
+@pytest.mark.parametrize(("source_url", "relation"), [
+    pytest.param("https://wire.example/2025/11/20/kupiansk", "follow-up", id="same-outlet"),
+    pytest.param("https://www.wire.example/kupiansk", "follow-up", id="same-outlet-www"),
+    pytest.param("https://en.wire.example/kupiansk", "follow-up", id="same-outlet-subdomain"),
+    pytest.param("https://other.example/kupiansk", "corroboration", id="another-outlet"),
+    pytest.param(None, "corroboration", id="no-source-known"),
+])
+def test_corroboration_needs_an_outlet_other_than_the_claims_source(
+        source_url: str | None, relation: str) -> None:
+    # The outlet that carried a claim confirming it again is not a second, independent source.
+    index = ClaimIndex([ClaimConfig.model_validate({
+        "id": "kupiansk", "text": "Russia says its forces captured Kupiansk",
+        "keywords": [["Kupiansk"]], "threshold": 0, "source_url": source_url})])
+    (found,) = match_item(item("Ministry confirms Russian forces captured Kupiansk", "en"),
+                          index, today=TODAY)
+    assert found.relation == relation
+    assert ("claim's own outlet" in found.evidence.relation_cue) is (relation == "follow-up")
+
+
+def test_same_outlet_compares_sites_not_strings() -> None:
+    assert same_outlet("https://m.ria.ru/2025/x", "https://ria.ru/y")
+    assert not same_outlet("https://ria.ru/x", "https://notria.ru/y")
+    assert not same_outlet("https://ria.ru/x", None)
