@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ if str(REPO) not in sys.path:  # for bench when run as bench/metrics_scale.py
 import httpx  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
+from bench.children import run_json_child  # noqa: E402
 from bench.parse import load_average, max_rss_mb  # noqa: E402
 from monitor.bus.embedded import EmbeddedItemLog  # noqa: E402
 from monitor.config.feeds import FeedConfig, load_feeds  # noqa: E402
@@ -170,13 +170,8 @@ def start_scheduler(poller: FeedPoller, feeds: Sequence[FeedConfig],
 
 
 def run_child(count: int, failing_ratio: float) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--one", str(count),
-                          "--failing-ratio", str(failing_ratio)],
-                         capture_output=True, text=True, check=False, timeout=1800)
-    if out.returncode:
-        raise SystemExit(f"metrics_scale: the run with {count} feeds failed:\n{out.stderr}")
-    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return figures
+    return run_json_child(__file__, ["--one", str(count), "--failing-ratio", str(failing_ratio)],
+                          f"metrics_scale: the run with {count} feeds")
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ if str(REPO) not in sys.path:  # for bench when run as bench/startup.py
 
 from apscheduler.triggers.interval import IntervalTrigger  # noqa: E402
 
+from bench.children import run_json_child  # noqa: E402
 from bench.parse import load_average, max_rss_mb  # noqa: E402
 from monitor.config import yamlfile  # noqa: E402
 from monitor.config.feeds import FeedConfig, load_feeds  # noqa: E402
@@ -111,12 +111,8 @@ def measure(count: int, variant: str) -> dict[str, Any]:
 
 
 def run_child(count: int, variant: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--one", str(count), "--variants", variant],
-                         capture_output=True, text=True, check=False, timeout=1800)
-    if out.returncode:
-        raise SystemExit(f"startup: {variant} with {count} feeds failed:\n{out.stderr}")
-    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return figures
+    return run_json_child(__file__, ["--one", str(count), "--variants", variant],
+                          f"startup: {variant} with {count} feeds")
 
 
 def table(rows: list[dict[str, Any]]) -> str:

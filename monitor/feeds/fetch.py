@@ -141,7 +141,7 @@ class Fetcher:
                 current = target
                 continue
             return _result(current, response, body, validators, permanent, now)
-        raise FetchError(f"more than {self._limits.max_redirects} redirects from {_show(url)}")
+        raise FetchError(f"more than {self._limits.max_redirects} redirects from {redact_url(url)}")
 
     def _request(self, url: str, validators: Validators, budget: list[float]
                  ) -> tuple[httpx.Response, bytes]:
@@ -154,7 +154,7 @@ class Fetcher:
                     return self._stream(url, validators)
             except httpx.TimeoutException as exc:
                 if self._deadlines.stopping:
-                    raise FetchCancelled(f"fetch of {_show(url)} abandoned: stopping") from exc
+                    raise FetchCancelled(f"fetch of {redact_url(url)} abandoned: stopping") from exc
                 raise self._timed_out(url) from exc
             except httpx.HTTPError as exc:
                 raise _translate(url, exc) from exc
@@ -167,7 +167,7 @@ class Fetcher:
         slot = self._hosts.slot(host)
         while not slot.acquire(timeout=_SLOT_POLL_SECONDS):
             if self._deadlines.stopping:
-                raise FetchCancelled(f"fetch of {_show(url)} not started: stopping")
+                raise FetchCancelled(f"fetch of {redact_url(url)} not started: stopping")
         try:
             yield
         finally:
@@ -176,7 +176,7 @@ class Fetcher:
     def _timed_out(self, url: str) -> FetchError:
         return FetchError(
             f"timed out: no complete response within {self._limits.timeout_seconds:g} s "
-            f"(MONITOR_POLL__TIMEOUT_SECONDS) from {_show(url)}"
+            f"(MONITOR_POLL__TIMEOUT_SECONDS) from {redact_url(url)}"
         )
 
     def _stream(self, url: str, validators: Validators) -> tuple[httpx.Response, bytes]:
@@ -197,7 +197,7 @@ class Fetcher:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             raise FetchError(f"body of {declared} bytes exceeds the {limit}-byte limit "
-                             f"(MONITOR_POLL__MAX_BODY_BYTES): {_show(url)}")
+                             f"(MONITOR_POLL__MAX_BODY_BYTES): {redact_url(url)}")
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         inflater = None if encoding in ("", "identity") else BoundedInflater(encoding, limit)
         chunks, size = [], 0
@@ -207,37 +207,35 @@ class Fetcher:
                 size += len(chunk)
                 if size > limit:
                     raise FetchError(f"body exceeds the {limit}-byte limit "
-                                     f"(MONITOR_POLL__MAX_BODY_BYTES): {_show(url)}")
+                                     f"(MONITOR_POLL__MAX_BODY_BYTES): {redact_url(url)}")
                 chunks.append(chunk)
             if inflater:
                 chunks.append(inflater.finish())
         except DecompressionError as exc:
-            raise FetchError(f"{exc}: {_show(url)}") from exc
+            raise FetchError(f"{exc}: {redact_url(url)}") from exc
         return b"".join(chunks)
-
-
-def _show(url: str) -> str:
-    return redact_url(url)
 
 
 def _translate(url: str, exc: httpx.HTTPError) -> FetchError:
     """httpx's error -> FetchError naming the URL (without credentials) and the cause."""
     cause = exc.__cause__
     if isinstance(cause, AddressRefused):
-        return FetchError(f"{_show(url)}: {cause}")
-    return FetchError(f"{type(exc).__name__} fetching {_show(url)}: {redact_urls_in(str(exc))}")
+        return FetchError(f"{redact_url(url)}: {cause}")
+    return FetchError(
+        f"{type(exc).__name__} fetching {redact_url(url)}: {redact_urls_in(str(exc))}")
 
 
 def _redirect_target(url: str, response: httpx.Response) -> str:
     location = response.headers.get("Location")
     if not location:
         raise FetchError(f"HTTP {response.status_code} without a Location header from "
-                         f"{_show(url)}")
+                         f"{redact_url(url)}")
     # Credentials offered by a redirect are never used (nor shown): only the configured URL's
     # own userinfo is sent, and a relative redirect keeps it on the same host.
     target = urljoin(url, _without_userinfo(str(location)))
     if urlsplit(target).scheme not in ("http", "https"):
-        raise FetchError(f"redirect to a non-HTTP URL {redact_url(target)!r} from {_show(url)}")
+        raise FetchError(
+            f"redirect to a non-HTTP URL {redact_url(target)!r} from {redact_url(url)}")
     return target
 
 
@@ -255,7 +253,7 @@ def _result(
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
     if status >= 400 or status not in (200, 203, 304):
-        raise FetchError(f"HTTP {status} from {_show(url)}", retry_after_seconds=retry_after)
+        raise FetchError(f"HTTP {status} from {redact_url(url)}", retry_after_seconds=retry_after)
     fresh = Validators(response.headers.get("ETag"), response.headers.get("Last-Modified"))
     return FetchResult(
         not_modified=status == 304,
