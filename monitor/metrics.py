@@ -44,6 +44,7 @@ class AlertOutcome(StrEnum):
     SUPPRESSED_SILENCE = "suppressed_silence"        # a match dropped by an active silence
     SUPPRESSED_RATE_LIMIT = "suppressed_rate_limit"  # a due group held by the rate limit
     SUPPRESSED_BACKGROUND = "suppressed_background"  # a match older than its claim: record only
+    SUPPRESSED_BACKLOG = "suppressed_backlog"        # from a feed's first poll: record only
     DEAD_LETTERED = "dead_lettered"                  # given up: in the DLQ, replayable
 
 

@@ -21,7 +21,10 @@ class Item:
     """One wire story as the poller saw it (the Item contract in DESIGN.md).
 
     ``item_id`` is stable across feeds of one outlet (derived from the canonical URL);
-    ``content_hash`` changes when the title or summary is re-issued.
+    ``content_hash`` changes when the title or summary is re-issued. ``backlog`` is set by the
+    poller on the items of a feed's first successful poll (what the feed already listed when
+    the desk started reading it): they are kept, matched and linked, but not alerted as news.
+    It is optional on the wire: a message without it (older producers) is not backlog.
     """
 
     item_id: str
@@ -35,6 +38,7 @@ class Item:
     published_at: datetime | None
     fetched_at: datetime
     content_hash: str
+    backlog: bool = False
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -87,12 +91,15 @@ def decode_item(data: bytes) -> Item:
     fetched_at = _parse_iso(raw.get("fetched_at"), "fetched_at")
     if fetched_at is None:
         raise InvalidInputError("item: field 'fetched_at' is required")
+    backlog = raw.get("backlog", False)  # absent in messages of older producers
+    if not isinstance(backlog, bool):
+        raise InvalidInputError("item: field 'backlog' must be true or false")
     return Item(
         item_id=raw["item_id"], feed_id=raw["feed_id"], source=raw["source"],
         url=raw.get("url"), guid=raw.get("guid"), title=raw["title"], summary=raw["summary"],
         language=raw.get("language"), published_at=_parse_iso(raw.get("published_at"),
                                                               "published_at"),
-        fetched_at=fetched_at, content_hash=raw["content_hash"],
+        fetched_at=fetched_at, content_hash=raw["content_hash"], backlog=backlog,
     )
 
 

@@ -1,5 +1,8 @@
 """End to end in embedded mode: a denial of a tracked claim appears in a feed served on
-127.0.0.1; ``monitor run --once`` polls, matches and alerts: one webhook POST, one e-mail."""
+127.0.0.1; ``monitor run --once`` polls, matches and alerts: one webhook POST, one e-mail.
+
+What a feed lists at its first poll is its backlog: matched and kept, not alerted. So each test
+polls the feed once before the story it is about appears."""
 
 from __future__ import annotations
 
@@ -15,6 +18,13 @@ CLAIM = "lukashenko-generals-2022"
 # The Ukrainian General Staff calling Lukashenko's story a fake (as in tests/test_cli.py).
 DENIAL = ("<item><title>Генштаб ВСУ назвал фейком слова Лукашенко о просьбе украинских "
           "генералов</title><link>https://wire.example/denial</link></item>")
+# Kyiv's denial again, a day later, as another story.
+LATER_DENIAL = ("<item><title>В Генштабе ВСУ снова назвали фейком слова Лукашенко о просьбе "
+                "украинских генералов</title><link>https://wire.example/kyiv-again</link></item>")
+
+
+def with_items(*items: str) -> bytes:
+    return RSS.replace(b"</channel>", "".join(items).encode("cp1251") + b"</channel>")
 
 
 def write_routes(tmp_path: Path, hook_url: str, email_url: str) -> Path:
@@ -35,14 +45,17 @@ def write_routes(tmp_path: Path, hook_url: str, email_url: str) -> Path:
 def test_a_new_denial_reaches_the_webhook_and_the_mailbox_once(
         tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver,
         smtp: SmtpReceiver) -> None:
-    body = RSS.replace(b"</channel>", DENIAL.encode("cp1251") + b"</channel>")
-    feed_server.set("/wire.xml", body, content_type="application/rss+xml", conditional=False)
+    feed_server.set("/wire.xml", RSS, content_type="application/rss+xml", conditional=False)
     feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
     routes = write_routes(tmp_path, hook.url("/alerts"), smtp.apprise_url())
     env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
            "MONITOR_HTTP__ADDRESS": "127.0.0.1:0"}
     args = ("run", "--once", "--feeds", str(feeds), "--claims", str(REPO / "claims.yaml"),
             "--alerts", str(routes))
+    first = monitor(*args, env=env, timeout=180)  # the feed's backlog: nothing to alert
+    assert first.returncode == 0, first.stderr
+    feed_server.set("/wire.xml", with_items(DENIAL), content_type="application/rss+xml",
+                    conditional=False)
     result = monitor(*args, env=env, timeout=180)
     assert result.returncode == 0, result.stderr
     (post,) = hook.wait_for(1)
@@ -56,6 +69,37 @@ def test_a_new_denial_reaches_the_webhook_and_the_mailbox_once(
     assert history.returncode == 0, history.stderr
     lines = history.stdout.splitlines()
     assert len(lines) == 2 and all("\tsent\t" in line for line in lines)
+
+
+def test_a_new_feeds_backlog_is_matched_but_not_alerted_and_its_next_story_is(
+        tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver) -> None:
+    # Seen on real feeds: the first poll of a new feed alerted its whole backlog.
+    feed_server.set("/wire.xml", with_items(DENIAL), content_type="application/rss+xml",
+                    conditional=False)
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    routes = tmp_path / "routes.yaml"  # every match to the webhook, whatever its relation
+    routes.write_text(f"receivers:\n  - name: desk-hook\n    urls: ['{hook.url('/alerts')}']\n"
+                      "route:\n  receiver: desk-hook\n  group_wait: 0s\n", encoding="utf-8")
+    env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
+           "MONITOR_HTTP__ADDRESS": "127.0.0.1:0", "MONITOR_LOG_LEVEL": "INFO"}
+    args = ("run", "--once", "--feeds", str(feeds), "--claims", str(REPO / "claims.yaml"),
+            "--alerts", str(routes))
+    first = monitor(*args, env=env, timeout=180)
+    assert first.returncode == 0, first.stderr
+    # Stored and matched (the claim's record has it), but no alert: counted, and logged why.
+    assert "3 new items, 1 matches, 0 alerts sent, 0 pending" in first.stderr.splitlines()[-1]
+    assert "first poll of feed wire" in first.stderr and "recorded, not alerted" in first.stderr
+    assert hook.requests == []
+    assert monitor("alerts", "history", "--claim", CLAIM, env=env).stdout == ""
+
+    feed_server.set("/wire.xml", with_items(DENIAL, LATER_DENIAL),
+                    content_type="application/rss+xml", conditional=False)
+    later = monitor(*args, env=env, timeout=180)
+    assert later.returncode == 0, later.stderr
+    assert "1 new items, 1 matches, 1 alerts sent" in later.stderr.splitlines()[-1]
+    (post,) = hook.wait_for(1)
+    body = json.dumps(post.body, ensure_ascii=False)
+    assert "wire.example/kyiv-again" in body and "wire.example/denial" not in body
 
 
 def test_a_missing_secret_stops_run_naming_receiver_and_variable(

@@ -47,14 +47,18 @@ def run_once(tmp_path: Path, feeds: Path, *extra: str, env: dict[str, str] | Non
 
 def test_all_done_exits_0_with_the_counts(tmp_path: Path, feed_server: FeedServer,
                                           hook: WebhookReceiver) -> None:
-    feed_server.set("/a.xml", WITH_DENIAL, content_type=RSS_TYPE)
+    feed_server.set("/a.xml", RSS, content_type=RSS_TYPE)
     feed_server.set("/b.xml", RSS.replace(b"wire.example/", b"other.example/"),
                     content_type=RSS_TYPE)
     feeds = write_feeds(tmp_path / "feeds.yaml", feed_server, ["a", "b"])
     routes = write_routes(tmp_path / "routes.yaml", hook)
-    status, line, _ = run_once(tmp_path, feeds, "--claims", str(REPO / "claims.yaml"),
-                               "--alerts", str(routes))
-    assert (status, line) == (0, "monitor: once: 2 feeds (2 ok, 0 failed), 5 new items, "
+    claims = ("--claims", str(REPO / "claims.yaml"), "--alerts", str(routes))
+    status, line, _ = run_once(tmp_path, feeds, *claims)  # the feeds' backlog: no alert
+    assert (status, line) == (0, "monitor: once: 2 feeds (2 ok, 0 failed), 4 new items, "
+                                 "0 matches, 0 alerts sent, 0 pending, 0 dead-lettered")
+    feed_server.set("/a.xml", WITH_DENIAL, content_type=RSS_TYPE)
+    status, line, _ = run_once(tmp_path, feeds, *claims)
+    assert (status, line) == (0, "monitor: once: 2 feeds (2 ok, 0 failed), 1 new items, "
                                  "1 matches, 1 alerts sent, 0 pending, 0 dead-lettered")
     assert len(hook.accepted) == 1
 
@@ -70,13 +74,15 @@ def test_every_feed_failing_exits_1(tmp_path: Path, feed_server: FeedServer) -> 
 
 def test_an_alert_pending_at_the_deadline_exits_1_without_waiting_for_its_retry(
         tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver) -> None:
-    feed_server.set("/a.xml", WITH_DENIAL, content_type=RSS_TYPE)
+    feed_server.set("/a.xml", RSS, content_type=RSS_TYPE)
     feeds = write_feeds(tmp_path / "feeds.yaml", feed_server, ["a"])
     routes = write_routes(tmp_path / "routes.yaml", hook)
+    assert run_once(tmp_path, feeds)[0] == 0  # the feed's backlog, before the story
+    feed_server.set("/a.xml", WITH_DENIAL, content_type=RSS_TYPE)
     hook.fail(429, retry_after=3000)  # the next attempt is due long after the run's deadline
     status, line, seconds = run_once(tmp_path, feeds, "--claims", str(REPO / "claims.yaml"),
                                      "--alerts", str(routes))
-    assert (status, line) == (1, "monitor: once: 1 feeds (1 ok, 0 failed), 3 new items, "
+    assert (status, line) == (1, "monitor: once: 1 feeds (1 ok, 0 failed), 1 new items, "
                                  "1 matches, 0 alerts sent, 1 pending, 0 dead-lettered; "
                                  "exit 1: 1 alert(s) pending")
     assert [d.status for d in hook.requests] == [429]

@@ -5,8 +5,9 @@ Embedded mode (:mod:`monitor.alerting.stage`, SQLite outbox) and Kafka mode
 read matches and where they write what happened. Everything a match goes through between
 those two points is here, so that both modes route, group, render, retry, count and log alike:
 
-- :meth:`AlertCore.destinations`: a silenced match is counted and logged with the silence and
-  gets no destination; any other match gets its routes.
+- :meth:`AlertCore.destinations`: a match that is background (published before its claim was
+  made), backlog (from a feed's first poll) or silenced is counted and logged with the reason
+  and gets no destination; any other match gets its routes.
 - :meth:`AlertCore.due`: the grouper's due notifications, counting rate-limit holds.
 - :meth:`AlertCore.attempt`: render and send one queued notification to every URL of its
   receiver, and say what the shell must record: :class:`Sent`, :class:`Retry` or
@@ -124,7 +125,8 @@ class AlertCore:
     def destinations(self, match: Match, claim: ClaimConfig | None,
                      silences: Sequence[Silence], now: float) -> list[RoutedTo]:
         """Where ``match`` goes; empty when it is background (an item published before the
-        claim was made) or a silence covers it (both counted and logged)."""
+        claim was made), backlog (an item of a feed's first poll) or a silence covers it (each
+        counted and logged)."""
         tags = claim.tags if claim is not None else ()
         routed = route_match(match, tags, self.config.alerts.route)
         if claim is not None and is_background(match, claim):
@@ -134,6 +136,13 @@ class AlertCore:
                      "made (%s); recorded, not alerted", match.match_id, match.claim_id,
                      match.item.published_at and match.item.published_at.date(), claim.made_at,
                      extra={"claim_id": match.claim_id})
+            return []
+        if match.item.backlog:
+            for destination in routed:
+                self.count(destination.receiver, AlertOutcome.SUPPRESSED_BACKLOG)
+            log.info("alert: match %s of %s is backlog: first poll of feed %s, which already "
+                     "listed the item; recorded, not alerted", match.match_id, match.claim_id,
+                     match.item.feed_id, extra={"claim_id": match.claim_id})
             return []
         silence = active_silence(match, tags, silences, datetime.fromtimestamp(now, UTC))
         if silence is None:

@@ -12,6 +12,11 @@ reproduces the file as read. Every edit is checked before it lands:
    real file is read again: if someone changed it meanwhile, nothing is written.
 
 Any failure leaves the file byte-identical and raises ConfigError naming file, entry and field.
+
+A claim added without ``made_at`` gets the day it was added (UTC), with a comment saying so:
+``made_at`` bounds what is news about the claim (an item published before it is background, not
+an alert), and for a claim the desk starts tracking today without knowing when it was first
+made, today is that bound. Claims written by hand without ``made_at`` have no bound.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +60,7 @@ INDENTS = ((2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 4), (4, 4, 0), (3, 3, 0), (3,
 WIDTH = 4096
 
 _label = sequence_entry_label("claims")
+ADDED_COMMENT = "the day it was added: no made_at was given"
 
 
 @dataclass
@@ -67,8 +74,12 @@ class _Snapshot:
     mode: int
 
 
-def add_claim(path: Path, entry: dict[str, Any]) -> ClaimConfig:
-    """Append ``entry`` to ``claims:`` in ``path`` (created if missing); returns the new claim."""
+def add_claim(path: Path, entry: dict[str, Any], *, today: date | None = None) -> ClaimConfig:
+    """Append ``entry`` to ``claims:`` in ``path`` (created if missing); returns the new claim.
+    Without ``made_at`` the claim gets ``today`` (default: the current UTC date)."""
+    added = entry.get("made_at") is None
+    if added:
+        entry = {**entry, "made_at": today or datetime.now(UTC).date()}
     claim = _validate_entry(path, entry)
     snapshot = _read(path, missing_ok=True)
     entries = _claims_entries(path, snapshot.document, create=True)
@@ -81,7 +92,10 @@ def add_claim(path: Path, entry: dict[str, Any]) -> ClaimConfig:
                 + "; not changed"
             )
     blank_line_between = _separated_by_blank_lines(entries)
-    entries.append(_entry_node(claim))
+    node = _entry_node(claim)
+    if added:
+        node.yaml_add_eol_comment(ADDED_COMMENT, "made_at")
+    entries.append(node)
     if blank_line_between:
         entries.yaml_set_comment_before_after_key(len(entries) - 1, before="\n")
     expected = None if snapshot.before is None else (*snapshot.before, claim)

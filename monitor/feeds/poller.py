@@ -4,6 +4,13 @@ The order is the no-loss guarantee: an item is marked seen only after the bus ac
 and the feed's validators (ETag, Last-Modified, body hash) advance only when every new item of
 that body was acknowledged. A failed publish therefore leaves the next poll to fetch the full
 body again and find exactly the items that are still missing.
+
+A feed's first successful poll (no stored state for it: a first run, or a feed just added to
+feeds.yaml) publishes what the feed already lists as usual, marked ``backlog``: those items are
+matched and linked in the claim record but not alerted as news. Until a poll of the feed has
+succeeded, every poll is its first (a feed that fails at first, or whose first publish fails
+half-way, still delivers its backlog as backlog). A later version of a backlog item (the wire
+re-issues it with a new title) comes from a later poll and is news like any other update.
 """
 
 from __future__ import annotations
@@ -100,7 +107,10 @@ class FeedPoller:
             log.debug("parse %s: feed is malformed but readable: %s", feed.id, parsed.warning,
                       extra={"feed_id": feed.id})
         self._metrics.entries_without_id.labels(feed.id).inc(parsed.entries_without_id)
-        published = self._publish_new(feed, parsed.items, now, parsed.bytes_replaced > 0)
+        items = parsed.items
+        if state.last_success_at is None:  # the feed's first poll: what it lists is backlog
+            items = tuple(replace(item, backlog=True) for item in items)
+        published = self._publish_new(feed, items, now, parsed.bytes_replaced > 0)
         outcome = PollOutcome.NEW_ITEMS if published else PollOutcome.NO_NEW_ITEMS
         return _BodyOutcome(outcome, published, fetched.validators, body_hash,
                             fetched.max_age_seconds)
@@ -119,6 +129,11 @@ class FeedPoller:
         report = self._publisher.publish(new)
         self._store.mark_seen(report.acknowledged, now)
         self._metrics.items_published.labels(feed.id).inc(len(report.acknowledged))
+        backlog = sum(item.backlog for item in report.acknowledged)
+        if backlog:
+            log.info("poll %s: first poll of the feed: %d item(s) published as backlog "
+                     "(matched and kept in the record, not alerted)", feed.id, backlog,
+                     extra={"feed_id": feed.id})
         if report.failure:
             self._metrics.publish_errors.labels(self._bus_name).inc()
             missing = len(new) - len(report.acknowledged)

@@ -4,6 +4,7 @@ SMTP server on 127.0.0.1, with the clock passed in (no sleeps: ``run_once(now)``
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.alerting.channels import build_channels
+from monitor.alerting.core import AlertCore
 from monitor.alerting.deliver import Channels, DeliveryResult
 from monitor.alerting.render import Rendered
 from monitor.alerting.retry import RetryPolicy
@@ -167,6 +169,53 @@ def test_an_item_older_than_its_claim_is_background_not_an_alert(
     stage.run_once(T0 + 10 * WAIT)
     assert len(hook.requests) == (1 if alerted else 0)
     assert harness.count("suppressed_background") == (0 if alerted else 1)
+
+
+def backlog(match: Match) -> Match:
+    return replace(match, item=replace(match.item, backlog=True, feed_id="new-wire"))
+
+
+@pytest.mark.parametrize(("published", "outcome"), [
+    pytest.param(datetime(2026, 11, 21, tzinfo=UTC), "suppressed_backlog", id="after-made_at"),
+    # Older than the claim and in a first poll: background says more (it is never news).
+    pytest.param(datetime(2025, 11, 19, tzinfo=UTC), "suppressed_background",
+                 id="before-made_at"),
+])
+def test_core_gives_a_backlog_match_no_destination_and_counts_it_once(
+        harness: Harness, caplog: pytest.LogCaptureFixture, published: datetime,
+        outcome: str) -> None:
+    claim = CLAIMS["kupiansk-captured"]  # made_at: 2025-11-20
+    core = AlertCore(load_stage_config(harness.routes, {}), lambda: CLAIMS,
+                     build_channels(timeout_seconds=5.0), Metrics(harness.registry))
+    try:
+        news = make_match(claim_id=claim.id, relation="denial")
+        news = replace(news, item=replace(news.item, published_at=published))
+        with caplog.at_level(logging.INFO, logger="monitor.alerting.core"):
+            assert core.destinations(backlog(news), claim, [], T0) == []
+            assert core.destinations(backlog(news), None, [], T0) == []  # claim gone: still
+        suppressed = 2 if outcome == "suppressed_backlog" else 1
+        assert harness.count(outcome) == suppressed
+        others = {"suppressed_backlog", "suppressed_background"} - {outcome}
+        assert harness.count(others.pop()) == 2 - suppressed
+        said = [r.getMessage() for r in caplog.records if "backlog" in r.getMessage()]
+        assert len(said) == suppressed and "first poll of feed new-wire" in said[0]
+        if outcome == "suppressed_backlog":  # the same item, not from a first poll, is news
+            assert [d.receiver for d in core.destinations(news, claim, [], T0)] == ["desk-hook"]
+    finally:
+        core.close()
+
+
+def test_a_backlog_match_is_kept_but_only_the_news_is_alerted(
+        harness: Harness, hook: WebhookReceiver) -> None:
+    stage = harness.stage()
+    log_matches(harness.db, backlog(denial("old", "Old Wire")), denial("tass", "TASS"))
+    stage.run_once(T0)
+    stage.run_once(T0 + 10 * WAIT)
+    (message,) = hook.wait_for(1)
+    body = json.dumps(message.body, ensure_ascii=False)
+    assert "TASS" in body and "Old Wire" not in body
+    assert harness.count("suppressed_backlog") == 1 and harness.count("sent") == 1
+    assert stage.idle()
 
 
 def test_a_receiver_answering_500_is_retried_and_gets_the_alert_once(

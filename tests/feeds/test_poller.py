@@ -280,3 +280,71 @@ def test_a_publish_failure_is_one_warning_unless_the_broker_watch_reported_the_o
     assert bool(warnings) is logged
     assert any("publish wire" in r.getMessage() for r in caplog.records)
     db.close()
+
+
+# -- a new feed's backlog (issue 9): kept and matched, not alerted ----------------------------
+
+
+def test_a_feeds_first_poll_is_backlog_and_later_items_and_versions_are_news(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    rig.server.set("/wire.xml", rss(1, 2))
+    feed = rig.feed("wire", "/wire.xml")
+    with caplog.at_level(logging.INFO, logger="monitor.feeds.poller"):
+        assert rig.poller.poll(feed).new_items == 2
+    assert [item.backlog for _, item in rig.log.read_after(0)] == [True, True]
+    assert any("first poll" in r.getMessage() and "2 item(s)" in r.getMessage()
+               for r in caplog.records)
+    # Later: a new story, and story 2 re-issued with a new headline. Both are news.
+    reissued = ITEM.format(n=2, title="UPDATE 2: Story 2").encode()
+    rig.server.set("/wire.xml", rss(1, 3).replace(b"</channel>", reissued + b"</channel>"))
+    assert rig.poller.poll(feed).new_items == 2
+    later = [item for _, item in rig.log.read_after(2)]
+    assert sorted((item.title, item.backlog) for item in later) == [
+        ("Story 3", False), ("UPDATE 2: Story 2", False)]
+
+
+def test_a_feed_added_later_has_its_own_backlog(rig: Rig) -> None:
+    rig.server.set("/old.xml", rss(1))
+    rig.poller.poll(rig.feed("old", "/old.xml"))  # the feed already polled: its backlog is past
+    rig.server.set("/old.xml", rss(1, 2))
+    rig.server.set("/new.xml", rss(10, 11))  # a feed just added to feeds.yaml
+    rig.poller.poll(rig.feed("old", "/old.xml"))
+    rig.poller.poll(rig.feed("new", "/new.xml"))
+    backlog = {item.url: item.backlog for _, item in rig.log.read_after(1)}
+    assert backlog == {"https://wire.example/2": False, "https://wire.example/10": True,
+                       "https://wire.example/11": True}
+
+
+def test_the_backlog_stays_backlog_until_a_poll_of_the_feed_succeeded(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    db = Database(tmp_path / "state.sqlite3")
+    bus, clock = FlakyPublisher(), [1_700_000_000.0]
+    poller = make_poller(db, bus, CollectorRegistry(), clock)
+    feed = FeedConfig.model_validate(
+        {"id": "wire", "url": feed_server.url("/wire.xml"), "source": "W"})
+    feed_server.set("/wire.xml", b"", status=503)  # the first try fails: no backlog read yet
+    assert poller.poll(feed).outcome is PollOutcome.FETCH_ERROR
+    feed_server.set("/wire.xml", rss(1, 2, 3))
+    bus.failing, bus.accept = True, 1  # then the bus takes one item of three
+    assert poller.poll(feed).outcome is PollOutcome.PUBLISH_ERROR
+    bus.failing = False
+    assert poller.poll(feed).new_items == 2  # the rest of the backlog, still backlog
+    assert [item.backlog for item in bus.published] == [True, True, True]
+    feed_server.set("/wire.xml", rss(1, 2, 3, 4))
+    assert poller.poll(feed).new_items == 1
+    assert bus.published[-1].backlog is False
+    db.close()
+
+
+def test_a_restart_does_not_make_a_known_feed_new_again(tmp_path: Path,
+                                                         feed_server: FeedServer) -> None:
+    clock = [1_700_000_000.0]
+    feed = FeedConfig.model_validate(
+        {"id": "wire", "url": feed_server.url("/wire.xml"), "source": "W"})
+    for numbers, expected in (((1,), [True]), ((1, 2), [True, False])):
+        db = Database(tmp_path / "state.sqlite3")  # a fresh process on the same state file
+        item_log = EmbeddedItemLog(db)
+        feed_server.set("/wire.xml", rss(*numbers))
+        make_poller(db, item_log, CollectorRegistry(), clock).poll(feed)
+        assert [item.backlog for _, item in item_log.read_after(0)] == expected
+        db.close()

@@ -29,7 +29,7 @@ from monitor.bus.kafka_alert import KafkaAlertStage
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import KafkaSettings, Settings
 from monitor.metrics import Metrics
-from monitor.model import Match, encode_match
+from monitor.model import Match, decode_item, decode_match, encode_match
 from monitor.service import PollService
 from tests.alerting import make_match
 from tests.conftest import REPO
@@ -38,7 +38,7 @@ from tests.support.crashing_alerter import CRASH_EXIT_CODE, build_stage
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, isolated_kafka_settings
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
-from tests.test_alerts_e2e import CLAIM, DENIAL
+from tests.test_alerts_e2e import CLAIM, DENIAL, LATER_DENIAL, with_items
 from tests.test_alerts_e2e import write_routes as write_hook_and_email_routes
 from tests.test_cli import RSS, monitor
 
@@ -129,18 +129,15 @@ def test_poll_match_alert_through_kafka_one_webhook_post_and_one_email(
         tmp_path: Path, kafka_settings: KafkaSettings, feed_server: FeedServer,
         hook: WebhookReceiver, smtp: SmtpReceiver) -> None:
     """``monitor run`` in Kafka mode: poller, matcher and alerter in one process."""
-    body = RSS.replace(b"</channel>", DENIAL.encode("cp1251") + b"</channel>")
-    feed_server.set("/wire.xml", body, content_type="application/rss+xml", conditional=False)
+    feed_server.set("/wire.xml", RSS, content_type="application/rss+xml", conditional=False)
     routes = write_hook_and_email_routes(tmp_path, hook.url("/alerts"), smtp.apprise_url())
-    settings = Settings.model_validate({
-        "kafka": kafka_settings.model_dump(mode="json"), "http": {"address": "127.0.0.1:0"},
-        "state_path": tmp_path / "state.sqlite3", "log_level": "WARNING"})
-    feed = FeedConfig.model_validate({"id": "wire", "url": feed_server.url("/wire.xml"),
-                                      "source": "Test Wire", "interval": 60})
     registry = CollectorRegistry()
-    service = PollService(settings, [feed], registry, claims_path=CLAIMS, alerts_path=routes)
+    service = kafka_run(tmp_path, kafka_settings, feed_server, registry, routes)
     service.start()
     try:
+        wait_until(lambda: published(registry) == 2)  # the feed's backlog, before the story
+        feed_server.set("/wire.xml", with_items(DENIAL), content_type="application/rss+xml",
+                        conditional=False)
         (post,) = hook.wait_for(1, timeout_seconds=60)
         (mail,) = smtp.wait_for(1, timeout_seconds=30)
         assert service.alert_stage is not None
@@ -160,6 +157,62 @@ def test_poll_match_alert_through_kafka_one_webhook_post_and_one_email(
             read_topic(kafka_settings, kafka_settings.alerts_topic, expect=4,
                        isolation="read_committed", settle_seconds=0.5)]
     assert Counter(r.event for r in sent) == {"pending": 2, "sent": 2}
+
+
+def kafka_run(tmp_path: Path, kafka_settings: KafkaSettings, feed_server: FeedServer,
+              registry: CollectorRegistry, routes: Path) -> PollService:
+    """``monitor run`` in Kafka mode on the feed ``/wire.xml``, polled every second."""
+    settings = Settings.model_validate({
+        "kafka": kafka_settings.model_dump(mode="json"), "http": {"address": "127.0.0.1:0"},
+        "state_path": tmp_path / "state.sqlite3", "log_level": "WARNING"})
+    feed = FeedConfig.model_validate({"id": "wire", "url": feed_server.url("/wire.xml"),
+                                      "source": "Test Wire", "interval": 1})
+    return PollService(settings, [feed], registry, claims_path=CLAIMS, alerts_path=routes)
+
+
+def published(registry: CollectorRegistry) -> float:
+    return registry.get_sample_value("monitor_items_published_total", {"feed": "wire"}) or 0
+
+
+def test_a_new_feeds_backlog_crosses_kafka_marked_and_is_not_alerted(
+        tmp_path: Path, kafka_settings: KafkaSettings, feed_server: FeedServer,
+        hook: WebhookReceiver) -> None:
+    """The ``backlog`` mark of a first poll's items survives items -> matches -> alerter."""
+    feed_server.set("/wire.xml", with_items(DENIAL), content_type="application/rss+xml",
+                    conditional=False)
+    routes = tmp_path / "routes.yaml"  # every match to the webhook, whatever its relation
+    routes.write_text(f"receivers:\n  - name: desk-hook\n    urls: ['{hook.url('/alerts')}']\n"
+                      "route:\n  receiver: desk-hook\n  group_wait: 0s\n", encoding="utf-8")
+    registry = CollectorRegistry()
+    service = kafka_run(tmp_path, kafka_settings, feed_server, registry, routes)
+
+    def alerts(outcome: str) -> float:
+        return registry.get_sample_value("monitor_alerts_total",
+                                         {"receiver": "desk-hook", "outcome": outcome}) or 0
+
+    service.start()
+    try:
+        wait_until(lambda: alerts("suppressed_backlog") == 1, timeout_seconds=60)
+        feed_server.set("/wire.xml", with_items(DENIAL, LATER_DENIAL),
+                        content_type="application/rss+xml", conditional=False)
+        (post,) = hook.wait_for(1, timeout_seconds=60)
+        time.sleep(1.0)  # a backlog alert would come with it: give it the chance to show
+    finally:
+        service.close()
+    body = json.dumps(post.body, ensure_ascii=False)
+    assert "wire.example/kyiv-again" in body and "wire.example/denial" not in body
+    assert len(hook.requests) == 1
+    assert (alerts("suppressed_backlog"), alerts("sent")) == (1, 1)
+    items = read_topic(kafka_settings, kafka_settings.items_topic, expect=4,
+                       isolation="read_committed")
+    assert sorted((decode_item(r.value).url or "", decode_item(r.value).backlog)
+                  for r in items) == [
+        ("https://wire.example/1", True), ("https://wire.example/2", True),
+        ("https://wire.example/denial", True), ("https://wire.example/kyiv-again", False)]
+    matches = [decode_match(r.value) for r in read_topic(
+        kafka_settings, kafka_settings.matches_topic, expect=2, isolation="read_committed")]
+    assert sorted((m.item.url or "", m.item.backlog) for m in matches) == [
+        ("https://wire.example/denial", True), ("https://wire.example/kyiv-again", False)]
 
 
 def test_two_alerters_in_one_group_alert_every_match_once(

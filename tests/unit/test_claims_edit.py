@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,11 +102,12 @@ def test_add_follows_the_files_blank_line_style(tmp_path: Path) -> None:
     shutil.copy(REPO / "claims.yaml", path)
     before = path.read_text(encoding="utf-8")
     add_claim(path, {"id": "short-one", "text": "A short claim for the test",
-                     "keywords": [["short"]]})
+                     "keywords": [["short"]]}, today=date(2026, 5, 1))
     assert path.read_text(encoding="utf-8") == before + (
         "\n"
         "  - id: short-one\n"
         "    text: A short claim for the test\n"
+        "    made_at: 2026-05-01  # the day it was added: no made_at was given\n"
         "    keywords:\n"
         "      - [short]\n"
         "    status: tracking\n")
@@ -116,10 +117,37 @@ def test_add_keeps_a_flat_indentation_style(tmp_path: Path) -> None:
     text = "claims:\n- id: one-claim\n  text: One claim that is long enough\n"
     path = write(tmp_path, text)
     add_claim(path, {"id": "two-claim", "text": "Two claims that are long enough",
-                     "tags": ["t"]})
+                     "tags": ["t"], "made_at": "2025-11-20"})
     assert path.read_text(encoding="utf-8") == text + (
-        "- id: two-claim\n  text: Two claims that are long enough\n  tags: [t]\n"
-        "  status: tracking\n")
+        "- id: two-claim\n  text: Two claims that are long enough\n  made_at: 2025-11-20\n"
+        "  tags: [t]\n  status: tracking\n")
+
+
+@pytest.mark.parametrize(("given", "today", "expected", "commented"), [
+    pytest.param(None, date(2026, 5, 1), date(2026, 5, 1), True, id="none-given-the-day-added"),
+    pytest.param("2025-11-20", date(2026, 5, 1), date(2025, 11, 20), False, id="given-kept"),
+])
+def test_add_records_the_day_added_when_no_made_at_is_given(
+        tmp_path: Path, given: str | None, today: date, expected: date,
+        commented: bool) -> None:
+    # made_at bounds what counts as news about a claim (older items are background): a claim
+    # the desk starts tracking without saying when it was made is bounded by the day it was added.
+    path = write(tmp_path, "claims:\n- id: one-claim\n  text: One claim that is long enough\n")
+    claim = add_claim(path, {"id": "two-claim", "text": "Two claims that are long enough",
+                             "made_at": given}, today=today)
+    assert claim.made_at == expected
+    assert [c.made_at for c in load_claims(path)] == [None, expected]
+    assert (claims_edit.ADDED_COMMENT in path.read_text(encoding="utf-8")) is commented
+
+
+def test_cli_add_without_made_at_writes_todays_utc_date(tmp_path: Path) -> None:
+    path = write(tmp_path, "claims:\n")
+    before = datetime.now(UTC).date()
+    result = monitor("claims", "add", "--claims", str(path), "--id", "fresh-claim", "--text",
+                     "A claim added from the command line today")
+    assert result.returncode == 0, result.stderr
+    (claim,) = load_claims(path)
+    assert claim.made_at is not None and before <= claim.made_at <= datetime.now(UTC).date()
 
 
 def test_add_creates_a_missing_file(tmp_path: Path) -> None:

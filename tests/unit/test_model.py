@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from monitor.errors import InvalidInputError
-from monitor.model import ITEM_SCHEMA, Item, decode_item, encode_item
+from monitor.model import (
+    ITEM_SCHEMA,
+    Item,
+    decode_item,
+    decode_match,
+    encode_item,
+    encode_match,
+)
+from tests.alerting import make_match
 
 MSK = timezone(timedelta(hours=3))
 
@@ -42,6 +50,7 @@ def data(raw: dict[str, Any]) -> bytes:
         pytest.param(replace(ITEM, title="", summary=""), id="empty-text"),
         # Ukrainian apostrophe and Belarusian ў survive as-is.
         pytest.param(replace(ITEM, title="Зеленський: м'ясо ўсё", language="uk"), id="uk-be"),
+        pytest.param(replace(ITEM, backlog=True), id="backlog"),
     ],
 )
 def test_round_trip(item: Item) -> None:
@@ -64,6 +73,18 @@ def test_encoding_is_utf8_json_with_schema_and_utc() -> None:
 def test_naive_timestamp_read_as_utc() -> None:
     decoded = decode_item(data(fields(published_at="2024-04-30T12:00:00")))
     assert decoded.published_at == datetime(2024, 4, 30, 12, tzinfo=UTC)
+
+
+def test_a_message_without_backlog_is_not_backlog() -> None:
+    # Producers older than the field (items and matches already on a topic or in a log).
+    raw = without("backlog")
+    assert decode_item(data(raw)) == ITEM and ITEM.backlog is False
+    match = make_match()
+    payload = json.loads(encode_match(replace(match, item=replace(match.item, backlog=True))))
+    assert payload["item"]["backlog"] is True
+    assert decode_match(data(payload)).item.backlog is True  # carried by the Match
+    del payload["item"]["backlog"]
+    assert decode_match(data(payload)).item.backlog is False
 
 
 def test_unknown_extra_field_is_tolerated() -> None:
@@ -114,6 +135,8 @@ def without(name: str) -> dict[str, Any]:
                      id="month-13"),
         pytest.param(fields(published_at=1714478400), "field 'published_at' must be an ISO",
                      id="epoch-number"),
+        pytest.param(fields(backlog="yes"), "field 'backlog' must be true or false",
+                     id="backlog-string"),
     ],
 )
 def test_decode_errors_name_the_field(raw: dict[str, Any], expected: str) -> None:
