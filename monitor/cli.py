@@ -522,7 +522,8 @@ def status(url: str | None) -> None:
 
 
 @cli.command("eval")
-@click.argument("dataset", type=click.Choice(["emergent", "fnc1", "paraphraser", "clef"]))
+@click.argument("dataset",
+                type=click.Choice(["emergent", "fnc1", "paraphraser", "clef", "desk"]))
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.argument("files", nargs=-1)
 @click.option("--threshold", type=float, default=None,
@@ -533,8 +534,11 @@ def status(url: str | None) -> None:
 @click.option("--cross-validate", is_flag=True,
               help="fnc1 on its training data: stance from models trained on the other "
                    "folds (grouped by headline), not the shipped model that saw these pairs.")
+@click.option("--feeds", "feeds_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("../shared/feeds/real"), show_default=True,
+              help="desk: the folder of real feed documents the cases refer to.")
 def eval_command(dataset: str, path: Path, files: tuple[str, ...], threshold: float | None,
-                 split: str, lexical_only: bool, cross_validate: bool) -> None:
+                 split: str, lexical_only: bool, cross_validate: bool, feeds_dir: Path) -> None:
     """Score linking and stance on a labelled data set; prints one JSON object.
 
     The first run embeds the data set's texts (minutes for CLEF's 10,375 claims); the vectors
@@ -554,6 +558,10 @@ def eval_command(dataset: str, path: Path, files: tuple[str, ...], threshold: fl
                   else evaluate.fnc1(path, files, limit, semantic))
     elif dataset == "paraphraser":
         result = evaluate.paraphraser(path, limit, semantic)
+    elif dataset == "desk":
+        from monitor import desk_eval
+
+        result = desk_eval.score(path, feeds_dir, semantic)
     else:
         result = evaluate.clef(path, split, semantic)
     click.echo(json.dumps(result, ensure_ascii=False))

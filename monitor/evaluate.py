@@ -121,20 +121,23 @@ def paraphraser(path: Path, threshold: float = DEFAULT_THRESHOLD, semantic: bool
         pairs += 1
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
+    share = (tp + fn) / pairs if pairs else 0.0
     return {"dataset": "paraphraser", "pairs": pairs, "threshold": threshold,
             "semantic": semantic,
             "precision": round(precision, 4), "recall": round(recall, 4),
-            "f1": round(_f1(precision, recall), 4)}
+            "f1": round(_f1(precision, recall), 4),
+            "baseline_link_everything": {"precision": round(share, 4), "recall": 1.0,
+                                         "f1": round(_f1(share, 1.0), 4)}}
 
 
 def clef(folder: Path, split: str = "dev", semantic: bool = True) -> dict[str, Any]:
-    """CLEF 2020 CheckThat! task 2: rank the verified claims for each tweet; MAP@5."""
+    """CLEF 2020 CheckThat! task 2: rank the verified claims for each tweet; MAP@5.
+
+    Beside it, the words-alone ranking (no sentence vectors) as the baseline."""
     claims_file = folder / "verified_claims.docs.tsv"
     with claims_file.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    embedder = embedder_for(semantic)
-    index = ClaimIndex([_claim(f"v{r['']}", f"{r['vclaim']} {r['title']}") for r in rows],
-                       embedder)
+    claims = [_claim(f"v{r['']}", f"{r['vclaim']} {r['title']}") for r in rows]
     gold: dict[str, set[str]] = defaultdict(set)
     for line in (folder / split / "tweet-vclaim-pairs.qrels").read_text().splitlines():
         parts = line.split()
@@ -143,18 +146,26 @@ def clef(folder: Path, split: str = "dev", semantic: bool = True) -> dict[str, A
     with (folder / split / "tweets.queries.tsv").open(encoding="utf-8") as handle:
         tweets = list(csv.DictReader(handle, delimiter="\t"))
     tweets = [t for t in tweets if gold.get(t[""])]
-    contents = [t["tweet_content"] for t in tweets]
-    precisions = [
-        _average_precision(
-            [cid for _, cid in ranked(index, _item(content, "en"), content, vector)[:5]],
-            gold[t[""]])
-        for t, content, vector in zip(tweets, contents, vectors_for(embedder, contents),
-                                      strict=True)
-    ]
-    return {"dataset": "clef2020-task2", "split": split, "semantic": semantic,
-            "queries": len(precisions),
-            "verified_claims": len(rows),
-            "map_at_5": round(sum(precisions) / len(precisions), 4) if precisions else 0.0}
+
+    def map_at_5(embedder: Embedder | None) -> float:
+        index = ClaimIndex(claims, embedder)
+        contents = [t["tweet_content"] for t in tweets]
+        precisions = [
+            _average_precision(
+                [cid for _, cid in ranked(index, _item(content, "en"), content, vector)[:5]],
+                gold[t[""]])
+            for t, content, vector in zip(tweets, contents, vectors_for(embedder, contents),
+                                          strict=True)
+        ]
+        return round(sum(precisions) / len(precisions), 4) if precisions else 0.0
+
+    result: dict[str, Any] = {
+        "dataset": "clef2020-task2", "split": split, "semantic": semantic,
+        "queries": len(tweets), "verified_claims": len(rows),
+        "map_at_5": map_at_5(embedder_for(semantic))}
+    if semantic:
+        result["baseline_words_alone_map_at_5"] = map_at_5(None)
+    return result
 
 
 def _average_precision(ranking: Sequence[str], relevant: set[str]) -> float:
@@ -221,7 +232,9 @@ def fnc1(folder: Path, names: Iterable[str] = (), threshold: float = DEFAULT_THR
               "shipped body model, trained on FNC-1 train (in-sample there; grouped CV: "
               "python -m monitor.match.train_body_stance --cv-only --link)")
     return {"dataset": "fnc-1", "pairs": len(pairs), "threshold": threshold,
-            "semantic": semantic, **_fnc_scores(gold, predicted), "stance_evaluation": stance}
+            "semantic": semantic, **_fnc_scores(gold, predicted), "stance_evaluation": stance,
+            "baseline_majority_class_unrelated": _fnc_scores(gold, ["unrelated"] * len(gold)),
+            "baseline_link_everything_as_discuss": _fnc_scores(gold, ["discuss"] * len(gold))}
 
 
 def fnc1_cross_validated(folder: Path, threshold: float = DEFAULT_THRESHOLD,

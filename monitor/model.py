@@ -116,6 +116,11 @@ class Evidence:
     relation_confidence: float
     reprint_of: str | None = None  # item_id of a near-identical earlier story, when known
     meaning: float | None = None  # cosine similarity of claim and item sentence vectors
+    # The relation model was not sure enough for a denial or corroboration, so it says
+    # follow-up: an editor should read the item before treating it as either.
+    uncertain: bool = False
+    quote: str = ""  # the words that decided the relation, whole words with their context
+    speaker: str = ""  # who the item has speaking, when found ("Peskov", "the claim's subject")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +165,10 @@ def decode_match(data: bytes) -> Match:
                 relation_confidence=float(evidence["relation_confidence"]),
                 reprint_of=evidence.get("reprint_of"),
                 meaning=None if evidence.get("meaning") is None else float(evidence["meaning"]),
+                # Absent from matches made before match-0.4: read as "not said".
+                uncertain=bool(evidence.get("uncertain", False)),
+                quote=str(evidence.get("quote") or ""),
+                speaker=str(evidence.get("speaker") or ""),
             ),
             matcher_version=str(raw["matcher_version"]),
         )

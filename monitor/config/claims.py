@@ -4,6 +4,7 @@
       - id: lukashenko-generals-2022        # lower-case letters, digits, '-'; unique
         text: Lukashenko says Ukrainian generals asked him in 2022 to ...
         speaker: Alexander Lukashenko       # optional; their own repetition is a follow-up
+        subject: Ukrainian generals         # optional: who it is about; their denial is a denial
         made_at: 2026-11-20                 # optional
         source_url: https://...             # optional
         texts: {ru: "...", uk: "..."}       # the claim in the wires' languages
@@ -44,6 +45,7 @@ class ClaimConfig(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,79}$")
     text: str = Field(min_length=10, max_length=2000)
     speaker: str | None = None
+    subject: str | None = None  # who or what the claim is about: their own denial is a denial
     made_at: date | None = None
     source_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     texts: dict[str, str] = Field(default_factory=dict)
