@@ -125,6 +125,10 @@ class Entry:
     terms: Markup
     cue: Markup
     confidence: Markup
+    quote: Markup  # the words that decided the relation, in context ("" when none)
+    speaker: Markup  # who the item has speaking ("" when not found)
+    meaning: Markup  # cosine of claim and item sentence vectors, "0.87" ("" without vectors)
+    uncertain: bool  # a follow-up only because the model was not sure of more
     reprints: tuple[Reprint, ...]  # "also carried by"
     also: Markup  # their links (compact view: names) joined with ", "
     more_reprints: int
@@ -298,7 +302,10 @@ def _entry(match: Match, reprints: list[Match], esc: Escaper, budget: Budget) ->
         summary=esc.text(item.summary, budget.summary) if budget.summary else Markup(""),
         terms=esc.text(", ".join(evidence.matched_terms), budget.terms),
         cue=esc.text(evidence.relation_cue, budget.cue),
-        confidence=Markup(f"{evidence.relation_confidence:.2f}"), reprints=listed,
+        confidence=Markup(f"{evidence.relation_confidence:.2f}"),
+        quote=esc.text(evidence.quote, budget.cue), speaker=esc.text(evidence.speaker, 80),
+        meaning=Markup("" if evidence.meaning is None else f"{evidence.meaning:.2f}"),
+        uncertain=evidence.uncertain, reprints=listed,
         also=also, more_reprints=len(reprints) - len(listed),
         reprint_elsewhere=evidence.reprint_of is not None, match_id=match.match_id,
     )
@@ -325,6 +332,6 @@ def _plain(value: object) -> object:
     if isinstance(value, Entry | Reprint):
         plain = {f.name: _plain(getattr(value, f.name)) for f in fields(value)
                  if f.name not in _NOT_JSON}
-        return plain | {key: float(str(plain[key])) for key in ("score", "confidence")
-                        if key in plain}
+        return plain | {key: float(str(plain[key])) for key in ("score", "confidence", "meaning")
+                        if plain.get(key)}
     return str(value) if isinstance(value, Markup) else value

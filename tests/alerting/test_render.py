@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -276,3 +277,37 @@ def test_outlets_are_counted_once_and_a_mixed_group_says_what_it_holds(fmt):
 def test_one_item_an_outlet_keeps_the_short_tally():
     out = rendered("text", match(1, source="Reuters"), match(2, source="TASS"))
     assert out.title.endswith("— 2 outlets") and "\n2 outlets:" in out.body
+
+
+@pytest.mark.parametrize("fmt", MARKUP_FORMATS)
+def test_evidence_quote_speaker_meaning_and_uncertainty_are_shown(fmt):
+    """Issue 9: evidence an editor can check: the cue quoted in its context, who speaks, how
+    close the meaning is, and whether the relation is only a follow-up for want of certainty."""
+    sure = replace(match(), evidence=replace(match().evidence, quote="Kyiv denied the claim",
+                                             speaker="Kyiv", meaning=0.8712))
+    body = rendered(fmt, sure).body
+    for needed in ("Kyiv denied the claim", "speaker: Kyiv", "0.87"):
+        assert needed in body, needed
+    assert "Uncertain" not in body
+    unsure = replace(match(relation="follow-up"),
+                     evidence=replace(match().evidence, uncertain=True))
+    assert "Uncertain" in rendered(fmt, unsure).body
+
+
+@pytest.mark.parametrize("fmt", MARKUP_FORMATS)
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_a_hostile_quote_or_speaker_renders_inert(fmt, hostile):
+    bad = replace(match(), evidence=replace(match().evidence, quote=hostile, speaker=hostile))
+    body = rendered(fmt, bad).body
+    for dangerous in ("<script>", "<!channel>", "](https://evil", "<https://evil"):
+        assert dangerous not in body
+
+
+def test_json_carries_the_evidence_as_data():
+    sure = replace(match(), evidence=replace(match().evidence, quote="Kyiv denied it",
+                                             speaker="Kyiv", meaning=0.9, uncertain=False))
+    entry = json.loads(rendered("json", sure).body)["entries"][0]
+    assert entry["quote"] == "Kyiv denied it"
+    assert entry["speaker"] == "Kyiv"
+    assert entry["meaning"] == 0.9
+    assert entry["uncertain"] is False
