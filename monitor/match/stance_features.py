@@ -22,7 +22,8 @@ _CUES: dict[str, dict[CueKind, tuple[str, ...]]] = {
             "debunk", "false", "untrue", "not true", "no evidence", "fabricat", "bogus",
             "baseless", "groundless", "nonsense", "made up", "disinformation", "misinformation",
             "myth", "rubbish", r"a lie\b", "lies about", "never happened", "retract", "satire",
-            "doubt", r"nope\b", "prank", r"fool(?:s|ed)\b",
+            "doubt", r"nope\b", "prank", r"fool(?:s|ed)\b", "absurd", "ridiculous", "slander",
+            "smear",
         ),
         "corroboration": (
             "confirm", "verif(?:y|ied|ies)", "prov(?:es|en|ed)", "proof", "admit",
@@ -39,7 +40,9 @@ _CUES: dict[str, dict[CueKind, tuple[str, ...]]] = {
             "опроверг", "опроверж", "отрица", "отверг", "отверга", "фейк", "ложь", "ложн",
             "лжив", "неправд", "не соответству" + _W + r"\s+действительност", "вымыс",
             "выдум", "дезинформ", "развенча", "бред", "чушь", "клевет", "провокац",
-            r"нет\s+(?:никаких\s+)?доказательств",
+            r"нет\s+(?:никаких\s+)?доказательств", "чепух", "ерунд", "абсурд", "домыс",
+            "инсинуац", "беспочвенн", "голословн", "вран", "опроверга",
+            r"ничего\s+общего\s+с\s+действительност",
         ),
         "corroboration": (
             "подтверд", "подтвержд", "признал", "признает", "признаёт", "признался",
@@ -55,7 +58,8 @@ _CUES: dict[str, dict[CueKind, tuple[str, ...]]] = {
             "спрост(?:ов|ув)", "запереч", "відкида", "відкину", "фейк", "неправд", "брехн",
             "брехлив",
             "не відповіда" + _W + r"\s+дійсност", "вигад", "дезінформ", "маніпуляц", "наклеп",
-            "провокац", "марення", "нісенітниц", r"немає\s+(?:жодних\s+)?доказ",
+            "провокац", "марення", "нісенітниц", r"немає\s+(?:жодних\s+)?доказ", "маячн",
+            "абсурд", "безпідставн", "домисл", "інсинуац",
         ),
         "corroboration": (
             "підтверд", "підтвердж", "визнав", "визнала", "визнали", "визнає", "визнають",
@@ -129,7 +133,12 @@ def find_cues(text: str, prefer: str = "") -> list[Cue]:
     unique: dict[tuple[int, str], Cue] = {}
     for cue in found:
         unique.setdefault((cue.start, cue.kind), cue)
-    return list(unique.values())
+    # "не соответствует действительности" is one denial, not also a negated confirmation
+    spans = [(c.start, c.start + len(c.phrase), c.kind) for c in unique.values()]
+    return [c for c in unique.values()
+            if not any(a <= c.start and c.start + len(c.phrase) <= b and kind != c.kind
+                       and (a, b) != (c.start, c.start + len(c.phrase))
+                       for a, b, kind in spans)]
 
 
 def is_negated(text: str, start: int) -> bool:
@@ -143,6 +152,46 @@ def negated_words(text: str) -> list[tuple[int, str]]:
     for m in _NEGATED_WORDS.finditer(text):
         found += [(m.start(g), m.group(g)) for g in (1, 2) if m.group(g)]
     return found
+
+
+# Only negators that negate a verb: "без" (without), "отказаться от" (give up), "no", "refuse"
+# take a noun and said "без российской нефти" denied a claim about Russian oil (issue 10).
+_VERB_NEGATED = re.compile(
+    r"(?<!\w)(?:not|never|не|ни|ні|никогда|ніколи)\s+([^\W\d_]+)|n['’]t\s+([^\W\d_]+)",
+    re.IGNORECASE,
+)
+_CLAIM_WORD = re.compile(r"[^\W\d_]{3,}")
+_COMMON_WORDS = (
+    "been have has had was were are did does done being the and for that this "
+    "было были есть была быть будет это так все його була було були буде це"
+)
+_COMMON = frozenset(_COMMON_WORDS.split())
+
+
+def negated_claim_word(claim: str, text: str) -> tuple[str, int, int]:
+    """("не просил", start, end) when ``text`` negates, right after a verbal negator, a word
+    the claim uses ("просили") without negating it itself; ("", -1, -1) when none."""
+    claim_words = [w.casefold() for w in _CLAIM_WORD.findall(claim)
+                   if w.islower() and w.casefold() not in _COMMON]
+    for m in _VERB_NEGATED.finditer(text):
+        group = 1 if m.group(1) else 2
+        word = m.group(group).casefold()
+        if len(word) < 3 or word in _COMMON:
+            continue
+        if any(_same_stem(word, c) for c in claim_words) and not _claim_negates(claim, word):
+            return text[m.start() : m.end()], m.start(), m.end()
+    return "", -1, -1
+
+
+def _same_stem(a: str, b: str) -> bool:
+    shorter = min(len(a), len(b))
+    n = max(3, shorter - 2) if shorter <= 5 else max(4, shorter - 2)
+    return len(a) >= n and len(b) >= n and a[:n] == b[:n]
+
+
+def _claim_negates(claim: str, word: str) -> bool:
+    folded = claim.casefold()
+    return any(is_negated(claim, m.start()) for m in re.finditer(re.escape(word[:4]), folded))
 
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|\?|!", re.UNICODE)

