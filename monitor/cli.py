@@ -527,13 +527,16 @@ def status(url: str | None) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.argument("files", nargs=-1)
 @click.option("--threshold", type=float, default=None,
-              help="Link threshold (default: the claims' default).")
+              help="Link threshold (default: the claims' default; for paraphraser the "
+                   "restatement threshold, RESTATEMENT_THRESHOLD in monitor/config/claims.py).")
 @click.option("--split", default="dev", show_default=True, help="CLEF split folder.")
 @click.option("--lexical-only", is_flag=True,
               help="Link on words alone, without sentence vectors (the baseline).")
 @click.option("--cross-validate", is_flag=True,
-              help="fnc1 on its training data: stance from models trained on the other "
-                   "folds (grouped by headline), not the shipped model that saw these pairs.")
+              help="Held-out figures on a training file: fnc1 and emergent score stance with "
+                   "models trained on the other folds (grouped by claim), not the shipped "
+                   "model that saw these pairs; paraphraser adds a threshold chosen on "
+                   "the other folds.")
 @click.option("--feeds", "feeds_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("../shared/feeds/real"), show_default=True,
               help="desk: the folder of real feed documents the cases refer to.")
@@ -547,17 +550,19 @@ def eval_command(dataset: str, path: Path, files: tuple[str, ...], threshold: fl
     import json
 
     from monitor import evaluate
-    from monitor.config.claims import DEFAULT_THRESHOLD
+    from monitor.config.claims import DEFAULT_THRESHOLD, RESTATEMENT_THRESHOLD
 
-    limit = DEFAULT_THRESHOLD if threshold is None else threshold
+    # ParaPhraser asks "same news or only the same topic?": the restatement threshold's job.
+    default = RESTATEMENT_THRESHOLD if dataset == "paraphraser" else DEFAULT_THRESHOLD
+    limit = default if threshold is None else threshold
     semantic = not lexical_only
     if dataset == "emergent":
-        result = evaluate.emergent(path, limit, semantic)
+        result = evaluate.emergent(path, limit, semantic, cross_validate)
     elif dataset == "fnc1":
         result = (evaluate.fnc1_cross_validated(path, limit, semantic) if cross_validate
                   else evaluate.fnc1(path, files, limit, semantic))
     elif dataset == "paraphraser":
-        result = evaluate.paraphraser(path, limit, semantic)
+        result = evaluate.paraphraser(path, limit, semantic, cross_validate)
     elif dataset == "desk":
         from monitor import desk_eval
 

@@ -32,9 +32,12 @@ def test_paraphraser_counts_loose_and_strict_pairs_as_links(tmp_path: Path) -> N
     path = tmp_path / "paraphrases.xml"
     path.write_text(f"<?xml version='1.0' encoding='UTF8'?><data><corpus>{body}</corpus></data>",
                     encoding="utf-8")
-    result = evaluate.paraphraser(path, threshold=50)
+    result = evaluate.paraphraser(path, threshold=50, cross_validate=True)
     assert result["pairs"] == 2
     assert (result["precision"], result["recall"], result["f1"]) == (1.0, 1.0, 1.0)
+    assert result["baseline_link_everything"] == {"precision": 0.5, "recall": 1.0, "f1": 0.6667}
+    held_out = result["cross_validated_threshold"]
+    assert len(held_out["thresholds"]) == 5 and 0 <= held_out["recall"] <= 1
 
 
 def test_clef_map_at_5(tmp_path: Path) -> None:
@@ -49,7 +52,8 @@ def test_clef_map_at_5(tmp_path: Path) -> None:
     result = evaluate.clef(tmp_path, "dev")
     assert result == {"dataset": "clef2020-task2", "split": "dev", "semantic": True,
                       "queries": 1,
-                      "verified_claims": 2, "map_at_5": 1.0}
+                      "verified_claims": 2, "map_at_5": 1.0,
+                      "baseline_words_alone_map_at_5": 1.0}
 
 
 def test_fnc1_scores_relatedness_and_stance(tmp_path: Path) -> None:
@@ -73,13 +77,20 @@ def test_fnc1_folder_with_two_pairs_needs_names(tmp_path: Path) -> None:
         evaluate.find_pair(tmp_path, ())
 
 
-def test_eval_command_prints_one_json_object(tmp_path: Path) -> None:
-    pytest.importorskip("sklearn", reason="the Emergent stance figure cross-validates a model")
+@pytest.mark.parametrize("held_out", [False, True])
+def test_eval_command_prints_one_json_object(tmp_path: Path, held_out: bool) -> None:
+    """The shipped models, or with --cross-validate models fitted on the other claims; both
+    without scikit-learn, both beside the trivial baselines."""
     path = tmp_path / "emergent.csv"
     path.write_text(EMERGENT, encoding="utf-8")
-    result = monitor("eval", "emergent", str(path), timeout=120)
+    result = monitor("eval", "emergent", str(path), *(["--cross-validate"] * held_out),
+                     timeout=120)
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
     assert scores["headlines"] == 6 and scores["claims"] == 3
     assert scores["link_accuracy_at_1"] == 1.0
-    assert 0 <= scores["stance_accuracy"] <= 1
+    assert scores["baseline_link_everything"]["link_precision"] == round(1 / 3, 4)
+    stance = scores["stance"]
+    assert 0 <= stance["stance_accuracy"] <= 1
+    assert ("shipped" in stance["method"]) != held_out
+    assert 0 <= stance["baselines"]["majority"]["stance_accuracy"] <= 1

@@ -28,7 +28,7 @@ from monitor.match.stance import decide_relation
 from monitor.match.text import keys, mostly_cyrillic
 from monitor.model import Evidence, Item, Match
 
-MATCHER_VERSION = "match-0.3"
+MATCHER_VERSION = "match-0.4"
 
 # Tuned on Emergent, ParaPhraser and FNC-1 together (bench/README.md): e5 query-passage
 # cosines of an item and a claim about other things sit around 0.78-0.83, of one about the
@@ -57,9 +57,13 @@ def semantic_text(title: str, summary: str) -> str:
 
 def match_item(item: Item, index: ClaimIndex, *, today: date) -> list[Match]:
     """Every tracked claim the item is about, best score first."""
-    scored = scored_candidates(index, item_text(item), semantic_text(item.title, item.summary),
-                               today=today)
-    return [_link(item, index.claims[position], score) for position, score in scored
+    meaning_text = semantic_text(item.title, item.summary)
+    vector = None
+    if index.vectors is not None and index.embedder is not None:
+        vector = index.embedder.embed([meaning_text])[0]  # once: linking and relation share it
+    scored = scored_candidates(index, item_text(item), meaning_text, today=today, vector=vector)
+    return [_link(item, index, index.claims[position], score, vector)
+            for position, score in scored
             if score.value >= index.claims[position].claim.threshold]
 
 
@@ -123,11 +127,17 @@ def _site(url: str | None) -> str:
     return host.removeprefix("www.").removeprefix("m.")
 
 
-def _link(item: Item, prepared: PreparedClaim, score: Score) -> Match:
+def _link(item: Item, index: ClaimIndex, prepared: PreparedClaim, score: Score,
+          item_vector: Vectors | None) -> Match:
     claim = prepared.claim
     claim_text = claim.texts.get(item.language or "", claim.text)
+    claim_vector = None
+    if item_vector is not None and index.embedder is not None:
+        # Claim texts were embedded when the index was built: this is a cache lookup.
+        claim_vector = index.embedder.embed_cached([claim_text], passage=True)[0]
     decision = decide_relation(claim_text, item.title, item.summary, language=item.language,
-                               claim_speaker=claim.speaker)
+                               claim_speaker=claim.speaker, claim_subject=claim.subject,
+                               claim_vector=claim_vector, item_vector=item_vector)
     if decision.relation == "corroboration" and same_outlet(item.url, claim.source_url):
         # Corroboration needs a second, independent source: the claim's own outlet confirming
         # what it first reported is a follow-up.
@@ -139,7 +149,8 @@ def _link(item: Item, prepared: PreparedClaim, score: Score) -> Match:
         evidence=Evidence(
             matched_terms=score.matched_terms, compared_with=score.compared_with,
             relation_cue=decision.cue, relation_confidence=round(decision.confidence, 3),
-            meaning=score.meaning,
+            meaning=score.meaning, uncertain=decision.uncertain, quote=decision.quote,
+            speaker=decision.speaker,
         ),
         matcher_version=MATCHER_VERSION,
     )

@@ -9,7 +9,7 @@ and decides nothing. Everything here is pure and fast: compiled regular expressi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 CueKind = Literal["denial", "corroboration", "hedge"]
@@ -133,12 +133,29 @@ def find_cues(text: str, prefer: str = "") -> list[Cue]:
     unique: dict[tuple[int, str], Cue] = {}
     for cue in found:
         unique.setdefault((cue.start, cue.kind), cue)
+    # "casts doubt on the denial", "усомнился в опровержении": doubting a denial denies
+    # nothing; both words are reported as negated, so neither makes the item a denial.
+    # Within one clause only: "rejected the claim, denying it" stays two denials.
+    for m in _DOUBTED_DENIAL.finditer(text):
+        for key, cue in unique.items():
+            if cue.kind == "denial" and m.start() <= cue.start < m.end():
+                unique[key] = replace(cue, negated=True)
     # "не соответствует действительности" is one denial, not also a negated confirmation
     spans = [(c.start, c.start + len(c.phrase), c.kind) for c in unique.values()]
     return [c for c in unique.values()
             if not any(a <= c.start and c.start + len(c.phrase) <= b and kind != c.kind
                        and (a, b) != (c.start, c.start + len(c.phrase))
                        for a, b, kind in spans)]
+
+
+_DOUBTED_DENIAL = re.compile(
+    r"(?<!\w)(?:doubts?|doubted|question(?:s|ed|ing)?|reject(?:s|ed)?|dismiss(?:es|ed)?|"
+    r"disput(?:es|ed)|сомне\w*|усомнил\w*|ставит\w*\s+под\s+сомнение|отверг\w*|"
+    r"сумнів\w*|засумнів\w*|відкин\w*)"
+    r"(?:\s+[\w'’-]+){0,5}?\s+(?:denials?|denying|опровержени\w*|опровергающ\w*|отрицани\w*|"
+    r"спростуван\w*|заперечен\w*)(?!\w)",
+    re.IGNORECASE,
+)
 
 
 def is_negated(text: str, start: int) -> bool:

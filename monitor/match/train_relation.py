@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,9 +166,11 @@ def _report(gold: list[str], found: list[RelationDecision]) -> dict[str, Any]:
 
 
 def baselines(gold: list[str]) -> dict[str, Any]:
-    return {name: {k: v for k, v in scores(gold, [rel] * len(gold)).items() if k != "per_class"}
-            for name, rel in (("always_corroboration (majority 'for')", "corroboration"),
-                              ("always_follow_up", "follow-up"))}
+    """The trivial answers: the file's own majority class, and always follow-up."""
+    majority = Counter(gold).most_common(1)[0][0] if gold else "follow-up"
+    return {name: {"relation": rel, **{k: v for k, v in scores(gold, [rel] * len(gold)).items()
+                                       if k != "per_class"}}
+            for name, rel in (("majority", majority), ("always_follow_up", "follow-up"))}
 
 
 def emergent_stance(path: str | Path, cross_validate: bool = True, folds: int = FOLDS

