@@ -20,6 +20,7 @@ Pure: no I/O except reading the shipped models once; never raises on odd text.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,6 +42,7 @@ from monitor.match.relation_features import (
 )
 from monitor.match.relation_model import CLASSES, Head, RelationModel, default_relation_model
 from monitor.match.stance_features import Cue, find_cues, guess_language, negated_claim_word
+from monitor.match.text import keys
 
 Relation = Literal["follow-up", "denial", "corroboration"]
 MAX_HEADLINE_CHARS = 1_000
@@ -258,11 +260,30 @@ def _speaker_rules(claim: str, head: str, cues: list[Cue], lang: str, names: lis
     return None
 
 
+# A body sentence speaks about the claim when it shares two of its words, or points back at
+# the headline's story ("called it fake", "назвали это фейком") and names something the
+# headline names. On the desk set this removed three wrong denials and no right one.
+_POINTS_BACK = re.compile(
+    r"(?<!\w)(?:it|this|that|these|those|statements?|claims?|allegations?|reports?|"
+    r"это|этого|этом|эти|такие|такое|заявлени\w*|утверждени\w*|слова|информаци\w*|"
+    r"це|цього|цьому|ці|такі|заяв\w*|твердженн\w*|інформаці\w*)(?!\w)", re.IGNORECASE)
+
+
+def _about_the_claim(sentence: str, lang: str, claim_keys: set[str], head_keys: set[str]
+                     ) -> bool:
+    words = set(keys(sentence, lang))
+    return len(words & claim_keys) >= 2 or (
+        bool(words & head_keys) and _POINTS_BACK.search(sentence) is not None)
+
+
 def _body(model: RelationModel, body_model: BodyStanceModel | None, claim: str, head: str,
           body: str, lang: str, names: list[str], claim_speaker: str | None
           ) -> RelationDecision | None:
     """A denial or corroboration stated in the body's lead sentences, sure enough."""
+    claim_keys, head_keys = set(keys(claim, lang)), set(keys(head, lang))
     for sentence in sentences(body)[:BODY_SENTENCES]:
+        if not _about_the_claim(sentence, lang, claim_keys, head_keys):
+            continue  # "a move rejected by Arab countries": a cue about something else
         cues = find_cues(sentence, lang)
         row = dense_features(claim, sentence, cues)
         found = (_speaker_rules(claim, sentence, cues, lang, names, claim_speaker, model.words,

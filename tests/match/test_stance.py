@@ -230,3 +230,13 @@ def test_a_weak_corroboration_is_an_uncertain_follow_up() -> None:
     else:
         probability = decision.probabilities.get("corroboration", 0.0)
         assert probability < stance.MIN_CORROBORATION or decision.relation == "denial"
+
+
+def test_a_body_cue_about_something_else_does_not_decide() -> None:
+    """'a move rejected by Arab countries' rejects Trump's plan, not the claim (desk set)."""
+    decision = decide_relation(
+        "Egypt and Jordan will take in Palestinians from Gaza",
+        "Trump says he wants to clean out Gaza, send refugees to Egypt and Jordan",
+        "The president proposed relocating people temporarily or long-term, a move "
+        "rejected by Arab countries since the war began.")
+    assert decision.relation != "denial", decision
