@@ -154,6 +154,7 @@ def claims_show(claims_path: Path, claim_id: str) -> None:
 @click.option("--id", "claim_id", required=True, help="Lower-case letters, digits, '-'; unique.")
 @click.option("--text", required=True, help="The claim, in English.")
 @click.option("--speaker", help="Who made the claim.")
+@click.option("--subject", help="Who or what the claim is about: their denial is a denial.")
 @click.option("--lang-text", "lang_texts", multiple=True, metavar="LANG=TEXT",
               help="The claim in another language, e.g. ru=...; repeatable.")
 @click.option("--keywords", "keyword_groups", multiple=True, metavar="A|B|C",
@@ -165,7 +166,7 @@ def claims_show(claims_path: Path, claim_id: str) -> None:
 @click.option("--source-url", help="Where the claim was made.")
 @click.option("--made-at", metavar="YYYY-MM-DD", help="When the claim was made.")
 def claims_add(claims_path: Path, claim_id: str, text: str, speaker: str | None,
-               lang_texts: tuple[str, ...], keyword_groups: tuple[str, ...],
+               subject: str | None, lang_texts: tuple[str, ...], keyword_groups: tuple[str, ...],
                exclude: tuple[str, ...], threshold: str | None, tags: tuple[str, ...],
                expires: str | None, source_url: str | None, made_at: str | None) -> None:
     """Add a claim to the claims file (validated, written atomically, comments kept)."""
@@ -179,7 +180,8 @@ def claims_add(claims_path: Path, claim_id: str, text: str, speaker: str | None,
                               "LANG=TEXT or repeats a language; not changed")
         texts[language.strip()] = translated.strip()
     entry: dict[str, Any] = {
-        "id": claim_id, "text": text, "speaker": speaker, "made_at": made_at,
+        "id": claim_id, "text": text, "speaker": speaker, "subject": subject,
+        "made_at": made_at,
         "source_url": source_url, "texts": texts or None,
         "keywords": [[term.strip() for term in group.split("|")] for group in keyword_groups]
         or None,
@@ -188,7 +190,8 @@ def claims_add(claims_path: Path, claim_id: str, text: str, speaker: str | None,
     }
     claim = add_claim(claims_path, entry)
     click.echo(f"{claims_path}: added claim {claim.id!r} ({len(claim.keywords)} keyword groups, "
-               f"{len(claim.texts)} translations, threshold {claim.threshold:g})")
+               f"{len(claim.texts)} translations, threshold {claim.threshold:g}, "
+               f"made_at {claim.made_at}: older items are background, not alerted)")
 
 
 @claims.command("retire")

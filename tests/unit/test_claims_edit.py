@@ -347,18 +347,19 @@ def test_cli_add_then_retire(tmp_path: Path) -> None:
     result = monitor(
         "claims", "add", "--claims", str(path), "--id", "cli-claim",
         "--text", "Somebody says something checkable", "--speaker", "Somebody",
-        "--lang-text", "ru=Кто-то говорит что-то проверяемое",
+        "--subject", "Something", "--lang-text", "ru=Кто-то говорит что-то проверяемое",
         "--keywords", "Somebody | Кто-то", "--keywords", "says|говорит",
         "--exclude", "hockey", "--threshold", "55", "--tag", "a", "--tag", "b",
         "--expires", "2027-01-31", "--source-url", "https://example.org/x",
         "--made-at", "2026-02-01")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines() == [
-        f"{path}: added claim 'cli-claim' (2 keyword groups, 1 translations, threshold 55)"]
+        f"{path}: added claim 'cli-claim' (2 keyword groups, 1 translations, threshold 55, "
+        "made_at 2026-02-01: older items are background, not alerted)"]
     claim = load_claims(path)[-1]
     assert claim == ClaimConfig(
         id="cli-claim", text="Somebody says something checkable", speaker="Somebody",
-        texts={"ru": "Кто-то говорит что-то проверяемое"},
+        subject="Something", texts={"ru": "Кто-то говорит что-то проверяемое"},
         keywords=(("Somebody", "Кто-то"), ("says", "говорит")), exclude=("hockey",),
         threshold=55, tags=("a", "b"), expires=date(2027, 1, 31),
         source_url="https://example.org/x", made_at=date(2026, 2, 1))
