@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -26,19 +27,34 @@ from monitor.feeds.state import FeedState, SQLitePollState
 from monitor.metrics import Metrics, PollOutcome
 from monitor.store import Database
 
-NOW = time.time()
 INTERVAL = 300.0
-# id -> state as the poller left it: one feed in each state of health.
-FEEDS = {
-    "fresh": FeedState("fresh", last_success_at=NOW - 10, next_check_at=NOW + 290),
-    "failing": FeedState("failing", consecutive_failures=2, last_success_at=NOW - 400,
-                         next_check_at=NOW + 60),
-    "stale": FeedState("stale", consecutive_failures=7, last_success_at=NOW - 86400,
-                       next_check_at=NOW + 600),
-    "never": FeedState("never", consecutive_failures=3, next_check_at=NOW + 60),
-    # Healthy, waiting for the hour a Cache-Control max-age asked for (not stale).
-    "maxage": FeedState("maxage", last_success_at=NOW - 1000, next_check_at=NOW + 2600),
-}
+
+
+def feeds_at(now: float) -> dict[str, FeedState]:
+    """id -> state as the poller left it: one feed in each state of health."""
+    return {
+        "fresh": FeedState("fresh", last_success_at=now - 10, next_check_at=now + 290),
+        "failing": FeedState("failing", consecutive_failures=2, last_success_at=now - 400,
+                             next_check_at=now + 60),
+        "stale": FeedState("stale", consecutive_failures=7, last_success_at=now - 86400,
+                           next_check_at=now + 600),
+        "never": FeedState("never", consecutive_failures=3, next_check_at=now + 60),
+        # Healthy, waiting for the hour a Cache-Control max-age asked for (not stale).
+        "maxage": FeedState("maxage", last_success_at=now - 1000, next_check_at=now + 2600),
+    }
+
+
+NOW = time.time()
+FEEDS = feeds_at(NOW)
+
+
+@pytest.fixture(autouse=True)
+def _states_relative_to_the_test() -> None:
+    """Each test's states are relative to when it runs, as the collector's clock is: on a
+    loaded machine minutes pass between import and a test, and "due in 60 s" turns overdue."""
+    global NOW, FEEDS
+    NOW = time.time()
+    FEEDS = feeds_at(NOW)
 
 
 def metrics_with_feeds(per_feed: str, limit: int = 1000) -> Metrics:
@@ -156,7 +172,7 @@ class HangingFetcher(Fetcher):
 
 
 @pytest.fixture
-def hanging(tmp_path) -> Iterator[tuple[Metrics, HangingFetcher, threading.Thread]]:
+def hanging(tmp_path: Path) -> Iterator[tuple[Metrics, HangingFetcher, threading.Thread]]:
     database = Database(tmp_path / "state.sqlite3")
     metrics = Metrics(CollectorRegistry(), MetricsSettings(per_feed="unhealthy",
                                                            slow_poll_seconds=60))
@@ -176,7 +192,8 @@ def hanging(tmp_path) -> Iterator[tuple[Metrics, HangingFetcher, threading.Threa
     database.close()
 
 
-def test_a_hanging_poll_is_in_flight_and_its_feed_unhealthy(hanging) -> None:
+def test_a_hanging_poll_is_in_flight_and_its_feed_unhealthy(
+        hanging: tuple[Metrics, HangingFetcher, threading.Thread]) -> None:
     metrics, fetcher, thread = hanging
     value = metrics.registry.get_sample_value
     assert value("monitor_polls_in_flight") == 1
