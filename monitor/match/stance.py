@@ -65,6 +65,7 @@ DENIAL_CUE_PRECISION = 0.90  # of a lone headline denial cue on Emergent train (
 # CV on the desk set (bench/desk): held-out corroboration precision 0.37 -> recall 0.75,
 # follow-up recall 0.21 -> 0.39, denials untouched.
 MIN_CORROBORATION = 0.70
+BODY_MODEL_MIN_DENIAL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +280,15 @@ def _about_the_claim(sentence: str, lang: str, claim_keys: set[str], head_keys: 
 def _body(model: RelationModel, body_model: BodyStanceModel | None, claim: str, head: str,
           body: str, lang: str, names: list[str], claim_speaker: str | None
           ) -> RelationDecision | None:
-    """A denial or corroboration stated in the body's lead sentences, sure enough."""
+    """A denial or corroboration the body states, sure enough.
+
+    English bodies go to the FNC-1 body model, trained on article text (on 800 FNC-1 related
+    pairs 0.83 right, where reading the lead sentences with the headline model got 0.55 and
+    its explicit denials were right 0.27 of the time); Russian and Ukrainian lead sentences to
+    the relation model.
+    """
+    if lang == "en" and body_model is not None:
+        return _body_model(body_model, claim, head, body)
     claim_keys, head_keys = set(keys(claim, lang)), set(keys(head, lang))
     for sentence in sentences(body)[:BODY_SENTENCES]:
         if not _about_the_claim(sentence, lang, claim_keys, head_keys):
@@ -292,14 +301,26 @@ def _body(model: RelationModel, body_model: BodyStanceModel | None, claim: str, 
                                 " in body"))
         if found.relation != "follow-up":
             return found
-    if lang != "en" or body_model is None:
-        return None
-    predicted = body_model.predict(claim, head, body, lang)
+    return None
+
+
+def _body_model(body_model: BodyStanceModel, claim: str, head: str, body: str
+                ) -> RelationDecision | None:
+    """The FNC-1 body model's reading of an English body.
+
+    Its "agree" stands as it is: FNC-1 judged whole articles, closer to the desk's
+    corroboration than Emergent's headlines (on 800 FNC-1 related pairs 0.83 right this way,
+    0.77 with MIN_CORROBORATION too). A denial below BODY_MODEL_MIN_DENIAL is an uncertain
+    follow-up: at 0.5 the model's denials were right 0.915 of the time on 3,000 FNC-1 related
+    pairs (its training data: an optimistic figure), at recall 0.44.
+    """
+    predicted = body_model.predict(claim, head, body, "en")
     relation = _FNC1.get(predicted.relation, "follow-up")
-    k = CLASSES.index(relation)
-    if relation == "follow-up" or predicted.probability < model.words.thresholds[k] or (
-            relation == "corroboration" and predicted.probability < MIN_CORROBORATION):
+    said = (f"body model: p={predicted.probability:.2f} ({relation}); "
+            f"top '{predicted.top_feature}'")
+    if relation == "follow-up":
         return None
-    return RelationDecision(
-        relation, f"body model: p={predicted.probability:.2f} ({relation}); "
-        f"top '{predicted.top_feature}'", predicted.probability)
+    if relation == "denial" and predicted.probability < BODY_MODEL_MIN_DENIAL:
+        return RelationDecision("follow-up", f"uncertain denial: {said}",
+                                1 - predicted.probability, True)
+    return RelationDecision(relation, said, predicted.probability)
