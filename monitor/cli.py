@@ -536,10 +536,11 @@ def status(url: str | None) -> None:
 @click.option("--lexical-only", is_flag=True,
               help="Link on words alone, without sentence vectors (the baseline).")
 @click.option("--cross-validate", is_flag=True,
-              help="Held-out figures on a training file: fnc1 and emergent score stance with "
+              help="Held-out figures on a training file: emergent scores stance with "
                    "models trained on the other folds (grouped by claim), not the shipped "
                    "model that saw these pairs; paraphraser adds a threshold chosen on "
-                   "the other folds.")
+                   "the other folds. Not for fnc1: its body model's held-out figures come "
+                   "from its training command (see the error).")
 @click.option("--feeds", "feeds_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("../shared/feeds/real"), show_default=True,
               help="desk: the folder of real feed documents the cases refer to.")
@@ -562,8 +563,12 @@ def eval_command(dataset: str, path: Path, files: tuple[str, ...], threshold: fl
     if dataset == "emergent":
         result = evaluate.emergent(path, limit, semantic, cross_validate)
     elif dataset == "fnc1":
-        result = (evaluate.fnc1_cross_validated(path, limit, semantic) if cross_validate
-                  else evaluate.fnc1(path, files, limit, semantic))
+        if cross_validate:  # refitting the body model's trees is training, not evaluation
+            raise click.UsageError(
+                "fnc1 --cross-validate: the body model is refitted per fold by its training "
+                "command, which needs the train extra (pip install -e '.[train]'): python -m "
+                "monitor.match.train_body_stance --data DIR --cv-only --link")
+        result = evaluate.fnc1(path, files, limit, semantic)
     elif dataset == "paraphraser":
         result = evaluate.paraphraser(path, limit, semantic, cross_validate)
     elif dataset == "desk":

@@ -254,30 +254,13 @@ def fnc1(folder: Path, names: Iterable[str] = (), threshold: float = DEFAULT_THR
         gold.append(row["Stance"])
         predicted.append(label)
     stance = ("given predictions" if relation_of is not _fnc1_relation else
-              "shipped body model, trained on FNC-1 train (in-sample there; grouped CV: "
-              "python -m monitor.match.train_body_stance --cv-only --link)")
+              "shipped body model, trained on FNC-1 train (in-sample there; held out by "
+              "headline, body and story: python -m monitor.match.train_body_stance "
+              "--data DIR --cv-only --link, which needs the train extra)")
     return {"dataset": "fnc-1", "pairs": len(pairs), "threshold": threshold,
             "semantic": semantic, **_fnc_scores(gold, predicted), "stance_evaluation": stance,
             "baseline_majority_class_unrelated": _fnc_scores(gold, ["unrelated"] * len(gold)),
             "baseline_link_everything_as_discuss": _fnc_scores(gold, ["discuss"] * len(gold))}
-
-
-def fnc1_cross_validated(folder: Path, threshold: float = DEFAULT_THRESHOLD,
-                         semantic: bool = True) -> dict[str, Any]:
-    """``fnc1`` on the data the shipped body model was trained on, honestly: each related
-    pair's stance comes from a model trained on the other folds, grouped by headline (the
-    claim), as the issue asks. Needs scikit-learn (the ``train`` extra); a few minutes."""
-    from monitor.match.train_body_stance import cross_validate, features, read_fnc1
-
-    pairs, bodies, _ = read_fnc1(folder)
-    whole, _short = cross_validate(features(pairs, bodies), features(pairs, bodies, summary=True),
-                                   [p.relation for p in pairs], [p.headline for p in pairs])
-    held_out = {(p.headline, bodies[p.body_id]): r for p, r in zip(pairs, whole, strict=True)}
-    result = fnc1(folder, threshold=threshold, semantic=semantic,
-                  relation_of=lambda head, body: held_out.get((head, body), "follow-up"))
-    result["stance_evaluation"] = ("GroupKFold(5) by headline: body model trained on the "
-                                   "other folds")
-    return result
 
 
 def _fnc1_relation(headline: str, body: str) -> str:

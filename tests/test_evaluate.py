@@ -94,3 +94,30 @@ def test_eval_command_prints_one_json_object(tmp_path: Path, held_out: bool) -> 
     assert 0 <= stance["stance_accuracy"] <= 1
     assert ("shipped" in stance["method"]) != held_out
     assert 0 <= stance["baselines"]["majority"]["stance_accuracy"] <= 1
+
+
+def test_no_eval_command_needs_scikit_learn(tmp_path: Path) -> None:
+    """Every data set's eval, held-out variants included, runs with scikit-learn made
+    unimportable (the runtime install has none); fnc1's held-out figures are the body model's
+    training command's, and asking the eval for them names that command."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text("import sys\nsys.modules['sklearn'] = None  # import sklearn fails\n",
+                       encoding="utf-8")
+    env = {"PYTHONPATH": str(tmp_path)}
+    emergent = tmp_path / "emergent.csv"
+    emergent.write_text(EMERGENT, encoding="utf-8")
+    fnc = tmp_path / "fnc"
+    fnc.mkdir()
+    (fnc / "train_bodies.csv").write_text(
+        "Body ID,articleBody\n1,Police denied reports that Banksy had been arrested.\n",
+        encoding="utf-8")
+    (fnc / "train_stances.csv").write_text(
+        "Headline,Body ID,Stance\nBanksy arrested in London,1,disagree\n", encoding="utf-8")
+    for args in (["emergent", str(emergent), "--cross-validate"], ["fnc1", str(fnc)]):
+        result = monitor("eval", *args, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)
+    refused = monitor("eval", "fnc1", str(fnc), "--cross-validate", env=env)
+    assert refused.returncode == 2
+    assert "python -m monitor.match.train_body_stance" in refused.stderr
+    assert "ModuleNotFoundError" not in refused.stderr
