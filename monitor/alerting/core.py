@@ -34,7 +34,6 @@ from monitor.alerting.deliver import Channels, DeliveryResult
 from monitor.alerting.grouping import Grouper, Notification
 from monitor.alerting.messages import decode_payload
 from monitor.alerting.render import AlertGroup, Rendered, channel_for_url, render
-from monitor.alerting.retry import RetryPolicy
 from monitor.alerting.routes import RoutedTo, route_match
 from monitor.alerting.silences import Silence, active_silence
 from monitor.config.alerts import AlertsConfig, RateLimit
@@ -42,6 +41,7 @@ from monitor.config.claims import ClaimConfig
 from monitor.errors import InvalidInputError
 from monitor.metrics import AlertOutcome, Metrics
 from monitor.model import Match
+from monitor.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

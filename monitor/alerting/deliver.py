@@ -3,7 +3,7 @@
 A :class:`Channel` sends; :class:`Channels` picks one by URL scheme (``json``/``jsons`` webhooks
 are ours, every other scheme goes to Apprise; see :mod:`monitor.alerting.channels`, whose
 ``build_channels`` is what the composition root calls). Retrying is not done here: the outbox
-asks :mod:`monitor.alerting.retry` what a failed :class:`DeliveryResult` deserves.
+asks :mod:`monitor.retry` what a failed :class:`DeliveryResult` deserves.
 
 Receiver URLs carry secrets (tokens in the host, path or query, passwords). Nothing produced
 here -- result, exception, log record -- contains one: a URL is described by
@@ -66,7 +66,7 @@ class DeliveryError(RecoverableError):
     """A message was not delivered.
 
     ``permanent`` means retrying the same message to the same URL cannot help (HTTP 4xx,
-    a malformed URL); :func:`monitor.alerting.retry.is_retryable` honours it.
+    a malformed URL); :func:`monitor.retry.is_retryable` honours it.
     ``retry_after_seconds`` carries the receiver's Retry-After when it sent one.
     """
 

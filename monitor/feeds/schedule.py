@@ -3,7 +3,9 @@
 
 - success: the feed's interval, stretched to the server's Cache-Control max-age (up to a cap);
 - failure: exponential backoff from the interval, capped, with jitter so that feeds failing
-  together do not retry together; never given up, it keeps being tried at the cap;
+  together do not retry together; never given up, it keeps being tried at the cap. The backoff
+  is :class:`monitor.retry.RetryPolicy` with unlimited attempts; the first failure keeps the
+  feed on its interval, unjittered (the success jitter spread the feeds already);
 - a Retry-After always wins when it asks for more time (up to the cap).
 """
 
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
+from monitor.retry import RetryPolicy
+
 # max-age only: s-maxage is for shared caches, and a poller is a private one (RFC 9111 5.2.2.10).
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
@@ -24,6 +28,14 @@ class SchedulePolicy:
     backoff_cap_seconds: float = 3600.0
     max_age_cap_seconds: float = 6 * 3600.0
     jitter_ratio: float = 0.1
+
+    def backoff(self, interval_seconds: float, *, jitter: bool = True) -> RetryPolicy:
+        """A failing feed's retries: from its interval, doubling up to the cap, never given up;
+        a Retry-After counts up to the cap too."""
+        cap = self.backoff_cap_seconds
+        # min(): an interval beyond the cap is retried at the cap, as every later failure is.
+        return RetryPolicy(max_attempts=None, base_delay_seconds=min(interval_seconds, cap),
+                           max_delay_seconds=cap, jitter=jitter, max_retry_after_seconds=cap)
 
 
 def next_delay_seconds(
@@ -37,19 +49,14 @@ def next_delay_seconds(
 ) -> float:
     """Seconds until the next poll; ``consecutive_failures`` is 0 after a success."""
     rng = rng or random.Random()
+    backoff = policy.backoff(interval_seconds, jitter=consecutive_failures > 1)
     if consecutive_failures > 0:
-        exponent = min(consecutive_failures - 1, 30)  # 2**30 intervals exceeds any cap
-        base = min(policy.backoff_cap_seconds, interval_seconds * 2.0**exponent)
-        # Equal jitter: never sooner than half the backoff, spread over the other half.
-        delay = base / 2 + rng.uniform(0, base / 2) if exponent > 0 else base
-    else:
-        delay = interval_seconds
-        if max_age_seconds:
-            delay = max(delay, min(max_age_seconds, policy.max_age_cap_seconds))
-        delay += rng.uniform(0, interval_seconds * policy.jitter_ratio)
-    if retry_after_seconds:
-        delay = max(delay, min(retry_after_seconds, policy.backoff_cap_seconds))
-    return delay
+        return backoff.delay(consecutive_failures, retry_after_seconds, rng)
+    delay = interval_seconds
+    if max_age_seconds:
+        delay = max(delay, min(max_age_seconds, policy.max_age_cap_seconds))
+    delay += rng.uniform(0, interval_seconds * policy.jitter_ratio)
+    return backoff.at_least_retry_after(delay, retry_after_seconds)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

@@ -22,7 +22,7 @@ from monitor.alerting.channels import (
 )
 from monitor.alerting.deliver import Channels, DeliveryResult, describe_url, secrets_of
 from monitor.alerting.render import Rendered
-from monitor.alerting.retry import is_retryable
+from monitor.retry import is_retryable
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

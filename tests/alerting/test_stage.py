@@ -18,12 +18,12 @@ from monitor.alerting.channels import build_channels
 from monitor.alerting.core import AlertCore
 from monitor.alerting.deliver import Channels, DeliveryResult
 from monitor.alerting.render import Rendered
-from monitor.alerting.retry import RetryPolicy
 from monitor.alerting.silence_store import SilenceStore
 from monitor.alerting.stage import EmbeddedAlertStage, load_stage_config
 from monitor.config.claims import load_claims
 from monitor.metrics import Metrics
 from monitor.model import Match, encode_match
+from monitor.retry import RetryPolicy
 from monitor.store import Database
 from tests.alerting import make_match
 from tests.conftest import REPO

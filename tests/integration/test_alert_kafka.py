@@ -24,12 +24,12 @@ from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from monitor.alerting.alert_log import decode_alert_record
-from monitor.alerting.retry import RetryPolicy
 from monitor.bus.kafka_alert import KafkaAlertStage
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import KafkaSettings, Settings
 from monitor.metrics import Metrics
 from monitor.model import Match, decode_item, decode_match, encode_match
+from monitor.retry import RetryPolicy
 from monitor.service import PollService
 from tests.alerting import make_match
 from tests.conftest import REPO

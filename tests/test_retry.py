@@ -1,4 +1,4 @@
-"""The delivery retry policy: backoff table, jitter bounds, cap, giving up, Retry-After."""
+"""monitor/retry.py: backoff table, jitter bounds, cap, giving up or not, Retry-After."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 import pytest
 
 from monitor.alerting.deliver import DeliveryError
-from monitor.alerting.retry import RetryPolicy, is_retryable
 from monitor.errors import ConfigError, FetchError, InvalidInputError, PublishError
+from monitor.retry import RetryPolicy, is_retryable
 
 POLICY = RetryPolicy(max_attempts=8, base_delay_seconds=5.0, max_delay_seconds=60.0)
 STEADY = RetryPolicy(max_attempts=8, base_delay_seconds=5.0, max_delay_seconds=60.0,
@@ -100,3 +100,18 @@ def test_nonsense_policies_are_refused(kwargs: dict[str, float]) -> None:
         "bug"])
 def test_is_retryable(error: Exception, retryable: bool) -> None:
     assert is_retryable(error) is retryable
+
+
+UNLIMITED = RetryPolicy(max_attempts=None, base_delay_seconds=5.0, max_delay_seconds=60.0,
+                        jitter=False, max_retry_after_seconds=600.0)
+
+
+@pytest.mark.parametrize(("attempt", "retry_after", "expected"), [
+    (1, None, 5.0),
+    (10**9, None, 60.0),  # a stage failing for days still retries, at the cap
+    (3, 120.0, 120.0),
+    (3, 10**7, 600.0),  # cannot give up: waits the longest Retry-After it honours
+], ids=["first", "huge-attempt", "retry-after", "retry-after-beyond-limit"])
+def test_unlimited_attempts_never_give_up(attempt: int, retry_after: float | None,
+                                         expected: float) -> None:
+    assert UNLIMITED.next_delay(attempt, retry_after) == expected
