@@ -53,9 +53,10 @@ from monitor.feeds.parse import TextLimits  # noqa: E402
 from monitor.feeds.poller import FeedPoller  # noqa: E402
 from monitor.feeds.schedule import SchedulePolicy  # noqa: E402
 from monitor.feeds.scheduler import PollScheduler  # noqa: E402
-from monitor.feeds.state import FeedState, SQLitePollState  # noqa: E402
+from monitor.feeds.state import SQLitePollState  # noqa: E402
 from monitor.health import HealthServer  # noqa: E402
 from monitor.metrics import Metrics  # noqa: E402
+from monitor.model import FeedState  # noqa: E402
 from monitor.store import Database  # noqa: E402
 
 SIZES = (1_000, 10_000, 50_000)

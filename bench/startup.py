@@ -43,7 +43,7 @@ from monitor.config import yamlfile  # noqa: E402
 from monitor.config.feeds import FeedConfig, load_feeds  # noqa: E402
 from monitor.config.yamlfast import NotPlain, load_plain  # noqa: E402
 from monitor.feeds.scheduler import PollScheduler  # noqa: E402
-from monitor.feeds.state import FeedState  # noqa: E402
+from monitor.model import FeedState  # noqa: E402
 
 SIZES = (1_000, 10_000, 50_000)
 T = TypeVar("T")

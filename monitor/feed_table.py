@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from monitor.feeds.state import FeedState
+from monitor.model import FeedState
 
 STALE_INTERVALS = 3  # as in MonitorFeedStale
 

@@ -32,7 +32,7 @@ from monitor import __version__
 from monitor.config.settings import MetricsSettings
 from monitor.feed_metrics import FeedCollector
 from monitor.feed_table import FeedCounter, FeedTable, PollOutcome
-from monitor.feeds.state import FeedState
+from monitor.model import FeedState
 
 __all__ = ["AlertOutcome", "Metrics", "PollOutcome", "ReadinessCollector"]
 

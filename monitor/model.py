@@ -103,6 +103,24 @@ def decode_item(data: bytes) -> Item:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """One feed's poll state as its last poll left it: validators, body hash, backoff.
+
+    Kept by the poller's state store (the state file, or the shared pollers' state topic) and
+    read by the metrics; it lives here, below both, so that neither imports the other.
+    """
+
+    feed_id: str
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    consecutive_failures: int = 0
+    last_success_at: float | None = None  # unix seconds
+    last_error: str | None = None
+    next_check_at: float | None = None
+
+
 MATCH_SCHEMA = 1
 
 

@@ -23,8 +23,9 @@ from monitor.feeds.fetch import Fetcher, FetchLimits, FetchResult, Validators
 from monitor.feeds.parse import TextLimits
 from monitor.feeds.poller import FeedPoller
 from monitor.feeds.schedule import SchedulePolicy
-from monitor.feeds.state import FeedState, SQLitePollState
+from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics, PollOutcome
+from monitor.model import FeedState
 from monitor.store import Database
 
 INTERVAL = 300.0

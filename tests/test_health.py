@@ -8,9 +8,9 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.feeds.state import FeedState
 from monitor.health import HealthServer
 from monitor.metrics import Metrics, PollOutcome
+from monitor.model import FeedState
 
 
 @pytest.fixture

@@ -30,8 +30,7 @@ from kafka.errors import KafkaError
 from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.kafka import client_config, read_partitions, topic_reader
 from monitor.config.settings import KafkaSettings
-from monitor.feeds.state import FeedState
-from monitor.model import Item
+from monitor.model import FeedState, Item
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from monitor.errors import FetchError, ParseError, PublishError
 from monitor.feeds.fetch import FetchCancelled, Fetcher, Validators
 from monitor.feeds.parse import FeedSource, TextLimits, parse_feed
 from monitor.feeds.schedule import SchedulePolicy, next_delay_seconds
-from monitor.feeds.state import FeedState, PollStateStore
+from monitor.feeds.state import PollStateStore
 from monitor.metrics import Metrics, PollOutcome
-from monitor.model import Item
+from monitor.model import FeedState, Item
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config.feeds import FeedConfig
 from monitor.feeds.poller import FeedPoller, PollResult
-from monitor.feeds.state import FeedState
+from monitor.model import FeedState
 
 log = logging.getLogger(__name__)
 

@@ -8,23 +8,10 @@ and finds the unsent items, because their seen-marks were never written.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-from monitor.model import Item
+from monitor.model import FeedState, Item
 from monitor.store import Database
-
-
-@dataclass(frozen=True, slots=True)
-class FeedState:
-    feed_id: str
-    etag: str | None = None
-    last_modified: str | None = None
-    body_hash: str | None = None
-    consecutive_failures: int = 0
-    last_success_at: float | None = None  # unix seconds
-    last_error: str | None = None
-    next_check_at: float | None = None
 
 
 class PollStateStore(Protocol):

@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
 from monitor.config.settings import MetricsSettings
-from monitor.feeds.state import FeedState
 from monitor.health import HealthServer
 from monitor.metrics import Metrics, PollOutcome
+from monitor.model import FeedState
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"

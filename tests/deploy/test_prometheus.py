@@ -21,9 +21,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from monitor.feeds.state import FeedState
 from monitor.health import HealthServer
 from monitor.metrics import Metrics
+from monitor.model import FeedState
 from tests.conftest import REPO
 from tests.support.feed_server import FeedServer
 

@@ -18,8 +18,8 @@ import pytest
 from monitor.config.feeds import FeedConfig
 from monitor.feeds.poller import PollResult
 from monitor.feeds.scheduler import PollScheduler
-from monitor.feeds.state import FeedState
 from monitor.metrics import PollOutcome
+from monitor.model import FeedState
 
 JITTER_RATIO = 0.1
 

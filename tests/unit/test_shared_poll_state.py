@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from monitor.bus.kafka_ownership import control_partition
 from monitor.bus.kafka_poll_state import decode_feed_record, encode_feed_record
-from monitor.feeds.state import FeedState
+from monitor.model import FeedState
 
 
 def test_a_feed_record_round_trips_state_and_seen_items() -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor.config.settings import MetricsSettings
-from monitor.feeds.state import FeedState, SQLitePollState
+from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics, PollOutcome
+from monitor.model import FeedState
 from monitor.status import parse_status, read_last_errors, render_status
 from monitor.store import Database
 
