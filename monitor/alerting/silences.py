@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.alerting.routes import Matcher, MatchLabels, all_hold, parse_matcher
+from monitor.alerting.routes import MatchLabels, all_hold
+from monitor.config.matchers import Matcher, parse_matcher
 from monitor.errors import InvalidInputError
 from monitor.model import Match
 

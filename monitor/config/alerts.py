@@ -16,7 +16,7 @@
 
 Secrets never appear in the file: a URL refers to ``${ENV_NAME}`` (``$$`` is a literal ``$``)
 and :func:`resolve_urls` substitutes them at delivery time. Matchers (``label op value``)
-are described in :mod:`monitor.alerting.routes`.
+are described in :mod:`monitor.config.matchers`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from monitor.alerting.routes import Matcher, parse_matcher
 from monitor.config.feeds import Seconds
+from monitor.config.matchers import Matcher, parse_matcher
 from monitor.config.yamlfile import line_of, load_config
 from monitor.errors import ConfigError
 

@@ -1,4 +1,5 @@
-"""monitor/alerting/routes.py: the matcher language and Alertmanager-style routing."""
+"""monitor/config/matchers.py and monitor/alerting/routes.py: the matcher language and
+Alertmanager-style routing."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from monitor.alerting.routes import MatchLabels, matcher_holds, parse_matcher, route_match
+from monitor.alerting.routes import MatchLabels, matcher_holds, route_match
 from monitor.config.alerts import RootRoute
+from monitor.config.matchers import parse_matcher
 from tests.alerting import make_match
 
 TREE = RootRoute.model_validate({
