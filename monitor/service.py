@@ -34,14 +34,14 @@ from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.embedded import EmbeddedItemLog
 from monitor.bus.kafka_alert import KafkaAlertStage
 from monitor.bus.kafka_match import KafkaMatchStage
-from monitor.bus.kafka_ownership import SharedFeeds
-from monitor.bus.kafka_poll_state import KafkaPollState
 from monitor.config.claims import load_claims
 from monitor.config.feeds import FeedConfig, load_feeds
 from monitor.config.settings import Settings
 from monitor.errors import ConfigError
 from monitor.feed_table import FeedRecord
 from monitor.feeds.fetch import Fetcher, FetchLimits
+from monitor.feeds.kafka_state import KafkaPollState
+from monitor.feeds.ownership import SharedFeeds
 from monitor.feeds.parse import TextLimits
 from monitor.feeds.poller import FeedPoller
 from monitor.feeds.schedule import SchedulePolicy

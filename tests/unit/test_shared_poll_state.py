@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.bus.kafka_ownership import control_partition
-from monitor.bus.kafka_poll_state import decode_feed_record, encode_feed_record
+from monitor.feeds.kafka_state import decode_feed_record, encode_feed_record
+from monitor.feeds.ownership import control_partition
 from monitor.model import FeedState
 
 

@@ -19,9 +19,9 @@ from kafka import KafkaConsumer
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from monitor.bus.kafka import client_config
-from monitor.bus.kafka_poll_state import KafkaPollState
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import KafkaSettings
+from monitor.feeds.kafka_state import KafkaPollState
 from monitor.feeds.scheduler import PollScheduler
 from monitor.metrics import Metrics
 
