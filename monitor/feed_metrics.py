@@ -22,8 +22,7 @@ Per feed, by ``per_feed``:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -31,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.feed_table import FeedHealth, FeedRecord, FeedTable, PollOutcome
 
 PerFeed = Literal["auto", "all", "unhealthy"]
@@ -56,7 +56,7 @@ class FeedCollector(Collector):
 
     def __init__(self, table: FeedTable, *, per_feed: PerFeed = "auto", limit: int = 1000,
                  slow_poll_seconds: float = 120.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._table, self._per_feed, self._limit = table, per_feed, limit
         self._slow_poll_seconds, self._clock = slow_poll_seconds, clock
 
@@ -64,7 +64,7 @@ class FeedCollector(Collector):
         yield from _families(per_feed=False).values()
 
     def collect(self) -> Iterator[Metric]:
-        snap = self._snapshot(self._clock())
+        snap = self._snapshot(self._clock.now())
         families = _families(snap.per_feed)
         _add_totals(families, snap)
         for feed_id, record in snap.listed:

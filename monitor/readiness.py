@@ -13,9 +13,10 @@ is_ready`.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
+
+from monitor.clock import SYSTEM_CLOCK, Clock
 
 
 class FeedStatus(Protocol):
@@ -36,15 +37,15 @@ class FeedsReadiness:
     """A readiness check (call it: True = ready) over the feeds this process polls."""
 
     def __init__(self, feeds: Callable[[], Iterable[FeedStatus]], grace_seconds: float, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._feeds, self._grace, self._clock = feeds, grace_seconds, clock
         self._lock = threading.Lock()
-        self._degraded_since: float | None = clock()  # nothing has succeeded at start-up
+        self._degraded_since: float | None = clock.monotonic()  # nothing has succeeded at start-up
 
     def __call__(self) -> bool:
         feeds = list(self._feeds())
         degraded = bool(feeds) and not any(succeeding(feed) for feed in feeds)
-        now = self._clock()
+        now = self._clock.monotonic()
         with self._lock:
             if not degraded:
                 self._degraded_since = None

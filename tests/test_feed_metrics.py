@@ -27,6 +27,7 @@ from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics, PollOutcome
 from monitor.model import FeedState
 from monitor.store import Database
+from tests.support.clock import ManualClock
 
 INTERVAL = 300.0
 
@@ -181,7 +182,7 @@ def hanging(tmp_path: Path) -> Iterator[tuple[Metrics, HangingFetcher, threading
     started_at = NOW - 600  # the poller's clock: this poll began ten minutes ago
     poller = FeedPoller(fetcher, SQLitePollState(database), EmbeddedItemLog(database), metrics,
                         policy=SchedulePolicy(3600, 21600, 0.1), text_limits=TextLimits(),
-                        bus_name="embedded", clock=lambda: started_at)
+                        bus_name="embedded", clock=ManualClock(now=started_at))
     feed = FeedConfig(id="slow", source="Slow", url="https://slow.example/feed.xml")
     metrics.init_feed(feed.id, feed.interval_seconds)
     thread = threading.Thread(target=poller.poll, args=(feed,), daemon=True)

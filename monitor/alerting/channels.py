@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
@@ -30,6 +30,7 @@ from monitor.alerting.deliver import (
     secrets_of,
 )
 from monitor.alerting.render import Rendered
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.feeds.schedule import parse_retry_after
 
 LIBRARY_LOGGERS = ("apprise", "httpx", "httpcore.connection", "httpcore.http11",
@@ -50,10 +51,6 @@ URL_OPTIONS = {"slack": {"blocks": "yes"}, "tgram": {"format": "html"}}
 THROTTLE_STATUSES = frozenset({429, 503})
 EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 IDEMPOTENCY_HEADER = "X-Idempotency-Key"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class LogRedactor(logging.Filter):
@@ -106,12 +103,12 @@ class WebhookChannel:
 
     def __init__(self, redactor: LogRedactor, *, client: httpx.Client | None = None,
                  timeout_seconds: float = 10.0,
-                 now: Callable[[], datetime] = _utc_now) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._redactor = redactor
         self._owned = client is None
         self._client = client or httpx.Client(follow_redirects=False)
         self._timeout = httpx.Timeout(timeout_seconds)
-        self._now = now
+        self._clock = clock
 
     def close(self) -> None:
         if self._owned:
@@ -133,7 +130,8 @@ class WebhookChannel:
                                          f"({redact(str(exc), secrets)})")
         except httpx.HTTPError as exc:
             return _transport_failure(where, exc, secrets)
-        return _status_result(where, response, self._now())
+        now = datetime.fromtimestamp(self._clock.now(), UTC)  # a Retry-After date is from it
+        return _status_result(where, response, now)
 
 
 def webhook_request(url: str) -> tuple[str, dict[str, str], dict[str, str],
@@ -252,14 +250,14 @@ def with_idempotency_header(url: str, key: str | None) -> str:
 
 
 def build_channels(*, timeout_seconds: float = 10.0,
-                   now: Callable[[], datetime] = _utc_now) -> Channels:
+                   clock: Clock = SYSTEM_CLOCK) -> Channels:
     """The production registry; ``close()`` it at shutdown.
 
     ``timeout_seconds`` bounds each webhook request; an Apprise call, which may make several
     requests, gets three times as long.
     """
     redactor = LogRedactor().install()
-    webhook = WebhookChannel(redactor, timeout_seconds=timeout_seconds, now=now)
+    webhook = WebhookChannel(redactor, timeout_seconds=timeout_seconds, clock=clock)
     fallback = AppriseChannel(redactor, timeout_seconds=3 * timeout_seconds)
     return Channels({"json": webhook, "jsons": webhook}, fallback,
                     closers=(webhook.close, redactor.close))

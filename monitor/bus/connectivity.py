@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kafka.errors import (
@@ -32,6 +30,7 @@ from kafka.errors import (
 )
 
 from monitor.bus.broker_probe import Probe, probe_broker
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -50,12 +49,11 @@ GROUP_MOVED_ON = (CommitFailedError, RebalanceInProgressError, UnknownMemberIdEr
 class Reachability:
     """Up or down since when, with one log line per transition. Thread-safe.
 
-    ``clock`` (monotonic seconds) measures the outage; ``wall_clock`` only names its start.
+    The clock's monotonic time measures the outage; its wall time only names the start.
     """
 
-    def __init__(self, target: str, *, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
-        self._target, self._clock, self._wall_clock = target, clock, wall_clock
+    def __init__(self, target: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._target, self._clock = target, clock
         self._lock = threading.Lock()
         self._down_since: float | None = None
 
@@ -64,15 +62,15 @@ class Reachability:
             if self._down_since is not None:
                 log.debug("kafka: broker %s still unreachable: %s", self._target, reason)
                 return
-            self._down_since = self._clock()
-        since = datetime.fromtimestamp(self._wall_clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._down_since = self._clock.monotonic()
+        since = datetime.fromtimestamp(self._clock.now(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         log.warning("kafka: broker %s unreachable since %s: %s", self._target, since, reason)
 
     def succeeded(self) -> None:
         with self._lock:
             if self._down_since is None:
                 return
-            seconds, self._down_since = self._clock() - self._down_since, None
+            seconds, self._down_since = self._clock.monotonic() - self._down_since, None
         log.info("kafka: broker %s reachable again after %.0f s", self._target, seconds)
 
     @property
@@ -82,7 +80,7 @@ class Reachability:
     def down_for(self) -> float:
         """Seconds since the broker became unreachable; 0.0 while it answers."""
         down_since = self._down_since
-        return 0.0 if down_since is None else self._clock() - down_since
+        return 0.0 if down_since is None else self._clock.monotonic() - down_since
 
 
 class BrokerWatch:
@@ -93,13 +91,11 @@ class BrokerWatch:
     """
 
     def __init__(self, settings: KafkaSettings, *, probe: Probe = probe_broker,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._servers = tuple(settings.bootstrap_servers)
         self._tls = settings.security_protocol.upper().endswith("SSL")
         self._probe, self._clock = probe, clock
-        self.reachability = Reachability(",".join(self._servers), clock=clock,
-                                         wall_clock=wall_clock)
+        self.reachability = Reachability(",".join(self._servers), clock=clock)
         self._probe_lock = threading.Lock()
         self._last_probe: float | None = None
         self._stopping = threading.Event()
@@ -112,7 +108,7 @@ class BrokerWatch:
         """Probe the broker now; True when one bootstrap server answered."""
         with self._probe_lock:
             failure = self._probe(self._servers, self._tls, PROBE_TIMEOUT_SECONDS)
-            self._last_probe = self._clock()
+            self._last_probe = self._clock.monotonic()
         if failure is None:
             self.reachability.succeeded()
         else:
@@ -125,7 +121,7 @@ class BrokerWatch:
         if isinstance(exc, GROUP_MOVED_ON):
             return logging.INFO
         last = self._last_probe
-        if last is None or self._clock() - last > _FRESH_SECONDS:
+        if last is None or self._clock.monotonic() - last > _FRESH_SECONDS:
             self.check()
         return logging.DEBUG if self.reachability.down else logging.WARNING
 
@@ -135,7 +131,7 @@ class BrokerWatch:
     def _run(self) -> None:
         while not self._stopping.is_set():
             self.check()
-            self._stopping.wait(PROBE_INTERVAL_SECONDS)
+            self._clock.wait(self._stopping, PROBE_INTERVAL_SECONDS)
 
     def close(self) -> None:
         self._stopping.set()

@@ -20,6 +20,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import TopicPartition
 
 from monitor.bus import PublishReport
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.settings import KafkaSettings
 from monitor.errors import MonitorError
 from monitor.model import Item, encode_item
@@ -68,9 +69,10 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
     return config
 
 
-def ensure_topics(settings: KafkaSettings, topics: Sequence[TopicSpec]) -> None:
+def ensure_topics(settings: KafkaSettings, topics: Sequence[TopicSpec], *,
+                  clock: Clock = SYSTEM_CLOCK) -> None:
     """Create missing topics, waiting up to ``startup_timeout_seconds`` for a broker."""
-    deadline = time.monotonic() + settings.startup_timeout_seconds
+    deadline = clock.monotonic() + settings.startup_timeout_seconds
     servers = ",".join(settings.bootstrap_servers)
     while True:
         try:
@@ -79,12 +81,12 @@ def ensure_topics(settings: KafkaSettings, topics: Sequence[TopicSpec]) -> None:
             )
             break
         except KafkaError as exc:
-            if time.monotonic() > deadline:
+            if clock.monotonic() > deadline:
                 raise MonitorError(
                     f"kafka: no broker reachable at {servers} after "
                     f"{settings.startup_timeout_seconds:g} s ({type(exc).__name__})"
                 ) from exc
-            time.sleep(1.0)
+            clock.sleep(1.0)
     try:
         for spec in topics:
             _create_topic(admin, spec, settings.replication_factor)

@@ -35,6 +35,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from monitor.clock import SYSTEM_CLOCK, Clock
+
 TICK_SECONDS = 0.5
 ALLOWED_NETWORKS_SETTING = "MONITOR_POLL__ALLOWED_NETWORKS"
 
@@ -80,14 +82,14 @@ def _kind(address: IPAddress) -> str | None:
 class Deadlines:
     """The deadline of the request the current thread is making, and a process-wide stop."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self._current: ContextVar[float | None] = ContextVar("request_deadline", default=None)
         self._stop_at: float | None = None
 
     @contextlib.contextmanager
     def request(self, seconds: float) -> Iterator[None]:
-        token = self._current.set(self._clock() + seconds)
+        token = self._current.set(self._clock.monotonic() + seconds)
         try:
             yield
         finally:
@@ -95,7 +97,7 @@ class Deadlines:
 
     def stop(self, grace_seconds: float) -> None:
         """End every request in progress within ``grace_seconds``; later ones fail at once."""
-        self._stop_at = self._clock() + grace_seconds
+        self._stop_at = self._clock.monotonic() + grace_seconds
 
     @property
     def stopping(self) -> bool:
@@ -104,7 +106,7 @@ class Deadlines:
     def remaining(self) -> float | None:
         """Seconds left for the current request (<= 0: over), None when nothing bounds it."""
         bounds = [t for t in (self._current.get(), self._stop_at) if t is not None]
-        return min(bounds) - self._clock() if bounds else None
+        return min(bounds) - self._clock.monotonic() if bounds else None
 
     def wait_seconds(self, timeout: float | None) -> float:
         """How long the next blocking call may wait; DeadlineExceeded when time is up."""
@@ -122,6 +124,7 @@ class GuardedStream(httpcore.NetworkStream):
         self._inner, self._deadlines = inner, deadlines
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        # The caller's own timeout is counted on the real clock, as the socket counts it.
         started = time.monotonic()
         while True:
             wait = self._deadlines.wait_seconds(timeout)

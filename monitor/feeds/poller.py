@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from monitor.bus import ItemPublisher
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.feeds import FeedConfig
 from monitor.errors import FetchError, ParseError, PublishError
 from monitor.feeds.fetch import FetchCancelled, Fetcher, Validators
@@ -60,7 +60,7 @@ class FeedPoller:
     def __init__(
         self, fetcher: Fetcher, store: PollStateStore, publisher: ItemPublisher, metrics: Metrics,
         *, policy: SchedulePolicy, text_limits: TextLimits, bus_name: str,
-        clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+        clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None,
         publish_failure_level: Callable[[BaseException], int] | None = None,
     ) -> None:
         self._fetcher, self._store, self._publisher = fetcher, store, publisher
@@ -72,11 +72,11 @@ class FeedPoller:
 
     def poll(self, feed: FeedConfig) -> PollResult:
         # In flight from here to the end, whatever happens: a poll that hangs shows in metrics.
-        self._metrics.feeds.poll_started(feed.id, feed.interval_seconds, self._clock())
+        self._metrics.feeds.poll_started(feed.id, feed.interval_seconds, self._clock.now())
         try:
             with self._metrics.poll_duration.time():
                 state = self._store.load(feed.id)
-                now = self._clock()
+                now = self._clock.now()
                 try:
                     body = self._poll_body(feed, state, now)
                 except FetchCancelled as exc:  # our shutdown, not the feed's failure:

@@ -23,6 +23,7 @@ from monitor.alerting.channels import (
 from monitor.alerting.deliver import Channels, DeliveryResult, describe_url, secrets_of
 from monitor.alerting.render import Rendered
 from monitor.retry import is_retryable
+from tests.support.clock import ManualClock
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -41,7 +42,7 @@ def redactor() -> Iterator[LogRedactor]:
 
 @pytest.fixture
 def webhook(redactor: LogRedactor) -> Iterator[WebhookChannel]:
-    channel = WebhookChannel(redactor, timeout_seconds=0.5, now=lambda: NOW)
+    channel = WebhookChannel(redactor, timeout_seconds=0.5, clock=ManualClock(now=NOW.timestamp()))
     yield channel
     channel.close()
 
@@ -143,7 +144,7 @@ def test_status_table(redactor: LogRedactor, status: int, headers: dict[str, str
                       expected: tuple[str, float | None, bool]) -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(status, headers=headers))
     with httpx.Client(transport=transport) as client:
-        channel = WebhookChannel(redactor, client=client, now=lambda: NOW)
+        channel = WebhookChannel(redactor, client=client, clock=ManualClock(now=NOW.timestamp()))
         result = channel.send(MESSAGE, "json://hooks.example.org/x")
     assert (result.status, result.retry_after_seconds, result.permanent) == expected
     assert result.ok is (expected[0] == "sent")

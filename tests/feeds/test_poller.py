@@ -21,6 +21,7 @@ from monitor.feeds.schedule import SchedulePolicy
 from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics, PollOutcome
 from monitor.store import Database
+from tests.support.clock import ManualClock
 from tests.support.fakes import FlakyPublisher
 from tests.support.feed_server import LOOPBACK, FeedServer
 
@@ -45,7 +46,7 @@ class Rig:
     log: EmbeddedItemLog
     registry: CollectorRegistry
     server: FeedServer
-    clock: list[float]
+    clock: ManualClock
 
     def feed(self, feed_id: str, path: str, **extra: object) -> FeedConfig:
         return FeedConfig.model_validate(
@@ -57,7 +58,7 @@ class Rig:
 
 
 def make_poller(db: Database, publisher: ItemPublisher, registry: CollectorRegistry,
-                clock: list[float],
+                clock: ManualClock,
                 publish_failure_level: Callable[[BaseException], int] | None = None,
                 **limits: object) -> FeedPoller:
     fetch_limits = FetchLimits(user_agent="monitor-tests/1", timeout_seconds=2,
@@ -65,7 +66,7 @@ def make_poller(db: Database, publisher: ItemPublisher, registry: CollectorRegis
     return FeedPoller(
         Fetcher(fetch_limits), SQLitePollState(db), publisher, Metrics(registry),
         policy=SchedulePolicy(backoff_cap_seconds=3600), text_limits=TextLimits(),
-        bus_name="embedded", clock=lambda: clock[0], rng=random.Random(7),
+        bus_name="embedded", clock=clock, rng=random.Random(7),
         publish_failure_level=publish_failure_level,
     )
 
@@ -73,7 +74,7 @@ def make_poller(db: Database, publisher: ItemPublisher, registry: CollectorRegis
 @pytest.fixture
 def rig(tmp_path: Path, feed_server: FeedServer) -> Iterator[Rig]:
     db = Database(tmp_path / "state.sqlite3")
-    registry, clock = CollectorRegistry(), [1_700_000_000.0]
+    registry, clock = CollectorRegistry(), ManualClock(now=1_700_000_000.0)
     item_log = EmbeddedItemLog(db)
     yield Rig(make_poller(db, item_log, registry, clock), SQLitePollState(db), item_log,
               registry, feed_server, clock)
@@ -129,7 +130,7 @@ def test_one_story_in_two_feeds_of_one_outlet_is_one_item(rig: Rig) -> None:
 
 def test_restart_repeats_nothing(tmp_path: Path, feed_server: FeedServer) -> None:
     feed_server.set("/wire.xml", rss(1, 2, 3), conditional=False)
-    clock = [1_700_000_000.0]
+    clock = ManualClock(now=1_700_000_000.0)
     for expected_new in (3, 0):
         db = Database(tmp_path / "state.sqlite3")  # a fresh process on the same state file
         item_log = EmbeddedItemLog(db)
@@ -144,7 +145,7 @@ def test_restart_repeats_nothing(tmp_path: Path, feed_server: FeedServer) -> Non
 
 def test_unacknowledged_items_are_found_again(tmp_path: Path, feed_server: FeedServer) -> None:
     db = Database(tmp_path / "state.sqlite3")
-    bus, registry, clock = FlakyPublisher(), CollectorRegistry(), [1_700_000_000.0]
+    bus, registry, clock = FlakyPublisher(), CollectorRegistry(), ManualClock(now=1_700_000_000.0)
     poller = make_poller(db, bus, registry, clock)
     feed_server.set("/wire.xml", rss(1, 2, 3, 4))
     feed = FeedConfig.model_validate(
@@ -192,20 +193,20 @@ def test_broken_feed_fails_loudly_while_others_go_on(
     assert rig.sample("monitor_feed_consecutive_failures", feed="broken") == 2
     assert rig.sample("monitor_feed_consecutive_failures", feed="good") == 0
     # Backed off: the second failure waits longer than the interval, but it is still tried.
-    assert results[2].next_check_at - rig.clock[0] >= 60
+    assert results[2].next_check_at - rig.clock.now() >= 60
 
 
 def test_retry_after_is_honoured(rig: Rig) -> None:
     rig.server.set("/busy.xml", b"", status=503, headers={"Retry-After": "900"})
     result = rig.poller.poll(rig.feed("busy", "/busy.xml"))
     assert result.outcome is PollOutcome.FETCH_ERROR
-    assert result.next_check_at - rig.clock[0] >= 900
+    assert result.next_check_at - rig.clock.now() >= 900
 
 
 def test_max_age_stretches_the_interval(rig: Rig) -> None:
     rig.server.set("/cached.xml", rss(1), headers={"Cache-Control": "public, max-age=1800"})
     result = rig.poller.poll(rig.feed("cached", "/cached.xml"))
-    assert result.next_check_at - rig.clock[0] >= 1800
+    assert result.next_check_at - rig.clock.now() >= 1800
 
 
 def test_recovery_resets_failures_and_is_logged(rig: Rig, caplog: pytest.LogCaptureFixture
@@ -218,7 +219,8 @@ def test_recovery_resets_failures_and_is_logged(rig: Rig, caplog: pytest.LogCapt
         assert rig.poller.poll(feed).outcome is PollOutcome.NEW_ITEMS
     assert any("recovered" in r.getMessage() for r in caplog.records)
     assert rig.state.load("flaky").consecutive_failures == 0
-    assert rig.sample("monitor_feed_last_success_timestamp_seconds", feed="flaky") == rig.clock[0]
+    last_success = rig.sample("monitor_feed_last_success_timestamp_seconds", feed="flaky")
+    assert last_success == rig.clock.now()
 
 
 def test_permanent_redirect_is_followed_and_reported_once(
@@ -236,7 +238,7 @@ def test_permanent_redirect_is_followed_and_reported_once(
 
 def test_oversized_body_is_refused(tmp_path: Path, feed_server: FeedServer) -> None:
     db = Database(tmp_path / "s.sqlite3")
-    poller = make_poller(db, EmbeddedItemLog(db), CollectorRegistry(), [0.0],
+    poller = make_poller(db, EmbeddedItemLog(db), CollectorRegistry(), ManualClock(now=0.0),
                          max_body_bytes=10_000)
     feed_server.set("/huge.xml", rss(*range(200)))
     feed = FeedConfig.model_validate(
@@ -248,7 +250,7 @@ def test_oversized_body_is_refused(tmp_path: Path, feed_server: FeedServer) -> N
 
 def test_slow_feed_times_out(tmp_path: Path, feed_server: FeedServer) -> None:
     db = Database(tmp_path / "s.sqlite3")
-    poller = make_poller(db, EmbeddedItemLog(db), CollectorRegistry(), [0.0])
+    poller = make_poller(db, EmbeddedItemLog(db), CollectorRegistry(), ManualClock(now=0.0))
     feed_server.set("/slow.xml", rss(1), delay_seconds=3.0)  # the rig's timeout is 2 s
     feed = FeedConfig.model_validate(
         {"id": "slow", "url": feed_server.url("/slow.xml"), "source": "W"})
@@ -267,7 +269,7 @@ def test_a_publish_failure_is_one_warning_unless_the_broker_watch_reported_the_o
         watch_level: int | None, logged: bool) -> None:
     # A broker outage with many feeds was one WARNING per feed on top of the watch's line.
     db, bus = Database(tmp_path / "state.sqlite3"), FlakyPublisher()
-    poller = make_poller(db, bus, CollectorRegistry(), [1_700_000_000.0],
+    poller = make_poller(db, bus, CollectorRegistry(), ManualClock(now=1_700_000_000.0),
                          publish_failure_level=None if watch_level is None
                          else (lambda _exc: watch_level))
     feed_server.set("/wire.xml", rss(1))
@@ -318,7 +320,7 @@ def test_a_feed_added_later_has_its_own_backlog(rig: Rig) -> None:
 def test_the_backlog_stays_backlog_until_a_poll_of_the_feed_succeeded(
         tmp_path: Path, feed_server: FeedServer) -> None:
     db = Database(tmp_path / "state.sqlite3")
-    bus, clock = FlakyPublisher(), [1_700_000_000.0]
+    bus, clock = FlakyPublisher(), ManualClock(now=1_700_000_000.0)
     poller = make_poller(db, bus, CollectorRegistry(), clock)
     feed = FeedConfig.model_validate(
         {"id": "wire", "url": feed_server.url("/wire.xml"), "source": "W"})
@@ -338,7 +340,7 @@ def test_the_backlog_stays_backlog_until_a_poll_of_the_feed_succeeded(
 
 def test_a_restart_does_not_make_a_known_feed_new_again(tmp_path: Path,
                                                          feed_server: FeedServer) -> None:
-    clock = [1_700_000_000.0]
+    clock = ManualClock(now=1_700_000_000.0)
     feed = FeedConfig.model_validate(
         {"id": "wire", "url": feed_server.url("/wire.xml"), "source": "W"})
     for numbers, expected in (((1,), [True]), ((1, 2), [True, False])):

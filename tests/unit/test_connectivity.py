@@ -18,19 +18,9 @@ import pytest
 from monitor.bus.broker_probe import api_versions_request, probe_broker, split_server
 from monitor.bus.connectivity import BrokerWatch, Reachability
 from monitor.config.settings import KafkaSettings
+from tests.support.clock import ManualClock
 
 START = 1_790_000_000.0  # 2026-09-21T14:13:20Z
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return START + self.now - 100.0
 
 
 class Probe:
@@ -53,12 +43,12 @@ def kafka_lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 def test_an_outage_is_one_warning_and_one_info_whatever_the_number_of_failures(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="monitor.bus.connectivity")
-    clock = Clock()
-    link = Reachability("127.0.0.1:9092", clock=clock, wall_clock=clock.wall)
+    clock = ManualClock(now=START)
+    link = Reachability("127.0.0.1:9092", clock=clock)
     link.succeeded()  # up and told so again: nothing to say
     for _ in range(20):
         link.failed("connection refused")
-        clock.now += 2.05
+        clock.advance(2.05)
     assert link.down and link.down_for() == pytest.approx(41.0)
     link.succeeded()
     link.succeeded()
@@ -72,7 +62,7 @@ def test_an_outage_is_one_warning_and_one_info_whatever_the_number_of_failures(
 
 def test_a_second_outage_is_said_again(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="monitor.bus.connectivity")
-    link = Reachability("b:9092", clock=Clock())
+    link = Reachability("b:9092", clock=ManualClock(now=START))
     for _ in range(2):
         link.failed("connection refused")
         link.succeeded()
@@ -81,14 +71,14 @@ def test_a_second_outage_is_said_again(caplog: pytest.LogCaptureFixture) -> None
 
 
 def test_readiness_fails_only_after_the_grace_and_comes_back_with_the_first_answer() -> None:
-    clock, probe = Clock(), Probe()
+    clock, probe = ManualClock(now=START), Probe()
     watch = BrokerWatch(KafkaSettings(bootstrap_servers=("b:9092",)), probe=probe, clock=clock)
     assert watch.check() and watch.is_ready(15)
     probe.failure = "connection refused"
     assert not watch.check()
-    clock.now += 15
+    clock.advance(15)
     assert watch.is_ready(15)
-    clock.now += 0.5
+    clock.advance(0.5)
     assert not watch.is_ready(15)
     probe.failure = None
     watch.check()
@@ -96,14 +86,14 @@ def test_readiness_fails_only_after_the_grace_and_comes_back_with_the_first_answ
 
 
 def test_a_failing_stage_probes_at_once_unless_a_probe_just_answered() -> None:
-    clock, probe = Clock(), Probe()
+    clock, probe = ManualClock(now=START), Probe()
     watch = BrokerWatch(KafkaSettings(bootstrap_servers=("b:9092",)), probe=probe, clock=clock)
     assert watch.level_for_failure() == logging.WARNING  # the broker answers: the stage's own
     assert probe.calls == 1
     probe.failure = "connection refused"
     assert watch.level_for_failure() == logging.WARNING  # answered 0 s ago: not asked again
     assert probe.calls == 1
-    clock.now += 1
+    clock.advance(1)
     assert watch.level_for_failure() == logging.DEBUG  # asked, found gone, said once
     assert probe.calls == 2 and watch.reachability.down
 

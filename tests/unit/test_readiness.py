@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import Settings
 from monitor.readiness import FeedsReadiness
-from monitor.service import PollService
+from monitor.service import Service
+from tests.support.clock import ManualClock
 from tests.support.feed_server import FeedServer
 
 GRACE = 15.0
@@ -27,27 +28,19 @@ class Feed:
     consecutive_failures: int = 0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def check_over(feeds: list[Feed]) -> tuple[FeedsReadiness, Clock]:
-    clock = Clock()
+def check_over(feeds: list[Feed]) -> tuple[FeedsReadiness, ManualClock]:
+    clock = ManualClock()
     return FeedsReadiness(lambda: feeds, GRACE, clock=clock), clock
 
 
 def test_feeds_that_never_succeed_fail_readiness_after_the_grace_from_start_up() -> None:
     feeds = [Feed(), Feed(consecutive_failures=3)]  # one not polled yet, one refused
     ready, clock = check_over(feeds)
-    clock.now += GRACE
+    clock.advance(GRACE)
     assert ready()
-    clock.now += 1
+    clock.advance(1)
     assert not ready()
-    feeds[0].last_success = clock.now  # the first success is enough
+    feeds[0].last_success = clock.now()  # the first success is enough
     assert ready()
 
 
@@ -58,7 +51,7 @@ def test_every_feed_failing_fails_readiness_after_the_grace_and_recovers() -> No
     for feed in feeds:
         feed.consecutive_failures = 1
     assert ready()  # a blip: within the grace
-    clock.now += GRACE + 1
+    clock.advance(GRACE + 1)
     assert not ready()
     feeds[1].consecutive_failures = 0
     assert ready()
@@ -67,10 +60,10 @@ def test_every_feed_failing_fails_readiness_after_the_grace_and_recovers() -> No
 def test_one_working_feed_keeps_the_poller_ready_and_no_feeds_is_ready() -> None:
     feeds = [Feed(consecutive_failures=9), Feed(last_success=990.0)]
     ready, clock = check_over(feeds)
-    clock.now += 10 * GRACE
+    clock.advance(10 * GRACE)
     assert ready()
     idle, clock = check_over([])  # a shared poller that owns no feed right now
-    clock.now += 10 * GRACE
+    clock.advance(10 * GRACE)
     assert idle()
 
 
@@ -96,7 +89,7 @@ def test_a_poller_whose_only_feed_fails_turns_unready_and_back(
         "http": {"address": "127.0.0.1:0", "readiness_grace_seconds": 1},
         "poll": {"allowed_networks": "127.0.0.0/8", "backoff_cap_seconds": 1},
         "state_path": tmp_path / "state.sqlite3"})
-    service = PollService(settings, feeds, CollectorRegistry())
+    service = Service(settings, feeds, CollectorRegistry())
     readyz = f"http://127.0.0.1:{service.health.port}/readyz"  # type: ignore[union-attr]
     try:
         service.start()
