@@ -11,19 +11,18 @@ import csv
 import xml.etree.ElementTree as ElementTree
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from monitor.config.claims import DEFAULT_THRESHOLD, ClaimConfig
+from monitor.config.claims import DEFAULT_THRESHOLD
 from monitor.errors import ConfigError
 from monitor.match.index import ClaimIndex
-from monitor.match.matcher import blend, scored_candidates
-from monitor.match.score import ItemText, score_claim
+from monitor.match.labelled import claim_from_text, f1, fnc1_labels, fnc1_scores, vectors_for
+from monitor.match.matcher import scored_candidates
+from monitor.match.score import ItemText
 from monitor.match.semantic import Embedder, Vectors, shared_embedder
 from monitor.match.text import keys
-
-csv.field_size_limit(10_000_000)  # FNC-1 bodies are long
 
 
 def _item(text: str, language: str | None, body: str = "") -> ItemText:
@@ -36,14 +35,6 @@ def embedder_for(semantic: bool) -> Embedder | None:
     return shared_embedder() if semantic else None
 
 
-def vectors_for(embedder: Embedder | None, texts: Sequence[str]) -> list[Vectors | None]:
-    """Every query text embedded up front, in batches and cached, so that re-running an
-    evaluation costs seconds; the matcher still decides per item whether to use its vector."""
-    if embedder is None:
-        return [None] * len(texts)
-    return list(embedder.embed_cached(texts))
-
-
 def ranked(index: ClaimIndex, item: ItemText, meaning_text: str = "",
            vector: Vectors | None = None) -> list[tuple[float, str]]:
     """(score, claim id) of every candidate, best first: the matcher's own scoring."""
@@ -51,16 +42,8 @@ def ranked(index: ClaimIndex, item: ItemText, meaning_text: str = "",
             for position, score in scored_candidates(index, item, meaning_text, vector=vector)]
 
 
-def _claim(claim_id: str, text: str) -> ClaimConfig:
-    return ClaimConfig(id=claim_id, text=text if len(text) >= 10 else text.ljust(10, "."))
-
-
 def _safe_id(raw: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in raw.lower())[:80] or "x"
-
-
-def _f1(precision: float, recall: float) -> float:
-    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
 def emergent(path: Path, threshold: float = DEFAULT_THRESHOLD, semantic: bool = True,
@@ -70,7 +53,7 @@ def emergent(path: Path, threshold: float = DEFAULT_THRESHOLD, semantic: bool = 
     rows = list(csv.DictReader(path.open(encoding="utf-8")))
     texts = {_safe_id(r["claimId"]): r["claimHeadline"] for r in rows}
     embedder = embedder_for(semantic)
-    index = ClaimIndex([_claim(cid, text) for cid, text in texts.items()], embedder)
+    index = ClaimIndex([claim_from_text(cid, text) for cid, text in texts.items()], embedder)
     headlines = [row["articleHeadline"] for row in rows]
     top1 = linked_right = linked = 0
     for row, vector in zip(rows, vectors_for(embedder, headlines), strict=True):
@@ -93,7 +76,7 @@ def emergent(path: Path, threshold: float = DEFAULT_THRESHOLD, semantic: bool = 
         "threshold": threshold, "semantic": semantic,
         "link_accuracy_at_1": round(top1 / len(rows), 4),
         "link_precision": round(precision, 4), "link_recall": round(recall, 4),
-        "link_f1": round(_f1(precision, recall), 4),
+        "link_f1": round(f1(precision, recall), 4),
         "baseline_link_everything": {
             "link_precision": round(1 / len(texts), 4) if texts else 0.0, "link_recall": 1.0},
         "stance": stance,
@@ -113,12 +96,12 @@ def paraphraser(path: Path, threshold: float = DEFAULT_THRESHOLD, semantic: bool
             for pair in root.iter("paraphrase")]
     embedder = embedder_for(semantic)
     if embedder is not None:
-        embedder.embed_cached([_claim("c", r.get("text_1", "")).text for r in rows],
+        embedder.embed_cached([claim_from_text("c", r.get("text_1", "")).text for r in rows],
                               passage=True)
     scores, positives = [], []
     seconds = [r.get("text_2", "") for r in rows]
     for values, vector in zip(rows, vectors_for(embedder, seconds), strict=True):
-        index = ClaimIndex([_claim("c", values.get("text_1", ""))], embedder)
+        index = ClaimIndex([claim_from_text("c", values.get("text_1", ""))], embedder)
         scored = scored_candidates(index, _item(values.get("text_2", ""), "ru"),
                                    values.get("text_2", ""), vector=vector)
         scores.append(scored[0][1].value if scored else -1.0)
@@ -128,7 +111,7 @@ def paraphraser(path: Path, threshold: float = DEFAULT_THRESHOLD, semantic: bool
               "semantic": semantic,
               **_link_figures([score >= threshold for score in scores], positives),
               "baseline_link_everything": {"precision": round(share, 4), "recall": 1.0,
-                                           "f1": round(_f1(share, 1.0), 4)}}
+                                           "f1": round(f1(share, 1.0), 4)}}
     if cross_validate:
         folds = [zlib.crc32(r.get("text_1", "").encode()) % 5 for r in rows]
         linked = [False] * len(rows)
@@ -152,7 +135,7 @@ def _link_figures(linked: Sequence[bool], positives: Sequence[bool]) -> dict[str
     precision = tp / sum(linked) if any(linked) else 0.0
     recall = tp / sum(positives) if any(positives) else 0.0
     return {"precision": round(precision, 4), "recall": round(recall, 4),
-            "f1": round(_f1(precision, recall), 4)}
+            "f1": round(f1(precision, recall), 4)}
 
 
 def clef(folder: Path, split: str = "dev", semantic: bool = True) -> dict[str, Any]:
@@ -162,7 +145,7 @@ def clef(folder: Path, split: str = "dev", semantic: bool = True) -> dict[str, A
     claims_file = folder / "verified_claims.docs.tsv"
     with claims_file.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    claims = [_claim(f"v{r['']}", f"{r['vclaim']} {r['title']}") for r in rows]
+    claims = [claim_from_text(f"v{r['']}", f"{r['vclaim']} {r['title']}") for r in rows]
     gold: dict[str, set[str]] = defaultdict(set)
     for line in (folder / split / "tweet-vclaim-pairs.qrels").read_text().splitlines():
         parts = line.split()
@@ -214,53 +197,29 @@ def find_pair(folder: Path, names: Iterable[str]) -> tuple[Path, Path]:
     return stances[0], bodies[0]
 
 
-_FNC_LABELS = {"agree": "corroboration", "disagree": "denial", "discuss": "follow-up"}
-_FNC_BACK = {relation: label for label, relation in _FNC_LABELS.items()}
+_STANCE_EVALUATION = (
+    "shipped body model, trained on FNC-1 train (in-sample there; held out by headline, body "
+    "and story: python -m monitor.match.train_body_stance --data DIR --cv-only --link, which "
+    "needs the train extra)")
 
 
 def fnc1(folder: Path, names: Iterable[str] = (), threshold: float = DEFAULT_THRESHOLD,
-         semantic: bool = True, relation_of: Callable[[str, str], str] | None = None
-         ) -> dict[str, Any]:
+         semantic: bool = True) -> dict[str, Any]:
     """FNC-1: related/unrelated from the link score, then the stance of related pairs.
 
     Each given pair is scored as the matcher scores a candidate (words, blended with the
     meaning of headline and body when ``semantic``); FNC-1 asks about pairs, not rankings.
-    ``relation_of(headline, body)`` replaces ``decide_relation`` (cross-validated predictions
-    from ``train_body_stance``: the shipped model has seen these very pairs).
+    The stance is ``decide_relation``'s, whose body model has seen these very pairs: held-out
+    figures come from ``train_body_stance --link``, which links and scores the same way.
     """
-    relation_of = relation_of or _fnc1_relation
-
     stances_path, bodies_path = find_pair(folder, names)
-    with bodies_path.open(encoding="utf-8") as handle:
-        bodies = {row["Body ID"]: row["articleBody"] for row in csv.DictReader(handle)}
-    with stances_path.open(encoding="utf-8") as handle:
-        pairs = list(csv.DictReader(handle))
-    headlines = sorted({row["Headline"] for row in pairs})
-    embedder = embedder_for(semantic)
-    index = ClaimIndex([_claim(f"h{n}", text) for n, text in enumerate(headlines)], embedder)
-    position = {text: n for n, text in enumerate(headlines)}
-    body_items = {bid: _body_item(text) for bid, text in bodies.items()}
-    body_vectors = dict(zip(bodies, vectors_for(embedder, list(bodies.values())), strict=True))
-    gold, predicted = [], []
-    for row in pairs:
-        claim_at = position[row["Headline"]]
-        score = score_claim(index.claims[claim_at], body_items[row["Body ID"]], index.weight)
-        vector = body_vectors[row["Body ID"]]
-        if score is not None and index.vectors is not None and vector is not None:
-            score = blend(score, float(index.vectors.matrix[claim_at] @ vector))
-        label = "unrelated"
-        if score is not None and score.value >= threshold:
-            label = _FNC_BACK[relation_of(row["Headline"], bodies[row["Body ID"]])]
-        gold.append(row["Stance"])
-        predicted.append(label)
-    stance = ("given predictions" if relation_of is not _fnc1_relation else
-              "shipped body model, trained on FNC-1 train (in-sample there; held out by "
-              "headline, body and story: python -m monitor.match.train_body_stance "
-              "--data DIR --cv-only --link, which needs the train extra)")
-    return {"dataset": "fnc-1", "pairs": len(pairs), "threshold": threshold,
-            "semantic": semantic, **_fnc_scores(gold, predicted), "stance_evaluation": stance,
-            "baseline_majority_class_unrelated": _fnc_scores(gold, ["unrelated"] * len(gold)),
-            "baseline_link_everything_as_discuss": _fnc_scores(gold, ["discuss"] * len(gold))}
+    gold, predicted = fnc1_labels(stances_path, bodies_path, _fnc1_relation,
+                                  threshold=threshold, embedder=embedder_for(semantic))
+    return {"dataset": "fnc-1", "pairs": len(gold), "threshold": threshold,
+            "semantic": semantic, **fnc1_scores(gold, predicted),
+            "stance_evaluation": _STANCE_EVALUATION,
+            "baseline_majority_class_unrelated": fnc1_scores(gold, ["unrelated"] * len(gold)),
+            "baseline_link_everything_as_discuss": fnc1_scores(gold, ["discuss"] * len(gold))}
 
 
 def _fnc1_relation(headline: str, body: str) -> str:
@@ -268,29 +227,3 @@ def _fnc1_relation(headline: str, body: str) -> str:
 
     # FNC-1 bodies have no title: the body model reads the body itself.
     return decide_relation(headline, "", body, language="en").relation
-
-
-def _body_item(text: str) -> ItemText:
-    body = tuple(keys(text, "en"))
-    return ItemText(body[:40], body, "en")
-
-
-def _fnc_scores(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:
-    score = maximum = 0.0
-    for truth, guess in zip(gold, predicted, strict=True):
-        maximum += 0.25 if truth == "unrelated" else 1.0
-        if (truth == "unrelated") == (guess == "unrelated"):
-            score += 0.25
-            if truth != "unrelated" and truth == guess:
-                score += 0.75
-    related_right = sum((t == "unrelated") == (p == "unrelated")
-                        for t, p in zip(gold, predicted, strict=True))
-    f1s = []
-    for label in ("agree", "disagree", "discuss", "unrelated"):
-        tp = sum(t == p == label for t, p in zip(gold, predicted, strict=True))
-        guessed = sum(p == label for p in predicted)
-        actual = sum(t == label for t in gold)
-        f1s.append(_f1(tp / guessed if guessed else 0.0, tp / actual if actual else 0.0))
-    return {"fnc_score": round(score / maximum, 4),
-            "relatedness_accuracy": round(related_right / len(gold), 4),
-            "macro_f1": round(sum(f1s) / len(f1s), 4)}

@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from monitor.config.claims import DEFAULT_THRESHOLD
 from monitor.match.body_features import FEATURE_NAMES, body_features, sentences
 from monitor.match.body_stance import BODY_MODEL_PATH
+from monitor.match.labelled import FNC1_LABELS, fnc1_labels, fnc1_scores
+from monitor.match.semantic import shared_embedder
 
-csv.field_size_limit(10_000_000)
-FNC1_LABELS = {"agree": "corroboration", "disagree": "denial", "discuss": "follow-up"}
 RELATIONS = ("corroboration", "denial", "follow-up")
 TRAIN_BODY_CHARS = 4_000  # the runtime cap (stance.MAX_BODY_CHARS) is the same
 SUMMARY_SENTENCES = 2
@@ -117,12 +118,12 @@ def cross_validate(
 def linked_fnc_score(folder: Path, predictions: dict[tuple[str, str], str]) -> float:
     """``monitor eval fnc1``'s score (the production linker decides relatedness) with these
     held-out stance predictions, keyed by (headline, body text), for the related pairs."""
-    from monitor.evaluate import fnc1
-
     # Unrelated pairs the linker links have no prediction; any label scores nothing there.
-    result = fnc1(folder, relation_of=lambda head, body: predictions.get((head, body),
-                                                                         "follow-up"))
-    return float(result["fnc_score"])
+    gold, predicted = fnc1_labels(
+        folder / "train_stances.csv", folder / "train_bodies.csv",
+        lambda head, body: predictions.get((head, body), "follow-up"),
+        threshold=DEFAULT_THRESHOLD, embedder=shared_embedder())
+    return fnc1_scores(gold, predicted)["fnc_score"]
 
 
 def scores(
