@@ -6,6 +6,9 @@ After arroyo's ``utils/retries.py``, a caller asks two questions after a failure
 - :meth:`RetryPolicy.next_delay` -- after ``attempt`` failed attempts, how long to wait, or
   ``None`` to give up.
 
+:func:`parse_retry_after` reads the HTTP header for both kinds of caller (a feed's server, a
+webhook receiver).
+
 Backoff doubles from ``base_delay_seconds`` up to ``max_delay_seconds`` with equal jitter: never
 sooner than half the backoff, spread over the other half, so that things which failed together
 (feeds behind one outage, alerts to one receiver) do not retry together.
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 from monitor.errors import RecoverableError
 
@@ -102,3 +107,19 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, RecoverableError):
         return not bool(getattr(error, "permanent", False))
     return False
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds from ``now``: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():  # '²'.isdigit() is True too
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - now).total_seconds())

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from monitor.alerting.deliver import DeliveryError
 from monitor.errors import ConfigError, FetchError, InvalidInputError, PublishError
-from monitor.retry import RetryPolicy, is_retryable
+from monitor.retry import RetryPolicy, is_retryable, parse_retry_after
 
 POLICY = RetryPolicy(max_attempts=8, base_delay_seconds=5.0, max_delay_seconds=60.0)
 STEADY = RetryPolicy(max_attempts=8, base_delay_seconds=5.0, max_delay_seconds=60.0,
@@ -115,3 +116,39 @@ UNLIMITED = RetryPolicy(max_attempts=None, base_delay_seconds=5.0, max_delay_sec
 def test_unlimited_attempts_never_give_up(attempt: int, retry_after: float | None,
                                          expected: float) -> None:
     assert UNLIMITED.next_delay(attempt, retry_after) == expected
+
+
+NOW = datetime(2024, 4, 30, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # RFC 9110 10.2.3: Retry-After = HTTP-date / delay-seconds
+        pytest.param("120", 120.0, id="delta-seconds"),
+        pytest.param(" 120 ", 120.0, id="delta-seconds-padded"),
+        pytest.param("0", 0.0, id="zero"),
+        pytest.param("Tue, 30 Apr 2024 12:02:00 GMT", 120.0, id="imf-fixdate"),
+        pytest.param("Tue, 30 Apr 2024 11:00:00 GMT", 0.0, id="date-in-past-is-zero"),
+        # RFC 9110 5.6.7: recipients should also accept the obsolete RFC 850 form.
+        pytest.param("Tuesday, 30-Apr-24 12:01:00 GMT", 60.0, id="rfc850-date"),
+        pytest.param(None, None, id="absent"),
+        pytest.param("", None, id="empty"),
+        pytest.param("soon", None, id="garbage"),
+        pytest.param("-5", None, id="negative"),
+        pytest.param("1.5", None, id="fraction-not-allowed"),
+        pytest.param("Tue, 30 Apr 2024 12:02:00", None, id="date-without-zone"),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, NOW) == expected
+
+
+def test_parse_retry_after_superscript_digit_is_garbage() -> None:
+    # httpx decodes a raw 0xB2 header byte as Latin-1 '²'; a hostile server can send it.
+    assert parse_retry_after("\u00b2", NOW) is None
+
+
+def test_parse_retry_after_is_relative_to_now() -> None:
+    later = NOW + timedelta(seconds=30)
+    assert parse_retry_after("Tue, 30 Apr 2024 12:02:00 GMT", later) == 90.0

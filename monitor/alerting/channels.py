@@ -31,7 +31,7 @@ from monitor.alerting.deliver import (
 )
 from monitor.alerting.render import Rendered
 from monitor.clock import SYSTEM_CLOCK, Clock
-from monitor.feeds.schedule import parse_retry_after
+from monitor.retry import parse_retry_after
 
 LIBRARY_LOGGERS = ("apprise", "httpx", "httpcore.connection", "httpcore.http11",
                    "httpcore.http2", "httpcore.proxy", "urllib3.connectionpool",

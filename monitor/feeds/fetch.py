@@ -44,8 +44,9 @@ from monitor.feeds.netguard import (
     IPNetwork,
     Resolver,
 )
-from monitor.feeds.schedule import parse_max_age, parse_retry_after
+from monitor.feeds.schedule import parse_max_age
 from monitor.redact import redact_url, redact_urls_in
+from monitor.retry import parse_retry_after
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})

@@ -14,8 +14,6 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from datetime import datetime
-from email.utils import parsedate_to_datetime
 
 from monitor.retry import RetryPolicy
 
@@ -57,22 +55,6 @@ def next_delay_seconds(
         delay = max(delay, min(max_age_seconds, policy.max_age_cap_seconds))
     delay += rng.uniform(0, interval_seconds * policy.jitter_ratio)
     return backoff.at_least_retry_after(delay, retry_after_seconds)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Retry-After as seconds from ``now``: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():  # '²'.isdigit() is True too
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, (moment - now).total_seconds())
 
 
 def parse_max_age(cache_control: str | None) -> float | None:

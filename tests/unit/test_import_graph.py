@@ -51,9 +51,6 @@ STAGE_EDGES = {
     ("monitor.alerting", "monitor.match"):
         "alerting/stage.py reads claims (tags for routing, made_at) from match/registry.py's "
         "ClaimRegistry, the one registry that reloads claims.yaml",
-    ("monitor.alerting", "monitor.feeds"):
-        "alerting/channels.py parses a webhook's Retry-After with feeds/schedule.py's "
-        "parse_retry_after: an HTTP helper that belongs below the stages (monitor/retry.py)",
 }
 
 # Being removed in issue 10: the Kafka versions of the match and alert stages still live in

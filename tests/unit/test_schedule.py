@@ -1,9 +1,9 @@
-"""monitor/feeds/schedule.py: when to poll next, Retry-After and Cache-Control max-age."""
+"""monitor/feeds/schedule.py: when to poll next, Retry-After and Cache-Control max-age
+(the Retry-After header itself is read by monitor/retry.py: tests/test_retry.py)."""
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -13,11 +13,9 @@ from monitor.feeds.schedule import (
     SchedulePolicy,
     next_delay_seconds,
     parse_max_age,
-    parse_retry_after,
 )
 
 POLICY = SchedulePolicy(backoff_cap_seconds=3600.0, max_age_cap_seconds=7200.0, jitter_ratio=0.1)
-NOW = datetime(2024, 4, 30, 12, 0, 0, tzinfo=UTC)
 
 
 def delays(failures: int, interval: float = 300.0, n: int = 200, **kw: float) -> list[float]:
@@ -112,39 +110,6 @@ def test_failure_delay_never_exceeds_the_cap(
         interval, failures, POLICY, retry_after_seconds=retry_after, rng=random.Random(seed)
     )
     assert 0 < delay <= POLICY.backoff_cap_seconds
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        # RFC 9110 10.2.3: Retry-After = HTTP-date / delay-seconds
-        pytest.param("120", 120.0, id="delta-seconds"),
-        pytest.param(" 120 ", 120.0, id="delta-seconds-padded"),
-        pytest.param("0", 0.0, id="zero"),
-        pytest.param("Tue, 30 Apr 2024 12:02:00 GMT", 120.0, id="imf-fixdate"),
-        pytest.param("Tue, 30 Apr 2024 11:00:00 GMT", 0.0, id="date-in-past-is-zero"),
-        # RFC 9110 5.6.7: recipients should also accept the obsolete RFC 850 form.
-        pytest.param("Tuesday, 30-Apr-24 12:01:00 GMT", 60.0, id="rfc850-date"),
-        pytest.param(None, None, id="absent"),
-        pytest.param("", None, id="empty"),
-        pytest.param("soon", None, id="garbage"),
-        pytest.param("-5", None, id="negative"),
-        pytest.param("1.5", None, id="fraction-not-allowed"),
-        pytest.param("Tue, 30 Apr 2024 12:02:00", None, id="date-without-zone"),
-    ],
-)
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value, NOW) == expected
-
-
-def test_parse_retry_after_superscript_digit_is_garbage() -> None:
-    # httpx decodes a raw 0xB2 header byte as Latin-1 '²'; a hostile server can send it.
-    assert parse_retry_after("\u00b2", NOW) is None
-
-
-def test_parse_retry_after_is_relative_to_now() -> None:
-    later = NOW + timedelta(seconds=30)
-    assert parse_retry_after("Tue, 30 Apr 2024 12:02:00 GMT", later) == 90.0
 
 
 @pytest.mark.parametrize(
