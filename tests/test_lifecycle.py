@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -13,6 +12,7 @@ import httpx
 from tests.conftest import REPO
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import free_port
+from tests.support.waiting import eventually
 from tests.test_cli import MONITOR, RSS, monitor_env
 
 
@@ -20,13 +20,6 @@ def feeds_yaml(server: FeedServer, ids: list[str], interval: int = 60) -> str:
     return "feeds:\n" + "".join(
         f"  - id: {feed_id}\n    source: Wire {feed_id}\n    url: {server.url('/wire.xml')}\n"
         f"    interval: {interval}\n" for feed_id in ids)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def test_reload_on_change_and_sighup_keeps_the_old_config_when_invalid_and_sigterm_exits_0(
@@ -53,7 +46,7 @@ def test_reload_on_change_and_sighup_keeps_the_old_config_when_invalid_and_sigte
             return any(line.startswith(prefix) and not line.endswith(" 0.0")
                        for line in text.splitlines())
 
-        wait_until(lambda: polled("wire"))
+        eventually(lambda: polled("wire"), 30, "the feed polled")
         status = subprocess.run([*MONITOR, "status"], cwd=REPO, env=env, capture_output=True,
                                 text=True, timeout=60, check=False)
         assert status.returncode == 0, status.stderr
@@ -62,13 +55,14 @@ def test_reload_on_change_and_sighup_keeps_the_old_config_when_invalid_and_sigte
         assert "claims tracked: 4" in status.stdout
 
         feeds.write_text(feeds_yaml(feed_server, ["wire"], interval=0), encoding="utf-8")
-        wait_until(lambda: "keeping the configuration in force" in log_path.read_text())
+        eventually(lambda: "keeping the configuration in force" in log_path.read_text(), 30,
+                   "the invalid feeds.yaml refused")
         assert "interval" in log_path.read_text().split("keeping the configuration")[-1]
         assert process.poll() is None  # still running on the old feeds
 
         feeds.write_text(feeds_yaml(feed_server, ["wire", "second"]), encoding="utf-8")
         process.send_signal(signal.SIGHUP)
-        wait_until(lambda: polled("second"))
+        eventually(lambda: polled("second"), 30, "the added feed polled")
         assert "feeds added ['second']" in log_path.read_text()
 
         started = time.monotonic()

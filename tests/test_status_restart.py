@@ -14,8 +14,8 @@ import httpx
 from tests.conftest import REPO
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import free_port
+from tests.support.waiting import eventually
 from tests.test_cli import MONITOR, monitor_env
-from tests.test_lifecycle import wait_until
 
 
 def scrape(port: int) -> str:
@@ -57,14 +57,15 @@ def test_failures_and_the_last_error_survive_a_restart(tmp_path: Path,
 
     first = run_daemon(feeds, env, log)
     try:
-        wait_until(lambda: failed_once in scrape(port))
+        eventually(lambda: failed_once in scrape(port), 30, "the failed poll on /metrics")
     finally:
         assert stop(first) == 0, log.read_text()
     polls = len(feed_server.hits("/down.xml"))
 
     second = run_daemon(feeds, env, log)
     try:  # ready once the scheduler runs, which is after the feeds were set up
-        wait_until(lambda: 'monitor_ready{check="scheduler"} 1.0' in scrape(port))
+        eventually(lambda: 'monitor_ready{check="scheduler"} 1.0' in scrape(port), 30,
+                   "the restarted scheduler ready")
         text = scrape(port)
         status = subprocess.run([*MONITOR, "status"], cwd=REPO, env=env, capture_output=True,
                                 text=True, timeout=60, check=False)

@@ -11,10 +11,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +25,7 @@ from monitor.metrics import Metrics
 from monitor.model import FeedState
 from tests.conftest import REPO
 from tests.support.feed_server import FeedServer
+from tests.support.waiting import eventually
 
 DEPLOY = REPO / "deploy" / "prometheus"
 PROMTOOL = shutil.which("promtool")
@@ -41,21 +41,6 @@ RSS = (b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><titl
        b"</channel></rss>")
 # One poll only: a long interval and no start-up jitter make the counters exact.
 INTERVAL_SECONDS = 3600
-
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout_seconds: float = 20.0) -> T:
-    """Call ``probe`` until it returns something other than None, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_seconds:g} s waiting for {what}")
-        time.sleep(0.1)
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -129,7 +114,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     in response.text)
                 return True if done else None
 
-            wait_for(polled, "the daemon's first poll of the test feed", 30)
+            eventually(polled, 30, "the daemon's first poll of the test feed")
             yield base
         finally:
             process.stop()
@@ -259,7 +244,7 @@ def prometheus(tmp_path: Path, daemon: str) -> Iterator[str]:
             response = get_or_none(f"{base}/-/ready")
             return True if response is not None and response.status_code == 200 else None
 
-        wait_for(ready, "Prometheus to be ready")
+        eventually(ready, 20, "Prometheus to be ready")
         yield base
     finally:
         process.stop()
@@ -278,7 +263,7 @@ def test_prometheus_scrapes_the_daemon(prometheus: str) -> None:
         result = query(prometheus, 'monitor_feed_polls_total{feed="wire",outcome="new_items"}')
         return result or None
 
-    [series] = wait_for(polls, "monitor_feed_polls_total in Prometheus")
+    [series] = eventually(polls, 20, "monitor_feed_polls_total in Prometheus")
     assert series["value"][1] == "1"
     assert series["metric"]["job"] == "monitor-poll" and series["metric"]["component"] == "poll"
     [published] = query(prometheus, 'monitor_items_published_total{feed="wire"}')
@@ -297,7 +282,7 @@ def test_prometheus_loads_and_evaluates_every_rule(prometheus: str) -> None:
         done = rules and all(rule["health"] != "unknown" for rule in rules)
         return groups if done else None
 
-    groups = wait_for(evaluated, "every rule to be evaluated once")
+    groups = eventually(evaluated, 20, "every rule to be evaluated once")
     expected_groups = [group["name"] for group in rules_file()["groups"]]
     assert [group["name"] for group in groups] == expected_groups
     rules = [rule for group in groups for rule in group["rules"]]

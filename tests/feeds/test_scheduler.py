@@ -22,6 +22,7 @@ from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics
 from monitor.store import Database
 from tests.support.feed_server import LOOPBACK, FeedServer
+from tests.support.waiting import eventually
 
 RSS = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><item>'
        b"<title>One</title><link>https://wire.example/1</link></item></channel></rss>")
@@ -113,9 +114,7 @@ def test_shutdown_during_a_poll_finishes_it_and_returns(feed_server: FeedServer,
     feed_server.set("/slow.xml", RSS, delay_seconds=0.5)
     scheduler = make_scheduler()
     scheduler.start([slow], {})
-    deadline = time.monotonic() + 10
-    while feed_server.in_flight == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)  # wait until the poll is on the wire
+    eventually(lambda: feed_server.in_flight, 10, "the poll on the wire")
     assert feed_server.in_flight == 1
     started = time.monotonic()
     scheduler.shutdown()

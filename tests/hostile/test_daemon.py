@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import REPO
 from tests.support.hostile_server import HostileServer, rss
 from tests.support.kafka_broker import free_port
-from tests.support.waiting import wait_until
+from tests.support.waiting import eventually
 from tests.test_cli import MONITOR, monitor_env
 
 
@@ -87,12 +87,12 @@ def test_a_hanging_feed_is_cut_off_counted_and_does_not_stop_its_host(
     daemon = Daemon(tmp_path, feeds, MONITOR_POLL__TIMEOUT_SECONDS="3",
                     MONITOR_POLL__ALLOWED_NETWORKS="127.0.0.1/32")
     daemons.append(daemon.start())
-    wait_until(lambda: hostile.requests_to("/slow-body")
+    eventually(lambda: hostile.requests_to("/slow-body")
                and daemon.sample("monitor_polls_in_flight") >= 1, 30,
                "the hanging poll shown in flight on /metrics")
-    wait_until(lambda: daemon.polls("hanging", "fetch_error") == 1, 15,
+    eventually(lambda: daemon.polls("hanging", "fetch_error") == 1, 15,
                "the hanging feed counted as failed")
-    wait_until(lambda: all(daemon.polls(feed, "new_items") == 1 for feed in ("good-a", "good-b")),
+    eventually(lambda: all(daemon.polls(feed, "new_items") == 1 for feed in ("good-a", "good-b")),
                15, "the other feeds of the host polled")
     assert daemon.sample("monitor_feed_consecutive_failures", feed="hanging") == 1
     assert "no complete response within 3 s" in daemon.log
@@ -104,7 +104,7 @@ def test_sigterm_ends_the_daemon_promptly_while_a_poll_hangs(
                     MONITOR_POLL__TIMEOUT_SECONDS="600",
                     MONITOR_POLL__ALLOWED_NETWORKS="127.0.0.1/32")
     daemons.append(daemon.start())
-    wait_until(lambda: hostile.requests_to("/slow-headers"), 30, "the poll started")
+    eventually(lambda: hostile.requests_to("/slow-headers"), 30, "the poll started")
     assert daemon.process is not None
     started = time.monotonic()
     daemon.process.send_signal(signal.SIGTERM)
@@ -120,7 +120,7 @@ def test_a_redirect_to_loopback_is_refused_and_visible_in_metrics_logs_and_statu
     daemon = Daemon(tmp_path, [("outside", outside.url(f"/redirect?to={internal}"))],
                     MONITOR_POLL__ALLOWED_NETWORKS="127.0.0.2/32")
     daemons.append(daemon.start())
-    wait_until(lambda: daemon.polls("outside", "fetch_error") == 1, 30,
+    eventually(lambda: daemon.polls("outside", "fetch_error") == 1, 30,
                "the refused feed counted as failed")
     assert not hostile.seen  # the internal service never saw a request
     assert "127.0.0.1 is a loopback address" in daemon.log

@@ -24,7 +24,7 @@ from monitor.metrics import Metrics, PollOutcome
 from monitor.model import Item
 from monitor.store import Database
 from tests.support.hostile_server import HostileServer, rss
-from tests.support.waiting import wait_until
+from tests.support.waiting import eventually
 
 
 class Rig:
@@ -119,7 +119,7 @@ def test_a_poll_ended_by_shutdown_is_not_recorded_as_the_feeds_failure(
     results: list[PollResult] = []
     thread = threading.Thread(target=lambda: results.append(rig.poller.poll(feed)), daemon=True)
     thread.start()
-    wait_until(lambda: hostile.requests_to("/slow-body"), 5, "the poll started")
+    eventually(lambda: hostile.requests_to("/slow-body"), 5, "the poll started")
     rig.fetcher.stop(grace_seconds=0.2)
     thread.join(5)
     assert results and "stopping" in (results[0].error or "")

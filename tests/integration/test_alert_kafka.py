@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -37,7 +36,9 @@ from tests.integration.test_match_kafka import read_topic
 from tests.support.crashing_alerter import CRASH_EXIT_CODE, build_stage
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, isolated_kafka_settings
+from tests.support.kafka_reader import consumed_to_the_end
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
+from tests.support.waiting import eventually
 from tests.test_alerts_e2e import CLAIM, DENIAL, LATER_DENIAL, with_items
 from tests.test_alerts_e2e import write_routes as write_hook_and_email_routes
 from tests.test_cli import RSS, monitor
@@ -90,11 +91,12 @@ def alerted_ids(hook: WebhookReceiver) -> Counter[str]:
                    for found in MATCH_ID.findall(json.dumps(delivery.body)))
 
 
-def wait_until(condition: Callable[[], bool], timeout_seconds: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)  # polling a condition against a deadline, not waiting blindly
+def settled(settings: KafkaSettings, *stages: KafkaAlertStage) -> Callable[[], bool]:
+    """Every match on the topic committed by the alert group and nothing in the stages' hands:
+    nothing more can be sent, now or after a rebalance (what a test asserts that on)."""
+    return lambda: (all(stage.idle() for stage in stages)
+                    and consumed_to_the_end(settings, settings.alert_group,
+                                            settings.matches_topic))
 
 
 class Running:
@@ -135,13 +137,13 @@ def test_poll_match_alert_through_kafka_one_webhook_post_and_one_email(
     service = kafka_run(tmp_path, kafka_settings, feed_server, registry, routes)
     service.start()
     try:
-        wait_until(lambda: published(registry) == 2)  # the feed's backlog, before the story
+        eventually(lambda: published(registry) == 2, 40, "the feed's backlog published")
         feed_server.set("/wire.xml", with_items(DENIAL), content_type="application/rss+xml",
                         conditional=False)
         (post,) = hook.wait_for(1, timeout_seconds=60)
         (mail,) = smtp.wait_for(1, timeout_seconds=30)
         assert service.alert_stage is not None
-        wait_until(service.alert_stage.is_ready)
+        eventually(service.alert_stage.is_ready, 40, "the alert stage ready")
         ready = httpx.get(f"http://127.0.0.1:{service.health.port}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
     finally:
@@ -192,11 +194,13 @@ def test_a_new_feeds_backlog_crosses_kafka_marked_and_is_not_alerted(
 
     service.start()
     try:
-        wait_until(lambda: alerts("suppressed_backlog") == 1, timeout_seconds=60)
+        eventually(lambda: alerts("suppressed_backlog") == 1, 60, "the backlog suppressed")
         feed_server.set("/wire.xml", with_items(DENIAL, LATER_DENIAL),
                         content_type="application/rss+xml", conditional=False)
         (post,) = hook.wait_for(1, timeout_seconds=60)
-        time.sleep(1.0)  # a backlog alert would come with it: give it the chance to show
+        assert service.alert_stage is not None
+        # A backlog alert would come with it: every match handled shows whether it did.
+        eventually(settled(kafka_settings, service.alert_stage), 40, "every match handled")
     finally:
         service.close()
     body = json.dumps(post.body, ensure_ascii=False)
@@ -225,17 +229,19 @@ def test_two_alerters_in_one_group_alert_every_match_once(
     produce(kafka_settings, first)
     running.start(build_stage(kafka_settings, CLAIMS, routes, Metrics(CollectorRegistry()),
                               session_timeout_seconds=SESSION_TIMEOUT_SECONDS))
-    wait_until(lambda: len(alerted_ids(hook)) >= 4)
+    eventually(lambda: len(alerted_ids(hook)) >= 4, 40, "the first alerts")
     # The second member joins mid-stream: partitions move while groups wait and alerts go out.
     running.start(build_stage(kafka_settings, CLAIMS, routes, Metrics(CollectorRegistry()),
                               session_timeout_seconds=SESSION_TIMEOUT_SECONDS))
     produce(kafka_settings, second)
     expected = {m.match_id for m in first + second}
-    wait_until(lambda: set(alerted_ids(hook)) >= expected, timeout_seconds=60)
-    wait_until(lambda: all(stage.idle() for stage, _, _ in running.stages))
-    time.sleep(1.0)  # a repeat would come within a poll or two: give it the chance to show
+    eventually(lambda: set(alerted_ids(hook)) >= expected, 60, "every match alerted")
+    # A repeat would come from a match not yet committed or an alert still in hand.
+    eventually(settled(kafka_settings, *(stage for stage, _, _ in running.stages)), 40,
+               "every match handled and committed")
     assert alerted_ids(hook) == Counter(expected)
-    wait_until(lambda: all(stage.is_ready() for stage, _, _ in running.stages))
+    eventually(lambda: all(stage.is_ready() for stage, _, _ in running.stages), 40,
+               "both stages ready")
 
 
 def test_an_alerter_killed_after_sending_resends_once_with_the_same_keys(
@@ -262,8 +268,7 @@ def test_an_alerter_killed_after_sending_resends_once_with_the_same_keys(
                                       session_timeout_seconds=SESSION_TIMEOUT_SECONDS))
     first, again = hook.wait_for(2, timeout_seconds=40)
     mails = smtp.wait_for(2, timeout_seconds=20)
-    wait_until(stage.idle)
-    time.sleep(1.0)  # nothing more may come
+    eventually(settled(kafka_settings, stage), 40, "every match handled and committed")
     assert len(hook.requests) == 2 and len(smtp.messages) == 2
     assert first.headers["idempotency-key"] == again.headers["idempotency-key"]
     keys = {str(mail.message["X-Idempotency-Key"]) for mail in mails}
@@ -292,7 +297,7 @@ def test_a_failing_receiver_delays_then_gives_up_to_the_dlq_and_replays(
     headers = {name: value.decode() for name, value in dead.headers}
     assert headers["stage"] == "alert" and "HTTP 500" in headers["error"]
     assert headers["receiver"] == "desk-hook" and headers["time"].endswith("Z")
-    wait_until(stage.idle)
+    eventually(stage.idle, 40, "the stage idle")
     sample = metrics.registry.get_sample_value
     assert sample("monitor_alerts_total", {"receiver": "desk-hook", "outcome": "sent"}) == 1
     assert sample("monitor_alerts_total",

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka
 from tests.support.kafka_reader import read_items
 from tests.support.receivers import WebhookReceiver
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.kafka
 
@@ -74,13 +74,6 @@ class Process(Poller):
     def records(self) -> list[dict[str, Any]]:
         lines = self.log.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.startswith("{")]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_seconds: float) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_seconds:g} s"
-        time.sleep(0.2)  # polling a condition against a deadline
 
 
 @pytest.fixture
@@ -133,10 +126,10 @@ def test_a_broker_outage_is_two_lines_a_process_readyz_503_and_nothing_lost(
                        "alert": ("alert", "--claims", claims,
                                  "--alerts", str(hook_routes(tmp_path, hook)))}.items():
         processes[name] = Process(env, feeds, tmp_path, name, args)
-    wait_until(lambda: all(p.readyz() == 200 for p in processes.values())
-               and len(feed_server.hits("/wire.xml")) >= 2, "ready and polling", 60)
+    eventually(lambda: all(p.readyz() == 200 for p in processes.values())
+               and len(feed_server.hits("/wire.xml")) >= 2, 60, "ready and polling")
     feed_server.set("/wire.xml", rss(range(0, 3)))
-    wait_until(lambda: bool(alerted_urls(hook)), "alerting before the outage", 60)
+    eventually(lambda: alerted_urls(hook), 60, "alerting before the outage")
     seen = {name: len(p.records()) for name, p in processes.items()}
     for name, topic in (("match", "ITEMS"), ("alert", "MATCHES")):  # one line, not one each
         assigned = f"partitions assigned: {env[f'MONITOR_KAFKA__{topic}_TOPIC']} [0, 1, 2]"
@@ -144,16 +137,16 @@ def test_a_broker_outage_is_two_lines_a_process_readyz_503_and_nothing_lost(
 
     broker.stop()
     feed_server.set("/wire.xml", rss(range(0, 6)))  # three stories while the broker is away
-    wait_until(lambda: all(p.readyz() == 503 for p in processes.values()),
-               "/readyz 503 in every process", GRACE_SECONDS + 30)
+    eventually(lambda: all(p.readyz() == 503 for p in processes.values()),
+               GRACE_SECONDS + 30, "/readyz 503 in every process")
     assert all(p.broker_ready() == 0.0 for p in processes.values())
     broker.start()
     feed_server.set("/wire.xml", rss(range(0, 9)))  # and three after
 
-    wait_until(lambda: all(p.readyz() == 200 for p in processes.values()),
-               "/readyz 200 again", 60)
-    wait_until(lambda: {f"https://wire.example/{n}" for n in range(9)} <= alerted_urls(hook),
-               "every story alerted", 60)
+    eventually(lambda: all(p.readyz() == 200 for p in processes.values()), 60,
+               "/readyz 200 again")
+    eventually(lambda: {f"https://wire.example/{n}" for n in range(9)} <= alerted_urls(hook),
+               60, "every story alerted")
     settings = KafkaSettings(bootstrap_servers=(broker.bootstrap,))
     items = read_items(broker.bootstrap, env["MONITOR_KAFKA__ITEMS_TOPIC"], expect=9)
     assert {item.url for _, item in items} == {f"https://wire.example/{n}" for n in range(9)}

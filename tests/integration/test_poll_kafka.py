@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from monitor.service import PollService
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
 from tests.support.kafka_reader import read_items
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.kafka
 
@@ -150,9 +151,7 @@ def test_items_that_appear_while_the_broker_is_down_arrive_once_afterwards(
         # The producer needs a few metadata retries to find the restarted broker, so polls
         # right after the restart may still fail; wait for the items, not for a poll count.
         # Backoff after the failures is capped well below this wait.
-        deadline = time.monotonic() + 90
-        while published_items(service) < 25 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        eventually(lambda: published_items(service) >= 25, 90, "the items published")
         assert published_items(service) == 25
     finally:
         service.close()
@@ -191,10 +190,13 @@ def test_run_in_kafka_mode_polls_and_matches_end_to_end(
         service.start()
         run_rounds(service, 2)
         records = []
-        deadline = time.monotonic() + 60
-        while not records and time.monotonic() < deadline:
+
+        def read_matches() -> list[Any]:
             for batch in consumer.poll(timeout_ms=500).values():
                 records.extend(batch)
+            return records
+
+        eventually(read_matches, 60, "a match on the topic")
     finally:
         consumer.close()
         service.close()

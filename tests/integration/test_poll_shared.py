@@ -23,11 +23,12 @@ import pytest
 from monitor.bus.alert_topics import read_alert_records
 from monitor.config.settings import KafkaSettings
 from tests.conftest import REPO
-from tests.integration.test_alert_kafka import alerted_ids, hook_routes, wait_until
+from tests.integration.test_alert_kafka import alerted_ids, hook_routes
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
-from tests.support.kafka_reader import read_items
+from tests.support.kafka_reader import consumed_to_the_end, read_items
 from tests.support.receivers import WebhookReceiver
+from tests.support.waiting import eventually
 from tests.test_cli import MONITOR, monitor_env
 
 pytestmark = pytest.mark.kafka
@@ -119,7 +120,7 @@ def pollers() -> Iterator[list[Poller]]:
 def pollers_of_each_feed(pollers: list[Poller], seconds: float = 4.0) -> dict[str, set[int]]:
     """Which pollers polled each feed during ``seconds`` (indexes into ``pollers``)."""
     before = [p.polls() for p in pollers]
-    time.sleep(seconds)
+    time.sleep(seconds)  # a window to watch: who polls a feed is what is being measured
     after = [p.polls() for p in pollers]
     return {feed: {n for n in range(len(pollers)) if after[n][feed] > before[n][feed]}
             for feed in FEEDS}
@@ -194,10 +195,14 @@ def test_three_pollers_two_matchers_two_alerters_alert_every_match_once(
                           ("alert", "--claims", claims, "--alerts", str(routes)))
                    for n in range(2))
 
-    settings = KafkaSettings(bootstrap_servers=(kafka_broker.bootstrap,),
-                             alerts_topic=env["MONITOR_KAFKA__ALERTS_TOPIC"])
-    wait_until(lambda: all(pollers_of_each_feed(pollers[:3], 2.0).values()),
-               timeout_seconds=90)  # every feed polled (its first poll is past)
+    settings = KafkaSettings(
+        bootstrap_servers=(kafka_broker.bootstrap,), items_topic=env["MONITOR_KAFKA__ITEMS_TOPIC"],
+        matches_topic=env["MONITOR_KAFKA__MATCHES_TOPIC"],
+        alerts_topic=env["MONITOR_KAFKA__ALERTS_TOPIC"],
+        match_group=env["MONITOR_KAFKA__MATCH_GROUP"],
+        alert_group=env["MONITOR_KAFKA__ALERT_GROUP"])
+    eventually(lambda: all(pollers_of_each_feed(pollers[:3], 2.0).values()), 90,
+               "every feed polled (its first poll is past)")
     for feed_id in FEEDS:
         feed_server.set(f"/{feed_id}.xml", denials(feed_id, 1))
 
@@ -207,7 +212,7 @@ def test_three_pollers_two_matchers_two_alerters_alert_every_match_once(
         return Counter(match_id for record in read_alert_records(settings)
                        if record.event == "sent" for match_id in record.match_ids)
 
-    wait_until(lambda: len(sent_match_ids()) >= len(FEEDS), timeout_seconds=120)
+    eventually(lambda: len(sent_match_ids()) >= len(FEEDS), 120, "the first denials sent")
     owners = wait_for_steady_state(pollers[:3])
     victim = next(iter(owners[FEEDS[0]]))
     pollers[victim].process.kill()
@@ -215,9 +220,19 @@ def test_three_pollers_two_matchers_two_alerters_alert_every_match_once(
     for feed_id in FEEDS:  # a second denial everywhere
         feed_server.set(f"/{feed_id}.xml", denials(feed_id, 2))
 
-    wait_until(lambda: len(sent_match_ids()) >= 2 * len(FEEDS),
-               timeout_seconds=SESSION_TIMEOUT_SECONDS + 90)
-    time.sleep(3)  # nothing more may come
+    eventually(lambda: len(sent_match_ids()) >= 2 * len(FEEDS), SESSION_TIMEOUT_SECONDS + 90,
+               "the second denials sent")
+
+    def all_handled() -> bool:
+        """Every item matched and every match's notification closed (sent or dead), all
+        committed by the groups: nothing is left that could still be sent."""
+        records = read_alert_records(settings)
+        closed = {r.id for r in records if r.event != "pending"}
+        return ({r.id for r in records if r.event == "pending"} <= closed
+                and consumed_to_the_end(settings, settings.match_group, settings.items_topic)
+                and consumed_to_the_end(settings, settings.alert_group, settings.matches_topic))
+
+    eventually(all_handled, 60, "every item matched and every match alerted, all committed")
     counts = sent_match_ids()
     assert len(counts) == 2 * len(FEEDS)
     assert set(counts.values()) == {1}, [m for m, n in counts.items() if n > 1]
@@ -251,9 +266,7 @@ def test_sigterm_under_load_exits_0_and_the_restart_loses_and_repeats_nothing(
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("monitor_items_published_total{"))
 
-    deadline = time.monotonic() + 60
-    while published() < 40 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: published() >= 40, 60, "publishing under way")
     started, before = time.monotonic(), published()
     first.process.send_signal(signal.SIGTERM)
     assert first.process.wait(timeout=30) == 0

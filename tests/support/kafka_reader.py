@@ -6,7 +6,12 @@ import time
 import uuid
 
 from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
 
+from monitor.bus.kafka import read_partitions, topic_reader
+from monitor.config.settings import KafkaSettings
 from monitor.model import Item, decode_item
 
 
@@ -36,3 +41,32 @@ def read_items(bootstrap: str, topic: str, *, expect: int, timeout_seconds: floa
     finally:
         consumer.close()
     return records
+
+
+def committed_offsets(settings: KafkaSettings, group: str) -> dict[TopicPartition, int]:
+    """The group's committed offsets; empty while its coordinator is still being elected."""
+    admin = KafkaAdminClient(bootstrap_servers=list(settings.bootstrap_servers))
+    try:
+        offsets = admin.list_group_offsets({group: None})
+    except KafkaError:  # CoordinatorNotAvailable on a fresh broker: nothing committed yet
+        return {}
+    finally:
+        admin.close()
+    return {tp: meta.offset for tp, meta in offsets.get(group, {}).items()}
+
+
+def consumed_to_the_end(settings: KafkaSettings, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed past every record now readable on ``topic``
+    (read_committed). A stage that has, and holds nothing in hand, has nothing more to do:
+    what a test waits on instead of sleeping to see that nothing more comes."""
+    reader = topic_reader(settings)
+    try:
+        records = read_partitions(reader, topic)
+    finally:
+        reader.close()
+    needed: dict[int, int] = {}
+    for record in records:
+        needed[record.partition] = max(needed.get(record.partition, 0), record.offset + 1)
+    committed = {tp.partition: offset for tp, offset in committed_offsets(settings, group).items()
+                 if tp.topic == topic}
+    return all(committed.get(partition, 0) >= end for partition, end in needed.items())

@@ -19,6 +19,7 @@ from monitor.bus.broker_probe import api_versions_request, probe_broker, split_s
 from monitor.bus.connectivity import BrokerWatch, Reachability
 from monitor.config.settings import KafkaSettings
 from tests.support.clock import ManualClock
+from tests.support.waiting import eventually
 
 START = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 
@@ -104,18 +105,9 @@ def test_the_probe_thread_notices_an_outage_by_itself() -> None:
     watch = BrokerWatch(KafkaSettings(bootstrap_servers=("b:9092",)), probe=probe)
     watch.start()
     try:
-        assert wait_for(lambda: watch.reachability.down)
+        eventually(lambda: watch.reachability.down, 5, "the outage noticed")
     finally:
         watch.close()
-
-
-def wait_for(condition: Callable[[], bool], timeout_seconds: float = 5.0) -> bool:
-    pause = threading.Event()
-    for _ in range(int(timeout_seconds / 0.05)):
-        if condition():
-            return True
-        pause.wait(0.05)  # polling a condition against a deadline
-    return condition()
 
 
 # -- the probe, on real sockets ----------------------------------------------------------------

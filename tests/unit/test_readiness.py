@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from monitor.readiness import FeedsReadiness
 from monitor.service import PollService
 from tests.support.clock import ManualClock
 from tests.support.feed_server import FeedServer
+from tests.support.waiting import eventually
 
 GRACE = 15.0
 RSS = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>W</title><item><title>Story'
@@ -67,15 +66,6 @@ def test_one_working_feed_keeps_the_poller_ready_and_no_feeds_is_ready() -> None
     assert idle()
 
 
-def wait_for(condition: Callable[[], bool], timeout_seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)  # polling a condition against a deadline
-    return True
-
-
 # -- wired into the poll stage, over real HTTP -------------------------------------------------
 
 
@@ -94,10 +84,10 @@ def test_a_poller_whose_only_feed_fails_turns_unready_and_back(
     try:
         service.start()
         # Failing for longer than the grace since start-up; today's code stays 200.
-        assert wait_for(lambda: httpx.get(readyz).status_code == 503)
+        eventually(lambda: httpx.get(readyz).status_code == 503, 30, "/readyz 503")
         assert "feeds" in httpx.get(readyz).text
         assert service.registry.get_sample_value("monitor_ready", {"check": "feeds"}) == 0.0
         feed_server.change("/wire.xml", status=200)
-        assert wait_for(lambda: httpx.get(readyz).status_code == 200)
+        eventually(lambda: httpx.get(readyz).status_code == 200, 30, "/readyz 200 again")
     finally:
         service.close()
