@@ -30,9 +30,10 @@ from pathlib import Path
 from rapidfuzz import fuzz, process
 
 from monitor.config.claims import ClaimConfig
+from monitor.config.settings import match_settings
 from monitor.match.index import ClaimIndex
 from monitor.match.matcher import match_item
-from monitor.match.semantic import Embedder, Vectors, default_cache_path
+from monitor.match.semantic import Embedder, Vectors
 from monitor.model import Item
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +83,8 @@ class CountingEmbedder(Embedder):
 
 def run_project(claims: list[ClaimConfig], items: list[Item], semantic: bool
                 ) -> dict[str, float]:
-    embedder = CountingEmbedder(1, default_cache_path()) if semantic else None
+    cache = match_settings().embedding_cache_path()
+    embedder = CountingEmbedder(1, cache) if semantic else None
     started = time.perf_counter()
     index = ClaimIndex(claims, embedder)
     build_seconds = time.perf_counter() - started

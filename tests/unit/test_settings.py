@@ -11,6 +11,7 @@ import pytest
 from monitor.config.settings import (
     DEFAULT_USER_AGENT,
     load_settings,
+    match_settings,
     unknown_environment_settings,
 )
 from monitor.errors import ConfigError
@@ -189,3 +190,27 @@ def test_every_shipped_variable_is_a_setting() -> None:
     names = _shipped_variables()
     assert {"MONITOR_KAFKA__BOOTSTRAP_SERVERS", "MONITOR_HTTP__ADDRESS"} <= names
     assert unknown_environment_settings(dict.fromkeys(names, "")) == []
+
+
+def test_the_embedding_cache_is_a_match_setting_with_the_users_cache_as_default(
+        clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert load_settings().match.embedding_cache_path() == (
+        tmp_path / "xdg" / "monitor" / "embeddings.sqlite3")
+    clean_env.delenv("XDG_CACHE_HOME")
+    assert match_settings().embedding_cache_path() == (
+        Path.home() / ".cache" / "monitor" / "embeddings.sqlite3")
+    clean_env.setenv("MONITOR_MATCH__EMBEDDING_CACHE", str(tmp_path / "vectors.sqlite3"))
+    assert load_settings().match.embedding_cache_path() == tmp_path / "vectors.sqlite3"
+    assert match_settings().embedding_cache_path() == tmp_path / "vectors.sqlite3"
+
+
+def test_the_match_section_alone_ignores_other_sections_and_names_its_own_errors(
+        clean_env: pytest.MonkeyPatch) -> None:
+    """The evaluations read only the match section: a wrong Kafka setting does not stop them."""
+    clean_env.setenv("MONITOR_KAFKA__SESSION_TIMEOUT_SECONDS", "soon")
+    clean_env.setenv("MONITOR_MATCH__SEMANTIC", "false")
+    assert match_settings().semantic is False
+    clean_env.setenv("MONITOR_MATCH__EMBED_THREADS", "0")
+    with pytest.raises(ConfigError, match="MONITOR_MATCH__EMBED_THREADS"):
+        match_settings()
