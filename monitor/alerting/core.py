@@ -1,9 +1,8 @@
-"""The alerting core both shells share: silences and routes, due groups, one delivery attempt.
+"""The alerting core: silences and routes, due groups, one delivery attempt.
 
-Embedded mode (:mod:`monitor.alerting.stage`, SQLite outbox) and Kafka mode
-(:mod:`monitor.bus.kafka_alert`, ``monitor.alerts`` as the ledger) differ only in where they
-read matches and where they write what happened. Everything a match goes through between
-those two points is here, so that both modes route, group, render, retry, count and log alike:
+The alert stage (:mod:`monitor.alerting.stage`) reads matches and records what happened on its
+logs; ``monitor dlq replay`` sends a dead letter again. Everything a match goes through between
+reading and recording is here, so that both route, group, render, retry, count and log alike:
 
 - :meth:`AlertCore.destinations`: a match that is background (published before its claim was
   made), backlog (from a feed's first poll) or silenced is counted and logged with the reason
@@ -15,7 +14,7 @@ those two points is here, so that both modes route, group, render, retry, count 
 
 The idempotency key of each message is ``<notification id>-<n>`` (n numbers the messages of
 the notification: per URL, per claim); a notification id is stable across retries, restarts
-and, in Kafka mode, across instances, so a receiver reading the key can drop a repeat.
+and (Kafka) instances, so a receiver reading the key can drop a repeat.
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ class AlertStageConfig:
 
 
 class Queued(Protocol):
-    """A notification waiting in an outbox (SQLite rows and Kafka mode's memory alike)."""
+    """A notification waiting to be sent (the stage's queue, a dead letter replayed)."""
 
     @property
     def id(self) -> str: ...

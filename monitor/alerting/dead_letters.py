@@ -1,11 +1,12 @@
-"""Kafka mode's dead letters as ``monitor dlq list | replay`` sees them (pure: no Kafka here).
+"""Dead letters as ``monitor dlq list | replay`` sees them, in either mode (pure: no transport).
 
-A record on ``monitor.dlq`` is the original bytes plus headers naming the stage, the error and
-the time. The alert stage adds receiver, id, partition and attempts, and its bytes are the
-notification's outbox payload, so a replay renders it afresh through the current templates.
-A replay sends at once, one attempt per URL, through the shared core; when every URL accepts
-it the caller writes the returned ``sent`` record on ``monitor.alerts`` (partition as the
-dead letter says), which is also what marks the dead letter as replayed in ``list``.
+A dead letter is the original bytes plus headers naming the stage, the error and the time
+(``monitor.dlq`` in Kafka mode, the ``dead_letters`` table in embedded mode). The alert stage
+adds receiver, id, partition and attempts, and its bytes are the notification's payload, so a
+replay renders it afresh through the current templates. A replay sends at once, one attempt
+per URL, through the shared core; when every URL accepts it the caller writes the returned
+``sent`` record on the alert log (partition as the dead letter says), which is also what marks
+the dead letter as replayed in ``list``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class DeadLetter:
 
 
 def dead_letters(records: Iterable[tuple[str, Mapping[str, str], bytes]]) -> list[DeadLetter]:
-    """(place, headers, value) of every DLQ record -> dead letters, oldest first."""
+    """(place, headers, value) of every dead letter -> dead letters, oldest first."""
     found = []
     for place, headers, value in records:
         stage = headers.get("stage", "?")
@@ -49,7 +50,8 @@ def find_alert_letter(letters: Iterable[DeadLetter], letter_id: str) -> DeadLett
     InvalidInputError when there is none."""
     chosen = [letter for letter in letters if letter.stage == "alert" and letter.id == letter_id]
     if not chosen:
-        raise InvalidInputError(f"dlq: no dead letter of the alert stage with id {letter_id!r}")
+        raise InvalidInputError(f"dlq: no dead letter with id {letter_id!r} from the alert "
+                                "stage")
     return chosen[-1]
 
 

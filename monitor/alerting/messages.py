@@ -1,10 +1,12 @@
-"""The alerter's own messages: the outbox payload codec and the ``monitor test-alert`` message.
+"""The alerter's own messages: the notification payload codec and the ``monitor test-alert``
+message.
 
-An outbox payload is the notification's matches in their wire form plus the receiver, with a
-version; it is rendered per URL only at delivery time.
+A notification payload (on a "pending" alert record, in a dead letter) is the notification's
+matches in their wire form plus the receiver, with a version; it is rendered per URL only at
+delivery time.
 
 A test alert goes through the real path (routes.yaml, secrets from the environment, the
-receiver's template, the real channels) but not through the outbox: it is sent once, now, and
+receiver's template, the real channels) but not through the alert stage: it is sent once, now, and
 its result printed. It is marked as a test in title and body (``AlertGroup(test=True)``).
 """
 
@@ -37,14 +39,14 @@ def encode_payload(notification: Notification) -> bytes:
 
 
 def decode_payload(payload: bytes) -> tuple[Match, ...]:
-    """The matches of an outbox payload; InvalidInputError when it cannot be read."""
+    """The matches of a notification payload; InvalidInputError when it cannot be read."""
     try:
         raw = json.loads(payload)
         if raw.get("version") != PAYLOAD_VERSION:
             raise InvalidInputError(f"alert: unsupported payload version {raw.get('version')!r}")
         return tuple(decode_match(json.dumps(m).encode("utf-8")) for m in raw["matches"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InvalidInputError(f"alert: malformed outbox payload: {exc}") from exc
+        raise InvalidInputError(f"alert: malformed notification payload: {exc}") from exc
 
 
 def made_up_match(claim: ClaimConfig, now: datetime) -> Match:

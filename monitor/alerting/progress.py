@@ -1,22 +1,28 @@
-"""Kafka mode's bookkeeping between consuming a match and committing its offset (pure).
+"""The alert stage's bookkeeping between consuming a match and committing its position (pure).
 
 :class:`CommitTracker` answers "up to where may partition p be committed?": up to the first
-consumed offset that still holds a (match_id, receiver) pair not yet handed to the ledger
-(written as "pending" on ``monitor.alerts``), or past the last consumed offset when none
-does. So ``group_wait`` holds a commit back but never loses a match: after a crash or a
-rebalance the partition's next owner reads the held matches again.
+consumed offset that still holds something not yet written (a (match_id, receiver) pair not
+yet on the alert log as "pending", or an unreadable record whose dead letter is not written),
+or past the last consumed offset when none does. So ``group_wait`` holds a commit back but
+never loses a match: after a crash or a rebalance the partition's next owner reads the held
+matches again.
 
 :class:`MemoryOutbox` holds the notifications being delivered or retried by this process.
-It is a cache, not the record: every entry is also a "pending" record on ``monitor.alerts``,
-from which the partition's next owner rebuilds it.
+It is a cache, not the record: every entry is also a "pending" record on the alert log, from
+which the partition's next owner (or this stage after a restart) rebuilds it.
+
+:class:`StepView` is what the last step left, for readers on other threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 Pair = tuple[str, str]  # (match_id, receiver)
+WAIT_GAP_SECONDS = 5.0  # idle() calls further apart than this begin a new wait
 
 
 class CommitTracker:
@@ -125,3 +131,56 @@ class MemoryOutbox:
     def oldest_pending_age(self, now: float) -> float:
         oldest = min((e.created_at for e in self._entries.values()), default=None)
         return 0.0 if oldest is None else max(0.0, now - oldest)
+
+
+@dataclass(frozen=True, slots=True)
+class _Left:
+    step: int = 0
+    idle: bool = False
+    pending: int = 0
+    next_wakeup: float | None = None
+
+
+class StepView:
+    """What the stage's last step left (idle, alerts pending, next wakeup), safe to read from
+    any thread while the stage's own thread steps. Never blocks."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._lock, self._monotonic = threading.Lock(), monotonic
+        self._steps = 0
+        self._left = _Left()
+        self._asked: int | None = None  # the last step begun before the current wait
+        self._asked_at = 0.0
+
+    def begin(self) -> int:
+        """A step begins; its number."""
+        with self._lock:
+            self._steps += 1
+            return self._steps
+
+    def left(self, step: int, idle: bool, pending: int, next_wakeup: float | None) -> None:
+        """What step ``step`` left, as it ends."""
+        with self._lock:
+            self._left = _Left(step, idle, pending, next_wakeup)
+
+    def idle(self) -> bool:
+        """True once a step that began after this wait began found nothing left: a True is
+        never left over from before new input came. A wait is calls less than
+        ``WAIT_GAP_SECONDS`` apart, until one says True."""
+        now = self._monotonic()
+        with self._lock:
+            if self._asked is None or now - self._asked_at > WAIT_GAP_SECONDS:
+                self._asked = self._steps  # the step running now, or the last one
+            self._asked_at = now
+            if self._left.idle and self._left.step > self._asked:
+                self._asked = None
+                return True
+            return False
+
+    def pending(self) -> int:
+        with self._lock:
+            return self._left.pending
+
+    def next_wakeup(self) -> float | None:
+        with self._lock:
+            return self._left.next_wakeup

@@ -1,220 +1,390 @@
-"""Embedded mode's alert stage: local match log -> silences, routes, groups -> outbox -> channels.
+"""The alert stage: matches -> silences, routes, groups -> channels, with the alert log as the
+record of what was done and the dead letters for what was given up. Written once over
+:class:`monitor.bus.log.StageLog`: the embedded transport keeps the logs in the state file,
+the Kafka one on ``monitor.matches``, ``monitor.alerts`` and ``monitor.dlq``.
 
-One ``run_once(now)`` does three steps, each committed before the next starts:
+Handled once per (match_id, receiver), across restarts and (Kafka) instances, with nothing kept
+but the logs (see :mod:`monitor.alerting.alert_log` for the record and
+:mod:`monitor.alerting.progress` for the commit rule). One :meth:`AlertStage.step`:
 
-1. **Intake.** Matches after the stage's position ("alert" in ``stage_offsets``) are read from
-   ``match_log``. A silenced match is counted and logged with the silence id; the others are
-   routed and join their groups (a match already handled for a receiver is skipped). The new
-   position and the grouper snapshot are written in ONE transaction, so after a crash the
-   stage resumes with exactly the groups it had when it last advanced.
-2. **Grouping.** Each due notification goes into the outbox together with the grouper snapshot
-   that no longer holds it (one transaction: :meth:`Outbox.enqueue`), so a notification is
-   neither lost nor queued twice.
-3. **Delivery.** Due outbox rows are rendered per URL (format from the URL, the receiver's
-   template override) and sent. A row is ``sent`` only when every URL of the receiver
-   accepted it; a failure anywhere is retried (or dead-lettered) as a whole, so on a PARTIAL
-   failure the URLs that did accept get the message again on the retry. The outbox's own
-   window (a crash between a channel accepting and ``mark_sent``) can likewise repeat one
-   message once; the stable notification id lets webhook/e-mail receivers drop the repeat.
+1. **Poll**, and apply what the group changed first: a revoked partition's groups, queued
+   notifications and unwritten records are dropped (its next owner rebuilds them from the
+   logs); an assigned partition's alert records are read back before any of its matches is
+   looked at. A pair already named there is skipped from then on, and a notification
+   ``pending`` without an outcome (its writer died, or lost the partition, between writing
+   "pending" and the outcome) is delivered again with the same id, so the same idempotency key.
+2. **Intake.** A match is routed (silenced, background and backlog matches are counted, not
+   alerted); each new pair joins its group and holds its partition's commit back. A match
+   that cannot be decoded becomes a dead letter and the stage goes on.
+3. **Pending.** A due notification is split per source partition; each part is written as a
+   ``pending`` record (and acknowledged) before it is sent. Only then are its pairs released,
+   so the commit may pass them: from here on the alert log carries the notification.
+4. **Delivery** through the shared core (:mod:`monitor.alerting.core`), bounded per round
+   (``DELIVERY_ROUND_SECONDS``) so that a Kafka member polls well within
+   ``max.poll.interval.ms``. An outcome is written as ``sent``, or after the last retry as a
+   dead letter (headers stage/error/receiver/id/partition/attempts) with a ``dead`` record.
+5. **Commit** each partition up to its first record still held.
 
-Rendering happens at delivery, not at enqueue: the payload keeps the matches, so a template fix
-applies to what is still queued, and replayed dead letters are rendered afresh.
+A transport failure (:class:`monitor.errors.BusError`) loses nothing: what was not written stays
+in memory and is written first on the next try, and nothing is committed past it; the runner
+retries the step. Anything else raised here is a bug and stops the process.
 
-Not thread-safe: one thread runs it (``run``); others only ``wake`` it.
+Windows that can repeat (never lose): a crash between a channel accepting and the outcome
+record repeats that part once, with the same idempotency key; a group split by a rebalance
+while waiting (``group_wait``) is sent as it stands and the rest follows from the new owner.
+The grouper's timing (group_interval, rate limits) is not recorded: after a restart a group
+starts afresh.
+
+One thread steps the stage; :meth:`idle`, :meth:`pending` and :meth:`next_wakeup` may be read
+from any thread (they read what the last step left).
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import threading
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from monitor.alerting.alert_log import AlertRecord, Ledger, alert_output, decode_alert_record
 from monitor.alerting.core import AlertCore, AlertStageConfig, GiveUp, Retry, Sent
-from monitor.alerting.deliver import Channels
-from monitor.alerting.grouping import Grouper, Notification
+from monitor.alerting.grouping import Notification
 from monitor.alerting.messages import encode_payload
-from monitor.alerting.outbox import AlreadyHandled, Outbox, OutboxEntry, write_grouper_state
-from monitor.alerting.retry import RetryPolicy
-from monitor.alerting.silence_store import SilenceStore
+from monitor.alerting.progress import CommitTracker, MemoryOutbox, Pair, PendingAlert, StepView
+from monitor.alerting.silences import Silence
+from monitor.bus.log import DeadLetter, Polled, Record, StageLog, dead_letter
 from monitor.config.alerts import load_alerts, resolve_urls
 from monitor.config.claims import ClaimConfig
 from monitor.errors import InvalidInputError
 from monitor.match.registry import ClaimRegistry
 from monitor.metrics import Metrics
 from monitor.model import Match, decode_match
-from monitor.store import Database
 
-__all__ = ["AlertStageConfig", "EmbeddedAlertStage", "claims_of", "load_stage_config"]
+__all__ = ["AlertStage", "AlertStageConfig", "claims_of", "load_stage_config"]
 
 log = logging.getLogger(__name__)
 
 STAGE = "alert"
-MAX_IDLE_SECONDS = 1.0  # the match stage does not signal: new matches are picked up this fast
+MAX_POLL_SECONDS = 1.0
+RETRY_POLL_SECONDS = 0.1  # records wait to be written: poll briefly, then write them
+DELIVERY_ROUND_SECONDS = 60.0  # well under max.poll.interval.ms (300 s)
+Silences = Callable[[float], Sequence[Silence]]
 
 
-class EmbeddedAlertStage:
-    """``run()`` = while not stopping: ``run_once(clock())``; waits for ``wake`` when idle."""
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """An outcome record not written yet, with the dead letter of a notification given up."""
 
-    def __init__(self, database: Database, config: AlertStageConfig,
-                 claims: Callable[[], Mapping[str, ClaimConfig]], channels: Channels,
-                 metrics: Metrics, *, retry: RetryPolicy | None = None,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 batch_size: int = 200) -> None:
-        self._db, self._metrics = database, metrics
-        self._core = AlertCore(config, claims, channels, metrics, retry=retry, rng=rng)
-        self._clock, self._batch_size = clock, batch_size
-        self.outbox = Outbox(database)
-        self._silences = SilenceStore(database)
-        state = self.outbox.load_grouper_state()
-        self._grouper = (self._core.new_grouper() if state is None
-                         else Grouper.from_dict(state, self._core.rate_limits))
-        self.wake = threading.Event()
+    partition: int
+    record: AlertRecord
+    dead: DeadLetter | None = None
 
-    def reload_routes(self, config: AlertStageConfig) -> None:
-        self._core.reload(config)
 
-    def position(self) -> int:
-        with self._db.transaction() as conn:
-            row = conn.execute("SELECT seq FROM stage_offsets WHERE stage = ?",
-                               (STAGE,)).fetchone()
-        return int(row[0]) if row else 0
+class AlertStage:
+    """``step()`` does one round; :func:`monitor.runner.run_stage` loops it. See the module doc.
 
-    def run_once(self, now: float) -> int:
-        """Intake, grouping and delivery at ``now``; returns how many things it did."""
-        done = self._intake(now) + self._enqueue_due(now) + self._deliver_due(now)
-        self._metrics.alert_outbox_size.set(self.outbox.size())
-        self._metrics.alert_oldest_pending_age.set(self.outbox.oldest_pending_age(now))
+    Blocks in ``poll`` (up to ``max_poll_seconds``, less when something is due), on the
+    transport's writes and on the channels (bounded by their timeouts).
+    """
+
+    name = STAGE
+
+    def __init__(self, transport: StageLog, core: AlertCore, silences: Silences,
+                 metrics: Metrics, *, clock: Callable[[], float] = time.time,
+                 max_poll_seconds: float = MAX_POLL_SECONDS) -> None:
+        self._log, self._core, self._silences = transport, core, silences
+        self._metrics, self._clock, self._max_poll_seconds = metrics, clock, max_poll_seconds
+        self._grouper = core.new_grouper()
+        self._ledger, self._tracker, self._outbox = Ledger(), CommitTracker(), MemoryOutbox()
+        self._owned: set[int] = set()  # partitions whose alert records are read back
+        self._unread: set[int] = set()  # assigned, alert records not read back yet
+        self._inbox: dict[int, list[Record]] = {}  # polled, not taken in yet
+        self._claim_partition: dict[str, int] = {}
+        self._dead: list[tuple[Record, DeadLetter]] = []  # unreadable matches, not written
+        self._unlogged: list[PendingAlert] = []  # parts whose "pending" is not written
+        self._unwritten: list[_Outcome] = []
+        self._committed: dict[int, int] = {}
+        self._view = StepView()
+
+    # -- one round -------------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Poll, take in, write pending parts, deliver, commit; returns how much it did."""
+        step = self._view.begin()
+        idle = False
+        try:
+            done = self._round()
+            lag = self._log.lag()
+            self._metrics.consumer_lag.labels(STAGE).set(lag)
+            idle = lag == 0 and self._nothing_left()
+            return done
+        finally:
+            self._publish(step, idle)
+
+    def _round(self) -> int:
+        polled = self._log.poll(self._poll_timeout())
+        self._receive(polled)
+        self._read_back()
+        now = self._clock()
+        done = self._intake(now)
+        done += self._enqueue_due(now)
+        self._write()
+        done += self._deliver_due(now)
+        self._write()
+        self._commit()
+        self._update_gauges(now)
         return done
 
-    # -- 1. intake ---------------------------------------------------------------------------
+    # -- 1. partitions -----------------------------------------------------------------------
+
+    def _receive(self, polled: Polled) -> None:
+        """Apply the group's changes, then keep the records of our partitions for intake."""
+        for partition in sorted(polled.revoked & (self._owned | self._unread)):
+            self._forget(partition)
+        self._unread |= polled.assigned - self._owned  # a kept partition keeps its state
+        for record in polled.records:
+            if record.partition in self._owned or record.partition in self._unread:
+                self._inbox.setdefault(record.partition, []).append(record)
+
+    def _forget(self, partition: int) -> None:
+        dropped = self._grouper.drop(self._tracker.forget(partition))
+        queued = self._outbox.forget(partition)
+        self._unlogged = [p for p in self._unlogged if p.partition != partition]
+        self._unwritten = [o for o in self._unwritten if o.partition != partition]
+        self._dead = [d for d in self._dead if d[0].partition != partition]
+        self._ledger.forget(partition)
+        for state in (self._committed, self._inbox):
+            state.pop(partition, None)
+        self._owned.discard(partition)
+        self._unread.discard(partition)
+        if dropped or queued:
+            log.info("alert: partition %d moved away; its %d grouped match(es) and %d queued "
+                     "notification(s) go to its next owner", partition, dropped, queued)
+
+    def _read_back(self) -> None:
+        """Read the alert records of newly assigned partitions (a failure leaves them, and
+        their polled matches, for the next try)."""
+        for partition in sorted(self._unread):
+            records = self._log.read_back("alerts", [partition])
+            for record in records:
+                try:
+                    self._ledger.apply(partition, decode_alert_record(record.value))
+                except InvalidInputError as exc:
+                    log.error("alert: alert record %s unreadable, ignored: %s", record.place,
+                              exc)
+            self._queue_in_doubt(partition)
+            self._unread.discard(partition)
+            self._owned.add(partition)
+            log.info("alert: partition %d: %d alert record(s) read back", partition,
+                     len(records))
+
+    def _queue_in_doubt(self, partition: int) -> None:
+        now = self._clock()
+        for pending in self._ledger.in_doubt(partition):
+            due = max(now, pending.next_attempt_at or now)  # a Retry-After outlives us
+            self._outbox.add(PendingAlert(pending.id, pending.receiver, pending.payload or b"",
+                                          partition, pending.claim_ids, pending.match_ids,
+                                          pending.at, due, pending.attempts))
+            log.warning("alert: %s to %s was pending when its last owner stopped; sending it "
+                        "again with the same id%s", pending.id, pending.receiver,
+                        "" if due == now else f" in {due - now:.0f} s",
+                        extra={"receiver": pending.receiver})
+
+    # -- 2. intake -----------------------------------------------------------------------------
 
     def _intake(self, now: float) -> int:
-        start = self.position()
-        with self._db.transaction() as conn:
-            batch = conn.execute("SELECT seq, payload FROM match_log WHERE seq > ? ORDER BY seq "
-                                 "LIMIT ?", (start, self._batch_size)).fetchall()
-        if not batch:
+        records = [r for p in sorted(self._owned) for r in self._inbox.pop(p, ())]
+        if not records:
             return 0
         claims = self._core.claims()
-        silences = self._silences.list(include_expired=False,
-                                       now=datetime.fromtimestamp(now, UTC))
-        dead: list[tuple[bytes, str]] = []
-        for _seq, payload in batch:
+        silences = self._silences(now)
+        for record in records:
             try:
-                match = decode_match(bytes(payload))
+                match = decode_match(record.value)
             except InvalidInputError as exc:
-                dead.append((bytes(payload), str(exc)))
+                letter = dead_letter(STAGE, record, str(exc), self._log.source)
+                self._dead.append((record, letter))
+                self._tracker.consumed(record.partition, record.offset, [_dead_pair(record)])
                 continue
-            self._take(match, claims.get(match.claim_id), silences, now)
-        self._commit(int(batch[-1][0]), dead, now)
-        return len(batch)
+            self._claim_partition[match.claim_id] = record.partition
+            held = self._take(match, record.partition, claims.get(match.claim_id), silences,
+                              now)
+            self._tracker.consumed(record.partition, record.offset, held)
+        return len(records)
 
-    def _take(self, match: Match, claim: ClaimConfig | None, silences: list[Any],
-              now: float) -> None:
+    def _take(self, match: Match, partition: int, claim: ClaimConfig | None,
+              silences: Sequence[Silence], now: float) -> list[Pair]:
+        held = []
         for routed in self._core.destinations(match, claim, silences, now):
-            if not self.outbox.handled(match.match_id, routed.receiver):
-                self._grouper.add(match, routed, now)
+            if self._ledger.handled(partition, match.match_id, routed.receiver):
+                continue
+            if self._grouper.add(match, routed, now):
+                held.append((match.match_id, routed.receiver))
+        return held
 
-    def _commit(self, seq: int, dead: list[tuple[bytes, str]], now: float) -> None:
-        with self._db.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO dead_letters (stage, payload, error, at) VALUES (?, ?, ?, ?)",
-                [(STAGE, payload, error, now) for payload, error in dead])
-            write_grouper_state(conn, self._grouper.to_dict(), now)
-            conn.execute("INSERT INTO stage_offsets (stage, seq) VALUES (?, ?) "
-                         "ON CONFLICT (stage) DO UPDATE SET seq = excluded.seq", (STAGE, seq))
-        for payload, error in dead:
-            self._metrics.dead_letters.labels(STAGE).inc()
-            log.error("alert: match set aside as a dead letter: %s (%d bytes)", error,
-                      len(payload))
-
-    # -- 2. grouping -------------------------------------------------------------------------
+    # -- 3. pending ----------------------------------------------------------------------------
 
     def _enqueue_due(self, now: float) -> int:
         due = self._core.due(self._grouper, now)
         for notification in due:
-            self._enqueue(notification, now)
+            self._grouper.mark_sent(notification, now)
+            self._unlogged.extend(self._parts(notification, now))
         return len(due)
 
-    def _enqueue(self, notification: Notification, now: float) -> None:
-        before = self._grouper.to_dict()
-        self._grouper.mark_sent(notification, now)
-        match_ids = {m.match_id: m.claim_id for m in notification.matches}
-        try:
-            self.outbox.enqueue(notification.notification_id, notification.receiver,
-                                encode_payload(notification), match_ids, now,
-                                grouper_state=self._grouper.to_dict())
-        except AlreadyHandled as exc:  # handled by an earlier life: keep the grouper moving
-            log.warning("%s", exc, extra={"receiver": notification.receiver})
-            self.outbox.save_grouper_state(self._grouper.to_dict(), now)
-        except Exception:  # nothing was written: forget the in-memory advance too
-            self._grouper = Grouper.from_dict(before, self._core.rate_limits)
-            raise
+    def _parts(self, notification: Notification, now: float) -> list[PendingAlert]:
+        by_partition: dict[int, list[Match]] = {}
+        for match in notification.matches:
+            by_partition.setdefault(self._claim_partition[match.claim_id], []).append(match)
+        parts = []
+        for partition, matches in sorted(by_partition.items()):
+            part_id = notification.notification_id + (
+                "" if len(by_partition) == 1 else f"-p{partition}")
+            part = Notification(notification.key, notification.receiver, tuple(matches),
+                                notification.first)
+            parts.append(PendingAlert(
+                part_id, notification.receiver, encode_payload(part), partition,
+                tuple(sorted({m.claim_id for m in matches})), part.match_ids, now, now))
+        return parts
 
-    # -- 3. delivery -------------------------------------------------------------------------
+    def _write(self) -> None:
+        """Write every record and dead letter not written yet, in one write; a BusError
+        leaves all of them for the next try."""
+        if not (self._dead or self._unlogged or self._unwritten):
+            return
+        pending = [(part.partition, _pending_record(part)) for part in self._unlogged]
+        outcomes = [(o.partition, o.record) for o in self._unwritten]
+        dead = [letter for _, letter in self._dead]
+        dead += [o.dead for o in self._unwritten if o.dead is not None]
+        self._log.write([alert_output(p, r) for p, r in pending + outcomes], dead)
+        for partition, record in pending + outcomes:
+            self._ledger.apply(partition, record)
+        for part in self._unlogged:
+            self._outbox.add(part)
+            self._tracker.release((m, part.receiver) for m in part.match_ids)
+        self._tracker.release(_dead_pair(unreadable) for unreadable, _ in self._dead)
+        for unreadable, letter in self._dead:
+            self._metrics.dead_letters.labels(STAGE).inc()
+            log.error("alert: match %s set aside as a dead letter: %s (%d bytes)",
+                      letter.headers.get("source", unreadable.place), letter.error,
+                      len(unreadable.value))
+        self._dead, self._unlogged, self._unwritten = [], [], []
+
+    # -- 4. delivery ---------------------------------------------------------------------------
 
     def _deliver_due(self, now: float) -> int:
-        entries = self.outbox.due(now)
+        started = time.monotonic()
+        entries = self._outbox.due(now)
         for entry in entries:
+            if time.monotonic() - started > DELIVERY_ROUND_SECONDS:
+                break  # poll again first: the group must not think this member died
             self._deliver(entry, now)
         return len(entries)
 
-    def _deliver(self, entry: OutboxEntry, now: float) -> None:
+    def _deliver(self, entry: PendingAlert, now: float) -> None:
         outcome = self._core.attempt(entry, now)
+        pending = _pending_record(entry)
+        if isinstance(outcome, Retry):  # recorded, so that a restart keeps the delay
+            retry_at = now + outcome.delay_seconds
+            self._outbox.retry(entry, retry_at)
+            record = pending.retried(entry.attempts + 1, outcome.error, retry_at)
+            self._unwritten.append(_Outcome(entry.partition, record))
+            return
+        self._outbox.remove(entry.id)
         if isinstance(outcome, Sent):
-            self.outbox.mark_sent(entry.id, now, outcome.detail)
-        elif isinstance(outcome, Retry):
-            self.outbox.mark_failed(entry.id, now, now + outcome.delay_seconds, outcome.error)
+            record = pending.outcome("sent", now, entry.attempts + 1, outcome.detail)
+            self._unwritten.append(_Outcome(entry.partition, record))
         elif isinstance(outcome, GiveUp):
-            self.outbox.dead_letter(entry.id, now, outcome.error)
+            record = pending.outcome("dead", now, entry.attempts + 1, outcome.error)
+            headers = {"stage": STAGE, "error": outcome.error, "receiver": entry.receiver,
+                       "id": entry.id, "partition": str(entry.partition),
+                       "attempts": str(record.attempts)}
+            letter = DeadLetter(entry.id.encode("utf-8"), entry.payload, headers)
+            self._unwritten.append(_Outcome(entry.partition, record, letter))
 
-    # -- the loop ----------------------------------------------------------------------------
+    # -- 5. commit, gauges ---------------------------------------------------------------------
 
-    def next_wakeup(self) -> float | None:
-        """When grouping or a retry next needs the stage; None when nothing waits."""
-        with self._db.transaction() as conn:
-            (retry_at,) = conn.execute("SELECT MIN(next_attempt_at) FROM alert_outbox "
-                                       "WHERE status = 'pending'").fetchone()
-        times = [t for t in (self._grouper.next_wakeup(), retry_at) if t is not None]
+    def _commit(self) -> None:
+        changed = {p: o for p, o in self._tracker.positions().items()
+                   if p in self._owned and self._committed.get(p) != o}
+        if changed:
+            self._log.commit(changed)
+            self._committed.update(changed)
+
+    def _update_gauges(self, now: float) -> None:
+        self._metrics.alert_outbox_size.set(self._outbox.size())
+        self._metrics.alert_oldest_pending_age.set(self._outbox.oldest_pending_age(now))
+
+    def _poll_timeout(self) -> float:
+        if self._dead or self._unlogged or self._unwritten or self._unread:
+            return min(RETRY_POLL_SECONDS, self._max_poll_seconds)
+        wakeup = self._next_wakeup()
+        if wakeup is None:
+            return self._max_poll_seconds
+        return max(0.0, min(self._max_poll_seconds, wakeup - self._clock()))
+
+    def _next_wakeup(self) -> float | None:
+        times = [t for t in (self._grouper.next_wakeup(), self._outbox.next_attempt_at())
+                 if t is not None]
         return min(times, default=None)
 
-    def caught_up(self) -> bool:
-        """Every logged match taken in (grouped, queued, or found handled)."""
-        with self._db.transaction() as conn:
-            (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM match_log").fetchone()
-        return self.position() >= int(last)
+    def _nothing_left(self) -> bool:
+        """Caught up, for a member that owns partitions (one that owns none yet has not read
+        anything it could be caught up with)."""
+        unfinished = (self._dead or self._unlogged or self._unwritten or self._unread
+                      or any(self._inbox.values()))
+        return (bool(self._owned) and not unfinished and self._grouper.pending_count() == 0
+                and self._outbox.size() == 0 and self._tracker.held_count() == 0)
+
+    # -- read from other threads ----------------------------------------------------------------
+
+    def _publish(self, step: int, idle: bool) -> None:
+        pending = self._grouper.pending_count() + self._outbox.size() + len(self._unlogged)
+        self._view.left(step, idle, pending, self._next_wakeup())
+
+    def idle(self) -> bool:
+        """Nothing grouped, queued, unwritten or held, and no match left to read, as found by
+        a step that began after the caller began to wait (see :meth:`StepView.idle`):
+        ``monitor run --once`` asks it once the matches are in."""
+        return self._view.idle()
 
     def pending(self) -> int:
         """Alerts not delivered yet: matches waiting in a group, notifications queued."""
-        return self._grouper.pending_count() + self.outbox.size()
+        return self._view.pending()
 
-    def idle(self) -> bool:
-        """Caught up: every logged match taken in, nothing grouped or queued (``--once``)."""
-        return self.caught_up() and self.pending() == 0
+    def next_wakeup(self) -> float | None:
+        """When grouping or a retry next needs the stage; None when nothing waits."""
+        return self._view.next_wakeup()
+
+    # -- the rest of the stage contract ---------------------------------------------------------
+
+    def reload_routes(self, config: AlertStageConfig) -> None:
+        self._core.reload(config)
+
+    def failure_level(self, error: BaseException) -> int:
+        return self._log.failure_level(error)
+
+    def is_ready(self) -> bool:
+        """The transport works and the stage owns partitions with their alert records read."""
+        return self._log.is_ready() and bool(self._owned)
 
     def close(self) -> None:
-        """Release the channels (HTTP connections, log filters); call after ``run`` returns."""
-        self._core.close()
+        """Release the transport (Kafka: leave the group) and the channels."""
+        try:
+            self._log.close()
+        finally:
+            self._core.close()
 
-    def run(self, stopping: threading.Event) -> None:
-        while not stopping.is_set():
-            now = self._clock()
-            try:
-                done = self.run_once(now)
-            except Exception:  # a bug or a disk error: log it, back off, keep the stage alive
-                log.exception("alert: step failed; retrying")
-                stopping.wait(5.0)
-                continue
-            if not done:
-                wakeup = self.next_wakeup()
-                wait = MAX_IDLE_SECONDS if wakeup is None else wakeup - self._clock()
-                self.wake.wait(min(max(wait, 0.01), MAX_IDLE_SECONDS))
-                self.wake.clear()
+
+def _pending_record(part: PendingAlert) -> AlertRecord:
+    return AlertRecord("pending", part.id, part.receiver, part.claim_ids, part.match_ids,
+                       part.created_at, 0, "", part.payload)
+
+
+def _dead_pair(record: Record) -> Pair:
+    """What an unreadable record holds in the commit tracker until its dead letter is
+    written."""
+    return (f"dead-letter {record.place}", STAGE)
 
 
 def load_stage_config(alerts_path: Path, environ: Mapping[str, str]) -> AlertStageConfig:

@@ -23,13 +23,14 @@ from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from monitor.alerting.alert_log import decode_alert_record
-from monitor.bus.kafka_alert import KafkaAlertStage
+from monitor.alerting.stage import AlertStage
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import KafkaSettings, Settings
 from monitor.metrics import Metrics
 from monitor.model import Match, decode_item, decode_match, encode_match
 from monitor.retry import RetryPolicy
-from monitor.service import PollService
+from monitor.runner import run_stage
+from monitor.service import Service
 from tests.alerting import make_match
 from tests.conftest import REPO
 from tests.integration.test_match_kafka import read_topic
@@ -91,7 +92,7 @@ def alerted_ids(hook: WebhookReceiver) -> Counter[str]:
                    for found in MATCH_ID.findall(json.dumps(delivery.body)))
 
 
-def settled(settings: KafkaSettings, *stages: KafkaAlertStage) -> Callable[[], bool]:
+def settled(settings: KafkaSettings, *stages: AlertStage) -> Callable[[], bool]:
     """Every match on the topic committed by the alert group and nothing in the stages' hands:
     nothing more can be sent, now or after a rebalance (what a test asserts that on)."""
     return lambda: (all(stage.idle() for stage in stages)
@@ -100,14 +101,15 @@ def settled(settings: KafkaSettings, *stages: KafkaAlertStage) -> Callable[[], b
 
 
 class Running:
-    """Alert stages, each in its own thread, stopped and closed at the end of the test."""
+    """Alert stages, each in its own thread under the runner (which closes it when it
+    stops), stopped at the end of the test."""
 
     def __init__(self) -> None:
-        self.stages: list[tuple[KafkaAlertStage, threading.Event, threading.Thread]] = []
+        self.stages: list[tuple[AlertStage, threading.Event, threading.Thread]] = []
 
-    def start(self, stage: KafkaAlertStage) -> KafkaAlertStage:
+    def start(self, stage: AlertStage) -> AlertStage:
         stopping = threading.Event()
-        thread = threading.Thread(target=stage.run, args=(stopping,), daemon=True)
+        thread = threading.Thread(target=run_stage, args=(stage, stopping), daemon=True)
         thread.start()
         self.stages.append((stage, stopping, thread))
         return stage
@@ -116,7 +118,7 @@ class Running:
         for stage, stopping, thread in self.stages:
             stopping.set()
             thread.join(timeout=15)
-            stage.close()
+            assert not thread.is_alive(), f"{stage.name} did not stop"
         self.stages = []
 
 
@@ -162,14 +164,14 @@ def test_poll_match_alert_through_kafka_one_webhook_post_and_one_email(
 
 
 def kafka_run(tmp_path: Path, kafka_settings: KafkaSettings, feed_server: FeedServer,
-              registry: CollectorRegistry, routes: Path) -> PollService:
+              registry: CollectorRegistry, routes: Path) -> Service:
     """``monitor run`` in Kafka mode on the feed ``/wire.xml``, polled every second."""
     settings = Settings.model_validate({
         "kafka": kafka_settings.model_dump(mode="json"), "http": {"address": "127.0.0.1:0"},
         "state_path": tmp_path / "state.sqlite3", "log_level": "WARNING"})
     feed = FeedConfig.model_validate({"id": "wire", "url": feed_server.url("/wire.xml"),
                                       "source": "Test Wire", "interval": 1})
-    return PollService(settings, [feed], registry, claims_path=CLAIMS, alerts_path=routes)
+    return Service(settings, [feed], registry, claims_path=CLAIMS, alerts_path=routes)
 
 
 def published(registry: CollectorRegistry) -> float:

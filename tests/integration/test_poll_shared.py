@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from monitor.bus.alert_topics import read_alert_records
+from monitor.alerting.archive import KafkaArchive
 from monitor.config.settings import KafkaSettings
 from tests.conftest import REPO
 from tests.integration.test_alert_kafka import alerted_ids, hook_routes
@@ -209,7 +209,7 @@ def test_three_pollers_two_matchers_two_alerters_alert_every_match_once(
     def sent_match_ids() -> Counter[str]:
         """Match ids of every notification recorded as sent on monitor.alerts (a message
         lists a group's first matches and counts the rest, so the record is the ledger)."""
-        return Counter(match_id for record in read_alert_records(settings)
+        return Counter(match_id for record in KafkaArchive(settings).records()
                        if record.event == "sent" for match_id in record.match_ids)
 
     eventually(lambda: len(sent_match_ids()) >= len(FEEDS), 120, "the first denials sent")
@@ -226,7 +226,7 @@ def test_three_pollers_two_matchers_two_alerters_alert_every_match_once(
     def all_handled() -> bool:
         """Every item matched and every match's notification closed (sent or dead), all
         committed by the groups: nothing is left that could still be sent."""
-        records = read_alert_records(settings)
+        records = KafkaArchive(settings).records()
         closed = {r.id for r in records if r.event != "pending"}
         return ({r.id for r in records if r.event == "pending"} <= closed
                 and consumed_to_the_end(settings, settings.match_group, settings.items_topic)
@@ -236,7 +236,7 @@ def test_three_pollers_two_matchers_two_alerters_alert_every_match_once(
     counts = sent_match_ids()
     assert len(counts) == 2 * len(FEEDS)
     assert set(counts.values()) == {1}, [m for m, n in counts.items() if n > 1]
-    sent = [r for r in read_alert_records(settings) if r.event == "sent"]
+    sent = [r for r in KafkaArchive(settings).records() if r.event == "sent"]
     assert len(hook.accepted) == len(sent)  # one webhook message per notification, no repeat
     assert set(alerted_ids(hook).values()) == {1}
 

@@ -1,4 +1,4 @@
-"""A Kafka alert stage that dies after a channel accepted a message and before the outcome is
+"""A Kafka-mode alert stage that dies after a channel accepted a message and before the outcome is
 recorded on ``monitor.alerts``, for the crash test of the alerter.
 
     python -m tests.support.crashing_alerter '{"kafka": {...}, "claims": "claims.yaml",
@@ -23,36 +23,38 @@ from prometheus_client import CollectorRegistry
 
 from monitor.alerting.channels import build_channels
 from monitor.alerting.core import AlertCore
-from monitor.alerting.stage import load_stage_config
-from monitor.bus.kafka_alert import KafkaAlertStage
+from monitor.alerting.stage import AlertStage, load_stage_config
+from monitor.bus.kafka_log import KafkaStageLog
 from monitor.config.claims import load_claims
 from monitor.config.settings import KafkaSettings
 from monitor.metrics import Metrics
+from monitor.runner import run_stage
 
 CRASH_EXIT_CODE = 9
 
 
 def crash_before_recording_sent() -> None:
     """Make the first write of a ``sent`` outcome kill the process instead."""
-    original = KafkaAlertStage._write_outcomes
+    original = AlertStage._write
 
-    def write_outcomes(stage: Any) -> None:
-        if any(record.event == "sent" for _, record, _ in stage._unwritten):
+    def write(stage: Any) -> None:
+        if any(outcome.record.event == "sent" for outcome in stage._unwritten):
             print("crashing before recording what was sent", file=sys.stderr, flush=True)
             os._exit(CRASH_EXIT_CODE)
         original(stage)
 
-    KafkaAlertStage._write_outcomes = write_outcomes  # type: ignore[method-assign]
+    AlertStage._write = write  # type: ignore[method-assign]
 
 
-def build_stage(kafka: KafkaSettings, claims: Path, routes: Path, metrics: Metrics,
-                **options: Any) -> KafkaAlertStage:
+def build_stage(kafka: KafkaSettings, claims: Path, routes: Path, metrics: Metrics, *,
+                retry: Any = None, session_timeout_seconds: float = 45.0) -> AlertStage:
     """The stage as the service builds it, with claims read once and no silences."""
     by_id = {claim.id: claim for claim in load_claims(claims)}
-    retry = options.pop("retry", None)
     core = AlertCore(load_stage_config(routes, {}), lambda: by_id,
                      build_channels(timeout_seconds=5.0), metrics, retry=retry)
-    return KafkaAlertStage(kafka, core, lambda now: [], metrics, **options)
+    transport = KafkaStageLog(kafka, "alert", kafka.matches_topic, kafka.alert_group,
+                              session_timeout_seconds=session_timeout_seconds)
+    return AlertStage(transport, core, lambda now: [], metrics)
 
 
 def main(argv: list[str]) -> int:
@@ -62,7 +64,7 @@ def main(argv: list[str]) -> int:
     stage = build_stage(KafkaSettings.model_validate(config["kafka"]), Path(config["claims"]),
                         Path(config["routes"]), Metrics(CollectorRegistry()),
                         session_timeout_seconds=float(config["session_timeout_seconds"]))
-    stage.run(threading.Event())  # only the crash ends it
+    run_stage(stage, threading.Event())  # only the crash ends it
     return 1
 
 
