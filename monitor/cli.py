@@ -318,13 +318,6 @@ def run(feeds_path: Path, claims_path: Path, alerts_path: Path | None, once: boo
     _run_stages(feeds_path, once, claims_path, alerts_path)
 
 
-def _outbox() -> Any:
-    from monitor.alerting.outbox import Outbox
-    from monitor.store import Database
-
-    return Outbox(Database(load_settings().state_path))
-
-
 def _when(moment: float | None) -> str:
     if moment is None:
         return "-"
@@ -349,37 +342,29 @@ def alerts() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 def alerts_history(claim_id: str | None, limit: int) -> None:
     """Newest first: id, status, when, receiver, claims, matches, attempts."""
-    settings = load_settings()
-    if settings.embedded:
-        entries = _outbox().history(claim_id, limit)
-    else:
-        from monitor.alerting.alert_log import history
-        from monitor.bus.alert_topics import read_alert_records
+    from monitor.alerting.alert_log import history
+    from monitor.alerting.archive import open_archive
 
-        entries = history(read_alert_records(settings.kafka), claim_id, limit)
+    with open_archive(load_settings()) as archive:
+        entries = history(archive.records(), claim_id, limit)
     for entry in entries:
         click.echo(_describe_entry(entry))
 
 
 @cli.group()
 def dlq() -> None:
-    """Dead letters: alerts given up on after their last attempt (and, in Kafka mode, any
-    record a stage could not read)."""
+    """Dead letters: alerts given up on after their last attempt, and records a stage could
+    not read (monitor.dlq in Kafka mode, the local state file otherwise)."""
 
 
 @dlq.command("list")
 def dlq_list() -> None:
-    """One line per dead letter, with its last error."""
-    settings = load_settings()
-    if settings.embedded:
-        for entry in _outbox().dead_letters():
-            click.echo(_describe_entry(entry))
-        return
-    from monitor.bus.alert_topics import read_alert_records, read_dead_letters
+    """One line per dead letter: id, dead or replayed, when, stage, receiver, attempts, error."""
+    from monitor.alerting.archive import letter_states, open_archive
 
-    replayed = {r.id for r in read_alert_records(settings.kafka) if r.event == "sent"}
-    for letter in read_dead_letters(settings.kafka):
-        state = "replayed" if letter.stage == "alert" and letter.id in replayed else "dead"
+    with open_archive(load_settings()) as archive:
+        states = letter_states(archive)
+    for letter, state in states:
         click.echo(f"{letter.id}\t{state}\t{letter.at}\t{letter.stage}\t{letter.receiver}\t"
                    f"{letter.attempts} attempt(s)\t{letter.error}")
 
@@ -389,44 +374,41 @@ def dlq_list() -> None:
 @alerts_option
 @click.argument("notification_id")
 def dlq_replay(claims_path: Path, alerts_path: Path, notification_id: str) -> None:
-    """Re-send a dead letter. Embedded mode queues it again with a fresh set of attempts (a
-    running alerter sends it); Kafka mode sends it now, once, and exits 1 if it failed."""
+    """Re-send an alert given up on: now, once, through the current routes and templates;
+    recorded as sent when it went, exit 1 if it failed (it stays a dead letter)."""
+    from monitor.alerting.archive import open_archive
+    from monitor.alerting.dead_letters import find_alert_letter
+
     settings = load_settings()
-    if settings.embedded:
-        _outbox().replay(notification_id, time.time())
-        click.echo(f"dlq: {notification_id} queued again")
-        return
     configure_logging(settings.log_level, settings.log_format)
-    _replay_from_kafka(settings, claims_path, alerts_path, notification_id)
+    with open_archive(settings) as archive:
+        letter = find_alert_letter(archive.dead_letters(), notification_id)
+        _replay(archive, letter, claims_path, alerts_path)
 
 
-def _replay_from_kafka(settings: Settings, claims_path: Path, alerts_path: Path,
-                       notification_id: str) -> None:
+def _replay(archive: Any, letter: Any, claims_path: Path, alerts_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
+    from monitor.alerting.archive import replay_letter
     from monitor.alerting.channels import build_channels
     from monitor.alerting.core import AlertCore, Sent
-    from monitor.alerting.dead_letters import find_alert_letter, replay
-    from monitor.alerting.retry import RetryPolicy
     from monitor.alerting.stage import claims_of, load_stage_config
-    from monitor.bus.alert_topics import read_dead_letters, write_alert_record
     from monitor.match.registry import ClaimRegistry
     from monitor.metrics import Metrics
+    from monitor.retry import RetryPolicy
 
-    letter = find_alert_letter(read_dead_letters(settings.kafka), notification_id)
     core = AlertCore(load_stage_config(alerts_path, os.environ),
                      claims_of(ClaimRegistry(claims_path)), build_channels(),
                      Metrics(CollectorRegistry()), retry=RetryPolicy(max_attempts=1))
     try:
-        outcome, record = replay(core, letter, time.time())
+        outcome = replay_letter(archive, core, letter, time.time())
     finally:
         core.close()
-    if record is None or not isinstance(outcome, Sent):
-        _fail(f"dlq: {notification_id} to {letter.receiver} failed again: "
+    if not isinstance(outcome, Sent):
+        _fail(f"dlq: {letter.id} to {letter.receiver} failed again: "
               f"{getattr(outcome, 'error', outcome)}; it stays in the DLQ", EXIT_FAILURE)
         return
-    write_alert_record(settings.kafka, letter.partition, record)
-    click.echo(f"dlq: {notification_id} sent to {letter.receiver}")
+    click.echo(f"dlq: {letter.id} sent to {letter.receiver}")
 
 
 @cli.command("test-alert")

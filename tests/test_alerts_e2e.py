@@ -102,6 +102,45 @@ def test_a_new_feeds_backlog_is_matched_but_not_alerted_and_its_next_story_is(
     assert "wire.example/kyiv-again" in body and "wire.example/denial" not in body
 
 
+def test_an_alert_given_up_is_listed_replayed_and_in_the_history(
+        tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver) -> None:
+    """``monitor dlq list | replay`` and ``monitor alerts history`` on the state file: the same
+    code path as on Kafka (replay sends now, once, and records it)."""
+    feed_server.set("/wire.xml", RSS, content_type="application/rss+xml", conditional=False)
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(f"receivers:\n  - name: desk-hook\n    urls: ['{hook.url('/alerts')}']\n"
+                      "route:\n  receiver: desk-hook\n  group_wait: 0s\n", encoding="utf-8")
+    env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
+           "MONITOR_HTTP__ADDRESS": "127.0.0.1:0"}
+    args = ("run", "--once", "--feeds", str(feeds), "--claims", str(REPO / "claims.yaml"),
+            "--alerts", str(routes))
+    assert monitor(*args, env=env, timeout=180).returncode == 0  # the backlog
+    feed_server.set("/wire.xml", with_items(DENIAL), content_type="application/rss+xml",
+                    conditional=False)
+    hook.fail(400)
+    given_up = monitor(*args, env=env, timeout=180)
+    assert "1 dead-lettered" in given_up.stderr.splitlines()[-1], given_up.stderr
+    listed = monitor("dlq", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.splitlines()
+    letter_id, state, _at, stage, receiver, attempts, error = line.split("\t")
+    assert (state, stage, receiver, attempts) == ("dead", "alert", "desk-hook", "1 attempt(s)")
+    assert "400" in error
+
+    replay = ("dlq", "replay", letter_id, "--alerts", str(routes), "--claims",
+              str(REPO / "claims.yaml"))
+    failed = monitor(*replay, env=env)
+    assert failed.returncode == 1 and "failed again" in failed.stderr
+    hook.recover()
+    replayed = monitor(*replay, env=env)
+    assert replayed.returncode == 0 and f"{letter_id} sent to desk-hook" in replayed.stdout
+    assert "wire.example/denial" in json.dumps(hook.accepted[-1].body)
+    assert f"{letter_id}\treplayed\t" in monitor("dlq", "list", env=env).stdout
+    history = monitor("alerts", "history", "--claim", CLAIM, env=env).stdout
+    assert history.startswith(f"{letter_id}\tsent\t"), history
+
+
 def test_a_missing_secret_stops_run_naming_receiver_and_variable(
         tmp_path: Path, feed_server: FeedServer) -> None:
     feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
