@@ -1,6 +1,6 @@
 """End to end: feed response -> poll -> match -> alert -> webhook, embedded or through Kafka.
 
-One process runs the real stages (``PollService`` with claims and alerts) against a feed served
+One process runs the real stages (``Service`` with claims and alerts) against a feed served
 on 127.0.0.1 and a real webhook receiver: in embedded mode by default, or with ``--kafka
 BOOTSTRAP`` as Kafka mode runs them (items, matches and alerts topics on that broker, fresh
 topic and group names per run, the alerter as a consumer-group member). Latency is measured
@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from monitor.config.feeds import FeedConfig  # noqa: E402
 from monitor.config.settings import Settings  # noqa: E402
-from monitor.service import PollService  # noqa: E402
+from monitor.service import Service  # noqa: E402
 from tests.support.feed_server import FeedServer  # noqa: E402
 from tests.support.receivers import WebhookReceiver  # noqa: E402
 
@@ -127,7 +127,7 @@ def main() -> int:
                                             **kafka_settings(args.kafka)})
         feed = FeedConfig.model_validate({"id": "wire", "url": feeds.url("/wire.xml"),
                                           "source": "Bench Wire", "interval": 1})
-        service = PollService(settings, [feed], CollectorRegistry(),
+        service = Service(settings, [feed], CollectorRegistry(),
                               claims_path=folder / "claims.yaml",
                               alerts_path=folder / "routes.yaml")
         arrivals = Arrivals(hook)

@@ -232,14 +232,24 @@ def fetch(feeds_path: Path, feed_id: str) -> None:
                + (f", warning: {parsed.warning}" if parsed.warning else ""), err=True)
 
 
-def _run_stages(feeds_path: Path, once: bool, claims_path: Path | None = None,
-                alerts_path: Path | None = None) -> None:
+def _run_stages(feeds_path: Path | None, once: bool, claims_path: Path | None = None,
+                alerts_path: Path | None = None, *, poll: bool = True, match: bool = True) -> None:
+    """Build the process's service, run it until it is asked to stop (or with ``once``, one
+    round), close it, and exit non-zero when a stage stopped on an error. Settings are read
+    here, once; ``monitor match`` and ``monitor alert`` need Kafka."""
     from monitor.once import OnceReport, run_once
-    from monitor.service import PollService, install_signal_handlers
+    from monitor.service import Service, install_signal_handlers
 
-    settings, feeds = _load(feeds_path)
-    service = PollService(settings, feeds, claims_path=claims_path, alerts_path=alerts_path,
-                          feeds_path=feeds_path, serve_http=not once)
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if not poll and settings.embedded:
+        command, instead = (("match", "`monitor run` matches") if match else
+                            ("alert", "`monitor run --alerts PATH` alerts"))
+        raise ConfigError(f"monitor {command} needs MONITOR_KAFKA__BOOTSTRAP_SERVERS; in "
+                          f"embedded mode {instead} in-process")
+    feeds = load_feeds(feeds_path) if feeds_path is not None else ()
+    service = Service(settings, feeds, claims_path=claims_path, alerts_path=alerts_path,
+                      feeds_path=feeds_path, serve_http=not once, poll=poll, match=match)
     install_signal_handlers(service.stopping, service.watcher.requested)
     report: OnceReport | None = None
     try:
@@ -250,6 +260,8 @@ def _run_stages(feeds_path: Path, once: bool, claims_path: Path | None = None,
             service.run_until_stopped()
     finally:
         service.close()
+    if service.failed.error is not None:
+        _fail(f"{service.failed.stage}: stopped by {service.failed.error!r}", EXIT_FAILURE)
     if report is not None:
         click.echo(report.line(), err=True)
         if report.exit_code:
@@ -274,16 +286,7 @@ def poll(feeds_path: Path, once: bool) -> None:
 @claims_option
 def match(claims_path: Path) -> None:
     """Run the match stage alone: monitor.items -> monitor.matches (Kafka mode)."""
-    from monitor.service import MatchService, install_signal_handlers
-
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    if settings.embedded:
-        raise ConfigError("monitor match needs MONITOR_KAFKA__BOOTSTRAP_SERVERS; in embedded "
-                          "mode `monitor run` matches in-process")
-    service = MatchService(settings, claims_path)
-    install_signal_handlers(service.stopping)
-    service.run_until_stopped()
+    _run_stages(None, False, claims_path, poll=False)
 
 
 @cli.command()
@@ -292,16 +295,7 @@ def match(claims_path: Path) -> None:
 def alert(claims_path: Path, alerts_path: Path) -> None:
     """Run the alert stage alone: monitor.matches -> channels, recorded on monitor.alerts
     (Kafka mode; run several in one group to share the partitions)."""
-    from monitor.service import AlertService, install_signal_handlers
-
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    if settings.embedded:
-        raise ConfigError("monitor alert needs MONITOR_KAFKA__BOOTSTRAP_SERVERS; in embedded "
-                          "mode `monitor run --alerts PATH` alerts in-process")
-    service = AlertService(settings, claims_path, alerts_path)
-    install_signal_handlers(service.stopping, service.watcher.requested)
-    service.run_until_stopped()
+    _run_stages(None, False, claims_path, alerts_path, poll=False, match=False)
 
 
 @cli.command(epilog=ONCE_EXIT_STATUS)

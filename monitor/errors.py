@@ -4,7 +4,9 @@
     ├── ConfigError            a config file or setting is wrong; stops start-up
     ├── RecoverableError       try again later (reschedule or retry)
     │   ├── FetchError         a feed could not be fetched (network, HTTP status, limits)
-    │   └── PublishError       the bus did not acknowledge items
+    │   ├── PublishError       the bus did not acknowledge items
+    │   ├── BusError           a stage's log (broker, state file) failed for now
+    │   └── StoreError         the state file is locked or full for now
     └── InvalidInputError      the input itself is bad; retrying will not help
         └── ParseError         a fetched body is not a feed
 
@@ -40,6 +42,22 @@ class FetchError(RecoverableError):
 
 class PublishError(RecoverableError):
     """The bus (Kafka or the embedded store) did not acknowledge every item."""
+
+
+class BusError(RecoverableError):
+    """A stage could not read, write or commit on its log for now (a broker away, a busy state
+    file). Nothing of the failed step is visible; the stage's runner tries again later.
+
+    ``cause`` is the library's exception, for the log level (an outage is said once)."""
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class StoreError(RecoverableError):
+    """The local state file could not be read or written for now (locked by another process
+    past the timeout, disk full, I/O error); the transaction was rolled back."""
 
 
 class InvalidInputError(MonitorError):

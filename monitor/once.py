@@ -28,9 +28,8 @@ from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 
-from monitor.alerting.stage import EmbeddedAlertStage
 from monitor.metrics import AlertOutcome
-from monitor.service import PollService
+from monitor.service import Service
 
 # The scheduler spreads the first round over 10 s at most; a first run later than this was
 # carried over from a backoff or a Retry-After before this run.
@@ -50,7 +49,7 @@ class OnceReport:
     matches: int | None = None
     unmatched: bool = False  # items still waiting for the match stage at its deadline
     alerts_sent: int | None = None
-    alerts_pending: int | None = None  # None in Kafka mode: the alert group owns them
+    alerts_pending: int | None = None
     dead_lettered: int = 0
 
     @property
@@ -94,7 +93,7 @@ class OnceReport:
         return f"monitor: once: {', '.join(parts)}{verdict}"
 
 
-def run_once(service: PollService) -> OnceReport:
+def run_once(service: Service) -> OnceReport:
     """Start ``service``, poll its due feeds once, drain the match and alert stages, and
     report. The caller closes the service."""
     service.start()
@@ -107,7 +106,7 @@ def run_once(service: PollService) -> OnceReport:
     return _report(service, wanted, deferred, matched)
 
 
-def _poll_deadline_seconds(service: PollService, wanted: set[str]) -> float:
+def _poll_deadline_seconds(service: Service, wanted: set[str]) -> float:
     """Long enough for every feed to use its whole fetch deadline (which covers every redirect
     hop) while waiting its turn for a worker and for its host."""
     poll = service.settings.poll
@@ -117,7 +116,7 @@ def _poll_deadline_seconds(service: PollService, wanted: set[str]) -> float:
     return poll.timeout_seconds * rounds + 60
 
 
-def _backing_off(service: PollService, wanted: set[str]) -> set[str]:
+def _backing_off(service: Service, wanted: set[str]) -> set[str]:
     """Feeds whose first poll is not due now; read before ``_polled`` so that a feed polled
     (and so rescheduled) in between counts as polled, not as backing off."""
     later = datetime.now(UTC) + timedelta(seconds=_DUE_NOW_SECONDS)
@@ -126,7 +125,7 @@ def _backing_off(service: PollService, wanted: set[str]) -> set[str]:
     return deferred - _polled(service)
 
 
-def _wait_for_polls(service: PollService, wanted: set[str], timeout_seconds: float) -> None:
+def _wait_for_polls(service: Service, wanted: set[str], timeout_seconds: float) -> None:
     """Until every feed in ``wanted`` has been polled, the deadline, or SIGTERM."""
     scheduler = service.scheduler
     deadline = time.monotonic() + timeout_seconds
@@ -140,11 +139,11 @@ def _wait_for_polls(service: PollService, wanted: set[str], timeout_seconds: flo
         scheduler.wait_for_polls(done + 1, timeout_seconds=min(remaining, 1.0))
 
 
-def _polled(service: PollService) -> set[str]:
+def _polled(service: Service) -> set[str]:
     return {feed for feed, _ in service.metrics.feeds.polls_by_feed()}
 
 
-def _report(service: PollService, wanted: set[str], deferred: set[str],
+def _report(service: Service, wanted: set[str], deferred: set[str],
             matched: bool) -> OnceReport:
     metrics = service.metrics
     polls = metrics.feeds.polls_by_feed()
@@ -160,8 +159,7 @@ def _report(service: PollService, wanted: set[str], deferred: set[str],
                  if service.match_stage is not None else None),
         unmatched=not matched,
         alerts_sent=int(alerts.get(AlertOutcome.SENT, 0)) if has_alerts else None,
-        alerts_pending=(service.alert_stage.pending()
-                        if isinstance(service.alert_stage, EmbeddedAlertStage) else None),
+        alerts_pending=service.alert_stage.pending() if service.alert_stage else None,
         dead_lettered=int(alerts.get(AlertOutcome.DEAD_LETTERED, 0)),
     )
 

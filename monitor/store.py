@@ -1,4 +1,5 @@
-"""The local SQLite file: poll state in both modes, and the item log in embedded mode.
+"""The local SQLite file: poll state in both modes; in embedded mode also the pipeline's logs
+(items, matches, alert records), the stages' positions and the dead letters.
 
 One connection per process, shared by the poller threads behind a lock; WAL journal so readers
 (``monitor status``, tests) never block the writer.
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feed_state (
@@ -59,7 +60,20 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    record_id TEXT NOT NULL UNIQUE,
+    partition INTEGER NOT NULL,
+    key BLOB,
+    payload BLOB NOT NULL,
+    logged_at REAL NOT NULL
+);
 """
+# Columns added after a table first shipped: (table, column, definition), added when missing.
+_ADDED_COLUMNS = (
+    ("dead_letters", "headers", "TEXT NOT NULL DEFAULT '{}'"),  # receiver, id, source ...
+    ("dead_letters", "key", "BLOB"),
+)
 
 
 class Database:
@@ -76,22 +90,54 @@ class Database:
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.executescript(_SCHEMA)
+            _add_missing_columns(self._connection)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"state file {path}: cannot open: {exc}") from exc
         self._lock = threading.RLock()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run the block in one IMMEDIATE transaction: all of it is written, or none."""
+        """Run the block in one IMMEDIATE transaction: all of it is written, or none.
+
+        A locked, full or failing file is a StoreError (worth another try later); SQL that is
+        wrong stays sqlite3's own error: it is a bug."""
         with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
             try:
-                yield self._connection
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
+                self._connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._connection
+                except BaseException:
+                    if self._connection.in_transaction:
+                        self._connection.execute("ROLLBACK")
+                    raise
+                self._connection.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                if not _transient(exc):
+                    raise
+                raise StoreError(f"state file {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Bring a state file written by an older version up to the current schema."""
+    for table, column, definition in _ADDED_COLUMNS:
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if column in present:
+            continue
+        try:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        except sqlite3.OperationalError as exc:  # another process added it a moment ago
+            if "duplicate column" not in str(exc):
+                raise
+
+
+def _transient(exc: sqlite3.OperationalError) -> bool:
+    """Busy, locked, full or failing storage, as opposed to SQL that cannot run."""
+    text = str(exc).lower()
+    return any(word in text for word in ("locked", "busy", "full", "disk i/o", "readonly",
+                                         "unable to open"))

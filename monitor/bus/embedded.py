@@ -1,29 +1,114 @@
-"""Embedded mode's item log: items appended to the local SQLite file, for one process.
+"""Embedded mode's logs: items, matches and alert records in the local SQLite file.
 
-Not a Kafka imitation: one ordered log with a sequence number, read by in-process stages.
-Appending is idempotent per (item_id, content_hash), so a crash between appending and marking
-an item seen cannot put the same version in the log twice.
+Not a Kafka imitation, but the same contract (:mod:`monitor.bus.log`) on one process: each log
+is a table in append order with a sequence number (the offset; one partition, 0), each stage's
+committed position is a row of ``stage_offsets``, dead letters are rows of ``dead_letters``.
+A stage's outputs, dead letters and position are written in one SQLite transaction, so a crash
+repeats or loses nothing, and a record id already in a log is not written twice.
+
+Appending items is idempotent per (item_id, content_hash), so a crash between appending and
+marking an item seen cannot put the same version in the log twice.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from monitor.bus import PublishReport
+from monitor.bus.log import DeadLetter, LogName, Output, Polled, Record
+from monitor.errors import BusError, MonitorError, StoreError
 from monitor.model import Item, decode_item, encode_item
 from monitor.store import Database
 
 log = logging.getLogger(__name__)
 
+PARTITION = 0  # an embedded log has one partition
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    name: str
+    insert: str  # INSERT OR IGNORE of (record id, partition, key, payload, logged_at)
+
+
+_TABLES: dict[LogName, _Table] = {
+    "items": _Table("item_log", ""),  # written by EmbeddedItemLog.publish only
+    "matches": _Table("match_log", "INSERT OR IGNORE INTO match_log (match_id, claim_id, "
+                                   "payload, logged_at) VALUES (?, ?, ?, ?)"),
+    "alerts": _Table("alert_log", "INSERT OR IGNORE INTO alert_log (record_id, partition, key, "
+                                  "payload, logged_at) VALUES (?, ?, ?, ?, ?)"),
+}
+
+
+class EmbeddedLog:
+    """One log of the state file (items, matches or alert records), read by position.
+
+    ``appended`` is set whenever records are added, so a reader in this process can wait for
+    them instead of polling the file.
+    """
+
+    def __init__(self, database: Database, name: LogName) -> None:
+        self._db, self.name, self._table = database, name, _TABLES[name]
+        self.appended = threading.Event()
+
+    @property
+    def table(self) -> str:
+        return self._table.name
+
+    def append(self, conn: sqlite3.Connection, outputs: Sequence[Output], now: float) -> None:
+        """Insert ``outputs`` inside the caller's transaction (an id already here is kept)."""
+        if self.name == "matches":
+            rows: list[tuple[object, ...]] = [(o.id, o.key.decode("utf-8"), o.value, now)
+                                              for o in outputs]
+        elif self.name == "alerts":
+            rows = [(o.id, o.partition or PARTITION, o.key, o.value, now) for o in outputs]
+        else:
+            raise MonitorError(f"embedded log {self.name}: written by its publisher only")
+        conn.executemany(self._table.insert, rows)
+
+    def read_after(self, seq: int, limit: int) -> list[Record]:
+        with self._db.transaction() as conn:
+            rows = conn.execute(self._select("WHERE seq > ? ORDER BY seq LIMIT ?"),
+                                (seq, limit)).fetchall()
+        return [Record(PARTITION, int(row_seq), _key(key), bytes(payload))
+                for row_seq, key, payload in rows]
+
+    def read_all(self) -> list[Record]:
+        return self.read_after(0, -1)
+
+    def last_seq(self) -> int:
+        with self._db.transaction() as conn:
+            (last,) = conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {self.table}").fetchone()
+        return int(last)
+
+    def count(self) -> int:
+        with self._db.transaction() as conn:
+            (total,) = conn.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()
+        return int(total)
+
+    def _select(self, clause: str) -> str:
+        key = {"items": "item_id", "matches": "claim_id", "alerts": "key"}[self.name]
+        return f"SELECT seq, {key}, payload FROM {self.table} {clause}"
+
+
+def _key(raw: str | bytes | None) -> bytes | None:
+    """Keys are TEXT in the item and match logs (ids), BLOB in the alert log."""
+    return raw.encode("utf-8") if isinstance(raw, str) else raw
+
 
 class EmbeddedItemLog:
-    """ItemPublisher on the local state file; ``read_after`` serves in-process consumers."""
+    """ItemPublisher on the local state file; the match stage reads ``log``."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
-        self.on_publish: Callable[[], None] | None = None  # wakes an in-process consumer
+        self.log = EmbeddedLog(database, "items")
 
     def publish(self, items: Sequence[Item]) -> PublishReport:
         now = time.time()
@@ -36,35 +121,146 @@ class EmbeddedItemLog:
         for item in items:
             log.info("item %s %s: %s", item.feed_id, item.item_id, item.title,
                      extra={"feed_id": item.feed_id, "item_id": item.item_id})
-        if items and self.on_publish is not None:
-            self.on_publish()
+        if items:
+            self.log.appended.set()
         return PublishReport(tuple(items))
 
     def read_after(self, seq: int, limit: int = 500) -> list[tuple[int, Item]]:
         """Items logged after sequence number ``seq``, oldest first."""
-        return [(row_seq, decode_item(payload)) for row_seq, payload in self.raw_after(seq, limit)]
-
-    def raw_after(self, seq: int, limit: int = 500) -> list[tuple[int, bytes]]:
-        """The encoded items after ``seq``: a consumer decodes, and dead-letters what fails."""
-        with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT seq, payload FROM item_log WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, limit),
-            ).fetchall()
-        return [(int(row_seq), bytes(payload)) for row_seq, payload in rows]
+        return [(r.offset, decode_item(r.value)) for r in self.log.read_after(seq, limit)]
 
     def last_seq(self) -> int:
-        with self._db.transaction() as conn:
-            (last,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM item_log").fetchone()
-        return int(last)
+        return self.log.last_seq()
 
     def count(self) -> int:
-        with self._db.transaction() as conn:
-            (total,) = conn.execute("SELECT COUNT(*) FROM item_log").fetchone()
-        return int(total)
+        return self.log.count()
 
     def is_ready(self) -> bool:
         return True
 
     def close(self) -> None:
         """The database is owned by the service, which closes it."""
+
+
+class EmbeddedStageLog:
+    """:class:`monitor.bus.log.StageLog` on the state file, for the stage named ``stage``
+    reading ``source`` and writing to ``sinks``."""
+
+    def __init__(self, database: Database, stage: str, source: EmbeddedLog,
+                 sinks: Mapping[LogName, EmbeddedLog], *, batch_max: int = 200,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._db, self._stage, self._source, self._sinks = database, stage, source, sinks
+        self._batch_max, self._clock = batch_max, clock
+        self.source = source.table
+        self._committed = self._load_position()
+        self._position = self._committed
+        self._announced = False
+
+    def poll(self, timeout_seconds: float) -> Polled:
+        assigned = frozenset() if self._announced else frozenset({PARTITION})
+        self._announced = True
+        with self._translated("read"):
+            records = self._source.read_after(self._position, self._batch_max)
+            if not records and timeout_seconds > 0:
+                self._source.appended.wait(timeout_seconds)
+                self._source.appended.clear()
+                records = self._source.read_after(self._position, self._batch_max)
+        if records:
+            self._position = records[-1].offset
+        return Polled(records, assigned=assigned)
+
+    def transact(self, consumed: Sequence[Record], outputs: Sequence[Output],
+                 dead: Sequence[DeadLetter]) -> None:
+        position = max((r.offset for r in consumed), default=self._committed)
+        with self._translated("commit"), self._db.transaction() as conn:
+            self._write(conn, outputs, dead)
+            self._store_position(conn, position)
+        self._committed = max(self._committed, position)
+        self._wake(outputs)
+
+    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = ()) -> None:
+        with self._translated("write"), self._db.transaction() as conn:
+            self._write(conn, outputs, dead)
+        self._wake(outputs)
+
+    def commit(self, positions: Mapping[int, int]) -> None:
+        if PARTITION not in positions:
+            return
+        position = positions[PARTITION] - 1  # Kafka commits the next offset; we store the last
+        with self._translated("commit"), self._db.transaction() as conn:
+            self._store_position(conn, position)
+        self._committed = position
+
+    def read_back(self, log_name: LogName, partitions: Sequence[int]) -> list[Record]:
+        if PARTITION not in partitions:
+            return []
+        with self._translated("read"):
+            return self._sinks[log_name].read_all()
+
+    def lag(self) -> int:
+        """Records of the source not committed yet (read or not)."""
+        return max(0, self._source.last_seq() - self._committed)
+
+    def failure_level(self, error: BaseException) -> int:
+        return logging.WARNING
+
+    def is_ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """The database is owned by the service, which closes it."""
+
+    def committed(self) -> int:
+        """The last offset of the source this stage has committed (0: none)."""
+        return self._committed
+
+    def _write(self, conn: sqlite3.Connection, outputs: Sequence[Output],
+               dead: Sequence[DeadLetter]) -> None:
+        now = self._clock()
+        for name, sink in self._sinks.items():
+            sink.append(conn, [o for o in outputs if o.log == name], now)
+        unknown = {o.log for o in outputs} - set(self._sinks)
+        if unknown:
+            raise MonitorError(f"{self._stage}: no embedded log {sorted(unknown)} to write to")
+        conn.executemany(
+            "INSERT INTO dead_letters (stage, payload, error, at, headers, key) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(d.stage, d.value, d.error, now, json.dumps(dict(d.headers)), d.key) for d in dead])
+
+    def _wake(self, outputs: Sequence[Output]) -> None:
+        for name in {o.log for o in outputs}:
+            self._sinks[name].appended.set()
+
+    def _load_position(self) -> int:
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT seq FROM stage_offsets WHERE stage = ?",
+                               (self._stage,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _store_position(self, conn: sqlite3.Connection, position: int) -> None:
+        conn.execute("INSERT INTO stage_offsets (stage, seq) VALUES (?, ?) "
+                     "ON CONFLICT (stage) DO UPDATE SET seq = excluded.seq",
+                     (self._stage, position))
+
+    @contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        """A locked or full state file is worth another try: rewind to the committed
+        position so that the failed batch is read again."""
+        try:
+            yield
+        except StoreError as exc:
+            self._position = self._committed
+            raise BusError(f"{self._stage}: cannot {action}: {exc}", exc) from exc
+
+
+def read_dead_letters(database: Database) -> list[tuple[str, Mapping[str, str], bytes]]:
+    """(place, headers, value) of every dead letter in the state file, oldest first."""
+    with database.transaction() as conn:
+        rows = conn.execute("SELECT id, stage, error, at, headers, payload FROM dead_letters "
+                            "ORDER BY id").fetchall()
+    found: list[tuple[str, Mapping[str, str], bytes]] = []
+    for row_id, stage, error, at, headers, payload in rows:
+        named = {"stage": stage, "error": error, **json.loads(headers or "{}")}
+        named.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)))
+        found.append((f"dead_letters#{row_id}", named, bytes(payload)))
+    return found

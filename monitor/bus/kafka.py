@@ -54,6 +54,20 @@ def poll_topics(settings: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
+def check_paired_partitions(settings: KafkaSettings) -> None:
+    """MonitorError when ``monitor.alerts`` has fewer partitions than ``monitor.matches``: the
+    alert stage records what it did with partition p of one on partition p of the other."""
+    reader = topic_reader(settings)
+    try:
+        counts = {topic: len(reader.partitions_for_topic(topic) or ())
+                  for topic in (settings.matches_topic, settings.alerts_topic)}
+    finally:
+        reader.close()
+    if counts[settings.alerts_topic] < counts[settings.matches_topic]:
+        raise MonitorError(f"alert: {settings.alerts_topic} has fewer partitions than "
+                           f"{settings.matches_topic} ({counts}); give it as many")
+
+
 def client_config(settings: KafkaSettings) -> dict[str, Any]:
     """Connection settings shared by producers, consumers and the admin client."""
     config: dict[str, Any] = {

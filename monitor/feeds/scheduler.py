@@ -1,8 +1,10 @@
 """APScheduler wiring: one job per feed, never two runs of one feed at once.
 
 Each job runs on an interval trigger with jitter; after every poll the job's next run is moved
-to the time the poller computed (interval, max-age, backoff, Retry-After). If a poll ever dies
-of an unexpected error the interval trigger still brings the feed back: no feed is given up.
+to the time the poller computed (interval, max-age, backoff, Retry-After). A poll that fails
+for a reason known to be passing (the state file busy) keeps the feed on its interval; any
+other error is a bug: it goes to ``on_bug``, which stops the process (the service's choice),
+rather than being logged once per interval forever.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.config.feeds import FeedConfig
+from monitor.errors import RecoverableError
 from monitor.feeds.poller import FeedPoller, PollResult
 from monitor.model import FeedState
 
@@ -37,8 +40,10 @@ class PollScheduler:
 
     def __init__(self, poller: FeedPoller, *, workers: int, jitter_ratio: float,
                  rng: random.Random | None = None,
-                 on_skipped: Callable[[], None] | None = None) -> None:
+                 on_skipped: Callable[[], None] | None = None,
+                 on_bug: Callable[[BaseException], None] | None = None) -> None:
         self._poller = poller
+        self._on_bug = on_bug
         self._jitter_ratio = jitter_ratio
         self._rng = rng or random.Random()
         self._scheduler = BackgroundScheduler(
@@ -128,9 +133,15 @@ class PollScheduler:
         result: PollResult | None = None
         try:
             result = self._poller.poll(feed)
-        except Exception:  # a bug, or the state file failing: log it, keep the feed scheduled
-            log.exception("poll %s: unexpected error; the feed stays on its interval", feed.id,
+        except RecoverableError as exc:  # the state file busy: the next interval tries again
+            log.warning("poll %s: %s; the feed stays on its interval", feed.id, exc,
+                        extra={"feed_id": feed.id})
+        except Exception as exc:
+            log.exception("poll %s: stopped by an error that retrying cannot mend", feed.id,
                           extra={"feed_id": feed.id})
+            if self._on_bug is None:
+                raise
+            self._on_bug(exc)
         if result is not None:
             self._reschedule(feed.id, result.next_check_at)
         with self._polls_done:

@@ -44,6 +44,8 @@ class ClaimRegistry:
         if stamp == self._stamp or stamp == self._rejected_stamp:
             return False
         with self._lock:
+            if self._file_stamp() == self._stamp:  # another stage of this process reloaded it
+                return False
             try:
                 index = ClaimIndex(load_claims(self.path), self._embedder)
             except ConfigError as exc:

@@ -1,7 +1,8 @@
-"""The match stage through a real Apache Kafka broker: one transaction per batch, exactly once.
+"""The match stage's Kafka transport on a real broker: one transaction per batch.
 
-Items go in as the poller writes them (key = item_id); matches are read back the way the alerter
-reads them (read_committed). The crash test kills a matcher process between consume and commit.
+What both modes do (exactly once, dead letters, restarts) is in tests/contract; here is what only
+Kafka has: a matcher process killed between consume and commit, an aborted transaction, a
+fenced producer. Matches are read back the way the alerter reads them (read_committed).
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,12 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from monitor.bus.kafka_match import KafkaMatchStage
+from monitor.bus.kafka_log import KafkaStageLog
+from monitor.bus.log import DeadLetter, Output
 from monitor.config.settings import KafkaSettings
-from monitor.errors import MonitorError
+from monitor.errors import BusError, MonitorError
 from monitor.match.registry import ClaimRegistry
-from monitor.match.stage import MatchProcessor
+from monitor.match.stage import MatchProcessor, MatchStage
 from monitor.metrics import Metrics
 from monitor.model import Item, Match, decode_match, encode_item
 from tests.conftest import REPO
@@ -129,15 +130,26 @@ def wait_for(condition: Callable[[], bool], timeout_seconds: float = 40.0) -> No
         time.sleep(0.2)  # polling a condition against a deadline, not waiting blindly
 
 
-def run_until(stage: KafkaMatchStage, done: Callable[[], bool], timeout_seconds: float = 40.0
+def run_until(stage: MatchStage, done: Callable[[], bool], timeout_seconds: float = 40.0
               ) -> int:
-    """Run batches until ``done()``; returns how many records the stage committed."""
+    """Step as the runner does (a BusError is retried) until ``done()``; returns how many
+    steps failed."""
     deadline = time.monotonic() + timeout_seconds
-    handled = 0
+    failures = 0
     while not done():
         assert time.monotonic() < deadline, "the match stage did not catch up in time"
-        handled += stage.run_once()
-    return handled
+        try:
+            stage.step()
+        except BusError:
+            failures += 1
+    return failures
+
+
+def match_log(settings: KafkaSettings, stage_log: type[KafkaStageLog] = KafkaStageLog
+              ) -> KafkaStageLog:
+    return stage_log(settings, "match", settings.items_topic, settings.match_group,
+                     transactional_id=settings.transactional_id, batch_max=3,
+                     session_timeout_seconds=SESSION_TIMEOUT_SECONDS)
 
 
 def read_topic(settings: KafkaSettings, topic: str, *, expect: int, isolation: str,
@@ -169,13 +181,12 @@ def expected_matches(claims: Path, items: list[Item]) -> dict[str, Match]:
 
 @pytest.fixture
 def stage_factory(kafka_settings: KafkaSettings, claims: Path
-                  ) -> Iterator[Callable[[Metrics], KafkaMatchStage]]:
-    stages: list[KafkaMatchStage] = []
+                  ) -> Iterator[Callable[[Metrics], MatchStage]]:
+    stages: list[MatchStage] = []
 
-    def build(metrics: Metrics) -> KafkaMatchStage:
+    def build(metrics: Metrics) -> MatchStage:
         processor = MatchProcessor(ClaimRegistry(claims), metrics)
-        stages.append(KafkaMatchStage(kafka_settings, processor, metrics, batch_max=3,
-                                      session_timeout_seconds=SESSION_TIMEOUT_SECONDS))
+        stages.append(MatchStage(match_log(kafka_settings), processor, metrics))
         return stages[-1]
 
     yield build
@@ -183,50 +194,9 @@ def stage_factory(kafka_settings: KafkaSettings, claims: Path
         stage.close()
 
 
-def test_matches_and_dead_letters_are_committed_once(
-    kafka_settings: KafkaSettings, claims: Path,
-    stage_factory: Callable[[Metrics], KafkaMatchStage],
-) -> None:
-    texts = MATCHING + UNRELATED
-    items = [make_item(n, language, title) for n, (language, title) in enumerate(texts)]
-    raw = [(i.item_id.encode(), encode_item(i)) for i in items]
-    ends = produce(kafka_settings, raw[:4] + [(b"broken", UNDECODABLE)] + raw[4:])
-    expected = expected_matches(claims, items)
-    assert {m.item.item_id for m in expected.values()} == {"item-0", "item-1", "item-2",
-                                                            "item-3"}
-
-    metrics = Metrics(CollectorRegistry())
-    stage = stage_factory(metrics)
-    stopping = threading.Event()
-    runner = threading.Thread(target=stage.run, args=(stopping,), daemon=True)
-    runner.start()
-    try:
-        wait_for(caught_up(kafka_settings, ends))
-        assert stage.is_ready()
-    finally:
-        stopping.set()
-        runner.join(timeout=10)
-    assert not runner.is_alive(), "run() should return soon after stopping is set"
-
-    records = read_topic(kafka_settings, kafka_settings.matches_topic, expect=len(expected),
-                         isolation="read_committed")
-    got = Counter(decode_match(r.value).match_id for r in records)
-    assert got == Counter(set(expected))
-    assert all(r.key == CLAIM.encode() for r in records)
-    dead = read_topic(kafka_settings, kafka_settings.dlq_topic, expect=1,
-                      isolation="read_committed")
-    assert [(r.key, r.value) for r in dead] == [(b"broken", UNDECODABLE)]
-    headers = dict(dead[0].headers)
-    assert headers["stage"] == b"match" and b"not JSON" in headers["error"]
-    assert datetime.fromisoformat(headers["time"].decode()).tzinfo is not None
-    sample = metrics.registry.get_sample_value
-    assert sample("monitor_dead_letters_total", {"stage": "match"}) == 1
-    assert sample("monitor_consumer_lag", {"stage": "match"}) == 0
-
-
 def test_a_matcher_killed_before_commit_repeats_and_loses_nothing(
     kafka_settings: KafkaSettings, claims: Path,
-    stage_factory: Callable[[Metrics], KafkaMatchStage],
+    stage_factory: Callable[[Metrics], MatchStage],
 ) -> None:
     # Every item matches, so the transaction the crash leaves open holds matches too.
     items = [make_item(n, *MATCHING[n % len(MATCHING)]) for n in range(12)]
@@ -262,16 +232,16 @@ def test_a_matcher_killed_before_commit_repeats_and_loses_nothing(
     assert len(everything) > len(expected)  # the aborted sends are in the log, yet invisible
 
 
-class FlakyProcessor(MatchProcessor):
-    """Fails once, mid-transaction, the way a send to a lost partition leader does."""
+class FlakyLog(KafkaStageLog):
+    """Fails one send mid-transaction, the way a send to a lost partition leader does."""
 
     failed = False
 
-    def process(self, item: Item) -> list[Match]:
-        if item.item_id == "item-4" and not self.failed:
-            self.failed = True
+    def _send(self, outputs: Sequence[Output], dead: Sequence[DeadLetter]) -> list[Any]:
+        if outputs and not FlakyLog.failed:
+            FlakyLog.failed = True
             raise KafkaTimeoutError("match: test: broker went away")
-        return super().process(item)
+        return super()._send(outputs, dead)
 
 
 def test_a_failed_transaction_is_aborted_and_its_batch_retried(
@@ -280,13 +250,13 @@ def test_a_failed_transaction_is_aborted_and_its_batch_retried(
     items = [make_item(n, *MATCHING[n % len(MATCHING)]) for n in range(9)]
     ends = produce(kafka_settings, [(i.item_id.encode(), encode_item(i)) for i in items])
     metrics = Metrics(CollectorRegistry())
-    processor = FlakyProcessor(ClaimRegistry(claims), metrics)
-    stage = KafkaMatchStage(kafka_settings, processor, metrics, batch_max=3)
+    stage = MatchStage(match_log(kafka_settings, FlakyLog),
+                       MatchProcessor(ClaimRegistry(claims), metrics), metrics)
     try:
-        run_until(stage, caught_up(kafka_settings, ends))
+        failures = run_until(stage, caught_up(kafka_settings, ends))
     finally:
         stage.close()
-    assert processor.failed
+    assert FlakyLog.failed and failures == 1
     records = read_topic(kafka_settings, kafka_settings.matches_topic, expect=len(items),
                          isolation="read_committed")
     assert Counter(decode_match(r.value).match_id for r in records) == Counter(
@@ -295,7 +265,7 @@ def test_a_failed_transaction_is_aborted_and_its_batch_retried(
 
 def test_a_fenced_matcher_stops_with_a_clear_error(
     kafka_settings: KafkaSettings, claims: Path,
-    stage_factory: Callable[[Metrics], KafkaMatchStage],
+    stage_factory: Callable[[Metrics], MatchStage],
 ) -> None:
     produce(kafka_settings, [(b"item-0", encode_item(make_item(0, *MATCHING[0])))])
     zombie = stage_factory(Metrics(CollectorRegistry()))
@@ -303,4 +273,4 @@ def test_a_fenced_matcher_stops_with_a_clear_error(
     deadline = time.monotonic() + 30
     with pytest.raises(MonitorError, match="match: producer .* can"):
         while time.monotonic() < deadline:
-            zombie.run_once()
+            zombie.step()

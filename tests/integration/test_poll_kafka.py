@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import Settings
-from monitor.service import PollService
+from monitor.service import Service
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
 from tests.support.kafka_reader import read_items
@@ -50,7 +50,7 @@ def serve_real(server: FeedServer, real_feeds: Path) -> list[FeedConfig]:
     return feeds
 
 
-def run_rounds(service: PollService, rounds: int) -> None:
+def run_rounds(service: Service, rounds: int) -> None:
     polls = rounds * len(service.feeds)
     assert service.scheduler.wait_for_polls(polls, timeout_seconds=60), "polls did not finish"
 
@@ -66,7 +66,7 @@ def test_items_reach_kafka_once_and_a_restart_adds_nothing(
 ) -> None:
     feeds = serve_real(feed_server, real_feeds)
     settings = settings_for(kafka_broker.bootstrap, tmp_path / "state.sqlite3", topic)
-    service = PollService(settings, feeds, CollectorRegistry())
+    service = Service(settings, feeds, CollectorRegistry())
     try:
         service.start()
         run_rounds(service, 3)  # the 2nd and 3rd rounds are 304s
@@ -83,7 +83,7 @@ def test_items_reach_kafka_once_and_a_restart_adds_nothing(
         body = (real_feeds / name).read_bytes()
         rerendered = gzip.decompress(body) if name.endswith(".gz") else body + b"\n"
         feed_server.set(f"/{feed_id}.xml", rerendered, conditional=False)
-    again = PollService(settings, feeds, CollectorRegistry())
+    again = Service(settings, feeds, CollectorRegistry())
     try:
         again.start()
         run_rounds(again, 1)
@@ -115,7 +115,7 @@ def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
         broker.stop()
 
 
-def published_items(service: PollService) -> float:
+def published_items(service: Service) -> float:
     return service.registry.get_sample_value(
         "monitor_items_published_total", {"feed": "wire"}) or 0.0
 
@@ -134,7 +134,7 @@ def test_items_that_appear_while_the_broker_is_down_arrive_once_afterwards(
     feed_server.set("/wire.xml", rss(range(0, 10)))
     feeds = [FeedConfig.model_validate({"id": "wire", "url": feed_server.url("/wire.xml"),
                                         "source": "Wire", "interval": 1})]
-    service = PollService(settings_for(own_broker.bootstrap, tmp_path / "s.sqlite3", topic),
+    service = Service(settings_for(own_broker.bootstrap, tmp_path / "s.sqlite3", topic),
                           feeds, CollectorRegistry())
     try:
         service.start()
@@ -182,7 +182,7 @@ def test_run_in_kafka_mode_polls_and_matches_end_to_end(
     settings.kafka.match_group = f"match-{suffix}"
     settings.kafka.transactional_id = f"match-{suffix}"
     settings.kafka.session_timeout_seconds = 6
-    service = PollService(settings, feeds, CollectorRegistry(), claims_path=REPO / "claims.yaml")
+    service = Service(settings, feeds, CollectorRegistry(), claims_path=REPO / "claims.yaml")
     consumer = KafkaConsumer(settings.kafka.matches_topic, bootstrap_servers=kafka_broker.bootstrap,
                              group_id=f"reader-{suffix}", auto_offset_reset="earliest",
                              isolation_level="read_committed", consumer_timeout_ms=500)

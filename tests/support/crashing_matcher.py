@@ -22,11 +22,12 @@ from typing import Any
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from monitor.bus.kafka_match import KafkaMatchStage
+from monitor.bus.kafka_log import KafkaStageLog
 from monitor.config.settings import KafkaSettings
 from monitor.match.registry import ClaimRegistry
-from monitor.match.stage import MatchProcessor
+from monitor.match.stage import MatchProcessor, MatchStage
 from monitor.metrics import Metrics
+from monitor.runner import run_stage
 
 CRASH_EXIT_CODE = 9
 
@@ -54,11 +55,13 @@ def main(argv: list[str]) -> int:
     crash_before_commit(int(config["crash_at"]))
     metrics = Metrics(CollectorRegistry())
     processor = MatchProcessor(ClaimRegistry(Path(config["claims"])), metrics)
-    stage = KafkaMatchStage(
-        KafkaSettings.model_validate(config["kafka"]), processor, metrics,
-        batch_max=int(config["batch_max"]),
-        session_timeout_seconds=float(config["session_timeout_seconds"]))
-    stage.run(threading.Event())  # only the crash ends it
+    settings = KafkaSettings.model_validate(config["kafka"])
+    transport = KafkaStageLog(settings, "match", settings.items_topic, settings.match_group,
+                              transactional_id=settings.transactional_id,
+                              batch_max=int(config["batch_max"]),
+                              session_timeout_seconds=float(config["session_timeout_seconds"]))
+    run_stage(MatchStage(transport, processor, metrics), threading.Event())  # only the crash
+    # ends it
     return 1
 
 

@@ -53,15 +53,6 @@ STAGE_EDGES = {
         "ClaimRegistry, the one registry that reloads claims.yaml",
 }
 
-# Being removed in issue 10: the Kafka versions of the match and alert stages still live in
-# bus/ (bus/kafka_match.py, bus/kafka_alert.py, bus/alert_topics.py) and the embedded match
-# stage reads the item log through bus/ (match/embedded_stage.py). Empty this as they go.
-BEING_REMOVED_IN_ISSUE_10 = frozenset({
-    ("monitor.bus", "monitor.match"),
-    ("monitor.match", "monitor.bus"),
-    ("monitor.bus", "monitor.alerting"),
-})
-
 Edge = tuple[str, str]
 Graph = dict[Edge, list[str]]  # (from unit, to unit) -> "file:line" of each import
 
@@ -160,9 +151,8 @@ def drawn(graph: Graph) -> str:
     lines = ["monitor/ import graph (top layer first; ~ = being removed in issue 10):"]
     targets: dict[str, list[str]] = defaultdict(list)
     for source, target in sorted(graph):
-        mark = "~" if (source, target) in BEING_REMOVED_IN_ISSUE_10 else ""
-        targets[source].append(mark + target.removeprefix("monitor.") if target != "monitor"
-                               else mark + "monitor")
+        targets[source].append(target.removeprefix("monitor.") if target != "monitor"
+                               else "monitor")
     for number in reversed(range(len(LAYERS))):
         lines.append(f"  layer {number}:")
         for unit in (unit for unit in LAYERS[number] if unit in present):
@@ -178,7 +168,7 @@ def described(graph: Graph, edges: list[Edge]) -> str:
 
 
 def checked(graph: Graph) -> set[Edge]:
-    return {edge for edge in graph if edge not in BEING_REMOVED_IN_ISSUE_10}
+    return set(graph)
 
 
 def test_every_unit_has_a_layer() -> None:
@@ -221,6 +211,6 @@ def test_stages_import_each_other_only_where_declared() -> None:
 def test_allowed_edges_still_exist() -> None:
     """An allowance outliving its import would let the import come back unnoticed."""
     graph = unit_graph()
-    stale = sorted((BEING_REMOVED_IN_ISSUE_10 | STAGE_EDGES.keys()) - graph.keys())
-    assert not stale, (f"allowed edges that no longer exist, remove them from "
-                       f"BEING_REMOVED_IN_ISSUE_10 or STAGE_EDGES: {stale}\n{drawn(graph)}")
+    stale = sorted(STAGE_EDGES.keys() - graph.keys())
+    assert not stale, (f"allowed edges that no longer exist, remove them from STAGE_EDGES: "
+                       f"{stale}\n{drawn(graph)}")

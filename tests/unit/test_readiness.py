@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import Settings
 from monitor.readiness import FeedsReadiness
-from monitor.service import PollService
+from monitor.service import Service
 from tests.support.clock import ManualClock
 from tests.support.feed_server import FeedServer
 from tests.support.waiting import eventually
@@ -79,7 +79,7 @@ def test_a_poller_whose_only_feed_fails_turns_unready_and_back(
         "http": {"address": "127.0.0.1:0", "readiness_grace_seconds": 1},
         "poll": {"allowed_networks": "127.0.0.0/8", "backoff_cap_seconds": 1},
         "state_path": tmp_path / "state.sqlite3"})
-    service = PollService(settings, feeds, CollectorRegistry())
+    service = Service(settings, feeds, CollectorRegistry())
     readyz = f"http://127.0.0.1:{service.health.port}/readyz"  # type: ignore[union-attr]
     try:
         service.start()

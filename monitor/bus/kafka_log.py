@@ -1,0 +1,282 @@
+"""Kafka mode's stage log: :class:`monitor.bus.log.StageLog` on a consumer group and a producer.
+
+- The input topic is consumed in the stage's group: read_committed, manual commits,
+  cooperative-sticky assignment. Assignments and revocations are logged once each and handed
+  to the stage with the next poll's records (callbacks run on kafka-python's I/O loop, where
+  the stage must not work).
+- ``transactional_id`` set (the match stage): :meth:`KafkaStageLog.transact` sends outputs,
+  dead letters and the consumed offsets in one transaction (``send_offsets_to_transaction``
+  with the group's metadata, KIP-447), so read_committed readers see a batch's outputs only
+  with its offsets. The broker aborts a crashed predecessor's open transaction when this
+  producer initialises; a producer fenced by a newer one raises MonitorError: stop.
+- Without it (the alert stage): an idempotent producer, acks=all; :meth:`write` waits for every
+  acknowledgement and offsets are committed on their own (:meth:`commit`).
+
+Every KafkaError becomes a :class:`monitor.errors.BusError` after the consumer is rewound to
+the committed offsets (and an open transaction aborted), so the stage's runner retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaProducer
+from kafka.errors import (
+    AuthorizationError,
+    InvalidProducerEpochError,
+    KafkaError,
+    ProducerFencedError,
+    UnsupportedVersionError,
+)
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from monitor.bus.connectivity import BrokerWatch
+from monitor.bus.kafka import (
+    client_config,
+    consumer_lag,
+    dead_letter_headers,
+    group_consumer,
+    read_partitions,
+    topic_reader,
+)
+from monitor.bus.log import DeadLetter, LogName, Output, Polled, Record
+from monitor.config.settings import KafkaSettings
+from monitor.errors import BusError, MonitorError
+
+log = logging.getLogger(__name__)
+
+# Producer errors after which a transactional producer can never be used again.
+FATAL_ERRORS = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError,
+                UnsupportedVersionError)
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Notes partition changes for the next poll, and says each once."""
+
+    def __init__(self, stage: str) -> None:
+        self._stage, self._lock = stage, threading.Lock()
+        self._assigned: set[int] = set()
+        self._revoked: set[int] = set()
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        if revoked:
+            log.info("%s: partitions revoked: %s", self._stage, partitions_text(revoked))
+        with self._lock:
+            for tp in revoked:
+                self._revoked.add(tp.partition)
+                self._assigned.discard(tp.partition)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            log.info("%s: partitions assigned: %s", self._stage, partitions_text(assigned))
+        with self._lock:
+            self._assigned.update(tp.partition for tp in assigned)
+
+    def take(self) -> tuple[frozenset[int], frozenset[int]]:
+        """(assigned, revoked) since the last call; a partition lost and won back in between
+        counts as both, so the stage forgets its old state before rebuilding it."""
+        with self._lock:
+            changes = frozenset(self._assigned), frozenset(self._revoked)
+            self._assigned, self._revoked = set(), set()
+        return changes
+
+
+class KafkaStageLog:
+    """See the module doc. Not thread-safe: one stage thread drives it.
+
+    Blocks in ``poll`` up to its timeout, in ``transact``/``write`` until the broker answers
+    (bounded by ``max_block_seconds`` and ``delivery_timeout_seconds``).
+    """
+
+    def __init__(self, settings: KafkaSettings, stage: str, source: str, group: str, *,
+                 transactional_id: str | None = None, batch_max: int = 200,
+                 session_timeout_seconds: float = 45.0, watch: BrokerWatch | None = None
+                 ) -> None:
+        self._settings, self._stage, self.source = settings, stage, source
+        self._watch = watch or BrokerWatch(settings)
+        self._topics: dict[LogName, str] = {"items": settings.items_topic,
+                                            "matches": settings.matches_topic,
+                                            "alerts": settings.alerts_topic}
+        self._transactional = transactional_id is not None
+        self._healthy = False
+        self._consumer = group_consumer(settings, group, batch_max=batch_max,
+                                        session_timeout_seconds=session_timeout_seconds)
+        self._producer = self._new_producer(transactional_id)
+        self._reader = topic_reader(settings)
+        self._rebalances = _Rebalances(stage)
+        self._consumer.subscribe([source], listener=self._rebalances)
+
+    def _new_producer(self, transactional_id: str | None) -> KafkaProducer:
+        settings = self._settings
+        common: dict[str, Any] = {
+            **client_config(settings), "acks": "all", "linger_ms": 5,
+            "enable_idempotence": True,  # explicit: a conflicting setting silently disables it
+            "max_block_ms": int(settings.max_block_seconds * 1000)}
+        if transactional_id is None:
+            return KafkaProducer(
+                **common, delivery_timeout_ms=int(settings.delivery_timeout_seconds * 1000),
+                request_timeout_ms=min(10_000,
+                                       int(settings.delivery_timeout_seconds * 1000) - 20))
+        producer = KafkaProducer(**common, transactional_id=transactional_id)
+        try:
+            producer.init_transactions()  # also aborts a crashed predecessor's transaction
+        except KafkaError as exc:
+            self._consumer.close(autocommit=False)
+            producer.close(timeout=5)
+            raise MonitorError(f"{self._stage}: cannot start transactions as "
+                               f"{transactional_id!r}: {exc}") from exc
+        return producer
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def poll(self, timeout_seconds: float) -> Polled:
+        with self._translated("poll", rewind=False):
+            polled = self._consumer.poll(timeout_ms=max(0, int(timeout_seconds * 1000)))
+        assigned, revoked = self._rebalances.take()
+        owned = {tp.partition for tp in self._consumer.assignment()}
+        records = [Record(r.partition, r.offset, r.key, r.value or b"")
+                   for batch in polled.values() for r in batch if r.partition in owned]
+        self._healthy = True  # a round that went through, idle or not
+        self._measure_lag(records)
+        return Polled(records, assigned=assigned, revoked=revoked)
+
+    def read_back(self, log_name: LogName, partitions: Sequence[int]) -> list[Record]:
+        with self._translated("read back", rewind=False):
+            found = read_partitions(self._reader, self._topics[log_name], partitions)
+        return [Record(r.partition, r.offset, r.key, r.value) for r in found]
+
+    def lag(self) -> int:
+        """As measured at the last poll (the consumer is the stage thread's alone)."""
+        return self._lag
+
+    def _measure_lag(self, records: Sequence[Record]) -> None:
+        """Records after the last poll's position, plus those it returned (not committed
+        yet): from the highwater of the last fetch, no extra request to the broker."""
+        with self._translated("measure lag", rewind=False):
+            self._unread = consumer_lag(self._consumer)
+        self._lag = self._unread + len(records)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def transact(self, consumed: Sequence[Record], outputs: Sequence[Output],
+                 dead: Sequence[DeadLetter]) -> None:
+        if not self._transactional:
+            raise MonitorError(f"{self._stage}: transact needs a transactional_id")
+        try:
+            self._producer.begin_transaction()
+            self._send(outputs, dead)
+            self._producer.send_offsets_to_transaction(_next_offsets(self.source, consumed),
+                                                       self._consumer.group_metadata())
+            self._producer.commit_transaction()
+        except KafkaError as exc:
+            self._abort(exc, consumed)
+            raise BusError(f"{self._stage}: batch of {len(consumed)} record(s) aborted and "
+                           f"will be read again: {exc!r}", exc) from exc
+        self._healthy = True
+        self._lag = max(0, self._lag - len(consumed))
+
+    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = ()) -> None:
+        if self._transactional:
+            raise MonitorError(f"{self._stage}: a transactional log writes with transact")
+        with self._translated("write", rewind=False):
+            futures = self._send(outputs, dead)
+            for future in futures:
+                future.get(timeout=self._settings.delivery_timeout_seconds + 5)
+
+    def commit(self, positions: Mapping[int, int]) -> None:
+        owned = {tp.partition for tp in self._consumer.assignment()}
+        offsets = {TopicPartition(self.source, p): OffsetAndMetadata(o, "", -1)
+                   for p, o in positions.items() if p in owned}
+        if offsets:
+            with self._translated("commit", rewind=False):
+                self._consumer.commit(offsets)
+        self._lag = self._unread  # what the last poll returned is taken in (or held)
+
+    def _send(self, outputs: Sequence[Output], dead: Sequence[DeadLetter]) -> list[Any]:
+        futures = [self._producer.send(self._topics[o.log], key=o.key, value=o.value,
+                                       partition=o.partition) for o in outputs]
+        for letter in dead:
+            more = {k: v for k, v in letter.headers.items() if k not in ("stage", "error")}
+            futures.append(self._producer.send(
+                self._settings.dlq_topic, key=letter.key, value=letter.value,
+                headers=dead_letter_headers(letter.stage, letter.error, **more)))
+        return futures
+
+    # -- failures --------------------------------------------------------------------------
+
+    def _abort(self, exc: KafkaError, consumed: Sequence[Record]) -> None:
+        """Abort the open transaction and rewind, or stop when the producer is done for."""
+        self._healthy = False
+        tid = self._producer.config.get("transactional_id")
+        if isinstance(exc, FATAL_ERRORS):
+            raise MonitorError(f"{self._stage}: producer {tid!r} can no longer write ({exc}); "
+                               "another process may use the same transactional_id") from exc
+        try:
+            self._producer.abort_transaction()
+        except KafkaError as abort_exc:  # the producer is in a fatal state
+            raise MonitorError(f"{self._stage}: producer {tid!r} cannot abort its transaction "
+                               f"after {exc!r}: {abort_exc}; restart it") from abort_exc
+        self._rewind({r.partition for r in consumed})
+
+    def _rewind(self, partitions: set[int]) -> None:
+        """Seek each partition back to its committed offset (revoked ones: their next owner
+        starts from there anyway)."""
+        assigned = self._consumer.assignment()
+        for partition in partitions:
+            tp = TopicPartition(self.source, partition)
+            if tp not in assigned:
+                continue
+            try:
+                committed = self._consumer.committed(tp)
+            except KafkaError:
+                committed = None
+            if committed is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    @contextmanager
+    def _translated(self, action: str, *, rewind: bool) -> Iterator[None]:
+        try:
+            yield
+        except KafkaError as exc:
+            self._healthy = False
+            if rewind:
+                self._rewind({tp.partition for tp in self._consumer.assignment()})
+            raise BusError(f"{self._stage}: cannot {action} on Kafka: {exc!r}", exc) from exc
+
+    def failure_level(self, error: BaseException) -> int:
+        cause = error.cause if isinstance(error, BusError) else error
+        return self._watch.level_for_failure(cause)
+
+    def is_ready(self) -> bool:
+        return self._healthy and bool(self._consumer.assignment())
+
+    def close(self) -> None:
+        """Leave the group and release the clients."""
+        try:
+            self._consumer.close(autocommit=False)
+            self._reader.close()
+        finally:
+            self._producer.close(timeout=5)
+
+
+def _next_offsets(topic: str, records: Sequence[Record]) -> dict[TopicPartition,
+                                                                   OffsetAndMetadata]:
+    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    for record in records:  # records of one partition arrive in offset order
+        offsets[TopicPartition(topic, record.partition)] = OffsetAndMetadata(
+            record.offset + 1, "", -1)
+    return offsets
+
+
+def partitions_text(tps: Any) -> str:
+    """``topic [0, 2]`` for a set of TopicPartitions."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return ", ".join(f"{topic} {sorted(parts)}" for topic, parts in sorted(by_topic.items()))

@@ -1,0 +1,140 @@
+"""The mode, chosen once per process: where items go and what each stage's log is.
+
+:func:`choose_transport` looks at the settings once (no bootstrap servers: embedded); from then on
+nothing asks which mode it is. Constructing a transport does no I/O; :meth:`Transport.prepare`
+(called when the service starts) starts the broker watch and creates the topics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from monitor.bus import ItemPublisher
+from monitor.bus.embedded import EmbeddedItemLog, EmbeddedLog, EmbeddedStageLog
+from monitor.bus.log import StageLog
+from monitor.config.settings import Settings
+from monitor.errors import MonitorError
+from monitor.store import Database
+
+if TYPE_CHECKING:  # kafka-python loads only in Kafka mode
+    from monitor.bus.connectivity import BrokerWatch
+
+log = logging.getLogger(__name__)
+
+StageName = Literal["match", "alert"]
+Check = Callable[[], bool]
+
+
+class Transport(Protocol):
+    name: str  # "embedded" | "kafka", as the start-up line and readiness checks say it
+
+    def prepare(self) -> None: ...
+
+    def publisher(self) -> ItemPublisher: ...
+
+    def stage_log(self, stage: StageName) -> StageLog: ...
+
+    def checks(self) -> Mapping[str, Check]:
+        """Readiness checks of the transport itself (the broker)."""
+        ...
+
+    def publish_failure_level(self) -> Callable[[BaseException | None], int] | None: ...
+
+    def close(self) -> None: ...
+
+
+class EmbeddedTransport:
+    """The pipeline's logs in the state file; stages of this process wake each other."""
+
+    name = "embedded"
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._items = EmbeddedItemLog(database)
+        self._logs = {"matches": EmbeddedLog(database, "matches"),
+                      "alerts": EmbeddedLog(database, "alerts")}
+
+    def prepare(self) -> None:
+        """Nothing to create: the state file has its tables."""
+
+    def publisher(self) -> EmbeddedItemLog:
+        return self._items
+
+    def stage_log(self, stage: StageName) -> EmbeddedStageLog:
+        if stage == "match":
+            return EmbeddedStageLog(self._db, "match", self._items.log,
+                                    {"matches": self._logs["matches"]})
+        return EmbeddedStageLog(self._db, "alert", self._logs["matches"],
+                                {"alerts": self._logs["alerts"]})
+
+    def checks(self) -> Mapping[str, Check]:
+        return {}
+
+    def publish_failure_level(self) -> None:
+        return None
+
+    def close(self) -> None:
+        """The database is owned by the service, which closes it."""
+
+
+class KafkaTransport:
+    """The topics on the broker; one broker watch per process says an outage once."""
+
+    name = "kafka"
+
+    def __init__(self, settings: Settings) -> None:
+        from monitor.bus.connectivity import BrokerWatch
+
+        self._settings = settings
+        self.watch: BrokerWatch = BrokerWatch(settings.kafka)
+        self._prepared = False
+
+    def prepare(self) -> None:
+        from monitor.bus.kafka import ensure_topics, item_topics
+
+        self.watch.start()
+        ensure_topics(self._settings.kafka, item_topics(self._settings.kafka))
+        self._prepared = True
+
+    def publisher(self) -> ItemPublisher:
+        from monitor.bus.kafka import KafkaItemPublisher
+
+        return KafkaItemPublisher(self._settings.kafka)
+
+    def stage_log(self, stage: StageName) -> StageLog:
+        from monitor.bus.kafka import check_paired_partitions
+        from monitor.bus.kafka_log import KafkaStageLog
+
+        if not self._prepared:
+            raise MonitorError("kafka: prepare() the transport before building stages")
+        kafka = self._settings.kafka
+        session = kafka.session_timeout_seconds
+        if stage == "match":
+            return KafkaStageLog(kafka, "match", kafka.items_topic, kafka.match_group,
+                                 transactional_id=kafka.transactional_id,
+                                 batch_max=kafka.match_batch_max,
+                                 session_timeout_seconds=session, watch=self.watch)
+        check_paired_partitions(kafka)  # partition p of alerts records partition p of matches
+        return KafkaStageLog(kafka, "alert", kafka.matches_topic, kafka.alert_group,
+                             batch_max=kafka.alert_batch_max, session_timeout_seconds=session,
+                             watch=self.watch)
+
+    def checks(self) -> Mapping[str, Check]:
+        grace = self._settings.http.readiness_grace_seconds
+        return {"broker": lambda: self.watch.is_ready(grace)}
+
+    def publish_failure_level(self) -> Callable[[BaseException | None], int]:
+        # An outage the broker watch has reported once is not repeated for every feed.
+        return self.watch.level_for_failure
+
+    def close(self) -> None:
+        self.watch.close()
+
+
+def choose_transport(settings: Settings, database: Database) -> EmbeddedTransport | KafkaTransport:
+    """Embedded when no bootstrap servers are set, else Kafka."""
+    if settings.embedded:
+        return EmbeddedTransport(database)
+    return KafkaTransport(settings)
