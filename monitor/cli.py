@@ -386,13 +386,13 @@ def _replay(archive: Any, letter: Any, claims_path: Path, alerts_path: Path) -> 
     from monitor.alerting.archive import replay_letter
     from monitor.alerting.channels import build_channels
     from monitor.alerting.core import AlertCore, Sent
-    from monitor.alerting.stage import claims_of, load_stage_config
+    from monitor.alerting.stage import load_stage_config
     from monitor.match.registry import ClaimRegistry
     from monitor.metrics import Metrics
     from monitor.retry import RetryPolicy
 
     core = AlertCore(load_stage_config(alerts_path, os.environ),
-                     claims_of(ClaimRegistry(claims_path)), build_channels(),
+                     ClaimRegistry(claims_path).current, build_channels(),
                      Metrics(CollectorRegistry()), retry=RetryPolicy(max_attempts=1))
     try:
         outcome = replay_letter(archive, core, letter, time.time())

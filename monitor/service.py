@@ -312,12 +312,12 @@ class Service:
         from monitor.alerting.core import AlertCore
         from monitor.alerting.migrate_outbox import migrate_outbox
         from monitor.alerting.silence_store import SilenceStore
-        from monitor.alerting.stage import AlertStage, claims_of
+        from monitor.alerting.stage import AlertStage
 
         assert self._alert_config_now is not None
         migrate_outbox(self.database)  # once, a state file of the old embedded alert stage
         silences = SilenceStore(self.database)
-        core = AlertCore(self._alert_config_now, claims_of(self._claim_registry()),
+        core = AlertCore(self._alert_config_now, self._claim_registry().current,
                          build_channels(), self.metrics)
         return AlertStage(
             self.transport.stage_log("alert"), core,

@@ -57,11 +57,10 @@ from monitor.bus.log import DeadLetter, Polled, Record, StageLog, dead_letter
 from monitor.config.alerts import load_alerts, resolve_urls
 from monitor.config.claims import ClaimConfig
 from monitor.errors import InvalidInputError
-from monitor.match.registry import ClaimRegistry
 from monitor.metrics import Metrics
 from monitor.model import Match, decode_match
 
-__all__ = ["AlertStage", "AlertStageConfig", "claims_of", "load_stage_config"]
+__all__ = ["AlertStage", "AlertStageConfig", "load_stage_config"]
 
 log = logging.getLogger(__name__)
 
@@ -393,13 +392,3 @@ def load_stage_config(alerts_path: Path, environ: Mapping[str, str]) -> AlertSta
     alerts = load_alerts(alerts_path)
     urls = {receiver.name: resolve_urls(receiver, environ) for receiver in alerts.receivers}
     return AlertStageConfig(alerts, urls, alerts_path.parent / "templates")
-
-
-def claims_of(registry: ClaimRegistry) -> Callable[[], Mapping[str, ClaimConfig]]:
-    """The registry's current claims by id, re-read from it on each call."""
-
-    def current() -> dict[str, ClaimConfig]:
-        registry.refresh()
-        return {prepared.claim.id: prepared.claim for prepared in registry.index.claims}
-
-    return current

@@ -11,7 +11,7 @@ import logging
 import threading
 from pathlib import Path
 
-from monitor.config.claims import load_claims
+from monitor.config.claims import ClaimConfig, load_claims
 from monitor.errors import ConfigError
 from monitor.match.index import ClaimIndex
 from monitor.match.semantic import Embedder
@@ -56,6 +56,12 @@ class ClaimRegistry:
             self.index, self._stamp, self._rejected_stamp = index, stamp, None
         log.info("claims: reloaded %s, %d claims", self.path, len(index))
         return True
+
+    def current(self) -> dict[str, ClaimConfig]:
+        """The current claims by id, reloaded first if the file changed (the alert stage
+        renders and routes with them)."""
+        self.refresh()
+        return {prepared.claim.id: prepared.claim for prepared in self.index.claims}
 
     def tracked(self) -> int:
         return sum(1 for prepared in self.index.claims if prepared.claim.status == "tracking")

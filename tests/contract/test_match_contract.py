@@ -21,7 +21,7 @@ from monitor.metrics import Metrics
 from monitor.model import Item, decode_match, encode_item
 from monitor.runner import StageFailed, run_stage, stage_thread
 from tests.contract.conftest import Pipeline
-from tests.support.waiting import wait_until
+from tests.support.waiting import eventually
 
 CLAIMS = """
 claims:
@@ -63,7 +63,7 @@ def step_until(stage: MatchStage, done: Callable[[], bool], what: str) -> None:
             stage.step()
         return done()
 
-    wait_until(progressed, 60, what)
+    eventually(progressed, 60, what)
 
 
 def matched_ids(pipeline: Pipeline, expect: int) -> Counter[str]:

@@ -28,7 +28,3 @@ def eventually(condition: Callable[[], T | None], timeout_seconds: float = 30.0,
             raise AssertionError(f"not within {timeout_seconds:g} s: {what} "
                                  f"(last seen: {value!r})")
         time.sleep(POLL_SECONDS)  # the condition is polled against the deadline
-
-
-# The former name, for callers not yet moved (tests/contract is being written meanwhile).
-wait_until = eventually
