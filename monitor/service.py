@@ -3,9 +3,9 @@
 Settings are read once (by the CLI) and passed in. Constructing a :class:`Service` reads the
 configuration files (a missing secret stops start-up before any network I/O), opens the state
 file and binds the health port; it starts nothing. :meth:`Service.start` prepares the transport
-(broker watch, topics), serves /metrics and the health endpoints, and starts each part in
-order: the poller (its scheduler, and with ``poll.shared`` the group that shares the feeds),
-the match stage, the alert stage. Each stage runs in a thread of its own under
+(broker watch, topics), serves /metrics and the health endpoints, and starts each part,
+downstream first: the alert stage, the match stage, then the poller (its scheduler, and with
+``poll.shared`` the group that shares the feeds). Each stage runs in a thread of its own under
 :func:`monitor.runner.run_stage`; one that stops on an error retrying cannot mend stops the
 whole process (``failed`` names it, and the CLI exits non-zero). :meth:`Service.close` closes
 the parts in reverse order, then what they shared.
@@ -283,7 +283,9 @@ class Service:
                            if self.claims_path is not None and self.match else None)
         self.alert_part = (StagePart("alert", self._alert_stage, self._add_check)
                            if self._alert_config_now is not None else None)
-        self.parts: list[Part] = [p for p in (self.poller, self.match_part, self.alert_part)
+        # Downstream first: a stage has its claims loaded and its log open before anything
+        # reaches it, and closing in reverse stops the poller first, the alerter last.
+        self.parts: list[Part] = [p for p in (self.alert_part, self.match_part, self.poller)
                                   if p is not None]
         self._started: list[Part] = []
         self._claims: ClaimRegistry | None = None

@@ -57,7 +57,8 @@ def smtp() -> Iterator[SmtpReceiver]:
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    """One real Apache Kafka broker for the whole session, assembled by deploy/kafka."""
+    """One real Apache Kafka broker for the whole session (per xdist worker), assembled by
+    deploy/kafka."""
     broker = LocalKafka(tmp_path_factory.mktemp("kafka"), free_port())
     broker.start()
     try:

@@ -53,7 +53,14 @@ from monitor.alerting.grouping import Notification
 from monitor.alerting.messages import encode_payload
 from monitor.alerting.progress import CommitTracker, MemoryOutbox, Pair, PendingAlert, StepView
 from monitor.alerting.silences import Silence
-from monitor.bus.log import DeadLetter, Polled, Record, StageLog, dead_letter
+from monitor.bus.log import (
+    DeadLetter,
+    Polled,
+    Record,
+    StageLog,
+    dead_letter,
+    report_set_aside,
+)
 from monitor.config.alerts import load_alerts, resolve_urls
 from monitor.config.claims import ClaimConfig
 from monitor.errors import InvalidInputError
@@ -262,11 +269,7 @@ class AlertStage:
             self._outbox.add(part)
             self._tracker.release((m, part.receiver) for m in part.match_ids)
         self._tracker.release(_dead_pair(unreadable) for unreadable, _ in self._dead)
-        for unreadable, letter in self._dead:
-            self._metrics.dead_letters.labels(STAGE).inc()
-            log.error("alert: match %s set aside as a dead letter: %s (%d bytes)",
-                      letter.headers.get("source", unreadable.place), letter.error,
-                      len(unreadable.value))
+        report_set_aside(self._metrics, [letter for _, letter in self._dead])
         self._dead, self._unlogged, self._unwritten = [], [], []
 
     # -- 4. delivery ---------------------------------------------------------------------------

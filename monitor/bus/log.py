@@ -26,9 +26,14 @@ transactional id). Anything else is a bug.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from monitor.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 LogName = Literal["items", "matches", "alerts"]
 
@@ -87,6 +92,15 @@ def dead_letter(stage: str, record: Record, error: str, source: str) -> DeadLett
     """The dead letter of an input record that could not be read."""
     return DeadLetter(record.key, record.value,
                       {"stage": stage, "error": error, "source": f"{source}/{record.place}"})
+
+
+def report_set_aside(metrics: Metrics, letters: Sequence[DeadLetter]) -> None:
+    """Count and log input records a stage set aside, once they are written (every stage,
+    both modes: nothing is dropped without a line and a count)."""
+    for letter in letters:
+        metrics.dead_letters.labels(letter.stage).inc()
+        log.error("%s: record %s set aside as a dead letter: %s (%d bytes)", letter.stage,
+                  letter.headers.get("source", "?"), letter.error, len(letter.value))
 
 
 @dataclass(frozen=True, slots=True)

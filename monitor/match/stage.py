@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
-from monitor.bus.log import DeadLetter, Output, StageLog, dead_letter
+from monitor.bus.log import DeadLetter, Output, StageLog, dead_letter, report_set_aside
 from monitor.errors import InvalidInputError
 from monitor.match.matcher import match_item
 from monitor.match.registry import ClaimRegistry
@@ -91,15 +91,9 @@ class MatchStage:
                     continue
                 outputs.extend(_output(match) for match in self._processor.process(item))
             self._log.transact(polled.records, outputs, dead)
-            self._count(dead)
+            report_set_aside(self._metrics, dead)
         self._metrics.consumer_lag.labels(STAGE).set(self._log.lag())
         return len(polled.records)
-
-    def _count(self, dead: list[DeadLetter]) -> None:
-        for letter in dead:
-            self._metrics.dead_letters.labels(STAGE).inc()
-            log.error("match: record %s set aside as a dead letter: %s (%d bytes)",
-                      letter.headers.get("source"), letter.error, len(letter.value))
 
     def caught_up(self) -> bool:
         """Every item the stage can see is matched and committed (read from any thread)."""
