@@ -145,7 +145,7 @@ def units() -> set[str]:
 def drawn(graph: Graph) -> str:
     """The graph, layer by layer from the top, each unit with the units it imports."""
     present = units()
-    lines = ["monitor/ import graph (top layer first; ~ = being removed in issue 10):"]
+    lines = ["monitor/ import graph (top layer first):"]
     targets: dict[str, list[str]] = defaultdict(list)
     for source, target in sorted(graph):
         targets[source].append(target.removeprefix("monitor.") if target != "monitor"
