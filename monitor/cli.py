@@ -8,6 +8,7 @@
     monitor run   [--feeds PATH]          every stage in one process (embedded without Kafka)
     monitor alerts history [--claim ID]   what was sent where and when
     monitor dlq list | replay ID          dead letters, and re-sending an alert given up on
+    monitor claims timeline ID            everything linked to a claim, in time order
     monitor test-alert RECEIVER           a clearly marked test message through the real path
 """
 
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from monitor.config.claims import load_claims
+from monitor.config.claims import ClaimConfig, load_claims
 from monitor.config.feeds import FeedConfig, load_feeds
 from monitor.config.settings import Settings, load_settings
 from monitor.errors import ConfigError, InvalidInputError, MonitorError
@@ -138,14 +139,19 @@ def claims_list(claims_path: Path) -> None:
         click.echo(f"{claim.id}\t{claim.status}\t{tags}\t{claim.text}")
 
 
+def _claim(claims_path: Path, claim_id: str) -> ClaimConfig:
+    claim = next((c for c in load_claims(claims_path) if c.id == claim_id), None)
+    if claim is None:
+        raise ConfigError(f"{claims_path}: no claim with id {claim_id!r}")
+    return claim
+
+
 @claims.command("show")
 @claims_option
 @click.argument("claim_id")
 def claims_show(claims_path: Path, claim_id: str) -> None:
     """Everything claims.yaml says about CLAIM_ID, as JSON."""
-    claim = next((c for c in load_claims(claims_path) if c.id == claim_id), None)
-    if claim is None:
-        raise ConfigError(f"{claims_path}: no claim with id {claim_id!r}")
+    claim = _claim(claims_path, claim_id)
     click.echo(claim.model_dump_json(indent=2))
 
 
@@ -203,6 +209,25 @@ def claims_retire(claims_path: Path, claim_id: str) -> None:
 
     retire_claim(claims_path, claim_id)
     click.echo(f"{claims_path}: retired claim {claim_id!r}")
+
+
+@claims.command("timeline")
+@claims_option
+@click.argument("claim_id")
+def claims_timeline(claims_path: Path, claim_id: str) -> None:
+    """Everything linked to CLAIM_ID, in time order (UTC; '~' marks when the monitor saw an
+    undated item): relation ('?' when unsure), confidence, outlet, language, title, link;
+    reprints under their first carrier; items older than the claim apart, as background.
+    Read from the match log (the state file, or monitor.matches in Kafka mode)."""
+    from monitor.desk.record import build_record
+    from monitor.desk.source import read_claim_matches
+    from monitor.desk.terminal import render
+
+    claim = _claim(claims_path, claim_id)
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    record = build_record(claim, read_claim_matches(settings, claim_id))
+    click.echo("\n".join(render(record)))
 
 
 @cli.command()

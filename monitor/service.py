@@ -273,7 +273,7 @@ class Service:
         watched = [p for p in (self.feeds_path, self.claims_path, self.alerts_path) if p]
         self.watcher = ConfigWatcher(watched, self.reload_config)
         self.database = Database(self.settings.state_path)
-        self.transport = choose_transport(self.settings, self.database)
+        self.transport = choose_transport(self.settings, lambda: self.database)
         self.health = (HealthServer(self.settings.http.host, self.settings.http.port,
                                     self.registry) if self.serve_http else None)
         self.failed = StageFailed()

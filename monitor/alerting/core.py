@@ -234,7 +234,5 @@ def claim_or_stub(claims: Mapping[str, ClaimConfig], claim_id: str) -> ClaimConf
 
 
 def is_background(match: Match, claim: ClaimConfig) -> bool:
-    """An item published before the claim was made is part of its record, not news about it
-    (a 2022 story is no follow-up to a claim of November 2025). Undated items are news."""
-    published = match.item.published_at
-    return bool(claim.made_at and published and published.date() < claim.made_at)
+    """Published before the claim was made (:meth:`ClaimConfig.predates`): not alerted."""
+    return claim.predates(match.item.published_at)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from monitor.bus import ItemPublisher
 from monitor.bus.embedded import EmbeddedItemLog, EmbeddedLog, EmbeddedStageLog
-from monitor.bus.log import StageLog
+from monitor.bus.log import Record, StageLog
 from monitor.config.settings import Settings
 from monitor.errors import MonitorError
 from monitor.store import Database
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 StageName = Literal["match", "alert"]
 Check = Callable[[], bool]
+Placed = tuple[str, Record]  # where a record was read ("match_log#7", "topic/2@15"), the record
 
 
 class Transport(Protocol):
@@ -38,6 +39,13 @@ class Transport(Protocol):
 
     def checks(self) -> Mapping[str, Check]:
         """Readiness checks of the transport itself (the broker)."""
+        ...
+
+    def read_matches(self) -> list[Placed]:
+        """Every committed record of the match log, each with where it was read (for the log
+        line of one that cannot be decoded). Blocks on the state file or the broker; Kafka:
+        BusError when the broker cannot be read, MonitorError when the topic is not read to
+        its end in time."""
         ...
 
     def publish_failure_level(self) -> Callable[[BaseException | None], int] | None: ...
@@ -71,6 +79,10 @@ class EmbeddedTransport:
 
     def checks(self) -> Mapping[str, Check]:
         return {}
+
+    def read_matches(self) -> list[Placed]:
+        matches = self._logs["matches"]
+        return [(f"{matches.table}#{r.offset}", r) for r in matches.read_all()]
 
     def publish_failure_level(self) -> None:
         return None
@@ -125,6 +137,13 @@ class KafkaTransport:
         grace = self._settings.http.readiness_grace_seconds
         return {"broker": lambda: self.watch.is_ready(grace)}
 
+    def read_matches(self) -> list[Placed]:
+        from monitor.bus.alert_topics import read_topic
+
+        topic = self._settings.kafka.matches_topic
+        return [(f"{topic}/{r.partition}@{r.offset}", Record(r.partition, r.offset, r.key, r.value))
+                for r in read_topic(self._settings.kafka, topic)]
+
     def publish_failure_level(self) -> Callable[[BaseException | None], int]:
         # An outage the broker watch has reported once is not repeated for every feed.
         return self.watch.level_for_failure
@@ -133,8 +152,11 @@ class KafkaTransport:
         self.watch.close()
 
 
-def choose_transport(settings: Settings, database: Database) -> EmbeddedTransport | KafkaTransport:
-    """Embedded when no bootstrap servers are set, else Kafka."""
+def choose_transport(settings: Settings, database: Callable[[], Database]
+                     ) -> EmbeddedTransport | KafkaTransport:
+    """Embedded when no bootstrap servers are set, else Kafka. ``database`` gives the state
+    file and is called in embedded mode only: a Kafka-mode reader (``monitor claims
+    timeline``) leaves no state file behind."""
     if settings.embedded:
-        return EmbeddedTransport(database)
+        return EmbeddedTransport(database())
     return KafkaTransport(settings)

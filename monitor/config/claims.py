@@ -21,7 +21,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,6 +83,12 @@ class ClaimConfig(BaseModel):
 
     def is_active(self, today: date) -> bool:
         return self.status == "tracking" and (self.expires is None or today <= self.expires)
+
+    def predates(self, published_at: datetime | None) -> bool:
+        """An item published before the claim was made is part of its background, not news
+        about it (a 2022 story is no follow-up to a claim of November 2025). Undated items
+        are news. The alerter and the desk both ask here."""
+        return bool(self.made_at and published_at and published_at.date() < self.made_at)
 
 
 class ClaimsFile(BaseModel):

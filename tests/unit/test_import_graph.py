@@ -34,8 +34,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "monitor.logsetup", "monitor.health", "monitor.readiness", "monitor.reload"),
     # Plumbing: broker clients, topics, logs and codecs; the loop a stage runs in.
     ("monitor.bus", "monitor.runner"),
-    # The stages, each with its core.
-    ("monitor.feeds", "monitor.match", "monitor.alerting"),
+    # The stages, each with its core; the claim desk, which reads what the match stage wrote.
+    ("monitor.feeds", "monitor.match", "monitor.alerting", "monitor.desk"),
     # Measuring the stages on labelled data.
     ("monitor.evaluate", "monitor.desk_eval"),
     # Composition: the service, one-shot runs, the status summary.
