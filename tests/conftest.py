@@ -25,6 +25,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # The suite serves its feeds on 127.0.0.1, which the fetcher refuses by default (SSRF);
     # tests of that refusal set the variable themselves.
     os.environ.setdefault("MONITOR_POLL__ALLOWED_NETWORKS", "127.0.0.0/8")
+    # Daemons started by tests run side by side (two xdist workers): the desk they serve
+    # takes any free port unless a test names one.
+    os.environ.setdefault("MONITOR_DESK__ADDRESS", "127.0.0.1:0")
 
 
 @pytest.fixture

@@ -65,6 +65,9 @@ class KafkaSettings(BaseModel):
     poll_control_partitions: int = Field(default=12, ge=1)
     feed_state_topic: str = "monitor.feed-state"
     alert_group: str = "monitor-alert"
+    # Compacted, keyed by silence id: every alerter reads all of it, so a silence added once
+    # holds on every replica and across restarts.
+    silences_topic: str = "monitor.silences"
     # Unique per matcher process (e.g. the pod name): fences a zombie with the same id.
     transactional_id: str = "monitor-match-0"
     # A crashed matcher's partitions move to another member after this long.
@@ -93,6 +96,9 @@ class HttpSettings(BaseModel):
     # /readyz fails once the Kafka broker has been unreachable, or no feed of this poller has
     # been succeeding, for longer than this (a blip is not worth taking a pod out).
     readiness_grace_seconds: float = Field(default=15.0, ge=0)
+    # Where editors reach the claim desk from outside (https://desk.example.org); alerts then
+    # carry a link to the claim's page. Unset: no link (a 127.0.0.1 link helps nobody).
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
 
     @field_validator("address")
     @classmethod
@@ -152,6 +158,41 @@ class MatchSettings(BaseModel):
         return Path(base) / "monitor" / "embeddings.sqlite3"
 
 
+class DeskSettings(BaseModel):
+    """The claim desk: a read-only web page, JSON API and Atom feeds of every claim's record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Embedded ``monitor run`` serves the desk itself; in Kafka mode ``monitor desk`` does.
+    enabled: bool = True
+    address: str = Field(default="127.0.0.1:9465", pattern=r"^[^\s:]*:\d{1,5}$")
+    # Set one of these before the desk listens on anything but 127.0.0.1: a bearer token
+    # (``Authorization: Bearer ...`` or ``?token=``), or a basic-auth user and password.
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    # The desk's own view of the match log (rebuilt from the log when it is missing or empty).
+    view_path: Path = Path(".monitor/desk.sqlite3")
+
+    @property
+    def host(self) -> str:
+        return self.address.rsplit(":", 1)[0] or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+
+class StatusSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The /metrics URLs of every process of a Kafka deployment (poll, match, alert, desk), so
+    # ``monitor status`` shows the whole pipeline, not only the process it is pointed at.
+    endpoints: Annotated[tuple[str, ...], NoDecode] = ()
+
+    _split = field_validator("endpoints", mode="before")(_comma_separated)
+
+
 class MetricsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -178,6 +219,8 @@ class Settings(BaseSettings):
     poll: PollSettings = PollSettings()
     match: MatchSettings = MatchSettings()
     metrics: MetricsSettings = MetricsSettings()
+    desk: DeskSettings = DeskSettings()
+    status: StatusSettings = StatusSettings()
     state_path: Path = Path(".monitor/state.sqlite3")
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error)$")
     log_format: Literal["text", "json"] = "text"  # json: one object a line, stable keys
