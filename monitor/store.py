@@ -77,9 +77,12 @@ _ADDED_COLUMNS = (
 
 
 class Database:
-    """A thread-safe handle on the state file; ``transaction()`` is the only way to use it."""
+    """A thread-safe handle on the state file; ``transaction()`` is the only way to use it.
 
-    def __init__(self, path: Path) -> None:
+    ``schema`` None: the state file's tables. Another file of the monitor's own (the desk's
+    view) passes its schema instead and gets only its tables."""
+
+    def __init__(self, path: Path, *, schema: str | None = None) -> None:
         self.path = path
         try:
             if str(path) != ":memory:":
@@ -89,8 +92,9 @@ class Database:
             )
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection.executescript(_SCHEMA)
-            _add_missing_columns(self._connection)
+            self._connection.executescript(_SCHEMA if schema is None else schema)
+            if schema is None:
+                _add_missing_columns(self._connection)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"state file {path}: cannot open: {exc}") from exc
         self._lock = threading.RLock()
