@@ -23,9 +23,9 @@ PACKAGE = REPO / "monitor"
 # Bottom to top. A unit may import units of its own layer or of layers below, never above.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # What everything may use: the version, the exception tree, secret redaction, the messages
-    # and their codecs, the clock, the retry policy.
+    # and their codecs, the clock, the retry policy, links into the claim desk.
     ("monitor", "monitor.errors", "monitor.redact", "monitor.model", "monitor.clock",
-     "monitor.retry"),
+     "monitor.retry", "monitor.links"),
     # Settings and the configuration files.
     ("monitor.config",),
     # Local resources and observability: the state file, metrics (and the per-feed table
