@@ -9,6 +9,7 @@
     monitor alerts history [--claim ID]   what was sent where and when
     monitor dlq list | replay ID          dead letters, and re-sending an alert given up on
     monitor claims timeline ID            everything linked to a claim, in time order
+    monitor claims backtest ID --since 30d  what a claim would have linked among stored items
     monitor test-alert RECEIVER           a clearly marked test message through the real path
 """
 
@@ -70,6 +71,14 @@ def claims_option(command: F) -> F:
         "--claims", "claims_path", type=click.Path(path_type=Path), default=Path("claims.yaml"),
         show_default=True, help="The tracked claims file.",
     )(command)
+
+
+def backtest_options(command: F) -> F:
+    command = click.option("--apply", is_flag=True,
+                           help="Record the backtest's links on the match log, as background "
+                                "(never alerted); applying twice adds nothing.")(command)
+    return click.option("--backtest", "--since", "since", metavar="30d|12h|ISO",
+                        help="Items seen since then (default for backtest: 30d).")(command)
 
 
 def alerts_option(command: F) -> F:
@@ -171,11 +180,14 @@ def claims_show(claims_path: Path, claim_id: str) -> None:
 @click.option("--expires", metavar="YYYY-MM-DD", help="Stop matching after this day.")
 @click.option("--source-url", help="Where the claim was made.")
 @click.option("--made-at", metavar="YYYY-MM-DD", help="When the claim was made.")
+@backtest_options
 def claims_add(claims_path: Path, claim_id: str, text: str, speaker: str | None,
                subject: str | None, lang_texts: tuple[str, ...], keyword_groups: tuple[str, ...],
                exclude: tuple[str, ...], threshold: str | None, tags: tuple[str, ...],
-               expires: str | None, source_url: str | None, made_at: str | None) -> None:
-    """Add a claim to the claims file (validated, written atomically, comments kept)."""
+               expires: str | None, source_url: str | None, made_at: str | None,
+               since: str | None, apply: bool) -> None:
+    """Add a claim to the claims file (validated, written atomically, comments kept);
+    with --backtest, then show what it would have linked among the items stored."""
     from monitor.config.claims_edit import add_claim
 
     texts: dict[str, str] = {}
@@ -198,6 +210,48 @@ def claims_add(claims_path: Path, claim_id: str, text: str, speaker: str | None,
     click.echo(f"{claims_path}: added claim {claim.id!r} ({len(claim.keywords)} keyword groups, "
                f"{len(claim.texts)} translations, threshold {claim.threshold:g}, "
                f"made_at {claim.made_at}: older items are background, not alerted)")
+    if since is not None:
+        _backtest(claims_path, claim.id, since, apply)
+
+
+@claims.command("backtest")
+@claims_option
+@click.argument("claim_id")
+@backtest_options
+def claims_backtest(claims_path: Path, claim_id: str, since: str | None, apply: bool) -> None:
+    """What CLAIM_ID would have linked among the items stored (the state file, or the items
+    topic within its retention): time, outlet, relation ('?' when unsure), score, title.
+    Compared through each item's stored features (word keys, sentence vector)."""
+    _backtest(claims_path, claim_id, since or "30d", apply)
+
+
+def _backtest(claims_path: Path, claim_id: str, since_text: str, apply: bool) -> None:
+    from monitor.desk.backtest_lines import backtest_lines
+    from monitor.match.backtest_run import claim_index, parse_since, run_backtest, stored_items
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    since = parse_since(since_text, datetime.now(UTC))
+    index = claim_index(settings, claims_path)
+    with stored_items(settings, index) as stored:
+        bar: list[Any] = []
+
+        def progress(total: int) -> Callable[[int], None]:
+            bar.append(click.progressbar(length=total, label=f"backtest {claim_id}",
+                                         file=sys.stderr))
+            bar[0].__enter__()
+            return bar[0].update  # type: ignore[no-any-return]
+
+        try:
+            found = run_backtest(stored, index, claim_id, since, progress)
+        finally:
+            for shown in bar:
+                shown.__exit__(None, None, None)
+        click.echo("\n".join(backtest_lines(found)))
+        if apply:
+            added = stored.apply(found)
+            click.echo(f"applied: {added} new background link(s) on the match log "
+                       f"({len(found) - added} already there); none is alerted")
 
 
 @claims.command("retire")
@@ -402,10 +456,11 @@ def dlq_replay(claims_path: Path, alerts_path: Path, notification_id: str) -> No
     configure_logging(settings.log_level, settings.log_format)
     with open_archive(settings) as archive:
         letter = find_alert_letter(archive.dead_letters(), notification_id)
-        _replay(archive, letter, claims_path, alerts_path)
+        _replay(archive, letter, claims_path, alerts_path, settings.http.public_url)
 
 
-def _replay(archive: Any, letter: Any, claims_path: Path, alerts_path: Path) -> None:
+def _replay(archive: Any, letter: Any, claims_path: Path, alerts_path: Path,
+            public_url: str | None) -> None:
     from prometheus_client import CollectorRegistry
 
     from monitor.alerting.archive import replay_letter
@@ -416,7 +471,7 @@ def _replay(archive: Any, letter: Any, claims_path: Path, alerts_path: Path) -> 
     from monitor.metrics import Metrics
     from monitor.retry import RetryPolicy
 
-    core = AlertCore(load_stage_config(alerts_path, os.environ),
+    core = AlertCore(load_stage_config(alerts_path, os.environ, public_url),
                      ClaimRegistry(claims_path).current, build_channels(),
                      Metrics(CollectorRegistry()), retry=RetryPolicy(max_attempts=1))
     try:
@@ -441,7 +496,8 @@ def test_alert(claims_path: Path, alerts_path: Path, receiver: str) -> None:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    results = send_test_alert(alerts_path, claims_path, receiver, os.environ)
+    results = send_test_alert(alerts_path, claims_path, receiver, os.environ,
+                              public_url=settings.http.public_url)
     for described, result in results:
         click.echo(f"{receiver}\t{described}\t{result.status}\t{result.detail}")
     if not all(result.ok for _, result in results):

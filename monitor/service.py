@@ -349,7 +349,7 @@ class Service:
             return None
         from monitor.alerting.stage import load_stage_config
 
-        return load_stage_config(self.alerts_path, os.environ)
+        return load_stage_config(self.alerts_path, os.environ, self.settings.http.public_url)
 
     # -- life cycle ----------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ class AlertStageConfig:
     alerts: AlertsConfig
     urls: Mapping[str, list[str]]
     template_dir: Path
+    public_url: str | None = None  # the claim desk seen from outside: alerts link to it
 
 
 class Queued(Protocol):
@@ -191,7 +192,7 @@ class AlertCore:
         groups = [AlertGroup(claim_or_stub(claims, claim_id), tuple(found))
                   for claim_id, found in by_claim.items()]
         return [(url, render(group, channel_for_url(url), template_dir=self.config.template_dir,
-                             template=receiver.template))
+                             template=receiver.template, public_url=self.config.public_url))
                 for url in self.config.urls[entry.receiver] for group in groups]
 
     def _failed(self, entry: Queued, failures: list[DeliveryResult]) -> Attempt:
@@ -234,5 +235,6 @@ def claim_or_stub(claims: Mapping[str, ClaimConfig], claim_id: str) -> ClaimConf
 
 
 def is_background(match: Match, claim: ClaimConfig) -> bool:
-    """Published before the claim was made (:meth:`ClaimConfig.predates`): not alerted."""
-    return claim.predates(match.item.published_at)
+    """Published before the claim was made (:meth:`ClaimConfig.predates`), or linked after
+    the fact by a backtest (``monitor claims backtest --apply``): recorded, not alerted."""
+    return match.evidence.backtest or claim.predates(match.item.published_at)

@@ -65,8 +65,8 @@ def made_up_match(claim: ClaimConfig, now: datetime) -> Match:
 
 
 def send_test_alert(alerts_path: Path, claims_path: Path, receiver_name: str,
-                    environ: Mapping[str, str], *, now: datetime | None = None
-                    ) -> list[tuple[str, DeliveryResult]]:
+                    environ: Mapping[str, str], *, now: datetime | None = None,
+                    public_url: str | None = None) -> list[tuple[str, DeliveryResult]]:
     """Send a test alert to every URL of the receiver: (URL described without secrets,
     result) per URL. ConfigError for an unknown receiver, a missing secret, no tracked claim."""
     alerts = load_alerts(alerts_path)
@@ -86,7 +86,8 @@ def send_test_alert(alerts_path: Path, claims_path: Path, receiver_name: str,
         return [(describe_url(url),
                  channels.send(render(group, channel_for_url(url),
                                       template_dir=alerts_path.parent / "templates",
-                                      template=receiver.template), url))
+                                      template=receiver.template, public_url=public_url),
+                               url))
                 for url in urls]
     finally:
         channels.close()

@@ -32,6 +32,7 @@ from markupsafe import Markup
 from monitor.alerting.escape import BODY_LIMITS, Escaper, escaper_for, measure, safe_url
 from monitor.config.claims import ClaimConfig
 from monitor.errors import InvalidInputError
+from monitor.links import claim_page_url
 from monitor.model import Match
 
 TITLE_MAX_CHARS = 250
@@ -148,8 +149,9 @@ _SCHEME_FORMATS = {"slack": "slack", "tgram": "telegram",
 
 
 def render(group: AlertGroup, channel: str, *, template_dir: Path,
-           template: str | None = None) -> Rendered:
-    """Render ``group`` for the ``channel`` format.
+           template: str | None = None, public_url: str | None = None) -> Rendered:
+    """Render ``group`` for the ``channel`` format; with ``public_url`` (where editors reach
+    the claim desk) the message links to the claim's desk page.
 
     Raises ValueError for an unknown format or a bad template name, InvalidInputError for a
     match with an unknown relation, and Jinja2's TemplateError for a broken template.
@@ -163,7 +165,8 @@ def render(group: AlertGroup, channel: str, *, template_dir: Path,
             return json.dumps(_as_json(view, title), ensure_ascii=False)
     else:
         produce = select_template(template_dir, channel, relation, template).render
-    return Rendered(title, _fit(group, relation, esc, produce), channel)
+    desk = claim_page_url(public_url, group.claim.id) if public_url else None
+    return Rendered(title, _fit(group, relation, esc, produce, desk), channel)
 
 
 def _lead_relation(matches: tuple[Match, ...]) -> str:
@@ -229,12 +232,14 @@ def _environment(template_dir: Path, fmt: str) -> ImmutableSandboxedEnvironment:
     return env
 
 
-def _fit(group: AlertGroup, relation: str, esc: Escaper, produce: Callable[..., str]) -> str:
+def _fit(group: AlertGroup, relation: str, esc: Escaper, produce: Callable[..., str],
+         desk: str | None) -> str:
     """The body with as many outlets as fit under the limit, full view first, then compact."""
     limit, roots = BODY_LIMITS[esc.format], _carriers(group.matches)
+    links = _desk_links(esc, desk)
 
     def body(budget: Budget, count: int) -> str:
-        return produce(**_view(group, relation, esc, budget, roots[:count], roots))
+        return produce(**_view(group, relation, esc, budget, roots[:count], roots), **links)
 
     for budget in (FULL, COMPACT):
         low, high, best = 0, len(roots), ""
@@ -248,6 +253,15 @@ def _fit(group: AlertGroup, relation: str, esc: Escaper, produce: Callable[..., 
         if best:
             return best
     return body(COMPACT, 1)  # over the limit only with an oversized custom template
+
+
+def _desk_links(esc: Escaper, desk: str | None) -> dict[str, Markup]:
+    """``desk_link`` (the claim's desk page as a link) and ``desk_url``; both "" without a
+    public URL, so templates print no empty line."""
+    if desk is None:
+        return {"desk_link": Markup(""), "desk_url": Markup("")}
+    return {"desk_link": esc.link(desk, "the claim's page"),
+            "desk_url": esc.text(safe_url(desk) or "")}
 
 
 def _carriers(matches: tuple[Match, ...]) -> list[tuple[Match, list[Match]]]:
@@ -323,7 +337,7 @@ def _as_json(view: dict[str, Any], title: str) -> dict[str, Any]:
                                if key not in _NOT_JSON}}
 
 
-_NOT_JSON = frozenset({"link", "also", "claim_link", "html_colour"})
+_NOT_JSON = frozenset({"link", "also", "claim_link", "desk_link", "html_colour"})
 
 
 def _plain(value: object) -> object:

@@ -389,9 +389,11 @@ def _dead_pair(record: Record) -> Pair:
     return (f"dead-letter {record.place}", STAGE)
 
 
-def load_stage_config(alerts_path: Path, environ: Mapping[str, str]) -> AlertStageConfig:
+def load_stage_config(alerts_path: Path, environ: Mapping[str, str],
+                      public_url: str | None = None) -> AlertStageConfig:
     """Read routes.yaml and resolve every receiver's URLs now: a missing secret is a
-    ConfigError naming the receiver and the variable, at start rather than at first alert."""
+    ConfigError naming the receiver and the variable, at start rather than at first alert.
+    ``public_url`` (MONITOR_HTTP__PUBLIC_URL) makes every alert link to its claim's page."""
     alerts = load_alerts(alerts_path)
     urls = {receiver.name: resolve_urls(receiver, environ) for receiver in alerts.receivers}
-    return AlertStageConfig(alerts, urls, alerts_path.parent / "templates")
+    return AlertStageConfig(alerts, urls, alerts_path.parent / "templates", public_url)
