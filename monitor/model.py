@@ -139,6 +139,8 @@ class Evidence:
     uncertain: bool = False
     quote: str = ""  # the words that decided the relation, whole words with their context
     speaker: str = ""  # who the item has speaking, when found ("Peskov", "the claim's subject")
+    # Linked by `monitor claims backtest --apply`, after the fact: background, never alerted.
+    backtest: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,7 @@ def decode_match(data: bytes) -> Match:
                 uncertain=bool(evidence.get("uncertain", False)),
                 quote=str(evidence.get("quote") or ""),
                 speaker=str(evidence.get("speaker") or ""),
+                backtest=bool(evidence.get("backtest", False)),
             ),
             matcher_version=str(raw["matcher_version"]),
         )

@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS item_features (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    feature_id TEXT NOT NULL UNIQUE,
+    item_id TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    logged_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alert_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     record_id TEXT NOT NULL UNIQUE,

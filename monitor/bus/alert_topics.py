@@ -39,3 +39,18 @@ def write_record(settings: KafkaSettings, topic: str, partition: int, key: bytes
             producer.close(timeout=5)
     except KafkaError as exc:
         raise BusError(f"kafka: cannot write to {topic}: {exc!r}", exc) from exc
+
+
+def write_keyed(settings: KafkaSettings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Write (key, value) records on ``topic``, partitioned by key, and wait for every
+    acknowledgement (acks=all)."""
+    try:
+        producer = KafkaProducer(**client_config(settings), acks="all", enable_idempotence=True)
+        try:
+            futures = [producer.send(topic, key=key, value=value) for key, value in records]
+            for future in futures:
+                future.get(timeout=settings.delivery_timeout_seconds + 5)
+        finally:
+            producer.close(timeout=5)
+    except KafkaError as exc:
+        raise BusError(f"kafka: cannot write to {topic}: {exc!r}", exc) from exc

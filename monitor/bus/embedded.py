@@ -44,6 +44,9 @@ _TABLES: dict[LogName, _Table] = {
                                    "payload, logged_at) VALUES (?, ?, ?, ?)"),
     "alerts": _Table("alert_log", "INSERT OR IGNORE INTO alert_log (record_id, partition, key, "
                                   "payload, logged_at) VALUES (?, ?, ?, ?, ?)"),
+    # Each matched item version's features (monitor/match/features.py), for backtests.
+    "features": _Table("item_features", "INSERT OR IGNORE INTO item_features (feature_id, "
+                                        "item_id, payload, logged_at) VALUES (?, ?, ?, ?)"),
 }
 
 
@@ -64,7 +67,7 @@ class EmbeddedLog:
 
     def append(self, conn: sqlite3.Connection, outputs: Sequence[Output], now: float) -> None:
         """Insert ``outputs`` inside the caller's transaction (an id already here is kept)."""
-        if self.name == "matches":
+        if self.name in ("matches", "features"):
             rows: list[tuple[object, ...]] = [(o.id, o.key.decode("utf-8"), o.value, now)
                                               for o in outputs]
         elif self.name == "alerts":
@@ -94,7 +97,8 @@ class EmbeddedLog:
         return int(total)
 
     def _select(self, clause: str) -> str:
-        key = {"items": "item_id", "matches": "claim_id", "alerts": "key"}[self.name]
+        key = {"items": "item_id", "matches": "claim_id", "alerts": "key",
+               "features": "item_id"}[self.name]
         return f"SELECT seq, {key}, payload FROM {self.table} {clause}"
 
 

@@ -43,6 +43,9 @@ def item_topics(settings: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(settings.dlq_topic, 1, {"retention.ms": month_ms}),
         # Partition p of alerts records what was done with partition p of matches.
         TopicSpec(settings.alerts_topic, settings.topic_partitions, {"retention.ms": month_ms}),
+        # Each item's match features (monitor/match/features.py), latest version per item.
+        TopicSpec(settings.item_features_topic, settings.topic_partitions,
+                  {"cleanup.policy": "compact"}),
     ]
 
 

@@ -100,7 +100,8 @@ class KafkaStageLog:
         self._watch = watch or BrokerWatch(settings)
         self._topics: dict[LogName, str] = {"items": settings.items_topic,
                                             "matches": settings.matches_topic,
-                                            "alerts": settings.alerts_topic}
+                                            "alerts": settings.alerts_topic,
+                                            "features": settings.item_features_topic}
         self._transactional = transactional_id is not None
         self._healthy = False
         self._consumer = group_consumer(settings, group, batch_max=batch_max,

@@ -35,7 +35,7 @@ from monitor.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-LogName = Literal["items", "matches", "alerts"]
+LogName = Literal["items", "matches", "alerts", "features"]
 
 
 @dataclass(frozen=True, slots=True)

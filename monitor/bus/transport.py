@@ -62,7 +62,8 @@ class EmbeddedTransport:
         self._db = database
         self._items = EmbeddedItemLog(database)
         self._logs = {"matches": EmbeddedLog(database, "matches"),
-                      "alerts": EmbeddedLog(database, "alerts")}
+                      "alerts": EmbeddedLog(database, "alerts"),
+                      "features": EmbeddedLog(database, "features")}
 
     def prepare(self) -> None:
         """Nothing to create: the state file has its tables."""
@@ -73,7 +74,8 @@ class EmbeddedTransport:
     def stage_log(self, stage: StageName) -> EmbeddedStageLog:
         if stage == "match":
             return EmbeddedStageLog(self._db, "match", self._items.log,
-                                    {"matches": self._logs["matches"]})
+                                    {"matches": self._logs["matches"],
+                                     "features": self._logs["features"]})
         return EmbeddedStageLog(self._db, "alert", self._logs["matches"],
                                 {"alerts": self._logs["alerts"]})
 

@@ -56,6 +56,9 @@ class KafkaSettings(BaseModel):
     # What the alerter did (pending / sent / dead per notification); read back on every
     # partition assignment, so it must be kept at least as long as monitor.matches.
     alerts_topic: str = "monitor.alerts"
+    # Compacted, keyed by item id: each item's word keys and sentence vector, written by the
+    # match stage in its transaction; `monitor claims backtest` compares a claim with them.
+    item_features_topic: str = "monitor.item-features"
     match_group: str = "monitor-match"
     # Pollers sharing the feed list (MONITOR_POLL__SHARED=true): their group, the control
     # topic whose partitions carry the feeds (more partitions than pollers you will ever run),

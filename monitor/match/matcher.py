@@ -15,12 +15,14 @@ off with MONITOR_MATCH__SEMANTIC=false for ~40x the throughput on words alone).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container
 from dataclasses import replace
 from datetime import date
 from urllib.parse import urlsplit
 
 import numpy as np
 
+from monitor.match.features import ItemFeatures, item_features, semantic_text
 from monitor.match.index import ClaimIndex, PreparedClaim
 from monitor.match.score import ItemText, Score, score_claim
 from monitor.match.semantic import Vectors
@@ -51,33 +53,40 @@ def match_id_for(claim_id: str, item: Item) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
-def semantic_text(title: str, summary: str) -> str:
-    return f"{title}. {summary}" if summary else title
-
-
 def match_item(item: Item, index: ClaimIndex, *, today: date) -> list[Match]:
     """Every tracked claim the item is about, best score first."""
-    meaning_text = semantic_text(item.title, item.summary)
-    vector = None
-    if index.vectors is not None and index.embedder is not None:
-        vector = index.embedder.embed([meaning_text])[0]  # once: linking and relation share it
-    scored = scored_candidates(index, item_text(item), meaning_text, today=today, vector=vector)
+    embedder = index.embedder if index.vectors is not None else None
+    return match_features(item, item_features(item, embedder), index, today=today)
+
+
+def match_features(item: Item, features: ItemFeatures, index: ClaimIndex, *, today: date,
+                   only: Container[int] | None = None) -> list[Match]:
+    """:func:`match_item` with the item's features already computed (the stage keeps them;
+    a backtest reads them back). ``only``: the claim positions that may be linked; the
+    others still count as the item's nearest claims, as they do in :func:`match_item`."""
+    vector = features.vector32() if index.vectors is not None else None
+    scored = scored_candidates(index, features.text(item.language),
+                               semantic_text(item.title, item.summary), today=today,
+                               vector=vector, only=only)
     return [_link(item, index, index.claims[position], score, vector)
             for position, score in scored
             if score.value >= index.claims[position].claim.threshold]
 
 
 def scored_candidates(index: ClaimIndex, text: ItemText, meaning_text: str,
-                      today: date | None = None, vector: Vectors | None = None
-                      ) -> list[tuple[int, Score]]:
+                      today: date | None = None, vector: Vectors | None = None,
+                      only: Container[int] | None = None) -> list[tuple[int, Score]]:
     """(claim position, score) of every candidate that passes its keyword groups and
-    excludes, best first; claims inactive on ``today`` are left out. ``vector`` is
-    ``meaning_text`` already embedded (evaluations embed in batches)."""
+    excludes, best first; claims inactive on ``today``, and those not in ``only`` when it is
+    given, are left out. ``vector`` is ``meaning_text`` already embedded (evaluations embed
+    in batches)."""
     scores: dict[int, Score] = {}
 
     def consider(position: int) -> None:
         prepared = index.claims[position]
         if position in scores or (today is not None and not prepared.claim.is_active(today)):
+            return
+        if only is not None and position not in only:
             return
         score = score_claim(prepared, text, index.weight)
         if score is not None:

@@ -1,7 +1,8 @@
 """The match stage: items in, matches out, exactly once, in both modes.
 
 One step reads a batch from the item log, matches every item against the registry's current
-claims and hands the matches, the dead letters (items that cannot be decoded) and the new read
+claims and hands the matches, each item's features (:mod:`monitor.match.features`, kept for
+backtests), the dead letters (items that cannot be decoded) and the new read
 position to the transport in one atomic step (:meth:`monitor.bus.log.StageLog.transact`: one
 SQLite transaction in embedded mode, one Kafka transaction in Kafka mode). A crash anywhere
 repeats nothing and loses nothing: the next owner of the batch starts from the last committed
@@ -18,7 +19,8 @@ from datetime import UTC, date, datetime
 
 from monitor.bus.log import DeadLetter, Output, StageLog, dead_letter, report_set_aside
 from monitor.errors import InvalidInputError
-from monitor.match.matcher import match_item
+from monitor.match.features import ItemFeatures, encode_features, item_features
+from monitor.match.matcher import match_features
 from monitor.match.registry import ClaimRegistry
 from monitor.match.reprints import ReprintTracker
 from monitor.metrics import Metrics
@@ -51,8 +53,14 @@ class MatchProcessor:
         self._metrics.claims_tracked.set(self._registry.tracked())
 
     def process(self, item: Item) -> list[Match]:
+        return self.match(item)[1]
+
+    def match(self, item: Item) -> tuple[ItemFeatures, list[Match]]:
+        """The item's features (what the stage keeps of it) and its matches."""
+        index = self._registry.index
         with self._metrics.match_duration.time():
-            matches = match_item(item, self._registry.index, today=self._today())
+            features = item_features(item, index.embedder if index.vectors is not None else None)
+            matches = match_features(item, features, index, today=self._today())
         now = self._clock()
         matches = [self._reprints.mark(match, now) for match in matches]
         self._metrics.match_items.labels("matched" if matches else "unmatched").inc()
@@ -64,7 +72,7 @@ class MatchProcessor:
                      match.score, item.title, match.evidence.relation_cue,
                      f" reprint of {reprint}" if reprint else "",
                      extra={"claim_id": match.claim_id, "item_id": item.item_id})
-        return matches
+        return features, matches
 
 
 class MatchStage:
@@ -89,7 +97,9 @@ class MatchStage:
                 except InvalidInputError as exc:
                     dead.append(dead_letter(STAGE, record, str(exc), self._log.source))
                     continue
-                outputs.extend(_output(match) for match in self._processor.process(item))
+                features, matches = self._processor.match(item)
+                outputs.append(_features_output(features))
+                outputs.extend(_output(match) for match in matches)
             self._log.transact(polled.records, outputs, dead)
             report_set_aside(self._metrics, dead)
         self._metrics.consumer_lag.labels(STAGE).set(self._log.lag())
@@ -111,3 +121,9 @@ class MatchStage:
 
 def _output(match: Match) -> Output:
     return Output("matches", match.claim_id.encode(), encode_match(match), match.match_id)
+
+
+def _features_output(features: ItemFeatures) -> Output:
+    # Keyed by item: the compacted topic keeps an item's latest version.
+    return Output("features", features.item_id.encode(), encode_features(features),
+                  features.feature_id)

@@ -110,7 +110,7 @@ def test_a_restarted_stage_resumes_without_repeating_or_losing(pipeline: Pipelin
 
 
 class BuggyProcessor(MatchProcessor):
-    def process(self, item: Item) -> list:  # type: ignore[type-arg]
+    def match(self, item: Item) -> tuple:  # type: ignore[type-arg]
         raise ZeroDivisionError("a bug in matching")
 
 
