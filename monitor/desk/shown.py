@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from markupsafe import Markup
+
 # http(s), a host, and nothing a browser would strip or reinterpret (whitespace, controls,
 # quotes, angle brackets): what passes is what the browser follows.
 _PLAIN_LINK = re.compile(r"https?://[^\s\x00-\x1f\x7f<>\"'`\\]+", re.IGNORECASE)
@@ -26,10 +28,11 @@ def safe_link(url: str | None) -> str | None:
 
 
 def xml_text(value: object) -> object:
-    """Jinja's finalize: None shows as nothing; strings lose what XML 1.0 cannot carry."""
+    """Jinja's finalize: None shows as nothing; strings lose what XML 1.0 cannot carry.
+    Markup (a macro's output, made of values finalized already) passes as it is."""
     if value is None:
         return ""
-    if isinstance(value, str):
+    if isinstance(value, str) and not isinstance(value, Markup):
         return _NOT_XML.sub("", value)
     return value
 
