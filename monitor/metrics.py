@@ -123,6 +123,13 @@ class Metrics:
         self.alert_oldest_pending_age = Gauge(
             "monitor_alert_oldest_pending_age_seconds",
             "Age of the oldest alert notification pending delivery.", registry=registry)
+        # The claim desk's view of the match log (its lag is monitor_consumer_lag{stage="desk"}).
+        self.desk_matches = Gauge(
+            "monitor_desk_matches", "Match records in the desk's view.", registry=registry)
+        self.desk_skipped = Counter(
+            "monitor_desk_records_skipped_total",
+            "Records of the match log the desk could not read and left out of its view.",
+            registry=registry)
         for outcome in ("matched", "unmatched", "invalid"):
             self.match_items.labels(outcome)
         for relation in ("follow-up", "denial", "corroboration"):

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from monitor.bus import ItemPublisher
 from monitor.bus.embedded import EmbeddedItemLog, EmbeddedLog, EmbeddedStageLog
+from monitor.bus.follow import EmbeddedMatchFollower, MatchFollower
 from monitor.bus.log import Record, StageLog
+from monitor.bus.silences import SilenceBook, SilenceStore
 from monitor.config.settings import Settings
 from monitor.errors import MonitorError
 from monitor.store import Database
@@ -46,6 +48,17 @@ class Transport(Protocol):
         line of one that cannot be decoded). Blocks on the state file or the broker; Kafka:
         BusError when the broker cannot be read, MonitorError when the topic is not read to
         its end in time."""
+        ...
+
+    def match_follower(self, positions: Mapping[int, int]) -> MatchFollower:
+        """A reader of the whole match log from ``positions`` on (the next offset per
+        partition; the beginning of any partition not named), in no group: every desk reads
+        everything. Kafka: BusError when the broker cannot be reached."""
+        ...
+
+    def silences(self) -> SilenceBook:
+        """The deployment's silences: the state file's, or the silences topic's (created
+        here when the transport was not prepared, as for ``monitor silence``)."""
         ...
 
     def publish_failure_level(self) -> Callable[[BaseException | None], int] | None: ...
@@ -85,6 +98,12 @@ class EmbeddedTransport:
     def read_matches(self) -> list[Placed]:
         matches = self._logs["matches"]
         return [(f"{matches.table}#{r.offset}", r) for r in matches.read_all()]
+
+    def match_follower(self, positions: Mapping[int, int]) -> EmbeddedMatchFollower:
+        return EmbeddedMatchFollower(self._logs["matches"], positions)
+
+    def silences(self) -> SilenceStore:
+        return SilenceStore(self._db)
 
     def publish_failure_level(self) -> None:
         return None
@@ -145,6 +164,19 @@ class KafkaTransport:
         topic = self._settings.kafka.matches_topic
         return [(f"{topic}/{r.partition}@{r.offset}", Record(r.partition, r.offset, r.key, r.value))
                 for r in read_topic(self._settings.kafka, topic)]
+
+    def match_follower(self, positions: Mapping[int, int]) -> MatchFollower:
+        from monitor.bus.kafka_follow import KafkaMatchFollower
+
+        return KafkaMatchFollower(self._settings.kafka, positions, watch=self.watch)
+
+    def silences(self) -> SilenceBook:
+        from monitor.bus.kafka import ensure_topics, silence_topic
+        from monitor.bus.kafka_silences import KafkaSilenceBook
+
+        if not self._prepared:
+            ensure_topics(self._settings.kafka, [silence_topic(self._settings.kafka)])
+        return KafkaSilenceBook(self._settings.kafka)
 
     def publish_failure_level(self) -> Callable[[BaseException | None], int]:
         # An outage the broker watch has reported once is not repeated for every feed.

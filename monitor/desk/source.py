@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from monitor.bus.log import Record
 from monitor.bus.transport import Placed, choose_transport
 from monitor.config.settings import Settings
 from monitor.errors import InvalidInputError
@@ -45,11 +46,18 @@ def claim_matches(placed: Iterable[Placed], claim_id: str) -> list[Match]:
     for place, record in placed:
         if record.key != key:
             continue
-        try:
-            match = decode_match(record.value)
-        except InvalidInputError as exc:
-            log.warning("desk: %s skipped: %s", place, exc, extra={"claim_id": claim_id})
-            continue
-        if match.claim_id == claim_id:
+        match = readable(place, record)
+        if match is not None and match.claim_id == claim_id:
             found.append(match)
     return found
+
+
+def readable(place: str, record: Record) -> Match | None:
+    """The match ``record`` holds, or None, with a warning naming ``place``, when it cannot
+    be decoded (the desk shows the rest)."""
+    try:
+        return decode_match(record.value)
+    except InvalidInputError as exc:
+        claim_id = (record.key or b"").decode("utf-8", "replace")
+        log.warning("desk: %s skipped: %s", place, exc, extra={"claim_id": claim_id})
+        return None
