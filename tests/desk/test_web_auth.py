@@ -9,8 +9,8 @@ import pytest
 
 from monitor.config.settings import DeskSettings
 from monitor.desk.auth import access_from
-from monitor.desk.web import DeskServer
 from monitor.desk.view import MemoryDeskView
+from monitor.desk.web import DeskServer
 from monitor.errors import ConfigError
 from tests.desk.webdesk import CLAIMS, desk_app, settings
 
