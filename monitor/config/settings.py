@@ -174,8 +174,9 @@ class DeskSettings(BaseModel):
     token: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
-    # The desk's own view of the match log (rebuilt from the log when it is missing or empty).
-    view_path: Path = Path(".monitor/desk.sqlite3")
+    # The desk's own view of the match log (rebuilt from the log when it is missing or empty);
+    # unset: desk.sqlite3 beside the state file (Settings.desk_view_path).
+    view_path: Path | None = None
 
     @property
     def host(self) -> str:
@@ -231,6 +232,11 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.kafka.bootstrap_servers
+
+    @property
+    def desk_view_path(self) -> Path:
+        """Where the desk keeps its view: ``desk.view_path``, else beside the state file."""
+        return self.desk.view_path or self.state_path.with_name("desk.sqlite3")
 
 
 def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
