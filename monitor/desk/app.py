@@ -25,7 +25,7 @@ from monitor.desk.atom import atom_feed
 from monitor.desk.auth import Access
 from monitor.desk.listing import Filters, Row, choices, rows
 from monitor.desk.payload import claim_json, items_json, record_json, seen_times
-from monitor.desk.record import RELATIONS, ClaimRecord, build_record
+from monitor.desk.record import RELATIONS, ClaimRecord, Entry, build_record
 from monitor.desk.shown import on_screen, safe_link, utc, xml_text
 from monitor.desk.view import DeskView, activity_of
 from monitor.errors import RecoverableError
@@ -151,7 +151,7 @@ def _since(value: str | None) -> datetime | None:
                        "2026-11-25T12:00:00Z (a time without a zone is read as UTC)") from None
 
 
-def _count(carriers: Sequence[Any]) -> int:
+def _count(carriers: Sequence[Entry]) -> int:
     return sum(len(carrier.with_reprints()) for carrier in carriers)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from urllib.parse import quote
 
 from flask import render_template
@@ -43,7 +43,7 @@ def atom_feed(record: ClaimRecord, seen: Mapping[str, datetime], base_url: str) 
                      key=lambda e: (utc(e.entry.at), e.entry.match_id), reverse=True)
     updated = max((utc(seen[e.entry.match_id]) for e in entries), default=None)
     if updated is None and record.claim.made_at:
-        updated = datetime(*record.claim.made_at.timetuple()[:3], tzinfo=UTC)
+        updated = datetime.combine(record.claim.made_at, time(), UTC)
     return render_template(
         "claim.atom.xml", claim=record.claim, entries=entries, page=page,
         feed_id=_urn(f"claims/{record.claim.id}"), updated=iso(updated or _NEVER))
