@@ -19,7 +19,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -509,12 +510,28 @@ def silence() -> None:
     """Silence alerts for a claim, tag, source or relation, for a while, with a reason."""
 
 
-def _silences() -> tuple[Any, datetime]:
-    from monitor.alerting.silence_store import SilenceStore
+@contextmanager
+def _silences() -> Iterator[tuple[Any, datetime]]:
+    """The deployment's silences (the state file's, or the silences topic in Kafka mode)."""
+    from monitor.bus.transport import choose_transport
     from monitor.store import Database
 
     settings = load_settings()
-    return SilenceStore(Database(settings.state_path)), datetime.now(UTC)
+    opened: list[Database] = []
+
+    def database() -> Database:
+        opened.append(Database(settings.state_path))
+        return opened[-1]
+
+    transport = choose_transport(settings, database)
+    book = transport.silences()
+    try:
+        yield book, datetime.now(UTC)
+    finally:
+        book.close()
+        transport.close()
+        for made in opened:
+            made.close()
 
 
 def _describe_silence(s: Any, now: datetime) -> str:
@@ -541,8 +558,9 @@ def silence_add(matchers: tuple[str, ...], duration: str, reason: str, created_b
         seconds = float(parse_duration_seconds(duration))
     except ValueError as exc:
         raise InvalidInputError(f"silence: --for: {exc}") from exc
-    store, now = _silences()
-    added = store.add(list(matchers), now + timedelta(seconds=seconds), reason, created_by, now)
+    with _silences() as (book, now):
+        added = book.add(list(matchers), now + timedelta(seconds=seconds), reason, created_by,
+                         now)
     click.echo(_describe_silence(added, now))
 
 
@@ -550,8 +568,9 @@ def silence_add(matchers: tuple[str, ...], duration: str, reason: str, created_b
 @click.option("--all", "include_expired", is_flag=True, help="Include expired silences.")
 def silence_list(include_expired: bool) -> None:
     """One line per silence: id, state, expiry, matchers, reason."""
-    store, now = _silences()
-    for item in store.list(include_expired=include_expired, now=now):
+    with _silences() as (book, now):
+        listed = book.list(include_expired=include_expired, now=now)
+    for item in listed:
         click.echo(_describe_silence(item, now))
 
 
@@ -559,8 +578,9 @@ def silence_list(include_expired: bool) -> None:
 @click.argument("silence_id")
 def silence_expire(silence_id: str) -> None:
     """End a silence now."""
-    store, now = _silences()
-    click.echo(_describe_silence(store.expire(silence_id, now), now))
+    with _silences() as (book, now):
+        ended = book.expire(silence_id, now)
+    click.echo(_describe_silence(ended, now))
 
 
 @cli.command()

@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from prometheus_client import CollectorRegistry
 
 from monitor.bus import ItemPublisher
+from monitor.bus.silences import SilenceBook
 from monitor.bus.transport import Transport, choose_transport
 from monitor.config.claims import load_claims
 from monitor.config.feeds import FeedConfig, load_feeds
@@ -289,6 +289,7 @@ class Service:
                                   if p is not None]
         self._started: list[Part] = []
         self._claims: ClaimRegistry | None = None
+        self._silences: SilenceBook | None = None
 
     # -- building the stages (at start: Kafka clients connect when they are made) -----------
 
@@ -313,19 +314,16 @@ class Service:
         from monitor.alerting.channels import build_channels
         from monitor.alerting.core import AlertCore
         from monitor.alerting.migrate_outbox import migrate_outbox
-        from monitor.alerting.silence_store import SilenceStore
         from monitor.alerting.stage import AlertStage
 
         assert self._alert_config_now is not None
         migrate_outbox(self.database)  # once, a state file of the old embedded alert stage
-        silences = SilenceStore(self.database)
+        # The state file's silences, or the silences topic every alerter follows.
+        self._silences = self.transport.silences()
         core = AlertCore(self._alert_config_now, self._claim_registry().current,
                          build_channels(), self.metrics)
-        return AlertStage(
-            self.transport.stage_log("alert"), core,
-            lambda now: silences.list(include_expired=False,
-                                      now=datetime.fromtimestamp(now, UTC)),
-            self.metrics)
+        return AlertStage(self.transport.stage_log("alert"), core, self._silences.active,
+                          self.metrics)
 
     @property
     def scheduler(self) -> PollScheduler:
@@ -445,6 +443,8 @@ class Service:
         self.stopping.set()
         for part in reversed(self._started):
             part.close()
+        if self._silences is not None:  # after the alert stage, which reads them
+            self._silences.close()
         self.transport.close()
         if self.health is not None:
             self.health.stop()

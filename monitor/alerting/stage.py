@@ -200,11 +200,13 @@ class AlertStage:
     # -- 2. intake -----------------------------------------------------------------------------
 
     def _intake(self, now: float) -> int:
-        records = [r for p in sorted(self._owned) for r in self._inbox.pop(p, ())]
-        if not records:
+        if not any(self._inbox.get(p) for p in self._owned):
             return 0
-        claims = self._core.claims()
+        # Before the records leave the inbox: silences read from a broker may fail (BusError),
+        # and the step is then tried again with nothing taken in.
         silences = self._silences(now)
+        claims = self._core.claims()
+        records = [r for p in sorted(self._owned) for r in self._inbox.pop(p, ())]
         for record in records:
             try:
                 match = decode_match(record.value)

@@ -43,10 +43,16 @@ def item_topics(settings: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(settings.dlq_topic, 1, {"retention.ms": month_ms}),
         # Partition p of alerts records what was done with partition p of matches.
         TopicSpec(settings.alerts_topic, settings.topic_partitions, {"retention.ms": month_ms}),
+        silence_topic(settings),
         # Each item's match features (monitor/match/features.py), latest version per item.
         TopicSpec(settings.item_features_topic, settings.topic_partitions,
                   {"cleanup.policy": "compact"}),
     ]
+
+
+def silence_topic(settings: KafkaSettings) -> TopicSpec:
+    """Compacted, keyed by silence id; every alerter reads all of it (one partition is plenty)."""
+    return TopicSpec(settings.silences_topic, 1, {"cleanup.policy": "compact"})
 
 
 def poll_topics(settings: KafkaSettings) -> list[TopicSpec]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.alerting.silence_store import SilenceStore
 from monitor.alerting.silences import active_silence
+from monitor.bus.silences import SilenceStore
 from monitor.errors import InvalidInputError
 from monitor.store import Database
 from tests.alerting import make_match

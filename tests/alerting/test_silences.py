@@ -110,3 +110,16 @@ def test_invalid_silence(fields: dict[str, Any]) -> None:
         "expires_at": NOW, "reason": "r", "created_by": "e", "created_at": NOW}
     with pytest.raises(ValueError, match="silence s1"):
         Silence(**{**base, **fields})
+
+
+def test_the_topic_codec_round_trips_and_refuses_what_it_cannot_read() -> None:
+    from monitor.config.silences import decode_silence, encode_silence
+
+    made = silence("claim = kupiansk-captured", 'source =~ "TASS|RIA Novosti"')
+    assert decode_silence(encode_silence(made)) == made
+    for bad in (b"{", b'{"schema": 2}', b'{"schema": 1, "id": "x"}',
+                b'{"schema": 1, "id": "x", "matchers": ["score >= 5"], "expires_at": '
+                b'"2026-11-21T12:00:00+00:00", "reason": "r", "created_by": "e", '
+                b'"created_at": "2026-11-21T11:00:00+00:00"}'):
+        with pytest.raises(InvalidInputError, match="silence"):
+            decode_silence(bad)

@@ -21,10 +21,10 @@ from prometheus_client import CollectorRegistry
 from monitor.alerting.archive import EmbeddedArchive
 from monitor.alerting.channels import build_channels
 from monitor.alerting.core import AlertCore
-from monitor.alerting.silence_store import SilenceStore
 from monitor.alerting.stage import AlertStage, load_stage_config
 from monitor.bus.embedded import EmbeddedLog, EmbeddedStageLog
 from monitor.bus.log import DeadLetter, Output
+from monitor.bus.silences import SilenceStore
 from monitor.errors import BusError
 from monitor.metrics import Metrics
 from monitor.model import Match, encode_match

@@ -1,16 +1,22 @@
-"""Silences kept in the local state file, for ``monitor silence`` and the embedded alerter.
+"""Where silences are kept: one contract, :class:`SilenceBook`, with two implementations chosen
+by the transport (:meth:`monitor.bus.transport.Transport.silences`), like the stage logs.
 
-Matchers are stored in their text form (``str(matcher)`` parses back exactly). Expiring a
-silence moves its expiry to now, so the history of who silenced what stays readable.
+- :class:`SilenceStore`: the ``silences`` table of the local state file (embedded mode).
+- :class:`monitor.bus.kafka_silences.KafkaSilenceBook`: the compacted silences topic (Kafka
+  mode), so that a silence added once holds on every alerter and across restarts.
+
+Expiring a silence moves its expiry to now (Kafka: writes the silence again with the new
+expiry), so the history of who silenced what stays readable with ``monitor silence list --all``.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
-from monitor.alerting.silences import Silence, parse_silence_matchers
+from monitor.config.silences import Silence, new_silence, parse_silence_matchers
 from monitor.errors import InvalidInputError
 from monitor.store import Database
 
@@ -26,6 +32,29 @@ CREATE TABLE IF NOT EXISTS silences (
 """
 
 
+class SilenceBook(Protocol):
+    """The deployment's silences. Every call blocks on the state file or the broker; Kafka:
+    BusError when the broker cannot be read or does not acknowledge (nothing was changed, or
+    the write may be retried). ``add`` and ``expire`` raise InvalidInputError for a silence
+    that is not valid or not active."""
+
+    def add(self, matchers: list[str], expires_at: datetime, reason: str, created_by: str,
+            now: datetime) -> Silence: ...
+
+    def list(self, *, include_expired: bool, now: datetime) -> list[Silence]:
+        """In the order they were created; the unexpired ones unless ``include_expired``."""
+        ...
+
+    def expire(self, silence_id: str, now: datetime) -> Silence: ...
+
+    def active(self, now: float) -> Sequence[Silence]:
+        """What the alerter applies at ``now`` (epoch seconds), with every silence added or
+        expired before the call was made."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class SilenceStore:
     """Silences on the local state file. Calls block on local disk only."""
 
@@ -36,13 +65,7 @@ class SilenceStore:
 
     def add(self, matchers: list[str], expires_at: datetime, reason: str, created_by: str,
             now: datetime) -> Silence:
-        if not reason.strip():
-            raise InvalidInputError("silence: give a reason, for the editors who come after you")
-        if expires_at <= now:
-            raise InvalidInputError(f"silence: expiry {expires_at.isoformat()} is not in the "
-                                    "future")
-        silence = Silence(uuid.uuid4().hex[:12], parse_silence_matchers(matchers), expires_at,
-                          reason.strip(), created_by, now)
+        silence = new_silence(matchers, expires_at, reason, created_by, now)
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO silences VALUES (?, ?, ?, ?, ?, ?)",
@@ -66,6 +89,12 @@ class SilenceStore:
         if not updated:
             raise InvalidInputError(f"silence: no active silence with id {silence_id!r}")
         return next(s for s in self.list(include_expired=True, now=now) if s.id == silence_id)
+
+    def active(self, now: float) -> Sequence[Silence]:
+        return self.list(include_expired=False, now=datetime.fromtimestamp(now, UTC))
+
+    def close(self) -> None:
+        """The database is its opener's to close."""
 
 
 def _silence(row: tuple[str, str, float, str, str, float]) -> Silence:
