@@ -69,12 +69,14 @@ class DeskServer:
         log.info("desk: serving on http://%s:%d/", self._desk.host, self.port)
 
     def stop(self) -> None:
-        if self._server is None or self._thread is None:
+        """Stop serving; a second call does nothing."""
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is None or thread is None:
             return
-        cast(_Trigger, self._server.trigger).pull_trigger(self._close_all)
-        self._thread.join(STOP_TIMEOUT_SECONDS)
-        self._server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT_SECONDS)
-        if self._thread.is_alive():
+        cast(_Trigger, server.trigger).pull_trigger(self._close_all)
+        thread.join(STOP_TIMEOUT_SECONDS)
+        server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT_SECONDS)
+        if thread.is_alive():
             raise RuntimeError("desk: the server loop did not stop")
 
     def _close_all(self) -> None:

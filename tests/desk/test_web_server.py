@@ -23,6 +23,7 @@ def test_serves_on_the_bound_port_and_stops_with_a_connection_kept_alive() -> No
         assert kept_alive.get("/api/claims").status_code == 200
         assert kept_alive.get("/claims/generals-2022").status_code == 200
         server.stop()  # the client still holds its connection open
+    server.stop()  # a second stop does nothing
     assert not [t for t in threading.enumerate() if t.name == "desk-http"]
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", server.port)) != 0  # nothing listens any more
