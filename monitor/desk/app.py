@@ -38,6 +38,7 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+REFRESH_SECONDS = (10, 3600)
 SCHEMA = files("monitor.desk").joinpath("schema", "desk-api.schema.json")
 
 
@@ -67,6 +68,10 @@ def create_app(view: DeskView, claims: Claims, access: Access,
         for challenge in access.challenges():
             denied.headers.add("WWW-Authenticate", challenge)
         return denied
+
+    @app.context_processor
+    def screen() -> dict[str, int | None]:
+        return {"refresh": _refresh(request.args.get("refresh"))}
 
     @app.after_request
     def harden(response: Response) -> Response:
@@ -149,6 +154,12 @@ def _since(value: str | None) -> datetime | None:
     except ValueError:
         raise BadSince(f"since: {value[:60]!r} is not an ISO 8601 time; write it like "
                        "2026-11-25T12:00:00Z (a time without a zone is read as UTC)") from None
+
+
+def _refresh(value: str | None) -> int | None:
+    """``?refresh=N``: a wall screen reloads the page every N seconds (10 to 3600), no script."""
+    seconds = int(value) if value and value.isascii() and value.isdigit() else 0
+    return seconds if REFRESH_SECONDS[0] <= seconds <= REFRESH_SECONDS[1] else None
 
 
 def _count(carriers: Sequence[Entry]) -> int:

@@ -96,6 +96,19 @@ def test_the_form_keeps_what_was_chosen_and_offers_every_value(client: FlaskClie
     assert "No claim matches these filters" in client.get("/?tag=x").get_data(as_text=True)
 
 
+def test_a_wall_screen_can_ask_the_pages_to_reload_themselves(client: FlaskClient) -> None:
+    page = client.get("/?refresh=60&tag=belarus").get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="60">' in page
+    assert '<input type="hidden" name="refresh" value="60">' in page  # kept by the form
+    assert 'href="/claims/generals-2022?refresh=60"' in page
+    claim = client.get("/claims/generals-2022?refresh=60").get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="60">' in claim
+    assert 'href="/?refresh=60"' in claim
+    for asked in ("", "5", "86400", "-60", "6e1", "\u0666\u0660"):  # Arabic-Indic "60"
+        page = client.get("/", query_string={"refresh": asked}).get_data(as_text=True)
+        assert "http-equiv" not in page and "refresh=" not in page, asked
+
+
 def test_a_claim_page_shows_its_record(client: FlaskClient) -> None:
     page = client.get("/claims/generals-2022").get_data(as_text=True)
     assert "Lukashenko says Ukrainian generals asked him" in page
