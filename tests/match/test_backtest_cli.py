@@ -1,0 +1,57 @@
+"""``monitor claims add --backtest`` and ``monitor claims backtest --apply`` as ops run them, on
+a state file the match stage filled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monitor.model import decode_match
+from monitor.store import Database
+from tests.match.test_backtest import match_all
+from tests.test_cli import monitor
+
+HOSTILE = "\x1b[2J\x1b[31mTASS: Lukashenko hockey\x1b[0m"
+
+
+def test_add_with_backtest_then_apply_twice(tmp_path: Path) -> None:
+    db, matched = match_all(tmp_path, None)
+    with db.transaction() as conn:  # a hostile title, in the stored item and its features
+        conn.execute("UPDATE item_log SET payload = CAST(replace(CAST(payload AS TEXT), ?, ?) "
+                     "AS BLOB)",
+                     ("Lukashenko plays ice hockey in Minsk", HOSTILE.replace("\x1b", "\\u001b")))
+    db.close()
+    claims = str(tmp_path / "claims.yaml")
+    env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
+           "MONITOR_MATCH__SEMANTIC": "false"}
+    added = monitor("claims", "add", "--claims", claims, "--id", "hockey",
+                    "--text", "Lukashenko plays ice hockey in Minsk", "--keywords",
+                    "Lukashenko|Лукашенко", "--keywords", "hockey|хоккей", "--threshold", "30",
+                    "--backtest", "3650d", env=env)
+    assert added.returncode == 0, added.stderr
+    assert "\x1b" not in added.stdout
+    assert "TASS: Lukashenko hockey" in added.stdout and "1 link(s)" in added.stdout
+    assert "backtest hockey" in added.stderr  # the progress bar
+    first = monitor("claims", "backtest", "generals", "--claims", claims, "--since",
+                    "2020-01-01", "--apply", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "applied: 0 new background link(s)" in first.stdout  # the stage linked them all
+    for _ in range(2):
+        again = monitor("claims", "backtest", "hockey", "--claims", claims, "--since",
+                        "2020-01-01", "--apply", env=env)
+        assert again.returncode == 0, again.stderr
+    assert "applied: 0 new background link(s) on the match log (1 already there)" in again.stdout
+    db = Database(tmp_path / "state.sqlite3")
+    with db.transaction() as conn:
+        rows = conn.execute("SELECT payload FROM match_log WHERE claim_id = 'hockey'").fetchall()
+    db.close()
+    [link] = [decode_match(bytes(row[0])) for row in rows]
+    assert link.evidence.backtest and link.item.item_id == "item12"
+    assert len(matched) == len({m.match_id for m in matched})
+
+
+def test_backtest_of_an_unknown_claim_says_so(tmp_path: Path) -> None:
+    match_all(tmp_path, None)[0].close()
+    result = monitor("claims", "backtest", "nope", "--claims", str(tmp_path / "claims.yaml"),
+                     env={"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
+                          "MONITOR_MATCH__SEMANTIC": "false"})
+    assert result.returncode == 2 and "no claim with id 'nope'" in result.stderr
