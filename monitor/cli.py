@@ -584,21 +584,39 @@ def silence_expire(silence_id: str) -> None:
 
 
 @cli.command()
-@click.option("--url", default=None,
-              help="The daemon's metrics URL (default: from MONITOR_HTTP__ADDRESS).")
-def status(url: str | None) -> None:
+@click.option("--url", "urls", multiple=True,
+              help="A process's metrics URL; repeat it for every process of the pipeline "
+                   "(default: MONITOR_STATUS__ENDPOINTS, else the local daemon from "
+                   "MONITOR_HTTP__ADDRESS).")
+def status(urls: tuple[str, ...]) -> None:
     """Print what the running daemon reports: each feed's last success, failures and next
-    poll (failing and stale feeds first), claims tracked, consumer lag, alert outbox."""
-    from monitor.status import fetch_status, read_last_errors, render_status
+    poll (failing and stale feeds first), claims tracked, consumer lag, alert outbox. Given
+    several processes: each one's roles and whether it is up, then the whole pipeline (exit
+    1 when one is down)."""
+    from monitor.status import (
+        fetch_status,
+        read_endpoints,
+        read_last_errors,
+        render_pipeline,
+        render_status,
+    )
 
     errors: dict[str, str] = {}
-    if url is None:  # the local daemon: its state file has the text of each feed's last error
+    if not urls:
         settings = load_settings()
-        http = settings.http
-        host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
-        url = f"http://{host}:{http.port}/metrics"
-        errors = read_last_errors(settings.state_path)
-    click.echo(render_status(fetch_status(url), errors=errors))
+        urls = settings.status.endpoints
+        if not urls:  # the local daemon: its state file has each feed's last error's text
+            http = settings.http
+            host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
+            urls = (f"http://{host}:{http.port}/metrics",)
+            errors = read_last_errors(settings.state_path)
+    if len(urls) == 1:
+        click.echo(render_status(fetch_status(urls[0]), errors=errors))
+        return
+    endpoints = read_endpoints(urls)
+    click.echo(render_pipeline(endpoints))
+    if not all(endpoint.up for endpoint in endpoints):
+        sys.exit(EXIT_FAILURE)
 
 
 @cli.command("eval")

@@ -13,7 +13,7 @@ so that 50,000 feeds make a scrape of a few hundred KB instead of 80 MB.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
 
 from prometheus_client import (
@@ -48,6 +48,7 @@ class AlertOutcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"                  # given up: in the DLQ, replayable
 
 
+ROLES = ("poll", "match", "alert", "desk")  # the parts a process may run
 _POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -64,6 +65,10 @@ class Metrics:
         self.build_info = Info("monitor_build", "Version of the running monitor.",
                                registry=registry)
         self.build_info.info({"version": __version__, "python": platform.python_version()})
+        # What this process runs, so `monitor status` can name each endpoint it reads.
+        self.process_role = Gauge(
+            "monitor_process_info", "1 for each part this process runs (role: poll, match, "
+            "alert, desk).", ["role"], registry=registry)
         self.feeds_configured = Gauge(
             "monitor_feeds_configured", "Feeds enabled in feeds.yaml.", registry=registry)
         # Over every feed: a histogram a feed was most of the 80 MB at 50,000 feeds.
@@ -148,6 +153,13 @@ class Metrics:
         """Drop a feed removed from feeds.yaml, so that its frozen last success does not look
         like a stale feed to the alerting rules."""
         self.feeds.remove(feed_id)
+
+    def set_roles(self, roles: Iterable[str]) -> None:
+        """The parts this process runs (``ROLES``); set once, at start."""
+        for role in roles:
+            if role not in ROLES:
+                raise ValueError(f"metrics: unknown process role {role!r}")
+            self.process_role.labels(role).set(1)
 
     def init_receiver(self, receiver: str) -> None:
         """Create a receiver's alert series at zero (receiver names come from routes.yaml)."""

@@ -354,6 +354,7 @@ class Service:
     def start(self) -> None:
         if self.health is not None:
             self.health.start()  # /healthz answers while start-up waits for the broker
+        self.metrics.set_roles(role for role in self._roles().split("+") if role)
         self.transport.prepare()
         for name, check in self.transport.checks().items():
             self._add_check(name, check)

@@ -1,9 +1,16 @@
-"""``monitor status``: what a running daemon reports about itself, read from its /metrics.
+"""``monitor status``: what running daemons report about themselves, read from their /metrics.
 
-The daemon's own endpoint is the one source of truth for every stage (embedded or Kafka), so
+Each process's own endpoint is the one source of truth for its stages (embedded or Kafka), so
 the command needs no access to the broker: it scrapes and summarises. Above a few thousand
 feeds the daemon lists only its unhealthy feeds (MONITOR_METRICS__PER_FEED); the counts by
 health cover all of them.
+
+A Kafka deployment is several processes (poll, match, alert, desk, each possibly in several
+copies): given their endpoints (``--url`` repeated, or MONITOR_STATUS__ENDPOINTS),
+:func:`read_endpoints` scrapes each and :func:`render_pipeline` shows one line per process (its
+roles, from ``monitor_process_info``; up, or down and why) and the pipeline as a whole: feeds
+by health summed over the pollers, consumer lag per stage summed over the replicas, the alert
+outbox summed, claims tracked. URLs are shown without their credentials.
 
 The text of a feed's last error is no label value (it is free text from the network), so it is
 not on /metrics: ``read_last_errors`` takes it from the local state file, read-only, when
@@ -15,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.errors import MonitorError
 from monitor.feed_table import FeedHealth
+from monitor.redact import redact_url, redact_urls_in
 
 
 @dataclass
@@ -42,6 +50,7 @@ class Status:
     consumer_lag: dict[str, float] = field(default_factory=dict)
     outbox_size: float | None = None
     oldest_pending_seconds: float | None = None
+    roles: list[str] = field(default_factory=list)  # monitor_process_info: poll, match, ...
 
 
 _FEED_FIELDS = {
@@ -69,19 +78,35 @@ def parse_status(metrics_text: str) -> Status:
                 status.outbox_size = value
             elif name == "monitor_alert_oldest_pending_age_seconds":
                 status.oldest_pending_seconds = value
+            elif name == "monitor_process_info" and value:
+                status.roles.append(labels["role"])
     return status
 
 
-def fetch_status(url: str, timeout_seconds: float = 5.0) -> Status:
+class Unreadable(MonitorError):
+    """An endpoint that did not answer with metrics; the message says why, redacted."""
+
+
+def scrape(url: str, timeout_seconds: float = 5.0) -> Status:
+    """The status one endpoint reports; Unreadable when it cannot be read or parsed."""
     import httpx
 
     try:
         response = httpx.get(url, timeout=timeout_seconds)
         response.raise_for_status()
+        return parse_status(response.text)
     except httpx.HTTPError as exc:
-        raise MonitorError(f"status: cannot read {url}: {exc}; is the daemon running with "
-                           "this MONITOR_HTTP__ADDRESS?") from exc
-    return parse_status(response.text)
+        raise Unreadable(f"{type(exc).__name__}: {redact_urls_in(str(exc))}") from exc
+    except ValueError as exc:  # the parser's word for text that is not the exposition format
+        raise Unreadable(f"not a Prometheus metrics page ({exc})") from exc
+
+
+def fetch_status(url: str, timeout_seconds: float = 5.0) -> Status:
+    try:
+        return scrape(url, timeout_seconds)
+    except Unreadable as exc:
+        raise MonitorError(f"status: cannot read {redact_url(url)}: {exc}; is the daemon "
+                           "running with this MONITOR_HTTP__ADDRESS?") from exc
 
 
 def read_last_errors(state_path: Path) -> dict[str, str]:
@@ -157,3 +182,88 @@ def _health_summary(status: Status) -> list[str]:
     if len(status.feeds) < sum(counts.values()):
         line += " (only unhealthy feeds listed; MONITOR_METRICS__PER_FEED=all lists every one)"
     return [line]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One process of the pipeline as read: its status, or why it could not be read."""
+
+    url: str
+    status: Status | None
+    error: str | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.status is not None
+
+
+def read_endpoints(urls: Sequence[str], timeout_seconds: float = 5.0) -> list[Endpoint]:
+    """Scrape every endpoint; one that does not answer is an Endpoint with its error."""
+    found = []
+    for url in urls:
+        try:
+            found.append(Endpoint(url, scrape(url, timeout_seconds)))
+        except Unreadable as exc:
+            found.append(Endpoint(url, None, str(exc)))
+    return found
+
+
+def roles_of(status: Status) -> list[str]:
+    """The roles a process reports; for one that predates ``monitor_process_info``, what its
+    metrics show: a stage's consumer lag, feeds of a poller."""
+    if status.roles:
+        return sorted(set(status.roles), key=_ROLE_ORDER.index)
+    found = ["poll"] if status.feeds or any(status.by_health.values()) else []
+    return found + sorted(stage for stage in status.consumer_lag if stage in _ROLE_ORDER)
+
+
+_ROLE_ORDER = ["poll", "match", "alert", "desk"]
+
+
+def combine(statuses: Iterable[Status]) -> Status:
+    """The pipeline as one status: feeds and counts by health summed over the pollers (each
+    reports its share), lag per stage and the outbox summed over the replicas (the desks: the
+    furthest behind), the oldest pending alert of any, claims tracked as the processes that
+    load claims agree on (max)."""
+    total = Status()
+    for status in statuses:
+        total.feeds.update(status.feeds)  # a feed is polled by one poller of a group
+        for health, count in status.by_health.items():
+            total.by_health[health] = total.by_health.get(health, 0.0) + count
+        for stage, lag in status.consumer_lag.items():
+            total.consumer_lag[stage] = _add_lag(stage, total.consumer_lag.get(stage), lag)
+        total.claims_tracked = _most(total.claims_tracked, status.claims_tracked)
+        if status.outbox_size is not None and "alert" in roles_of(status):
+            total.outbox_size = (total.outbox_size or 0.0) + status.outbox_size
+            total.oldest_pending_seconds = _most(total.oldest_pending_seconds,
+                                                 status.oldest_pending_seconds)
+    return total
+
+
+def _add_lag(stage: str, so_far: float | None, lag: float) -> float:
+    """Replicas of a stage share its partitions: their lags add up. Every desk reads the whole
+    match log, so the desks' lag is the one furthest behind."""
+    if so_far is None:
+        return lag
+    return max(so_far, lag) if stage == "desk" else so_far + lag
+
+
+def _most(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def render_pipeline(endpoints: Sequence[Endpoint], now: float | None = None) -> str:
+    """One line per process (URL redacted, roles, up or down and why), then the pipeline's
+    feeds and summary as :func:`render_status` shows one process's."""
+    shown = [redact_url(endpoint.url) for endpoint in endpoints]
+    width = max([len("process"), *(len(url) for url in shown)])
+    lines = [f"{'process':<{width}}  {'roles':<16}  state"]
+    for url, endpoint in zip(shown, endpoints, strict=True):
+        roles = "+".join(roles_of(endpoint.status)) if endpoint.status else ""
+        state = "up" if endpoint.up else f"DOWN: {endpoint.error}"
+        lines.append(f"{url:<{width}}  {roles or '-':<16}  {state}")
+    up = [endpoint.status for endpoint in endpoints if endpoint.status is not None]
+    lines.append(f"pipeline: {len(up)} of {len(endpoints)} processes up")
+    lines.append("")
+    lines.append(render_status(combine(up), now))
+    return "\n".join(lines)
