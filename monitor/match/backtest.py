@@ -8,9 +8,10 @@ other claims of the index still counting as the item's nearest), so a backtest l
 what the matcher would have, with the same relation, score and match id.
 
 The bound, from :mod:`monitor.match.score` and :func:`monitor.match.matcher.blend`: without a
-shared key bucket, a claim with keyword groups cannot be satisfied and a claim without them
-scores at most the token-sort share of the words (15 of 100); with vectors, the blend is at
-most ``max(0.35 * lexical + 0.65 * meaning, meaning)``.
+shared key bucket for each of its keyword groups, a claim with groups cannot be satisfied; a
+claim without them and without a shared bucket scores at most the token-sort share of the
+words (15 of 100); with vectors, the blend is at most ``max(0.35 * lexical + 0.65 * meaning,
+meaning)``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Probe:
     threshold: float
     needs_key: bool  # keyword groups: no link without a shared key bucket
     buckets: npt.NDArray[np.uint32]  # hashes of the buckets of every key of the claim
+    groups: tuple[npt.NDArray[np.uint32], ...]  # per keyword group, its terms' bucket hashes
     vectors: npt.NDArray[np.float32] | None  # the claim's text rows, when matching by meaning
 
 
@@ -58,24 +60,35 @@ def probe(index: ClaimIndex, claim_id: str) -> Probe:
     if position is None:
         raise ConfigError(f"backtest: no claim with id {claim_id!r}")
     prepared = index.claims[position]
-    claim_keys = set(prepared.text_keys)
-    for group in prepared.groups:
-        for term in group:
-            claim_keys.update(term.keys)
+    groups = tuple(_hashes(key for term in group for key in term.keys)
+                   for group in prepared.groups)
     vectors = None
     if index.vectors is not None:
         vectors = index.vectors.matrix[index.vectors.owners == position]
     return Probe(position, prepared.claim.threshold, bool(prepared.groups),
-                 np.array(sorted({bucket_hash(bucket(k)) for k in claim_keys}), dtype=np.uint32),
-                 vectors)
+                 np.union1d(_hashes(prepared.text_keys), np.concatenate((np.zeros(0, np.uint32),
+                                                                         *groups))),
+                 groups, vectors)
+
+
+def _hashes(keys: Iterable[str]) -> npt.NDArray[np.uint32]:
+    return np.array(sorted({bucket_hash(bucket(k)) for k in keys}), dtype=np.uint32)
+
+
+def _sharing(chunk: FeatureChunk, hashes: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+    """Per item, whether one of its key buckets is among ``hashes``."""
+    found = np.zeros(len(chunk), dtype=bool)
+    found[chunk.owner[np.isin(chunk.hashes, hashes)]] = True
+    return found
 
 
 def could_link(claim: Probe, chunk: FeatureChunk) -> npt.NDArray[np.bool_]:
     """Per item, whether its score for the claim can reach the threshold (an upper bound:
     every item the matcher would link is True). An item without a vector, when the claim is
     compared by meaning, is True: its vector must be computed first."""
-    shares_key = np.zeros(len(chunk), dtype=bool)
-    shares_key[chunk.owner[np.isin(chunk.hashes, claim.buckets)]] = True
+    shares_key = _sharing(chunk, claim.buckets)
+    for group in claim.groups:  # every keyword group must be hit: each by a shared bucket
+        shares_key &= _sharing(chunk, group)
     lexical = np.where(shares_key, 100.0, 0.0 if claim.needs_key else WORDS_ALONE)
     if claim.vectors is None:
         return lexical >= claim.threshold - SCORE_MARGIN
