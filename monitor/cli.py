@@ -6,6 +6,7 @@
     monitor match                         the match stage alone (Kafka mode)
     monitor alert --alerts PATH           the alert stage alone (Kafka mode)
     monitor run   [--feeds PATH]          every stage in one process (embedded without Kafka)
+    monitor desk  [--claims PATH]         the claim desk alone (its pages, API and feeds)
     monitor alerts history [--claim ID]   what was sent where and when
     monitor dlq list | replay ID          dead letters, and re-sending an alert given up on
     monitor claims timeline ID            everything linked to a claim, in time order
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -313,23 +314,27 @@ def fetch(feeds_path: Path, feed_id: str) -> None:
 
 
 def _run_stages(feeds_path: Path | None, once: bool, claims_path: Path | None = None,
-                alerts_path: Path | None = None, *, poll: bool = True, match: bool = True) -> None:
+                alerts_path: Path | None = None, *, poll: bool = True, match: bool = True,
+                desk: Literal["off", "embedded", "alone"] = "off") -> None:
     """Build the process's service, run it until it is asked to stop (or with ``once``, one
     round), close it, and exit non-zero when a stage stopped on an error. Settings are read
-    here, once; ``monitor match`` and ``monitor alert`` need Kafka."""
+    here, once; ``monitor match`` and ``monitor alert`` need Kafka. ``desk`` "embedded": the
+    daemon serves the desk in embedded mode when ``desk.enabled``; "alone": ``monitor desk``."""
     from monitor.once import OnceReport, run_once
     from monitor.service import Service, install_signal_handlers
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    if not poll and settings.embedded:
+    if not poll and settings.embedded and desk != "alone":
         command, instead = (("match", "`monitor run` matches") if match else
                             ("alert", "`monitor run --alerts PATH` alerts"))
         raise ConfigError(f"monitor {command} needs MONITOR_KAFKA__BOOTSTRAP_SERVERS; in "
                           f"embedded mode {instead} in-process")
     feeds = load_feeds(feeds_path) if feeds_path is not None else ()
     service = Service(settings, feeds, claims_path=claims_path, alerts_path=alerts_path,
-                      feeds_path=feeds_path, serve_http=not once, poll=poll, match=match)
+                      feeds_path=feeds_path, serve_http=not once, poll=poll, match=match,
+                      desk=desk == "alone" or (desk == "embedded" and not once
+                                               and settings.embedded and settings.desk.enabled))
     install_signal_handlers(service.stopping, service.watcher.requested)
     report: OnceReport | None = None
     try:
@@ -388,8 +393,18 @@ def alert(claims_path: Path, alerts_path: Path) -> None:
               help="Poll every due feed once, match what came, deliver the alerts, then "
                    "exit (status below).")
 def run(feeds_path: Path, claims_path: Path, alerts_path: Path | None, once: bool) -> None:
-    """Run every stage in one process (embedded mode when no Kafka is configured)."""
-    _run_stages(feeds_path, once, claims_path, alerts_path)
+    """Run every stage in one process (embedded mode when no Kafka is configured; then the
+    daemon serves the claim desk too, unless MONITOR_DESK__ENABLED=false)."""
+    _run_stages(feeds_path, once, claims_path, alerts_path, desk="embedded")
+
+
+@cli.command()
+@claims_option
+def desk(claims_path: Path) -> None:
+    """Serve the claim desk alone, in either mode: the claims, a page, API and Atom feed per
+    claim, at MONITOR_DESK__ADDRESS. Its view of the match log (MONITOR_DESK__VIEW_PATH) is
+    its own, rebuilt from the log when missing; in Kafka mode run as many copies as needed."""
+    _run_stages(None, False, claims_path, poll=False, match=False, desk="alone")
 
 
 def _when(moment: float | None) -> str:

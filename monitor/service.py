@@ -5,14 +5,15 @@ configuration files (a missing secret stops start-up before any network I/O), op
 file and binds the health port; it starts nothing. :meth:`Service.start` prepares the transport
 (broker watch, topics), serves /metrics and the health endpoints, and starts each part,
 downstream first: the alert stage, the match stage, then the poller (its scheduler, and with
-``poll.shared`` the group that shares the feeds). Each stage runs in a thread of its own under
-:func:`monitor.runner.run_stage`; one that stops on an error retrying cannot mend stops the
-whole process (``failed`` names it, and the CLI exits non-zero). :meth:`Service.close` closes
-the parts in reverse order, then what they shared.
+``poll.shared`` the group that shares the feeds), then the claim desk. Each stage runs in a
+thread of its own under :func:`monitor.runner.run_stage`; one that stops on an error retrying
+cannot mend stops the whole process (``failed`` names it, and the CLI exits non-zero).
+:meth:`Service.close` closes the parts in reverse order, then what they shared.
 
 Which parts run is the command's choice: ``monitor run`` all of them (the alert stage only
-with a routes file), ``monitor poll`` the poller, ``monitor match`` and ``monitor alert`` one
-stage each. The same parts run in both modes: only the transport differs.
+with a routes file; the claim desk in embedded mode), ``monitor poll`` the poller, ``monitor
+match`` and ``monitor alert`` one stage each, ``monitor desk`` the desk. The same parts run in
+both modes: only the transport differs.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from prometheus_client import CollectorRegistry
 from monitor.bus import ItemPublisher
 from monitor.bus.silences import SilenceBook
 from monitor.bus.transport import Transport, choose_transport
-from monitor.config.claims import load_claims
+from monitor.config.claims import ClaimConfig, load_claims
 from monitor.config.feeds import FeedConfig, load_feeds
 from monitor.config.settings import Settings
 from monitor.errors import ConfigError
@@ -56,6 +57,7 @@ from monitor.store import Database
 # so `monitor poll` and one-shot commands start fast.
 if TYPE_CHECKING:
     from monitor.alerting.stage import AlertStage, AlertStageConfig
+    from monitor.desk.part import DeskPart
     from monitor.feeds.kafka_state import KafkaPollState
     from monitor.feeds.ownership import SharedFeeds
     from monitor.match.registry import ClaimRegistry
@@ -252,7 +254,7 @@ class Service:
 
     ``claims_path`` adds the match stage (unless ``match`` is False), ``alerts_path`` (with
     claims) the alert stage; ``poll`` False leaves the poller out (``monitor match``,
-    ``monitor alert``).
+    ``monitor alert``); ``desk`` (with claims) adds the claim desk.
     """
 
     settings: Settings
@@ -266,6 +268,7 @@ class Service:
     serve_http: bool = True
     poll: bool = True
     match: bool = True
+    desk: bool = False
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.registry, self.settings.metrics)
@@ -283,10 +286,13 @@ class Service:
                            if self.claims_path is not None and self.match else None)
         self.alert_part = (StagePart("alert", self._alert_stage, self._add_check)
                            if self._alert_config_now is not None else None)
+        self.desk_part = self._desk_part() if self.desk and self.claims_path else None
         # Downstream first: a stage has its claims loaded and its log open before anything
-        # reaches it, and closing in reverse stops the poller first, the alerter last.
-        self.parts: list[Part] = [p for p in (self.alert_part, self.match_part, self.poller)
-                                  if p is not None]
+        # reaches it, and closing in reverse stops the poller first, the alerter last. The
+        # desk only reads: it comes last, so it holds up nothing, and shows the claims the
+        # stages loaded.
+        self.parts: list[Part] = [p for p in (self.alert_part, self.match_part, self.poller,
+                                              self.desk_part) if p is not None]
         self._started: list[Part] = []
         self._claims: ClaimRegistry | None = None
         self._silences: SilenceBook | None = None
@@ -324,6 +330,21 @@ class Service:
                          build_channels(), self.metrics)
         return AlertStage(self.transport.stage_log("alert"), core, self._silences.active,
                           self.metrics)
+
+    def _desk_part(self) -> DeskPart:
+        """The desk shows the stages' claims, or (``monitor desk``) reads the file alone."""
+        from monitor.desk.claims import ClaimsOnFile
+        from monitor.desk.part import DeskPart
+
+        assert self.claims_path is not None
+        stages_read_claims = self.match_part is not None or self._alert_config_now is not None
+        claims = (self._current_claims if stages_read_claims
+                  else ClaimsOnFile(self.claims_path).current)
+        return DeskPart(self.settings, self.transport.match_follower, claims, self.metrics,
+                        self._add_check)
+
+    def _current_claims(self) -> dict[str, ClaimConfig]:
+        return self._claim_registry().current()
 
     @property
     def scheduler(self) -> PollScheduler:
@@ -371,7 +392,8 @@ class Service:
     def _roles(self) -> str:
         """"poll", "poll+match+alert" ...: what this process runs, for its log lines."""
         return "+".join(name for name, on in (("poll", self.poller), ("match", self.match_part),
-                                              ("alert", self.alert_part)) if on is not None)
+                                              ("alert", self.alert_part),
+                                              ("desk", self.desk_part)) if on is not None)
 
     def reload_config(self) -> None:
         """Validate feeds.yaml, claims.yaml and routes.yaml, then apply them; a ConfigError

@@ -25,7 +25,8 @@ RSS = (b'<?xml version="1.0" encoding="windows-1251"?><rss version="2.0"><channe
 
 # Set for the whole suite by tests/conftest.py; every other MONITOR_ variable of the shell
 # running the tests is left out, so that each test states the settings it runs with.
-SUITE_SETTINGS = ("MONITOR_MATCH__EMBEDDING_CACHE", "MONITOR_POLL__ALLOWED_NETWORKS")
+SUITE_SETTINGS = ("MONITOR_MATCH__EMBEDDING_CACHE", "MONITOR_POLL__ALLOWED_NETWORKS",
+                  "MONITOR_DESK__ADDRESS")
 
 
 def monitor_env(env: dict[str, str] | None = None) -> dict[str, str]:

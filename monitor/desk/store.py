@@ -1,4 +1,4 @@
-"""The desk's view of the match log, kept in a SQLite file of its own (``desk.view_path``).
+"""The desk's view of the match log, kept in a SQLite file of its own (``desk_view_path``).
 
 :class:`StoredDeskView` is a :class:`monitor.desk.view.DeskView`. It holds every readable
 match record in the order the desk read it (per claim, the log's order: the log is keyed by

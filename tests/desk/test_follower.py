@@ -90,8 +90,16 @@ def test_items_published_and_matched_show_in_log_order_with_their_counts(
         assert len(publisher.publish(items).acknowledged) == len(items)
     finally:
         publisher.close()
-    stage = match_stage(pipeline, claims)
-    step_until(stage, stage.caught_up, "every item matched")
+    metrics = Metrics(CollectorRegistry())
+    stage = match_stage(pipeline, claims, metrics)
+
+    def handled() -> float:  # caught_up alone may hold before the group assigned anything
+        return sum(metrics.registry.get_sample_value("monitor_match_items_total",
+                                                     {"outcome": outcome}) or 0
+                   for outcome in ("matched", "unmatched"))
+
+    step_until(stage, lambda: handled() == len(items) and stage.caught_up(),
+               "every item matched")
     desk = Desk(pipeline, tmp_path / "desk.sqlite3")
     desk.catch_up()
 
