@@ -83,6 +83,13 @@ class EmbeddedLog:
         return [Record(PARTITION, int(row_seq), _key(key), bytes(payload))
                 for row_seq, key, payload in rows]
 
+    def payloads_after(self, seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """(sequence number, payload) after ``seq``: a bulk read without a Record per row
+        (a backtest reads a million item features)."""
+        with self._db.transaction() as conn:
+            return conn.execute(f"SELECT seq, payload FROM {self.table} WHERE seq > ? "
+                                "ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
+
     def read_all(self) -> list[Record]:
         return self.read_after(0, -1)
 

@@ -2,7 +2,8 @@
 
 - Embedded: the ``item_features`` table, in the order the match stage wrote it, and the
   ``item_log`` for the texts of the few candidates. Items logged before features were kept
-  (or never matched yet) get theirs computed once and stored, so the next backtest reads them.
+  (or never matched yet) get theirs computed once and stored, so the next backtest reads them;
+  features kept by another version of them are computed afresh on every backtest.
 - Kafka: :mod:`monitor.match.stored_kafka`.
 
 :class:`StoredItems` is the contract :func:`monitor.match.cli_backtest.run_backtest` reads.
@@ -66,6 +67,7 @@ class EmbeddedStoredItems:
         self._db, self._embedder, self._chunk = database, embedder, chunk_items
         self._features = EmbeddedLog(database, "features")
         self._matches = EmbeddedLog(database, "matches")
+        self._missing_since: tuple[float, list[Item]] | None = None
 
     def count(self, since: float) -> int:
         with self._db.transaction() as conn:
@@ -76,12 +78,14 @@ class EmbeddedStoredItems:
         last = self._features.last_seq()  # what is computed below is yielded from here
         yield from self._computed(self._missing(since))
         after = 0
-        while after < last and (records := self._features.read_after(after, self._chunk)):
-            after = records[-1].offset
-            current = [r.value for r in records
-                       if r.offset <= last and r.value[:1] == _SCHEMA_BYTE]
+        while after < last and (rows := self._features.payloads_after(after, self._chunk)):
+            after = rows[-1][0]
+            current = [p for seq, p in rows if seq <= last and p[:1] == _SCHEMA_BYTE]
             if current:
                 yield FeatureChunk.of(current, DIMENSIONS)
+            stale = [seq for seq, p in rows if seq <= last and p[:1] != _SCHEMA_BYTE]
+            if stale:  # kept by another version of the features: computed afresh
+                yield from self._computed(self._items_at(stale))
 
     def items_of(self, features: Sequence[ItemFeatures]) -> dict[str, Item]:
         found: dict[str, Item] = {}
@@ -109,15 +113,25 @@ class EmbeddedStoredItems:
         """The database is the caller's."""
 
     def _missing(self, since: float) -> list[Item]:
-        """Items of the item log without features of this version (logged before features
-        were kept, or kept by another version: those are computed on every backtest)."""
+        """Items of the item log without features (logged before features were kept); read
+        once per backtest."""
+        if self._missing_since is None or self._missing_since[0] != since:
+            with self._db.transaction() as conn:
+                rows = conn.execute(
+                    "SELECT i.payload FROM item_log i LEFT JOIN item_features f ON "
+                    "f.feature_id = i.item_id || char(31) || i.content_hash "
+                    "WHERE i.logged_at >= ? AND f.seq IS NULL ORDER BY i.seq",
+                    (since,)).fetchall()
+            self._missing_since = (since, [decode_item(bytes(p)) for (p,) in rows])
+        return self._missing_since[1]
+
+    def _items_at(self, seqs: Sequence[int]) -> list[Item]:
+        """The items whose features are at these sequence numbers."""
         with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT i.payload FROM item_log i LEFT JOIN item_features f ON f.feature_id = "
-                "i.item_id || char(31) || i.content_hash WHERE i.logged_at >= ? AND "
-                "(f.seq IS NULL OR substr(f.payload, 1, 1) != ?) ORDER BY i.seq",
-                (since, _SCHEMA_BYTE)).fetchall()
-        return [decode_item(bytes(payload)) for (payload,) in rows]
+            rows = [conn.execute("SELECT i.payload FROM item_features f JOIN item_log i ON "
+                                 "f.feature_id = i.item_id || char(31) || i.content_hash "
+                                 "WHERE f.seq = ?", (seq,)).fetchone() for seq in seqs]
+        return [decode_item(bytes(row[0])) for row in rows if row is not None]
 
     def _computed(self, items: Sequence[Item]) -> Iterator[FeatureChunk]:
         for start in range(0, len(items), EMBED_BATCH):
