@@ -41,7 +41,9 @@ class KafkaMatchFollower:
             self._consumer = KafkaConsumer(
                 **client_config(settings), group_id=None, enable_auto_commit=False,
                 isolation_level="read_committed", auto_offset_reset="earliest",
-                max_poll_records=batch_max)
+                max_poll_records=batch_max,
+                # A broker away is retried by the runner; a stop is not held up 30 s meanwhile.
+                bootstrap_timeout_ms=int(settings.max_block_seconds * 1000))
         try:
             self._assigned = self._assign(dict(positions))
         except BaseException:

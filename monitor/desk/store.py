@@ -12,10 +12,13 @@ a second process writing the same file is found out at its first batch and stopp
 
 Reads are cheap enough for a page per request: a claim's matches come by an index on claim id
 (and the decoded matches of the claims read last are kept, so a page decodes only what is new);
-the activity of every claim is counted by one query over the latest version of each linked
-item, kept up to date by :meth:`apply`. Decoding 100,000 matches to count them with
-:func:`monitor.desk.view.activity_of` would take seconds; the query takes milliseconds and
-counts the same (``tests/desk/test_store.py`` holds the two side by side).
+the activity of each claim is counted by a query over the latest version of each linked item,
+a table :meth:`apply` keeps up to date, and counted again only for claims with new records.
+Decoding 100,000 matches to count them with :func:`monitor.desk.view.activity_of` takes ~7 s;
+the queries take 0.13 s the first time and milliseconds after, and count the same
+(``tests/desk/test_store.py`` holds the two side by side). Measured on 100,000 matches of 81
+claims: applying them 4 s (plus 7 s decoding them in the follower), a claim's 1,000 matches
+0.1 s the first time and 0.2 ms after.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ CREATE TABLE IF NOT EXISTS view_items (  -- the latest version of each linked it
 """
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_CACHED_CLAIMS = 64  # decoded matches kept for the claims read last
+_CACHED_MATCHES = 20_000  # decoded matches kept, of the claims read last (1-3 KB each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +163,8 @@ class StoredDeskView:
                 cached.matches.extend(decode_match(bytes(payload)) for _, payload in rows)
                 cached.last_seq = int(rows[-1][0])
             self._decoded[claim_id] = cached
-            while len(self._decoded) > _CACHED_CLAIMS:
-                self._decoded.popitem(last=False)
+            while sum(len(d.matches) for d in self._decoded.values()) > _CACHED_MATCHES:
+                self._decoded.popitem(last=False)  # the claim read longest ago
             return list(cached.matches)
 
     def activity(self) -> dict[str, ClaimActivity]:

@@ -259,3 +259,24 @@ def test_a_failed_read_starts_again_from_the_positions_the_view_stored(tmp_path:
     assert follower.caught_up()
     follower.close()
     view.close()
+
+
+def test_a_broker_away_is_worth_another_try(tmp_path: Path) -> None:
+    """The runner retries a RecoverableError (the stage is told apart from a bug by it)."""
+    from monitor.bus.transport import KafkaTransport
+    from monitor.config.settings import Settings
+    from tests.support.kafka_broker import free_port
+
+    settings = Settings.model_validate({"kafka": {
+        "bootstrap_servers": f"127.0.0.1:{free_port()}", "max_block_seconds": 2}})
+    transport = KafkaTransport(settings)
+    view = StoredDeskView(tmp_path / "desk.sqlite3")
+    follower = DeskFollower(view, transport.match_follower, Metrics(CollectorRegistry()))
+    try:
+        with pytest.raises(BusError, match="desk: cannot connect to monitor.matches"):
+            follower.step()
+        assert not follower.caught_up() and view.count() == 0
+    finally:
+        follower.close()
+        view.close()
+        transport.close()
