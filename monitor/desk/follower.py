@@ -81,8 +81,9 @@ class DeskFollower:
         follower = self._follow(self._view.positions())
         try:
             ends = follower.ends()
-            reason = self._unusable(follower.source, ends)
-            if reason:
+            if self._view.source() is None:  # a new view: built from the beginning
+                self._view.start_over(follower.source)
+            elif reason := self._unusable(follower.source, ends):
                 log.warning("desk: the view %s %s; rebuilding it from %s", self._view.path,
                             reason, follower.source)
                 self._view.start_over(follower.source)
@@ -100,9 +101,6 @@ class DeskFollower:
     def _unusable(self, source: str, ends: Mapping[int, int]) -> str | None:
         """Why the view's positions cannot be used in ``source``, or None when they can."""
         built_from = self._view.source()
-        if built_from is None:
-            self._view.start_over(source)  # empty: built from the beginning
-            return None
         if built_from != source:
             return f"was built from {built_from}"
         beyond = sorted(p for p, offset in self._view.positions().items()
