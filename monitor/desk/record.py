@@ -76,14 +76,20 @@ def build_record(claim: ClaimConfig, matches: Iterable[Match]) -> ClaimRecord:
         if match.claim_id == claim.id:
             latest[match.item.item_id] = match  # a later version replaces an earlier one
     carriers = _folded([entry_of(m) for m in latest.values()], _carrier_of(latest.values()))
-    news = tuple(e for e in carriers if not claim.predates(_published(latest[e.item_id])))
-    background = tuple(e for e in carriers if claim.predates(_published(latest[e.item_id])))
+    news = tuple(e for e in carriers if not _background(claim, latest[e.item_id]))
+    background = tuple(e for e in carriers if _background(claim, latest[e.item_id]))
     reports = sorted((e for carrier in news for e in carrier.with_reprints()), key=_order)
     return ClaimRecord(
         claim=claim, news=news, background=background, outlets=_distinct_outlets(reports),
         first_report=reports[0] if reports else None,
         latest_denial=_latest(reports, "denial"),
         latest_corroboration=_latest(reports, "corroboration"))
+
+
+def _background(claim: ClaimConfig, match: Match) -> bool:
+    """Published before the claim was made, or linked after the fact by a backtest: the
+    alerter's rule (:func:`monitor.alerting.core.is_background`)."""
+    return match.evidence.backtest or claim.predates(_published(match))
 
 
 def entry_of(match: Match) -> Entry:
