@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.bus.transport import KafkaTransport
+from monitor.config.settings import Settings
+from monitor.match.registry import ClaimRegistry
+from monitor.match.stage import MatchProcessor, MatchStage
+from monitor.metrics import Metrics
 from monitor.model import decode_match
 from monitor.store import Database
-from tests.match.test_backtest import match_all
+from tests.match.test_backtest import CLAIMS, match_all, stored_items
+from tests.support.kafka_broker import LocalKafka, isolated_kafka_settings
+from tests.support.waiting import eventually
 from tests.test_cli import monitor
 
 HOSTILE = "\x1b[2J\x1b[31mTASS: Lukashenko hockey\x1b[0m"
@@ -55,3 +65,43 @@ def test_backtest_of_an_unknown_claim_says_so(tmp_path: Path) -> None:
                      env={"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
                           "MONITOR_MATCH__SEMANTIC": "false"})
     assert result.returncode == 2 and "no claim with id 'nope'" in result.stderr
+
+
+@pytest.mark.kafka
+def test_backtest_on_the_items_topic(tmp_path: Path, kafka_broker: LocalKafka) -> None:
+    kafka = isolated_kafka_settings(kafka_broker.bootstrap)
+    settings = Settings.model_validate({"state_path": tmp_path / "state.sqlite3",
+                                        "kafka": kafka.model_dump(mode="json")})
+    transport = KafkaTransport(settings)
+    transport.prepare()
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(CLAIMS, encoding="utf-8")
+    publisher = transport.publisher()
+    publisher.publish(stored_items())
+    publisher.close()
+    metrics = Metrics(CollectorRegistry())
+    stage = MatchStage(transport.stage_log("match"),
+                       MatchProcessor(ClaimRegistry(claims), metrics), metrics)
+    try:
+        eventually(lambda: stage.step() == 0 and stage.caught_up() and bool(
+            transport.read_matches()), 120, "the items matched")
+    finally:
+        stage.close()
+        transport.close()
+    env = {"MONITOR_KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+           "MONITOR_KAFKA__ITEMS_TOPIC": kafka.items_topic,
+           "MONITOR_KAFKA__MATCHES_TOPIC": kafka.matches_topic,
+           "MONITOR_KAFKA__ITEM_FEATURES_TOPIC": kafka.item_features_topic,
+           "MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
+           "MONITOR_MATCH__SEMANTIC": "false"}
+    added = monitor("claims", "add", "--claims", str(claims), "--id", "hockey",
+                    "--text", "Lukashenko plays ice hockey in Minsk", "--keywords",
+                    "Lukashenko|Лукашенко", "--keywords", "hockey|хоккей", "--threshold", "30",
+                    "--backtest", "3650d", "--apply", env=env, timeout=120)
+    assert added.returncode == 0, added.stderr
+    assert "Lukashenko plays ice hockey in Minsk" in added.stdout
+    assert "applied: 1 new background link(s)" in added.stdout
+    again = monitor("claims", "backtest", "hockey", "--claims", str(claims), "--apply",
+                    env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "applied: 0 new background link(s) on the match log (1 already there)" in again.stdout
