@@ -9,7 +9,6 @@ the service, as ``monitor alert`` builds them; the broker, the webhook and the C
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +41,6 @@ SILENCE = "claim =~ hushed-.*"
 @pytest.fixture
 def kafka_settings(kafka_broker: LocalKafka) -> KafkaSettings:
     return isolated_kafka_settings(kafka_broker.bootstrap,
-                                   silences_topic=f"silences.{uuid.uuid4().hex[:8]}",
                                    session_timeout_seconds=SESSION_TIMEOUT_SECONDS)
 
 

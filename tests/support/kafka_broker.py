@@ -177,7 +177,7 @@ def isolated_kafka_settings(bootstrap: str, **overrides: object) -> KafkaSetting
         "bootstrap_servers": bootstrap, "items_topic": f"items.{run}",
         "matches_topic": f"matches.{run}", "dlq_topic": f"dlq.{run}",
         "alerts_topic": f"alerts.{run}", "item_features_topic": f"item-features.{run}",
-        "match_group": f"match-{run}",
+        "silences_topic": f"silences.{run}", "match_group": f"match-{run}",
         "alert_group": f"alert-{run}", "transactional_id": f"match-{run}-0",
         "topic_partitions": 3, "max_block_seconds": 10, "startup_timeout_seconds": 30,
         **overrides})
