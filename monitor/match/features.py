@@ -159,9 +159,13 @@ class FeatureChunk:
     @classmethod
     def of(cls, payloads: Sequence[bytes], dimensions: int) -> FeatureChunk:
         """Payloads made by :func:`encode_features` (another schema or a truncated one:
-        InvalidInputError). A million take about a second: one header unpacked per payload,
-        the rest in numpy."""
-        heads = np.frombuffer(b"".join(p[:_HEAD.size] for p in payloads), dtype=_HEAD_DTYPE)
+        InvalidInputError). Two joins of slices per chunk, the rest in numpy."""
+        # The header and the vector have a fixed width: one join reads both for every item
+        # (one without a vector brings other bytes there, zeroed below).
+        front = _HEAD.size + 2 * dimensions
+        fronts = np.frombuffer(b"".join(p[:front].ljust(front, b"\0") for p in payloads),
+                               dtype=np.uint8).reshape(len(payloads), front)
+        heads = fronts[:, :_HEAD.size].copy().view(_HEAD_DTYPE).reshape(len(payloads))
         schema, dims, counts = (heads[name].astype(np.intp) for name in ("s", "d", "h"))
         sizes = np.fromiter(map(len, payloads), dtype=np.intp, count=len(payloads))
         if (schema != FEATURES_SCHEMA).any() or (
@@ -170,12 +174,8 @@ class FeatureChunk:
         has_vector = dims == dimensions
         vectors = None
         if has_vector.any():
-            zero = b"\0" * (2 * dimensions)
-            end = _HEAD.size + 2 * dimensions
-            vectors = np.frombuffer(b"".join(
-                p[_HEAD.size:end] if whole else zero
-                for p, whole in zip(payloads, has_vector.tolist(), strict=True)), dtype="<f2"
-            ).reshape(len(payloads), dimensions).astype(np.float16, copy=False)
+            vectors = fronts[:, _HEAD.size:].copy().view("<f2").astype(np.float16, copy=False)
+            vectors[~has_vector] = 0
         starts = (_HEAD.size + 2 * dims).tolist()
         ends = (_HEAD.size + 2 * dims + 4 * counts).tolist()
         hashes = np.frombuffer(b"".join(p[a:b] for p, a, b in zip(payloads, starts, ends,
