@@ -34,13 +34,15 @@ def daemons(tmp_path: Path, feed_server: FeedServer) -> Iterator[list[int]]:
             env = monitor_env({"MONITOR_STATE_PATH": str(tmp_path / f"state-{n}.sqlite3"),
                                "MONITOR_HTTP__ADDRESS": f"127.0.0.1:{port}",
                                "MONITOR_POLL__ALLOWED_NETWORKS": "127.0.0.0/8",
-                               "MONITOR_MATCH__SEMANTIC": "false"})
+                               "MONITOR_MATCH__SEMANTIC": "false",
+                               # First polls at once, not spread over the first seconds.
+                               "MONITOR_POLL__JITTER_RATIO": "0"})
             log = tmp_path / f"daemon-{n}.log"
             started.append((run_daemon(feeds, env, log), log))
             ports.append(port)
         for port in ports:
             eventually(lambda port=port: 'monitor_feeds_by_health{health="healthy"} 1.0'
-                       in scrape(port), 60, f"the daemon on {port} polled its feed")
+                       in scrape(port), 120, f"the daemon on {port} polled its feed")
         yield ports
     finally:
         for process, log in started:
