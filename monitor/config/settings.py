@@ -168,7 +168,7 @@ class DeskSettings(BaseModel):
 
     # Embedded ``monitor run`` serves the desk itself; in Kafka mode ``monitor desk`` does.
     enabled: bool = True
-    address: str = Field(default="127.0.0.1:9465", pattern=r"^[^\s:]*:\d{1,5}$")
+    address: str = Field(default="127.0.0.1:9470", pattern=r"^[^\s:]*:\d{1,5}$")
     # Set one of these before the desk listens on anything but 127.0.0.1: a bearer token
     # (``Authorization: Bearer ...`` or ``?token=``), or a basic-auth user and password.
     token: SecretStr | None = None
