@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry
 from ruamel.yaml import YAML
 
 from monitor.cli import cli
-from monitor.config.settings import HttpSettings, unknown_environment_settings
+from monitor.config.settings import DeskSettings, HttpSettings, unknown_environment_settings
+from monitor.desk.auth import is_loopback
 from monitor.health import HealthServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,10 @@ COMPOSE = DEPLOY / "docker-compose.yml"
 K8S = DEPLOY / "k8s"
 SYSTEMD = DEPLOY / "systemd"
 STAGES = ("poll", "match", "alert")
+# Every process the deploy files run: the stages and the claim desk (`monitor desk`).
+PROCESSES = (*STAGES, "desk")
 METRICS_PORT = HttpSettings().port  # 9464
+DESK_PORT = DeskSettings().port  # 9470, where the desk's pages listen
 COMMANDS = set(cli.commands)
 
 
@@ -188,12 +192,12 @@ def _service_env(service: dict[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in env.items()}
 
 
-def test_compose_runs_the_three_stages_from_the_dockerfile(compose) -> None:
+def test_compose_runs_the_three_stages_and_the_desk_from_the_dockerfile(compose) -> None:
     services = compose["services"]
     kafka_env = _service_env(services["kafka"])
     advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"]
     bootstrap = re.search(r"PLAINTEXT://([^,]+)", advertised)[1]
-    for stage in STAGES:
+    for stage in PROCESSES:
         service = services[stage]
         build = service["build"]
         assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == \
@@ -206,6 +210,18 @@ def test_compose_runs_the_three_stages_from_the_dockerfile(compose) -> None:
         assert service["stop_signal"] == "SIGTERM"
         assert any(v.endswith(":/var/lib/monitor") for v in service["volumes"])
     assert _service_env(services["match"])["MONITOR_KAFKA__TRANSACTIONAL_ID"]
+
+
+def test_compose_publishes_the_desk_pages_on_loopback_only(compose) -> None:
+    desk = compose["services"]["desk"]
+    address = DeskSettings(address=_service_env(desk)["MONITOR_DESK__ADDRESS"])
+    assert address.port == DESK_PORT
+    assert desk["ports"] == [f"127.0.0.1:{DESK_PORT}:{address.port}"]
+    # Beyond the container's loopback the desk needs credentials: from monitor.env, the
+    # env_file (its example lists them; the test below checks that it does).
+    assert not is_loopback(address.host)
+    assert (COMPOSE.parent / desk["env_file"]).name == "monitor.env"
+    assert "MONITOR_DESK__TOKEN" not in _service_env(desk), "the token is a secret"
 
 
 def test_compose_kafka_is_the_official_image_in_kraft_mode(compose) -> None:
@@ -257,12 +273,12 @@ def test_compose_prometheus_scrapes_every_stage(compose: dict[str, Any]) -> None
     path = (COMPOSE.parent / config).resolve()
     targets = {target for job in _yaml(path)["scrape_configs"]
                for static in job.get("static_configs", []) for target in static["targets"]}
-    assert {f"{stage}:{METRICS_PORT}" for stage in STAGES} <= targets
+    assert {f"{stage}:{METRICS_PORT}" for stage in PROCESSES} <= targets
 
 
 def test_compose_commits_no_secret_and_the_example_env_is_complete(compose) -> None:
     example = DEPLOY / "monitor.env.example"
-    for stage in STAGES:
+    for stage in PROCESSES:
         env_file = compose["services"][stage]["env_file"]
         assert (COMPOSE.parent / env_file).name == "monitor.env"
     names = dict(line.lstrip("# ").split("=", 1) for line in example.read_text().splitlines()
@@ -272,6 +288,8 @@ def test_compose_commits_no_secret_and_the_example_env_is_complete(compose) -> N
               if not line.lstrip().startswith("#")]
     referenced = set(re.findall(r"\$\{([A-Z0-9_]+)\}", "\n".join(routes)))
     assert referenced and referenced <= names.keys(), referenced - names.keys()
+    desk_secrets = {"MONITOR_DESK__TOKEN", "MONITOR_DESK__USERNAME", "MONITOR_DESK__PASSWORD"}
+    assert desk_secrets <= names.keys(), desk_secrets - names.keys()
     _assert_known_settings({n: "" for n in names if n.startswith("MONITOR_")}, str(example))
     grafana = compose["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
     assert grafana.startswith("${"), "the Grafana password comes from the environment"
@@ -300,7 +318,7 @@ SANDBOX = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "
            "RestrictNamespaces": "yes", "LockPersonality": "yes"}
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", PROCESSES)
 def test_systemd_unit_runs_its_stage_sandboxed(stage: str) -> None:
     unit = _unit(SYSTEMD / f"monitor-{stage}.service")
     service = unit["Service"]
@@ -325,16 +343,21 @@ def test_systemd_unit_runs_its_stage_sandboxed(stage: str) -> None:
     if "MONITOR_MATCH__EMBEDDING_CACHE" in env:
         cache = service["CacheDirectory"][0]
         assert env["MONITOR_MATCH__EMBEDDING_CACHE"].startswith(f"%C/{cache}/")
+    if stage == "desk":
+        assert env["MONITOR_DESK__VIEW_PATH"].startswith("%S/monitor-desk/")
+        desk = DeskSettings(address=env["MONITOR_DESK__ADDRESS"])
+        assert desk.port == DESK_PORT and is_loopback(desk.host)
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
 def test_systemd_stages_on_one_host_use_distinct_ports_from_the_default() -> None:
     ports = []
-    for stage in STAGES:
+    for stage in PROCESSES:
         service = _unit(SYSTEMD / f"monitor-{stage}.service")["Service"]
         env = dict(value.split("=", 1) for value in service["Environment"])
         ports.append(HttpSettings(address=env["MONITOR_HTTP__ADDRESS"]).port)
-    assert ports == [METRICS_PORT, METRICS_PORT + 1, METRICS_PORT + 2]
+    assert ports == [METRICS_PORT, METRICS_PORT + 1, METRICS_PORT + 2, METRICS_PORT + 3]
+    assert DESK_PORT not in ports, "the desk's pages and a metrics port on one address"
     scrape = DEPLOY / "prometheus" / "prometheus.yml"
     if scrape.exists():
         targets = {t for job in _yaml(scrape)["scrape_configs"]
@@ -345,7 +368,7 @@ def test_systemd_stages_on_one_host_use_distinct_ports_from_the_default() -> Non
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_analyze_verifies_the_units(tmp_path) -> None:
     """systemd's own parser; the executable is swapped for one that exists here."""
-    for stage in STAGES:
+    for stage in PROCESSES:
         text = (SYSTEMD / f"monitor-{stage}.service").read_text()
         path = tmp_path / f"monitor-{stage}.service"
         path.write_text(text.replace("/opt/monitor/bin/monitor", shutil.which("true")))
@@ -377,7 +400,7 @@ def test_k8s_settings_are_real_settings(manifests) -> None:
     settings = manifests[("ConfigMap", "monitor-settings")]["data"]
     _assert_known_settings(settings, "k8s monitor-settings")
     assert HttpSettings(address=settings["MONITOR_HTTP__ADDRESS"]).port == METRICS_PORT
-    for stage in STAGES:
+    for stage in PROCESSES:
         (container,) = _pod(manifests, stage)["containers"]
         env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
         _assert_known_settings(env, f"k8s monitor-{stage}")
@@ -385,7 +408,7 @@ def test_k8s_settings_are_real_settings(manifests) -> None:
         assert refs == {"monitor-settings", "monitor-secrets"}
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", PROCESSES)
 def test_k8s_deployment_runs_its_stage_with_probes_and_limits(manifests, stage) -> None:
     deployment = manifests[("Deployment", f"monitor-{stage}")]
     pod = deployment["spec"]["template"]["spec"]
@@ -394,7 +417,10 @@ def test_k8s_deployment_runs_its_stage_with_probes_and_limits(manifests, stage) 
     (container,) = pod["containers"]
     _assert_stage_command(container["args"], f"k8s monitor-{stage}")
     assert container["args"][0] == stage
-    (port,) = container["ports"]
+    ports = {p["name"]: p for p in container["ports"]}
+    # The desk's pages have a port of their own (test_k8s_desk_pages_...).
+    assert ports.keys() == ({"metrics", "desk"} if stage == "desk" else {"metrics"})
+    port = ports["metrics"]
     assert port["containerPort"] == METRICS_PORT
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         get = container[probe]["httpGet"]
@@ -409,7 +435,8 @@ def test_k8s_deployment_runs_its_stage_with_probes_and_limits(manifests, stage) 
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     settings = manifests[("ConfigMap", "monitor-settings")]["data"]
-    for name in ("MONITOR_STATE_PATH", "MONITOR_MATCH__EMBEDDING_CACHE"):
+    for name in ("MONITOR_STATE_PATH", "MONITOR_MATCH__EMBEDDING_CACHE",
+                 "MONITOR_DESK__VIEW_PATH"):
         mount = next(m for m in mounts if settings[name].startswith(m + "/"))
         assert "emptyDir" in volumes[mounts[mount]], f"{name} is not on a writable volume"
     pdb = manifests[("PodDisruptionBudget", f"monitor-{stage}")]
@@ -432,7 +459,7 @@ def test_k8s_matcher_is_sized_for_the_model_and_has_a_unique_transactional_id(
     assert ref["fieldPath"] == "metadata.name"
 
 
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", PROCESSES)
 def test_k8s_config_volume_maps_repository_files(manifests, stage) -> None:
     """The ConfigMap is made with `kubectl create configmap --from-file` (keys = file names);
     each item must name a repository file and land where the stage's command reads it."""
@@ -458,10 +485,31 @@ def test_k8s_metrics_service_selects_every_stage(manifests) -> None:
     service = manifests[("Service", "monitor-metrics")]
     (port,) = service["spec"]["ports"]
     assert port["port"] == METRICS_PORT and port["targetPort"] == "metrics"
-    for stage in STAGES:
+    for stage in PROCESSES:
         labels = manifests[("Deployment", f"monitor-{stage}")]["spec"]["template"]["metadata"][
             "labels"]
         assert service["spec"]["selector"].items() <= labels.items()
+
+
+def test_k8s_desk_pages_are_served_with_a_token_from_the_secret(manifests) -> None:
+    deployment = manifests[("Deployment", "monitor-desk")]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    pages = next(p for p in container["ports"] if p["name"] == "desk")
+    env = {e["name"]: e for e in container["env"]}
+    address = DeskSettings(address=env["MONITOR_DESK__ADDRESS"]["value"])
+    assert address.port == pages["containerPort"] == DESK_PORT
+    # Reachable through the Service, so the desk must have credentials: the token, required.
+    assert not is_loopback(address.host)
+    ref = env["MONITOR_DESK__TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "monitor-secrets", "key": "MONITOR_DESK__TOKEN"}
+    settings = manifests[("ConfigMap", "monitor-settings")]["data"]
+    assert not {"MONITOR_DESK__TOKEN", "MONITOR_DESK__PASSWORD"} & settings.keys()
+    service = manifests[("Service", "monitor-desk")]
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == DESK_PORT and port["targetPort"] == "desk"
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["selector"].get("app.kubernetes.io/component") == "desk"
 
 
 # --------------------------------------------------------------------------- the whole set
