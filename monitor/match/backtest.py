@@ -52,6 +52,7 @@ class Probe:
     buckets: npt.NDArray[np.uint32]  # hashes of the buckets of every key of the claim
     groups: tuple[npt.NDArray[np.uint32], ...]  # per keyword group, its terms' bucket hashes
     vectors: npt.NDArray[np.float32] | None  # the claim's text rows, when matching by meaning
+    sieve: npt.NDArray[np.bool_]  # by the low 16 bits of a hash: whether it may be in buckets
 
 
 def probe(index: ClaimIndex, claim_id: str) -> Probe:
@@ -65,10 +66,10 @@ def probe(index: ClaimIndex, claim_id: str) -> Probe:
     vectors = None
     if index.vectors is not None:
         vectors = index.vectors.matrix[index.vectors.owners == position]
-    return Probe(position, prepared.claim.threshold, bool(prepared.groups),
-                 np.union1d(_hashes(prepared.text_keys), np.concatenate((np.zeros(0, np.uint32),
-                                                                         *groups))),
-                 groups, vectors)
+    buckets = np.union1d(_hashes(prepared.text_keys),
+                         np.concatenate((np.zeros(0, np.uint32), *groups)))
+    return Probe(position, prepared.claim.threshold, bool(prepared.groups), buckets, groups,
+                 vectors, _sieve(buckets))
 
 
 def _hashes(keys: Iterable[str]) -> npt.NDArray[np.uint32]:
@@ -86,11 +87,21 @@ def _member(values: npt.NDArray[np.uint32], sorted_set: npt.NDArray[np.uint32]
     return found
 
 
+def _sieve(hashes: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+    """A table of the hashes' low 16 bits: one lookup rules out nearly every stored hash."""
+    table = np.zeros(1 << 16, dtype=bool)
+    table[hashes & 0xFFFF] = True
+    return table
+
+
 def _shares_key(claim: Probe, chunk: FeatureChunk) -> npt.NDArray[np.bool_]:
     """Per item, whether it shares a key bucket with the claim, and with each keyword group
-    (term_hit needs a key of one term of every group)."""
-    hit = _member(chunk.hashes, claim.buckets)
-    hashes, owners = chunk.hashes[hit], chunk.owner[hit]
+    (term_hit needs a key of one term of every group). The claim's sieve rules out nearly
+    every stored hash with one lookup; the binary search is left for the few it passes."""
+    passed = np.flatnonzero(claim.sieve[chunk.hashes.view("<u2")[::2]])  # the low halves
+    hashes, owners = chunk.hashes[passed], chunk.owner[passed]
+    hit = _member(hashes, claim.buckets)
+    hashes, owners = hashes[hit], owners[hit]
     shares = np.zeros(len(chunk), dtype=bool)
     shares[owners] = True
     for group in claim.groups:
@@ -110,7 +121,13 @@ def could_link(claim: Probe, chunk: FeatureChunk) -> npt.NDArray[np.bool_]:
         return lexical >= claim.threshold - SCORE_MARGIN
     if chunk.vectors is None:
         return np.ones(len(chunk), dtype=bool)
-    cosines = (chunk.vectors.astype(np.float32) @ claim.vectors.T).max(axis=1) + COSINE_MARGIN
+    # With keyword groups, an item sharing no key is out whatever its meaning: only the rest
+    # are compared (converting the float16 rows costs more than the product).
+    compared: npt.NDArray[np.intp] | slice = (np.flatnonzero(shares_key) if claim.needs_key
+                                              else slice(None))
+    cosines = np.full(len(chunk), -1.0, dtype=np.float32)
+    cosines[compared] = (chunk.vectors[compared].astype(np.float32)
+                         @ claim.vectors.T).max(axis=1) + COSINE_MARGIN
     meaning = 100 * np.clip((cosines - MEANING_FLOOR) / (MEANING_FULL - MEANING_FLOOR), 0, 1)
     best = np.maximum(LEXICAL_SHARE * lexical + (1 - LEXICAL_SHARE) * meaning, meaning)
     if claim.needs_key:

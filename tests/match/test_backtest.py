@@ -16,10 +16,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.bus.transport import EmbeddedTransport
-from monitor.match.backtest import could_link, probe
+from monitor.errors import InvalidInputError
+from monitor.match.backtest import _shares_key, could_link, probe
 from monitor.match.backtest_run import parse_since, run_backtest
 from monitor.match.features import (
     FeatureChunk,
+    bucket_hashes,
     decode_features,
     encode_features,
     item_features,
@@ -151,6 +153,20 @@ def test_items_stored_before_features_were_kept_get_them_once(tmp_path: Path) ->
     db.close()
 
 
+def test_features_kept_by_another_version_are_computed_afresh(tmp_path: Path) -> None:
+    db, matched = match_all(tmp_path, None)
+    with db.transaction() as conn:  # as schema 1 left them: read as stale, not as current
+        rows = conn.execute("SELECT seq, payload FROM item_features "
+                            "WHERE item_id IN ('item0', 'item2')").fetchall()
+        conn.executemany("UPDATE item_features SET payload = ? WHERE seq = ?",
+                         [(b"\x01" + bytes(payload)[1:], seq) for seq, payload in rows])
+    index = ClaimRegistry(tmp_path / "claims.yaml").index
+    found = run_backtest(EmbeddedStoredItems(db, None, chunk_items=4), index, "generals",
+                         NOW - timedelta(days=1), counted()[1], today=NOW.date())
+    assert summary(found, "generals") == summary(matched, "generals")
+    db.close()
+
+
 def test_features_round_trip_and_chunk_as_arrays(embedder: Embedder) -> None:
     items = stored_items()[:3]
     features = [item_features(item, embedder) for item in items]
@@ -175,6 +191,30 @@ def test_a_claim_sharing_no_word_rules_items_out_without_vectors(tmp_path: Path)
                             DIMENSIONS)
     possible = could_link(generals, chunk)
     assert possible[:3].all() and not possible[3:12].any()
+
+
+def test_the_key_sieve_finds_exactly_the_items_sharing_a_bucket(tmp_path: Path) -> None:
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(CLAIMS, encoding="utf-8")
+    index = ClaimRegistry(claims).index
+    features = [item_features(i, None) for i in stored_items()]
+    chunk = FeatureChunk.of([encode_features(f) for f in features], DIMENSIONS)
+    for claim in index.claims:
+        probed = probe(index, claim.claim.id)
+        expected = [bool(np.intersect1d(bucket_hashes(f.all_keys), probed.buckets).size)
+                    and all(np.intersect1d(bucket_hashes(f.all_keys), g).size
+                            for g in probed.groups) for f in features]
+        assert _shares_key(probed, chunk).tolist() == expected
+
+
+def test_features_of_another_layout_are_refused_clearly() -> None:
+    payload = encode_features(item_features(stored_items()[0], None))
+    with pytest.raises(InvalidInputError, match="unsupported schema 1"):
+        decode_features(b"\x01" + payload[1:])
+    with pytest.raises(InvalidInputError, match="another schema, or truncated"):
+        FeatureChunk.of([b"\x01" + payload[1:]], DIMENSIONS)
+    with pytest.raises(InvalidInputError, match="another schema, or truncated"):
+        FeatureChunk.of([payload[:-1]], DIMENSIONS)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
