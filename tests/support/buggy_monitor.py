@@ -21,7 +21,7 @@ if __name__ == "__main__":
 
     where = sys.argv.pop(1)
     if where == "match":
-        MatchProcessor.process = planted_bug  # type: ignore[method-assign]
+        MatchProcessor.match = planted_bug  # type: ignore[method-assign]  # what the stage calls
     else:
         FeedPoller.poll = planted_bug  # type: ignore[method-assign]
     from monitor.cli import main
