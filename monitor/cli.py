@@ -234,11 +234,17 @@ def _backtest(claims_path: Path, claim_id: str, since_text: str, apply: bool) ->
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     since = parse_since(since_text, datetime.now(UTC))
+    if settings.embedded and not settings.state_path.exists():
+        # Opening it would make an empty one, and "0 link(s)" would hide the wrong path.
+        _fail(f"backtest: no state file at {settings.state_path} (MONITOR_STATE_PATH): "
+              "nothing is stored there to backtest over", 2)
     index = claim_index(settings, claims_path)
     with stored_items(settings, index) as stored:
         bar: list[Any] = []
+        compared: list[int] = []
 
         def progress(total: int) -> Callable[[int], None]:
+            compared.append(total)
             bar.append(click.progressbar(length=total, label=f"backtest {claim_id}",
                                          file=sys.stderr))
             bar[0].__enter__()
@@ -249,6 +255,8 @@ def _backtest(claims_path: Path, claim_id: str, since_text: str, apply: bool) ->
         finally:
             for shown in bar:
                 shown.__exit__(None, None, None)
+        click.echo(f"backtest {claim_id}: {sum(compared)} stored item(s) seen since "
+                   f"{since.astimezone(UTC):%Y-%m-%d %H:%M}Z compared", err=True)
         click.echo("\n".join(backtest_lines(found)))
         if apply:
             added = stored.apply(found)

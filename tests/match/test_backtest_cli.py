@@ -41,6 +41,7 @@ def test_add_with_backtest_then_apply_twice(tmp_path: Path) -> None:
     assert "\x1b" not in added.stdout
     assert "TASS: Lukashenko hockey" in added.stdout and "1 link(s)" in added.stdout
     assert "backtest hockey" in added.stderr  # the progress bar
+    assert "stored item(s) seen since" in added.stderr
     first = monitor("claims", "backtest", "generals", "--claims", claims, "--since",
                     "2020-01-01", "--apply", env=env)
     assert first.returncode == 0, first.stderr
@@ -65,6 +66,15 @@ def test_backtest_of_an_unknown_claim_says_so(tmp_path: Path) -> None:
                      env={"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
                           "MONITOR_MATCH__SEMANTIC": "false"})
     assert result.returncode == 2 and "no claim with id 'nope'" in result.stderr
+
+
+def test_backtest_without_a_state_file_names_the_path(tmp_path: Path) -> None:
+    match_all(tmp_path, None)[0].close()
+    missing = tmp_path / "elsewhere" / "state.sqlite3"
+    result = monitor("claims", "backtest", "generals", "--claims", str(tmp_path / "claims.yaml"),
+                     env={"MONITOR_STATE_PATH": str(missing), "MONITOR_MATCH__SEMANTIC": "false"})
+    assert result.returncode == 2 and f"no state file at {missing}" in result.stderr
+    assert not missing.exists()  # not made empty on the way
 
 
 @pytest.mark.kafka
