@@ -92,16 +92,12 @@ class KafkaSettings(BaseModel):
     _split = field_validator("bootstrap_servers", mode="before")(_comma_separated)
 
 
-class HttpSettings(BaseModel):
+class _Listening(BaseModel):
+    """Settings of something that listens on ``address`` (host:port; no host: every address)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    address: str = Field(default="127.0.0.1:9464", pattern=r"^[^\s:]*:\d{1,5}$")
-    # /readyz fails once the Kafka broker has been unreachable, or no feed of this poller has
-    # been succeeding, for longer than this (a blip is not worth taking a pod out).
-    readiness_grace_seconds: float = Field(default=15.0, ge=0)
-    # Where editors reach the claim desk from outside (https://desk.example.org); alerts then
-    # carry a link to the claim's page. Unset: no link (a 127.0.0.1 link helps nobody).
-    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    address: str
 
     @field_validator("address")
     @classmethod
@@ -117,6 +113,16 @@ class HttpSettings(BaseModel):
     @property
     def port(self) -> int:
         return int(self.address.rsplit(":", 1)[1])
+
+
+class HttpSettings(_Listening):
+    address: str = Field(default="127.0.0.1:9464", pattern=r"^[^\s:]*:\d{1,5}$")
+    # /readyz fails once the Kafka broker has been unreachable, or no feed of this poller has
+    # been succeeding, for longer than this (a blip is not worth taking a pod out).
+    readiness_grace_seconds: float = Field(default=15.0, ge=0)
+    # Where editors reach the claim desk from outside (https://desk.example.org); alerts then
+    # carry a link to the claim's page. Unset: no link (a 127.0.0.1 link helps nobody).
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
 
 
 class PollSettings(BaseModel):
@@ -161,10 +167,8 @@ class MatchSettings(BaseModel):
         return Path(base) / "monitor" / "embeddings.sqlite3"
 
 
-class DeskSettings(BaseModel):
+class DeskSettings(_Listening):
     """The claim desk: a read-only web page, JSON API and Atom feeds of every claim's record."""
-
-    model_config = ConfigDict(extra="forbid")
 
     # Embedded ``monitor run`` serves the desk itself; in Kafka mode ``monitor desk`` does.
     enabled: bool = True
@@ -177,14 +181,6 @@ class DeskSettings(BaseModel):
     # The desk's own view of the match log (rebuilt from the log when it is missing or empty);
     # unset: desk.sqlite3 beside the state file (Settings.desk_view_path).
     view_path: Path | None = None
-
-    @property
-    def host(self) -> str:
-        return self.address.rsplit(":", 1)[0] or "0.0.0.0"
-
-    @property
-    def port(self) -> int:
-        return int(self.address.rsplit(":", 1)[1])
 
 
 class StatusSettings(BaseModel):
