@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from kafka.structs import TopicPartition
 from monitor.bus import PublishReport
 from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.settings import KafkaSettings
-from monitor.errors import MonitorError
+from monitor.errors import BusError, MonitorError
 from monitor.model import Item, encode_item
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,16 @@ def _topic_record(record: Any) -> TopicRecord:
                for name, value in record.headers or ()}
     return TopicRecord(record.partition, record.offset, record.key, record.value or b"",
                        headers)
+
+
+@contextmanager
+def broker_errors_as_bus_errors(role: str, action: str, topic: str) -> Iterator[None]:
+    """A KafkaError inside becomes a BusError naming what failed ("desk: cannot read
+    monitor.matches: ..."): the runner retries a BusError, and says what was being done."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise BusError(f"{role}: cannot {action} {topic}: {exc!r}", exc) from exc
 
 
 def dead_letter_headers(stage: str, error: str, **more: str) -> list[tuple[str, bytes]]:

@@ -13,15 +13,15 @@ tries again with a new follower from the positions the view stored).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
 from monitor.bus.connectivity import BrokerWatch
-from monitor.bus.kafka import client_config, consumer_lag
+from monitor.bus.kafka import broker_errors_as_bus_errors, client_config, consumer_lag
 from monitor.bus.log import Record
 from monitor.config.settings import KafkaSettings
 from monitor.errors import BusError
@@ -113,9 +113,5 @@ class KafkaMatchFollower:
         log.info("desk: reading %s partitions %s too (added to the topic)", self.source,
                  sorted(tp.partition for tp in added))
 
-    @contextmanager
-    def _translated(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except KafkaError as exc:
-            raise BusError(f"desk: cannot {action} {self.source}: {exc!r}", exc) from exc
+    def _translated(self, action: str) -> AbstractContextManager[None]:
+        return broker_errors_as_bus_errors("desk", action, self.source)

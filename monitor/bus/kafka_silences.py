@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
-from monitor.bus.kafka import client_config, topic_reader
+from monitor.bus.kafka import broker_errors_as_bus_errors, client_config, topic_reader
 from monitor.config.settings import KafkaSettings
 from monitor.config.silences import Silence, decode_silence, encode_silence, new_silence
 from monitor.errors import BusError, InvalidInputError
@@ -131,9 +131,5 @@ class KafkaSilenceBook:
             return
         self._known[silence.id] = silence
 
-    @contextmanager
-    def _translated(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except KafkaError as exc:
-            raise BusError(f"silences: cannot {action} {self.source}: {exc!r}", exc) from exc
+    def _translated(self, action: str) -> AbstractContextManager[None]:
+        return broker_errors_as_bus_errors("silences", action, self.source)
