@@ -1,9 +1,13 @@
 """Bytes of a feed document -> Items. The only module that sees feedparser objects.
 
-feedparser reads every dialect (RSS 0.9x/1.0/2.0, Atom) and works out the encoding from the
-HTTP Content-Type, the XML declaration, a BOM, or chardet as a last resort. Sanitizing and
-relative-URI resolution are switched off because summaries are reduced to plain text anyway;
-that is most of feedparser's time.
+Two paths read a document into ``RawEntry``s; one normalization turns those into Items.
+The fast path (``wellformed.py``, lxml) reads well-formed RSS 2.0, RSS 1.0 and Atom 1.0 whose
+encoding is certain, and refuses whatever it is not sure it reads as feedparser would.
+feedparser is the reference and reads the rest: every dialect (RSS 0.9x/1.0/2.0, Atom), any
+encoding (HTTP Content-Type, the XML declaration, a BOM, or chardet as a last resort),
+malformed documents. Sanitizing and relative-URI resolution are switched off because summaries
+are reduced to plain text anyway; that is most of feedparser's time. ``ParsedFeed.parser``
+says which path read a document.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import feedparser
 
 from monitor.errors import ParseError
+from monitor.feeds.entry import RawDocument, RawEntry
 from monitor.feeds.inflate import GZIP_MAGIC, DecompressionError, inflate_gzip
 from monitor.feeds.normalize import (
     canonical_url,
@@ -24,7 +29,11 @@ from monitor.feeds.normalize import (
     item_id_for,
     plain_text,
 )
+from monitor.feeds.wellformed import read_wellformed
 from monitor.model import Item
+
+FAST_PATH = "lxml"
+REFERENCE_PATH = "feedparser"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,7 @@ class ParsedFeed:
     # Invalid bytes in a document declared UTF-8, read as U+FFFD; items carrying one are new
     # items, never new versions of items already published (see poller.py).
     bytes_replaced: int = 0
+    parser: str = REFERENCE_PATH  # which path read it: FAST_PATH or REFERENCE_PATH
 
 
 def parse_feed(
@@ -62,16 +72,29 @@ def parse_feed(
     limits: TextLimits = TextLimits(),
 ) -> ParsedFeed:
     """Parse one feed document; ParseError when it is not a feed at all."""
+    return _parse(body, content_type, source, fetched_at, limits, fast=True)
+
+
+def parse_feed_reference(
+    body: bytes,
+    content_type: str | None,
+    source: FeedSource,
+    fetched_at: datetime,
+    limits: TextLimits = TextLimits(),
+) -> ParsedFeed:
+    """``parse_feed`` with feedparser alone: the reference the fast path is held to (the
+    tests over ../shared/feeds, bench/parse.py)."""
+    return _parse(body, content_type, source, fetched_at, limits, fast=False)
+
+
+def _parse(body: bytes, content_type: str | None, source: FeedSource, fetched_at: datetime,
+           limits: TextLimits, *, fast: bool) -> ParsedFeed:
     body, replaced = _valid_utf8(_maybe_gunzip(body, limits.max_inflated_bytes), content_type)
-    document = _feedparser(body, content_type)
-    if not _is_feed(document) and _FALSE_UTF16.match(body):
-        # Declared UTF-16 without a byte-order mark, but really UTF-8 (seen in the wild):
-        # feedparser reads such a body or not depending on whether its length is odd.
-        document = _feedparser(_FALSE_UTF16.sub(rb"\1utf-8\2", body, count=1), content_type)
-    if not _is_feed(document):
-        reason = document.get("bozo_exception") or "no RSS or Atom document found"
-        raise ParseError(f"not a feed: {_short(reason)}")
-    language = source.language or _document_language(document)
+    document = read_wellformed(body, content_type) if fast else None
+    parser = FAST_PATH
+    if document is None:
+        document, parser = _reference(body, content_type), REFERENCE_PATH
+    language = source.language or _language_code(document.language)
     items, without_id = [], 0
     guids: dict[str, str | None] = {}
     for entry in document.entries:
@@ -85,8 +108,37 @@ def parse_feed(
         if item.item_id not in guids:  # a feed that lists one story twice publishes it once
             guids[item.item_id] = item.guid
             items.append(item)
+    return ParsedFeed(tuple(items), without_id, document.encoding, document.warning, replaced,
+                      parser)
+
+
+def _reference(body: bytes, content_type: str | None) -> RawDocument:
+    document = _feedparser(body, content_type)
+    if not _is_feed(document) and _FALSE_UTF16.match(body):
+        # Declared UTF-16 without a byte-order mark, but really UTF-8 (seen in the wild):
+        # feedparser reads such a body or not depending on whether its length is odd.
+        document = _feedparser(_FALSE_UTF16.sub(rb"\1utf-8\2", body, count=1), content_type)
+    if not _is_feed(document):
+        reason = document.get("bozo_exception") or "no RSS or Atom document found"
+        raise ParseError(f"not a feed: {_short(reason)}")
     warning = _short(document.get("bozo_exception")) if document.get("bozo") else None
-    return ParsedFeed(tuple(items), without_id, document.get("encoding"), warning, replaced)
+    raw = document.feed.get("language") if document.get("feed") else None
+    return RawDocument(tuple(_raw_entry(entry) for entry in document.entries),
+                       raw if isinstance(raw, str) else None, document.get("encoding"), warning)
+
+
+def _raw_entry(entry: Any) -> RawEntry:
+    # dict.get: FeedParserDict.get("updated_parsed") would fall back to published_parsed
+    # (with a DeprecationWarning); that case is the next key's anyway.
+    times = tuple(dict.get(entry, key) for key in ("published_parsed", "updated_parsed",
+                                                   "created_parsed"))
+    return RawEntry(link=_str(entry.get("link")), guid=_str(entry.get("id")),
+                    title=_str(entry.get("title")), summary_html=_summary_html(entry),
+                    times=times)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 _FALSE_UTF16 = re.compile(rb"""^(<\?xml[^>]{0,100}encoding=["'])utf-16(["'])""", re.IGNORECASE)
@@ -144,24 +196,23 @@ def _short(reason: object) -> str:
     return str(reason).splitlines()[0][:200] if reason else ""
 
 
-def _document_language(document: Any) -> str | None:
-    raw = document.feed.get("language") if document.get("feed") else None
-    if not isinstance(raw, str) or not raw.strip():
+def _language_code(raw: str | None) -> str | None:
+    if not raw or not raw.strip():
         return None
     return raw.strip().split("-")[0].split("_")[0].lower()[:3] or None
 
 
 def _item_from_entry(
-    entry: Any, source: FeedSource, language: str | None, fetched_at: datetime,
+    entry: RawEntry, source: FeedSource, language: str | None, fetched_at: datetime,
     limits: TextLimits,
 ) -> Item | None:
-    link = _first_text(entry.get("link"))
-    guid = _first_text(entry.get("id"))
+    link = _first_text(entry.link)
+    guid = _first_text(entry.guid)
     url = canonical_url(link) if link else None
     if url is None and guid and guid.startswith(("http://", "https://")):
         url = canonical_url(guid)  # RSS guid isPermaLink: the guid is the story's URL
-    title = plain_text(_first_text(entry.get("title")) or "", limits.max_title_chars)
-    summary = plain_text(_summary_html(entry), limits.max_summary_chars)
+    title = plain_text(_first_text(entry.title) or "", limits.max_title_chars)
+    summary = plain_text(entry.summary_html, limits.max_summary_chars)
     # Old feeds give neither link nor guid; the title is then the only identity there is.
     item_id = item_id_for(url, source.feed_id, guid or (f"title:{title}" if title else None))
     if item_id is None:
@@ -169,7 +220,7 @@ def _item_from_entry(
     return Item(
         item_id=item_id, feed_id=source.feed_id, source=source.source, url=url, guid=guid,
         title=title, summary=summary, language=language,
-        published_at=_entry_time(entry), fetched_at=fetched_at,
+        published_at=_entry_time(entry.times), fetched_at=fetched_at,
         content_hash=content_hash_for(title, summary),
     )
 
@@ -189,9 +240,8 @@ def _summary_html(entry: Any) -> str:
     return ""
 
 
-def _entry_time(entry: Any) -> datetime | None:
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        parsed = entry.get(key)
+def _entry_time(times: tuple[Any, ...]) -> datetime | None:
+    for parsed in times:  # published, updated, created
         if parsed:
             try:
                 return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)

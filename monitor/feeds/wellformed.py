@@ -1,0 +1,320 @@
+"""The fast parse path: well-formed RSS 2.0, RSS 1.0 (RDF) and Atom 1.0 read with lxml.
+
+``read_wellformed`` returns the document's ``RawEntry``s exactly as feedparser would give
+them, or None when it is not sure it can, and the caller then asks feedparser. It refuses:
+bytes whose encoding feedparser would have to guess (``xml_charset``), anything libxml2 does
+not find well-formed, a DOCTYPE (entities: the bomb and XXE cases), ``xml:base`` (feedparser
+resolves links against it), an unknown root, entries outside their usual place, and entries
+holding an element that feedparser maps onto the fields read here in a way this module does
+not copy (media:title, image, source, XHTML or base64 content, nested markup in a title...).
+
+Where it accepts, it copies feedparser's rules (``feedparser/namespaces/_base.py`` and
+``mixin.py``): which element wins when several give a title, link, id or summary (depth
+and order); a permalink guid standing for a missing link; links resolved against xml:base;
+strip, the UTF-8-read-as-Latin-1 repair and the cp1252 mapping applied to every text;
+dates through feedparser's own date parser. Element
+names are feedparser's (namespace -> prefix from its own table, lower-cased), so a feed using
+an unusual prefix is read the same way by both paths. tests/feeds/test_parse_paths.py holds
+the two paths to the same entries over every document in ../shared/feeds.
+
+The parser is hardened: no network, no DTD loading, entities never expanded, libxml2's
+default size limits (no huge_tree), no recovery from errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from feedparser.datetimes import _parse_date
+from feedparser.html import _cp1252
+from feedparser.mixin import _FeedParserMixin
+from feedparser.urls import _urljoin, make_safe_absolute_uri
+from lxml import etree
+
+from monitor.feeds.entry import RawDocument, RawEntry
+from monitor.feeds.xml_charset import utf8_document
+
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+_RSS1 = "{http://purl.org/rss/1.0/}"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+
+_PREFIXES = {uri.lower(): prefix for uri, prefix in _FeedParserMixin.namespaces.items()}
+_HANDLERS = frozenset(name.split("_", 2)[2] for name in dir(_FeedParserMixin)
+                      if name.startswith(("_start_", "_end_")))
+
+_TITLES = frozenset({"title", "dc_title"})
+_SUMMARIES = frozenset({"description", "summary", "dc_description", "itunes_summary",
+                        "media_description"})
+_CONTENTS = frozenset({"content", "content_encoded", "fullitem"})
+_TIMES = {  # feedparser's key for each date element: published, updated, created
+    "published": 0, "pubdate": 0, "issued": 0, "dcterms_issued": 0,
+    "updated": 1, "modified": 1, "lastbuilddate": 1, "dc_date": 1, "dcterms_modified": 1,
+    "created": 2, "dcterms_created": 2,
+}
+_READ = _TITLES | _SUMMARIES | _CONTENTS | frozenset(_TIMES) | {"link", "guid", "id", "source"}
+# Elements feedparser has a handler for that only write fields Items do not use.
+_HARMLESS = frozenset({
+    "author", "category", "cc_license", "cloud", "contributor", "copyright", "rights",
+    "creativecommons_license", "dc_author", "dc_contributor", "dc_creator", "dc_publisher",
+    "dc_rights", "dc_subject", "dcterms_valid", "email", "enclosure", "expirationdate",
+    "homepage", "itunes_author", "itunes_category", "itunes_email", "itunes_image",
+    "itunes_name", "itunes_owner", "itunes_subtitle", "subtitle", "keywords", "tags",
+    "managingeditor", "webmaster", "media_category", "media_content", "media_credit",
+    "media_group", "media_license", "media_player", "media_rating", "media_restriction",
+    "media_thumbnail", "name", "uri", "url", "psc_chapter", "psc_chapters", "language",
+    "dc_language", "info", "feedburner_browserfriendly", "newlocation", "height", "width",
+    "generator", "where", "georssgeom", "media_keywords", "itunes_keywords",
+}) | frozenset(name for name in _HANDLERS if name.startswith(("georss_", "gml_")))
+_TEXT_TYPES = frozenset({"text", "html", "text/plain", "text/html", "plain"})
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
+_URI_FIXER = re.compile("^([A-Za-z][A-Za-z0-9+-.]*://)(/*)(.*?)")  # feedparser's _urifixer
+_LINK_AMP = re.compile("&([A-Za-z0-9_]+);")
+_C1_CONTROLS = re.compile("[\x80-\x9f]")  # what feedparser's cp1252 table maps
+
+
+class Refused(Exception):
+    """The fast path is not sure it reads this document as feedparser would."""
+
+
+def read_wellformed(body: bytes, content_type: str | None) -> RawDocument | None:
+    """The document's entries as feedparser would read them, or None (ask feedparser)."""
+    decided = utf8_document(body, content_type)
+    if decided is None:
+        return None
+    data, encoding = decided
+    if b"<!DOCTYPE" in data[:4096]:
+        return None
+    try:
+        root = etree.fromstring(data, _parser())
+        if root.getroottree().docinfo.doctype:
+            return None
+        head, entries = _layout(root)
+        raw = tuple(_entry(element) for element in entries)
+        return RawDocument(raw, _language(root, head), encoding, None)
+    except (etree.XMLSyntaxError, Refused):
+        return None
+
+
+def _parser() -> Any:
+    # A parser per call: lxml parsers must not be shared between the poller's threads.
+    return etree.XMLParser(
+        encoding="utf-8", resolve_entities=False, no_network=True, load_dtd=False,
+        huge_tree=False, recover=False, collect_ids=False, remove_blank_text=False)
+
+
+def _layout(root: Any) -> tuple[Any, list[Any]]:
+    """The element holding the feed-level fields, and the entries, or Refused."""
+    kind = _name(root)
+    if root.tag == f"{_ATOM}feed":
+        head, entries = root, root.findall(f"{_ATOM}entry")
+    elif kind in ("rss", "rdf_rdf"):
+        channels = [child for child in root.iterchildren(etree.Element)
+                    if _name(child) == "channel"]
+        if len(channels) != 1:
+            raise Refused
+        head = channels[0]
+        holder = head if kind == "rss" else root  # RSS 1.0 items sit beside the channel
+        entries = [child for child in holder.iterchildren(etree.Element)
+                   if _name(child) == "item"]
+    else:
+        raise Refused
+    _check_outside(root, set(entries))
+    return head, entries
+
+
+def _check_outside(parent: Any, entries: set[Any]) -> None:
+    """Refused when feedparser would find an entry, or content, outside the entries."""
+    for child in parent.iterchildren(etree.Element):
+        if child in entries:
+            continue
+        name = _name(child)
+        if name in ("item", "entry") or name in _CONTENTS:
+            raise Refused
+        _check_outside(child, entries)
+
+
+_NAMES: dict[tuple[str, str | None], str] = {}
+
+
+def _name(element: Any) -> str:
+    """feedparser's name for an element: its namespace's prefix in feedparser's table (else
+    the document's prefix), underscore, local name, lower-cased."""
+    key = (element.tag, element.prefix)
+    name = _NAMES.get(key)
+    if name is None:
+        name = _NAMES.setdefault(key, _compute_name(*key))
+    return name
+
+
+def _compute_name(tag: str, given: str | None) -> str:
+    namespace, _, local = tag[1:].rpartition("}") if tag.startswith("{") else ("", "", tag)
+    lowered = namespace.lower()
+    if "backend.userland.com/rss" in lowered:
+        lowered = "http://backend.userland.com/rss"
+    prefix = _PREFIXES.get(lowered, given)
+    return f"{prefix.lower()}_{local.lower()}" if prefix else local.lower()
+
+
+def _text(element: Any, base: str | None = None) -> str:
+    """An element's text as feedparser's ``pop`` leaves it (``base``: resolved as a URI);
+    Refused if it holds markup."""
+    if len(element):  # child elements, comments or PIs: feedparser would serialize them
+        raise Refused
+    text = (element.text or "").strip()
+    if base is not None and text:
+        text = _urljoin(base, text)
+    if not text.isascii():
+        # feedparser's repair of UTF-8 that someone read as Latin-1 and encoded again
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+            text = text.encode("iso-8859-1").decode("utf-8")
+        if _C1_CONTROLS.search(text):  # str.translate with a dict is slow on long texts
+            text = text.translate(_cp1252)
+    return text
+
+
+def _attributes(element: Any) -> dict[str, str]:
+    if not len(element.attrib):
+        return {}
+    return {str(key).lower(): value for key, value in element.attrib.items()}
+
+
+def _text_of_type(element: Any) -> str:
+    attributes = _attributes(element)
+    kind = attributes.get("type")
+    if "mode" in attributes or "src" in attributes or (
+            kind is not None and kind.lower() not in _TEXT_TYPES):
+        raise Refused  # base64, out-of-line or XHTML content: feedparser's own handling
+    return _text(element)
+
+
+def _base(current: str, element: Any) -> str:
+    """feedparser's base URI inside ``element`` (xml:base, or an attribute named base)."""
+    given = element.get(_XML_BASE)
+    if given is None:
+        given = element.get("base")
+    given = given or current
+    if current:
+        return str(make_safe_absolute_uri(current, given) or current)
+    return str(_urljoin(current, given))
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One entry's fields while its elements are read in document order, with feedparser's
+    rules for elements at different depths (media:title inside media:group...)."""
+
+    link: str | None = None
+    guid: str | None = None
+    title: str | None = None
+    title_depth: int = -1  # depth of the last non-empty title proper: later ones lose
+    title_stored_at: int | None = None
+    summary: str | None = None
+    summary_stored_at: int | None = None
+    has_content: bool = False
+    contents: list[str] = field(default_factory=list)
+    times: list[time.struct_time | None] = field(default_factory=lambda: [None, None, None])
+
+    def read(self, name: str, element: Any, depth: int, base: str) -> None:
+        if name in _TITLES or name == "media_title":
+            self._title(_text_of_type(element), depth, proper=name != "media_title")
+        elif name in _SUMMARIES:
+            self._summary(_text_of_type(element), depth)
+        elif depth > 1:
+            raise Refused
+        elif name in _CONTENTS:
+            self._content(_text_of_type(element))
+        elif name in _TIMES:
+            self.times[_TIMES[name]] = _parse_date(_text(element))
+        elif name == "link":
+            self._link(element, base)
+        elif name == "source":  # feedparser forgets which title came first
+            if len(element):
+                raise Refused
+            self.title_depth = -1
+        else:  # guid, id
+            self._guid(element, base)
+
+    def _title(self, value: str, depth: int, proper: bool) -> None:
+        if not -1 < self.title_depth <= depth and (
+                self.title_stored_at is None or depth <= self.title_stored_at):
+            self.title, self.title_stored_at = value, depth
+        if proper and value:
+            self.title_depth = depth
+
+    def _summary(self, value: str, depth: int) -> None:
+        if self.summary is not None and not self.has_content:
+            self._content(value)  # feedparser: a second description is content
+        elif self.summary_stored_at is None or depth <= self.summary_stored_at:
+            self.summary, self.summary_stored_at = value, depth
+
+    def _content(self, value: str) -> None:
+        self.has_content = True
+        self.contents.append(value)
+        if self.summary is None:
+            self.summary = value
+
+    def _link(self, element: Any, base: str) -> None:
+        attributes = _attributes(element)
+        href = attributes.get("url", attributes.get("uri", attributes.get("href")))
+        if not href:
+            text = _text(element, base).replace("&amp;", "&")
+            self.link = _LINK_AMP.sub(r"&\1", text)
+            return
+        rel = attributes.get("rel", "alternate").lower()
+        kind = attributes.get("type", "application/atom+xml" if rel == "self" else "text/html")
+        if rel == "alternate" and kind.lower() in _HTML_TYPES:
+            self.link = str(_urljoin(base, href))
+
+    def _guid(self, element: Any, base: str) -> None:
+        permalink = _attributes(element).get("ispermalink", "true") == "true"
+        self.guid = _text(element, base if permalink else None)
+        if permalink and self.link is None:
+            self.link = self.guid
+
+    def raw(self) -> RawEntry:
+        summary = self.summary if self.summary and self.summary.strip() else next(
+            (value for value in self.contents if value.strip()), "")
+        return RawEntry(link=self.link, guid=self.guid, title=self.title,
+                        summary_html=summary, times=tuple(self.times))
+
+
+def _entry(element: Any) -> RawEntry:
+    if element.get("lastmod") is not None or element.get("href") is not None:
+        raise Refused  # CDF attributes feedparser reads as a date and a link
+    base = ""
+    for holder in (*reversed(tuple(element.iterancestors())), element):
+        base = _base(base, holder)
+    entry = _Entry(guid=element.get(f"{_RDF}about"))
+    _walk(entry, element, 1, base)
+    return entry.raw()
+
+
+def _walk(entry: _Entry, parent: Any, depth: int, base: str) -> None:
+    for child in parent.iterchildren(etree.Element):
+        name = _name(child)
+        child_base = _base(base, child) if base or len(child.attrib) else base
+        if name in _READ or name == "media_title":
+            entry.read(name, child, depth, child_base)
+        elif name in _HANDLERS and name not in _HARMLESS:
+            raise Refused
+        elif len(child):
+            _walk(entry, child, depth + 1, child_base)
+
+
+def _language(root: Any, head: Any) -> str | None:
+    """feedparser's feed language: the last language element of the channel, else the
+    root's xml:lang."""
+    language = None
+    for child in head.iterchildren(etree.Element):
+        if _name(child) in ("language", "dc_language"):
+            language = _text(child)
+    if language is not None:
+        return language
+    lang = root.get(_XML_LANG) or root.get("lang")
+    return lang.replace("_", "-") if lang else None
