@@ -329,7 +329,8 @@ class Service:
         core = AlertCore(self._alert_config_now, self._claim_registry().current,
                          build_channels(), self.metrics)
         return AlertStage(self.transport.stage_log("alert"), core, self._silences.active,
-                          self.metrics)
+                          self.metrics,
+                          deliveries_per_receiver=self.settings.alert.deliveries_per_receiver)
 
     def _desk_part(self) -> DeskPart:
         """The desk shows the stages' claims, or (``monitor desk``) reads the file alone."""

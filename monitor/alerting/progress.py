@@ -7,7 +7,8 @@ or past the last consumed offset when none does. So ``group_wait`` holds a commi
 never loses a match: after a crash or a rebalance the partition's next owner reads the held
 matches again.
 
-:class:`MemoryOutbox` holds the notifications being delivered or retried by this process.
+:class:`MemoryOutbox` holds the notifications being delivered or retried by this process, and
+knows which of them are in flight (handed to the delivery pool, outcome not recorded yet).
 It is a cache, not the record: every entry is also a "pending" record on the alert log, from
 which the partition's next owner (or this stage after a restart) rebuilds it.
 
@@ -89,6 +90,12 @@ class PendingAlert:
     created_at: float
     next_attempt_at: float
     attempts: int = 0
+    lane: str = ""  # its group: a group's notifications are sent in order ("": its own)
+
+    @property
+    def ordered_in(self) -> str:
+        """The lane it is delivered in, one notification at a time."""
+        return self.lane or f"{self.receiver}/{self.id}"
 
 
 class MemoryOutbox:
@@ -96,6 +103,7 @@ class MemoryOutbox:
 
     def __init__(self) -> None:
         self._entries: dict[str, PendingAlert] = {}
+        self._in_flight: set[str] = set()
 
     def add(self, entry: PendingAlert) -> bool:
         """Queue ``entry``; False (nothing changed) when an entry with its id is queued."""
@@ -105,14 +113,30 @@ class MemoryOutbox:
         return True
 
     def due(self, now: float, limit: int = 100) -> list[PendingAlert]:
-        ready = [e for e in self._entries.values() if e.next_attempt_at <= now]
+        """Entries due at ``now`` and not in flight, in the order they became due."""
+        ready = [e for e in self._entries.values()
+                 if e.next_attempt_at <= now and e.id not in self._in_flight]
         return sorted(ready, key=lambda e: (e.next_attempt_at, e.created_at))[:limit]
 
+    def start(self, entry: PendingAlert) -> None:
+        """``entry`` is handed to the delivery pool: not due again until its outcome."""
+        self._in_flight.add(entry.id)
+
+    def awaits(self, entry: PendingAlert) -> bool:
+        """True when ``entry`` (this very object) is in flight here: an outcome that comes
+        back after its partition was revoked (or revoked and assigned again) is not."""
+        return entry.id in self._in_flight and self._entries.get(entry.id) is entry
+
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
     def retry(self, entry: PendingAlert, next_attempt_at: float) -> None:
+        self._in_flight.discard(entry.id)
         self._entries[entry.id] = replace(entry, attempts=entry.attempts + 1,
                                           next_attempt_at=next_attempt_at)
 
     def remove(self, entry_id: str) -> None:
+        self._in_flight.discard(entry_id)
         self._entries.pop(entry_id, None)
 
     def forget(self, partition: int) -> int:
@@ -120,10 +144,13 @@ class MemoryOutbox:
         gone = [key for key, e in self._entries.items() if e.partition == partition]
         for key in gone:
             del self._entries[key]
+            self._in_flight.discard(key)
         return len(gone)
 
     def next_attempt_at(self) -> float | None:
-        return min((e.next_attempt_at for e in self._entries.values()), default=None)
+        """When the next entry not in flight is due; None when there is none."""
+        return min((e.next_attempt_at for e in self._entries.values()
+                    if e.id not in self._in_flight), default=None)
 
     def size(self) -> int:
         return len(self._entries)

@@ -18,11 +18,18 @@ but the logs (see :mod:`monitor.alerting.alert_log` for the record and
    that cannot be decoded becomes a dead letter and the stage goes on.
 3. **Pending.** A due notification is split per source partition; each part is written as a
    ``pending`` record (and acknowledged) before it is sent. Only then are its pairs released,
-   so the commit may pass them: from here on the alert log carries the notification.
-4. **Delivery** through the shared core (:mod:`monitor.alerting.core`), bounded per round
-   (``DELIVERY_ROUND_SECONDS``) so that a Kafka member polls well within
-   ``max.poll.interval.ms``. An outcome is written as ``sent``, or after the last retry as a
-   dead letter (headers stage/error/receiver/id/partition/attempts) with a ``dead`` record.
+   so the commit may pass them: from here on the alert log carries the notification. The
+   ``pending`` records of a round go out in one write (one SQLite transaction, one flush).
+4. **Delivery** through the shared core (:mod:`monitor.alerting.core`) on the threads of a
+   :class:`~monitor.alerting.dispatch.DeliveryPool`: each part is handed over as soon as its
+   ``pending`` record is written, different receivers and groups at the same time (at most
+   ``deliveries_per_receiver`` per receiver, one at a time per group, in order). The step then
+   waits for its deliveries (``settle``) only while nothing new comes in: new matches end the
+   wait, and a slow receiver's deliveries stay in flight across steps (``SETTLE_SECONDS``)
+   while the others go on. The outcomes that came back by the end of the wait are written in
+   one write: ``sent``, or after the last retry a dead letter (headers
+   stage/error/receiver/id/partition/attempts) with a ``dead`` record. A notification waiting
+   for its retry does not hold up its group's next one.
 5. **Commit** each partition up to its first record still held.
 
 A transport failure (:class:`monitor.errors.BusError`) loses nothing: what was not written stays
@@ -30,12 +37,17 @@ in memory and is written first on the next try, and nothing is committed past it
 retries the step. Anything else raised here is a bug and stops the process.
 
 Windows that can repeat (never lose): a crash between a channel accepting and the outcome
-record repeats that part once, with the same idempotency key; a group split by a rebalance
-while waiting (``group_wait``) is sent as it stands and the rest follows from the new owner.
+record repeats that part once, with the same idempotency key (an outcome waits for its group
+write at most until the step's wait ends, ``SETTLE_SECONDS``); a partition revoked while one
+of its parts is in flight drops that outcome, and the new owner sends the part again with the
+same key; a group split by a rebalance while waiting (``group_wait``) is sent as it stands
+and the rest follows from the new owner. :meth:`AlertStage.close` waits for the deliveries in
+flight and records their outcomes, so a stop repeats nothing.
 The grouper's timing (group_interval, rate limits) is not recorded: after a restart a group
 starts afresh.
 
-One thread steps the stage; :meth:`idle`, :meth:`pending` and :meth:`next_wakeup` may be read
+One thread steps the stage (the delivery threads only call the core and hand results back);
+:meth:`idle`, :meth:`pending` and :meth:`next_wakeup` may be read
 from any thread (they read what the last step left).
 """
 
@@ -48,7 +60,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.alerting.alert_log import AlertRecord, Ledger, alert_output, decode_alert_record
-from monitor.alerting.core import AlertCore, AlertStageConfig, GiveUp, Retry, Sent
+from monitor.alerting.core import AlertCore, AlertStageConfig, Attempt, GiveUp, Retry, Sent
+from monitor.alerting.dispatch import DEFAULT_PER_RECEIVER, DeliveryPool
 from monitor.alerting.grouping import Notification
 from monitor.alerting.messages import encode_payload
 from monitor.alerting.progress import CommitTracker, MemoryOutbox, Pair, PendingAlert, StepView
@@ -63,7 +76,7 @@ from monitor.bus.log import (
 )
 from monitor.config.alerts import load_alerts, resolve_urls
 from monitor.config.claims import ClaimConfig
-from monitor.errors import InvalidInputError
+from monitor.errors import BusError, InvalidInputError, RecoverableError
 from monitor.metrics import Metrics
 from monitor.model import Match, decode_match
 
@@ -74,7 +87,8 @@ log = logging.getLogger(__name__)
 STAGE = "alert"
 MAX_POLL_SECONDS = 1.0
 RETRY_POLL_SECONDS = 0.1  # records wait to be written: poll briefly, then write them
-DELIVERY_ROUND_SECONDS = 60.0  # well under max.poll.interval.ms (300 s)
+SETTLE_SECONDS = 5.0  # a step waits this long at most for its deliveries when nothing comes in
+INPUT_CHECK_SECONDS = 0.01  # while waiting, look for new matches this often
 Silences = Callable[[float], Sequence[Silence]]
 
 
@@ -91,16 +105,19 @@ class AlertStage:
     """``step()`` does one round; :func:`monitor.runner.run_stage` loops it. See the module doc.
 
     Blocks in ``poll`` (up to ``max_poll_seconds``, less when something is due), on the
-    transport's writes and on the channels (bounded by their timeouts).
+    transport's writes, and while its deliveries are in flight and nothing new comes in (up to
+    ``SETTLE_SECONDS``); the channels block only the delivery threads.
     """
 
     name = STAGE
 
     def __init__(self, transport: StageLog, core: AlertCore, silences: Silences,
                  metrics: Metrics, *, clock: Callable[[], float] = time.time,
-                 max_poll_seconds: float = MAX_POLL_SECONDS) -> None:
+                 max_poll_seconds: float = MAX_POLL_SECONDS,
+                 deliveries_per_receiver: int = DEFAULT_PER_RECEIVER) -> None:
         self._log, self._core, self._silences = transport, core, silences
         self._metrics, self._clock, self._max_poll_seconds = metrics, clock, max_poll_seconds
+        self._pool = DeliveryPool(self._attempt, per_receiver=deliveries_per_receiver)
         self._grouper = core.new_grouper()
         self._ledger, self._tracker, self._outbox = Ledger(), CommitTracker(), MemoryOutbox()
         self._owned: set[int] = set()  # partitions whose alert records are read back
@@ -112,6 +129,7 @@ class AlertStage:
         self._unwritten: list[_Outcome] = []
         self._committed: dict[int, int] = {}
         self._view = StepView()
+        self._failed = False  # a step raised what no retry mends: close() records nothing
 
     # -- one round -------------------------------------------------------------------------
 
@@ -125,6 +143,11 @@ class AlertStage:
             self._metrics.consumer_lag.labels(STAGE).set(lag)
             idle = lag == 0 and self._nothing_left()
             return done
+        except RecoverableError:
+            raise
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             self._publish(step, idle)
 
@@ -135,8 +158,10 @@ class AlertStage:
         now = self._clock()
         done = self._intake(now)
         done += self._enqueue_due(now)
+        self._collect()
         self._write()
         done += self._deliver_due(now)
+        self._settle()
         self._write()
         self._commit()
         self._update_gauges(now)
@@ -155,7 +180,8 @@ class AlertStage:
 
     def _forget(self, partition: int) -> None:
         dropped = self._grouper.drop(self._tracker.forget(partition))
-        queued = self._outbox.forget(partition)
+        queued = self._outbox.forget(partition)  # outcomes still in flight are dropped
+        self._pool.forget(lambda entry: entry.partition != partition)
         self._unlogged = [p for p in self._unlogged if p.partition != partition]
         self._unwritten = [o for o in self._unwritten if o.partition != partition]
         self._dead = [d for d in self._dead if d[0].partition != partition]
@@ -252,7 +278,8 @@ class AlertStage:
                                 notification.first)
             parts.append(PendingAlert(
                 part_id, notification.receiver, encode_payload(part), partition,
-                tuple(sorted({m.claim_id for m in matches})), part.match_ids, now, now))
+                tuple(sorted({m.claim_id for m in matches})), part.match_ids, now, now,
+                lane=str(notification.key)))
         return parts
 
     def _write(self) -> None:
@@ -277,16 +304,44 @@ class AlertStage:
     # -- 4. delivery ---------------------------------------------------------------------------
 
     def _deliver_due(self, now: float) -> int:
-        started = time.monotonic()
+        """Hand every due part to the delivery pool (its "pending" record is written)."""
         entries = self._outbox.due(now)
         for entry in entries:
-            if time.monotonic() - started > DELIVERY_ROUND_SECONDS:
-                break  # poll again first: the group must not think this member died
-            self._deliver(entry, now)
+            self._outbox.start(entry)
+            self._pool.submit(entry, entry.ordered_in)
         return len(entries)
 
-    def _deliver(self, entry: PendingAlert, now: float) -> None:
-        outcome = self._core.attempt(entry, now)
+    def _attempt(self, entry: PendingAlert) -> Attempt:
+        """On a delivery thread: one attempt through the core (which records nothing)."""
+        return self._core.attempt(entry, self._clock())
+
+    def _settle(self) -> None:
+        """Wait for the deliveries in flight while nothing else needs the stage: no new match
+        (looked for every ``INPUT_CHECK_SECONDS``), nothing due, at most ``SETTLE_SECONDS``;
+        their outcomes are then written together."""
+        wakeup = self._next_wakeup()
+        budget = SETTLE_SECONDS if wakeup is None else min(
+            SETTLE_SECONDS, max(0.0, wakeup - self._clock()))
+        deadline = time.monotonic() + budget
+        while self._pool.in_flight() and (left := deadline - time.monotonic()) > 0:
+            self._pool.wait(min(INPUT_CHECK_SECONDS, left))
+            self._collect()
+            if not self._pool.in_flight():
+                break
+            polled = self._log.poll(0.0)
+            self._receive(polled)
+            if polled.records or polled.assigned or polled.revoked:
+                break  # new matches: take them in now, the deliveries go on meanwhile
+
+    def _collect(self) -> None:
+        """Take the outcomes of finished deliveries, to be written (a delivery's error, a
+        bug, is raised here)."""
+        now = self._clock()
+        for delivered in self._pool.take_done():
+            if self._outbox.awaits(delivered.entry):
+                self._record(delivered.entry, delivered.outcome, now)
+
+    def _record(self, entry: PendingAlert, outcome: Attempt, now: float) -> None:
         pending = _pending_record(entry)
         if isinstance(outcome, Retry):  # recorded, so that a restart keeps the delay
             retry_at = now + outcome.delay_seconds
@@ -320,6 +375,8 @@ class AlertStage:
         self._metrics.alert_oldest_pending_age.set(self._outbox.oldest_pending_age(now))
 
     def _poll_timeout(self) -> float:
+        if self._pool.in_flight() or any(self._inbox.values()):
+            return 0.0  # the step waits for its deliveries after intake (_settle)
         if self._dead or self._unlogged or self._unwritten or self._unread:
             return min(RETRY_POLL_SECONDS, self._max_poll_seconds)
         wakeup = self._next_wakeup()
@@ -373,11 +430,28 @@ class AlertStage:
         return self._log.is_ready() and bool(self._owned)
 
     def close(self) -> None:
-        """Release the transport (Kafka: leave the group) and the channels."""
+        """Wait for the deliveries in flight and record their outcomes, then release the
+        transport (Kafka: leave the group) and the channels."""
         try:
-            self._log.close()
+            self._pool.close()
+            if not self._failed:
+                self._finish()
         finally:
-            self._core.close()
+            try:
+                self._log.close()
+            finally:
+                self._core.close()
+
+    def _finish(self) -> None:
+        """Record what the last deliveries came to; a transport that fails now leaves them
+        in doubt, to be sent again with the same id at the next start."""
+        try:
+            self._collect()
+            self._write()
+            self._commit()
+        except BusError as exc:
+            log.warning("alert: stopping; %d outcome(s) not recorded (%s): sent again with "
+                        "the same id at the next start", len(self._unwritten), exc)
 
 
 def _pending_record(part: PendingAlert) -> AlertRecord:

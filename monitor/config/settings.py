@@ -167,6 +167,14 @@ class MatchSettings(BaseModel):
         return Path(base) / "monitor" / "embeddings.sqlite3"
 
 
+class AlertSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Notifications sent to one receiver at the same time (each group's still one at a time,
+    # in order): a slow receiver holds this many delivery threads, never the other receivers.
+    deliveries_per_receiver: int = Field(default=8, ge=1, le=64)
+
+
 class DeskSettings(_Listening):
     """The claim desk: a read-only web page, JSON API and Atom feeds of every claim's record."""
 
@@ -218,6 +226,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     poll: PollSettings = PollSettings()
     match: MatchSettings = MatchSettings()
+    alert: AlertSettings = AlertSettings()
     metrics: MetricsSettings = MetricsSettings()
     desk: DeskSettings = DeskSettings()
     status: StatusSettings = StatusSettings()
