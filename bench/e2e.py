@@ -6,8 +6,11 @@ BOOTSTRAP`` as Kafka mode runs them (items, matches and alerts topics on that br
 topic and group names per run, the alerter as a consumer-group member). Latency is measured
 from the moment the feed server sent the response that first carried an item to the moment
 its alert reached the receiver; throughput from one burst of new items to the last of their
-alerts. Grouping waits are set to zero so that the pipeline, not the configured waits, is
-measured.
+alerts, with the latency of the burst's first and last alert. Grouping waits are set to zero
+so that the pipeline, not the configured waits, is measured. Each measured alert is split in
+three by the times its records were logged (the state file's tables, or the topics' record
+timestamps): feed response -> match logged (poll and match), -> ``pending`` alert record
+logged (the alert stage's intake), -> webhook (delivery).
 
     .venv/bin/python bench/e2e.py [--alerts 200] [--batch 10] [--burst 200]
     deploy/kafka/local-kafka start        # prints bootstrap=127.0.0.1:PORT
@@ -19,12 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import sqlite3
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +72,8 @@ class Arrivals:
     """Stamps each webhook delivery with the time this watcher first saw it."""
 
     def __init__(self, hook: WebhookReceiver) -> None:
-        self.hook, self.times, self._stop = hook, [], threading.Event()
+        self.hook, self._stop = hook, threading.Event()
+        self.times: list[float] = []
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
@@ -114,6 +122,7 @@ def main() -> int:
                         help="Run the stages in Kafka mode against this broker.")
     args = parser.parse_args()
     total = args.alerts + args.burst
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, FeedServer() as feeds, WebhookReceiver() as hook:
         folder = Path(tmp)
         (folder / "claims.yaml").write_text(claims_yaml(total), encoding="utf-8")
@@ -134,12 +143,16 @@ def main() -> int:
         service.start()
         try:
             wait_past_first_poll(feeds)
-            latencies = measure_latency(feeds, arrivals, args.alerts, args.batch)
-            rate = measure_burst(feeds, arrivals, args.alerts, args.burst)
+            responses, latencies = measure_latency(feeds, arrivals, args.alerts, args.batch)
+            burst = measure_burst(feeds, arrivals, args.alerts, args.burst)
         finally:
             arrivals.stop()
             service.close()
-    report(latencies, rate, hook, "e2e-kafka" if args.kafka else "e2e-embedded")
+        logged = (logged_at_embedded(settings.state_path) if args.kafka is None
+                  else logged_at_kafka(settings))
+        parts = split_latency(responses, arrivals.times[:args.alerts], hook, logged)
+    report(latencies, burst, parts, hook, "e2e-kafka" if args.kafka else "e2e-embedded",
+           (load_before, os.getloadavg()[0]))
     return 0
 
 
@@ -156,40 +169,142 @@ def kafka_settings(bootstrap: str | None) -> dict[str, Any]:
 
 
 def measure_latency(feeds: FeedServer, arrivals: Arrivals, count: int, batch: int
-                    ) -> list[float]:
+                    ) -> tuple[dict[int, float], list[float]]:
+    """Alerts ``batch`` new items at a time; (feed response time per item number, latencies)."""
+    responses: dict[int, float] = {}
     latencies: list[float] = []
     for start in range(0, count, batch):
         before = time.time()
         feeds.set("/wire.xml", rss(range(start + batch)))
         response_at = first_response_after(feeds, before)
+        responses.update({n: response_at for n in range(start, start + batch)})
         if not arrivals.wait(start + batch, time.time() + 60):
             raise TimeoutError(f"alerts {start}..{start + batch} did not all arrive")
         latencies.extend(t - response_at for t in arrivals.times[start:start + batch])
-    return latencies
+    return responses, latencies
 
 
-def measure_burst(feeds: FeedServer, arrivals: Arrivals, done: int, burst: int) -> float:
+@dataclass(frozen=True)
+class Burst:
+    first_seconds: float  # feed response -> the burst's first alert
+    last_seconds: float  # ... -> its last alert
+    alerts_per_second: float
+
+
+def measure_burst(feeds: FeedServer, arrivals: Arrivals, done: int, burst: int) -> Burst:
     before = time.time()
     feeds.set("/wire.xml", rss(range(done + burst)))
     response_at = first_response_after(feeds, before)
     if not arrivals.wait(done + burst, time.time() + 300):
         raise TimeoutError("the burst's alerts did not all arrive")
-    return burst / (arrivals.times[done + burst - 1] - response_at)
+    first, last = arrivals.times[done] - response_at, arrivals.times[done + burst - 1] - response_at
+    return Burst(first, last, burst / last)
 
 
-def report(latencies: list[float], rate: float, hook: WebhookReceiver, name: str) -> None:
-    ordered = sorted(latencies)
-    p50 = statistics.median(ordered)
-    p95 = ordered[max(0, int(len(ordered) * 0.95) - 1)]
+# claim number -> (match logged, "pending" alert record logged), unix seconds
+Logged = dict[int, tuple[float, float]]
+CLAIM_NUMBER = re.compile(r"bench-claim-(\d+)")
+
+
+def logged_at_embedded(state_path: Path) -> Logged:
+    """When each claim's match and first ``pending`` record were written to the state file."""
+    conn = sqlite3.connect(f"file:{state_path}?mode=ro", uri=True)
+    try:
+        matches = {_number(claim): at for claim, at in conn.execute(
+            "SELECT claim_id, logged_at FROM match_log ORDER BY seq DESC")}
+        pending: dict[int, float] = {}
+        for key, payload, at in conn.execute(
+                "SELECT key, payload, logged_at FROM alert_log ORDER BY seq DESC"):
+            if json.loads(payload)["event"] == "pending":
+                pending[_number(bytes(key).decode())] = at
+    finally:
+        conn.close()
+    return {n: (matches[n], pending[n]) for n in matches.keys() & pending.keys()}
+
+
+def logged_at_kafka(settings: Settings) -> Logged:
+    """The same from the record timestamps (producer time) of the matches and alerts topics."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    def first_times(topic: str, event: str | None) -> dict[int, float]:
+        reader = KafkaConsumer(bootstrap_servers=list(settings.kafka.bootstrap_servers),
+                               isolation_level="read_committed", enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+            reader.assign(tps)
+            reader.seek_to_beginning(*tps)
+            ends = reader.end_offsets(tps)
+            found: dict[int, float] = {}
+            deadline = time.time() + 60
+            while any(reader.position(tp) < ends[tp] for tp in tps) and time.time() < deadline:
+                for records in reader.poll(timeout_ms=500).values():
+                    for r in records:
+                        if event is None or json.loads(r.value)["event"] == event:
+                            n = _number(r.key.decode())
+                            found[n] = min(found.get(n, r.timestamp / 1000), r.timestamp / 1000)
+            return found
+        finally:
+            reader.close()
+
+    matches = first_times(settings.kafka.matches_topic, None)
+    pending = first_times(settings.kafka.alerts_topic, "pending")
+    return {n: (matches[n], pending[n]) for n in matches.keys() & pending.keys()}
+
+
+def _number(claim_id: str) -> int:
+    found = CLAIM_NUMBER.search(claim_id)
+    if found is None:
+        raise ValueError(f"not a bench claim: {claim_id!r}")
+    return int(found.group(1))
+
+
+def split_latency(responses: dict[int, float], arrived: list[float], hook: WebhookReceiver,
+                  logged: Logged) -> list[tuple[float, float, float]]:
+    """(poll and match, alert intake, delivery) in seconds for every measured alert."""
+    parts = []
+    for delivery, at in zip(hook.requests, arrived, strict=False):
+        n = _number(json.dumps(delivery.body))
+        if n in responses and n in logged:
+            matched, pending = logged[n]
+            parts.append((matched - responses[n], pending - matched, at - pending))
+    return parts
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * share + 0.5) - 1)]
+
+
+def report(latencies: list[float], burst: Burst, parts: list[tuple[float, float, float]],
+           hook: WebhookReceiver, name: str, load: tuple[float, float]) -> None:
+    p50 = statistics.median(latencies)
+    p95, p99 = percentile(latencies, 0.95), percentile(latencies, 0.99)
     claims = {json.dumps(d.body, ensure_ascii=False).count("bench-claim") > 0
               for d in hook.requests}
-    print(f"alerts measured: {len(ordered)}; webhook requests: {len(hook.requests)}")
-    print(f"latency feed response -> webhook: p50 {p50 * 1000:.0f} ms, "
-          f"p95 {p95 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms")
-    print(f"sustained: {rate:.1f} alerts/s (one burst)")
-    print(json.dumps({"benchmark": name, "alerts": len(ordered),
+    print(f"alerts measured: {len(latencies)}; webhook requests: {len(hook.requests)}; "
+          f"load average {load[0]:.2f} before, {load[1]:.2f} after")
+    print(f"latency feed response -> webhook: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+          f"p99 {p99 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    print(f"burst of new items: first alert {burst.first_seconds * 1000:.0f} ms, last "
+          f"{burst.last_seconds * 1000:.0f} ms after the response; "
+          f"{burst.alerts_per_second:.1f} alerts/s")
+    split = {}
+    for index, part in enumerate(("poll_match", "alert_intake", "delivery")):
+        values = [p[index] for p in parts]
+        split[part] = (round(statistics.median(values) * 1000),
+                       round(percentile(values, 0.95) * 1000))
+        print(f"  {part:<13} p50 {split[part][0]:>5} ms, p95 {split[part][1]:>5} ms")
+    slowest = sorted(parts, key=sum)[-max(1, len(parts) // 20):]  # the alerts at p95 and above
+    match_share = statistics.median(p[0] / sum(p) for p in slowest)
+    print(f"  of the slowest 5% of alerts, poll and match are {match_share:.0%} (median)")
+    print(json.dumps({"benchmark": name, "alerts": len(latencies),
                       "p50_ms": round(p50 * 1000), "p95_ms": round(p95 * 1000),
-                      "alerts_per_second": round(rate, 1), "bodies_name_claims": all(claims)}))
+                      "p99_ms": round(p99 * 1000), "alerts_per_second":
+                      round(burst.alerts_per_second, 1),
+                      "burst_first_ms": round(burst.first_seconds * 1000),
+                      "burst_last_ms": round(burst.last_seconds * 1000),
+                      "split_p50_p95_ms": split, "slowest_match_share": round(match_share, 2),
+                      "load": [round(x, 2) for x in load], "bodies_name_claims": all(claims)}))
 
 
 if __name__ == "__main__":
