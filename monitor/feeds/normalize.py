@@ -7,14 +7,13 @@ across feeds and across re-issues.
 from __future__ import annotations
 
 import hashlib
-import html
-import html.parser
 import re
 import unicodedata
-from html.parser import HTMLParser
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import ftfy
+
+from monitor.feeds.html_text import html_to_text
 
 # Query parameters that only track the reader; removing them makes one story one URL.
 _TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mc_", "ns_")
@@ -54,38 +53,7 @@ def canonical_url(url: str) -> str | None:
     return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
 
 
-class _TextExtractor(HTMLParser):
-    """Collects the text of an HTML fragment, skipping scripts and styles."""
-
-    _SKIP = frozenset({"script", "style", "noscript", "template"})
-    _BREAKS = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.chars = 0
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skipping += 1
-        elif tag in self._BREAKS:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP and self._skipping:
-            self._skipping -= 1
-        elif tag in self._BREAKS:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
-            self.chars += len(data)
-
-
 _WHITESPACE = re.compile(r"\s+")
-_HTML_CHUNK_CHARS = 8192
 _ASCII_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -125,108 +93,19 @@ def plain_text(value: str, max_chars: int) -> str:
     """
     enough = max_chars * 4  # bound the work on full-article bodies: the rest is cut anyway
     if "<" in value or "&" in value:
-        text = _simple_html_text(value, enough)
-        value = _html_text(value, enough) if text is None else text
+        value = html_to_text(value, enough)
     value = value[:enough]
     if _MOJIBAKE_HINT.search(value):
         value = ftfy.fix_encoding(value)
+    head = value[:max_chars * 2]
+    if len(head) < len(value):
+        # Folding a prefix gives a prefix of the folded whole: when it is already longer
+        # than max_chars, truncating it gives what truncating the whole would.
+        text = _WHITESPACE.sub(" ", _drop_invisible(head)).strip()
+        if len(text) > max_chars:
+            return truncate(text, max_chars)
     text = _WHITESPACE.sub(" ", _drop_invisible(value)).strip()
     return truncate(text, max_chars)
-
-
-def _html_text(value: str, enough: int) -> str:
-    """The reference: html.parser over the fragment, fed until it holds ``enough`` text."""
-    extractor = _TextExtractor()
-    for start in range(0, len(value), _HTML_CHUNK_CHARS):
-        extractor.feed(value[start:start + _HTML_CHUNK_CHARS])
-        if extractor.chars > enough:
-            break
-    extractor.close()
-    return "".join(extractor.parts)
-
-
-# html.parser's own patterns, so that a tag ends where it ends for html.parser; a Python
-# whose html.parser lacks them (its rules changed) always takes the reference.
-_START_TAG_END = getattr(html.parser, "locatestarttagend_tolerant", None)
-_TAG_NAME = getattr(html.parser, "tagfind_tolerant", None)
-_ATTRIBUTE = getattr(html.parser, "attrfind_tolerant", None)
-_END_TAG = getattr(html.parser, "endtagfind", None)
-_COMMENT_END = re.compile(r"--\s*>")
-
-
-def _simple_html_text(value: str, enough: int) -> str | None:
-    """What ``_html_text`` gives, for fragments made only of tags, end tags, comments and
-    text, without scripts or styles (html.parser's raw-text elements); None for anything
-    else (``<!DOCTYPE``, ``<?``, a lone ``<``, a tag cut short), which goes to the reference.
-
-    html.parser's method calls per tag were a fifth of the parse path's time."""
-    if _START_TAG_END is None or _TAG_NAME is None or _ATTRIBUTE is None or _END_TAG is None:
-        return None
-    parts: list[str] = []
-    chars = skipping = position = 0
-    while chars <= enough:
-        bracket = value.find("<", position)
-        text = value[position:] if bracket < 0 else value[position:bracket]
-        if text and not skipping:
-            parts.append(html.unescape(text) if "&" in text else text)
-            chars += len(parts[-1])
-        if bracket < 0:
-            break
-        tag = _tag_at(value, bracket)
-        if tag is None:
-            return None
-        name, closing, position = tag
-        if name in ("script", "style") and closing != "end":
-            return None
-        skipping = _apply_tag(parts, name, closing, skipping)
-    return "".join(parts)
-
-
-def _apply_tag(parts: list[str], name: str, closing: str, skipping: int) -> int:
-    """``_TextExtractor``'s handling of one tag; returns the new skipping depth."""
-    if closing != "end":  # a start tag, or <br/>: start, then end
-        if name in _TextExtractor._SKIP:
-            skipping += 1
-        elif name in _TextExtractor._BREAKS:
-            parts.append(" ")
-    if closing != "start":
-        if name in _TextExtractor._SKIP and skipping:
-            skipping -= 1
-        elif name in _TextExtractor._BREAKS:
-            parts.append(" ")
-    return skipping
-
-
-def _tag_at(value: str, start: int) -> tuple[str, str, int] | None:
-    """(lower-cased name, "start" | "end" | "both" | "comment", position after it) of the
-    tag html.parser reads at ``start``, or None when it would not read a plain tag there."""
-    assert _START_TAG_END and _TAG_NAME and _ATTRIBUTE and _END_TAG
-    following = value[start + 1:start + 2]
-    if following.isascii() and following.isalpha():
-        found = _START_TAG_END.match(value, start)
-        end = found.end() if found else start
-        if value.startswith(">", end):
-            end += 1
-        elif value.startswith("/>", end):
-            end += 2
-        else:
-            return None
-        name = _TAG_NAME.match(value, start + 1)
-        position = name.end()
-        while position < end and (attribute := _ATTRIBUTE.match(value, position)):
-            position = attribute.end()
-        rest = value[position:end].strip()
-        if rest not in (">", "/>"):
-            return None
-        return name.group(1).lower(), "both" if rest == "/>" else "start", end
-    if following == "/":
-        close = value.find(">", start + 1)
-        found = _END_TAG.match(value, start, close + 1) if close > 0 else None
-        return (found.group(1).lower(), "end", close + 1) if found else None
-    if value.startswith("<!--", start):
-        found = _COMMENT_END.search(value, start + 4)
-        return ("", "comment", found.end()) if found else None
-    return None
 
 
 def truncate(text: str, max_chars: int) -> str:

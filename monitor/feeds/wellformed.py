@@ -24,6 +24,7 @@ default size limits (no huge_tree), no recovery from errors.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -198,7 +199,11 @@ def _base(current: str, element: Any) -> str:
     given = element.get(_XML_BASE)
     if given is None:
         given = element.get("base")
-    given = given or current
+    return _joined_base(current, given or current)
+
+
+@functools.lru_cache(maxsize=4096)
+def _joined_base(current: str, given: str) -> str:
     if current:
         return str(make_safe_absolute_uri(current, given) or current)
     return str(_urljoin(current, given))

@@ -1,0 +1,85 @@
+"""normalize.plain_text's quick HTML paths against html.parser (the reference it replaced):
+the same text for every title and summary in ../shared/feeds and for awkward fragments."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import ftfy
+import pytest
+
+from monitor.feeds import normalize
+from monitor.feeds.html_text import reference_text
+from monitor.feeds.inflate import inflate_gzip
+from monitor.feeds.wellformed import read_wellformed
+from tests.conftest import SHARED
+
+
+def reference_plain_text(value: str, max_chars: int) -> str:
+    """plain_text as it was before the quick paths: html.parser, then the whole text."""
+    enough = max_chars * 4
+    if "<" in value or "&" in value:
+        value = reference_text(value, enough)
+    value = value[:enough]
+    if normalize._MOJIBAKE_HINT.search(value):
+        value = ftfy.fix_encoding(value)
+    text = re.sub(r"\s+", " ", normalize._drop_invisible(value)).strip()
+    return normalize.truncate(text, max_chars)
+
+
+FRAGMENTS = [
+    pytest.param("a&am<b>p;</b>x &amp; y", id="entity-cut-by-a-tag"),
+    pytest.param("one<br/>two<BR>three</p>four<br />five", id="breaks"),
+    pytest.param("<p>a</p><noscript>hidden<p>x</p></noscript>shown", id="noscript-skipped"),
+    pytest.param("<script>var a = '<b>';</script>text<style>p{}</style>", id="raw-text"),
+    pytest.param("a<!-- c -- >b<!--x-->c", id="comments"),
+    pytest.param('<a title="x>y" href=\'q\'>link</a> <img src=x alt=y/>z', id="quoted-gt"),
+    pytest.param('</a title=">">after', id="end-tag-with-attribute"),
+    pytest.param("a < b and c<d", id="lone-brackets"),
+    pytest.param("<![CDATA[x]]><!DOCTYPE html><?php ?>t", id="declarations"),
+    pytest.param("tab\tand\fform<i>feed</i>&nbsp;&#x41;&#65", id="separators-present"),
+    pytest.param("<p:x>ns</p:x><h7>h</h7><h6>six</h6>", id="odd-names"),
+    pytest.param("<b\xa0x>unicode space in a tag</b>", id="nbsp-in-tag"),
+    pytest.param("unclosed <a href='x", id="cut-short"),
+    pytest.param(("<p>" + "word " * 300 + "</p>") * 40, id="long-article"),
+    pytest.param("&notit; &amp &ampx &#0; &#x110000;", id="odd-entities"),
+]
+
+
+@pytest.mark.parametrize("value", FRAGMENTS)
+@pytest.mark.parametrize("max_chars", [20, 500, 2000])
+def test_awkward_fragments(value: str, max_chars: int) -> None:
+    assert normalize.plain_text(value, max_chars) == reference_plain_text(value, max_chars)
+
+
+def _texts() -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for folder in ("real", "bench"):
+        path = SHARED / "feeds" / folder
+        if not path.is_dir():
+            continue
+        for document in sorted(path.iterdir()):
+            found.extend((document.name, text) for text in _entry_texts(document))
+    return found
+
+
+def _entry_texts(document: Path) -> list[str]:
+    body = document.read_bytes()
+    if body.startswith(b"\x1f\x8b"):
+        body = inflate_gzip(body, 10 << 20)
+    raw = read_wellformed(body, None)
+    if raw is None:
+        return []
+    return [text for entry in raw.entries for text in (entry.title or "", entry.summary_html)
+            if "<" in text or "&" in text]
+
+
+def test_every_title_and_summary_in_the_shared_feeds() -> None:
+    texts = _texts()
+    if not texts:
+        pytest.skip(f"feed documents not found under {SHARED / 'feeds'}")
+    differing = [name for name, text in texts
+                 for limit in (500, 2000)
+                 if normalize.plain_text(text, limit) != reference_plain_text(text, limit)]
+    assert not differing, differing[:10]
