@@ -1,21 +1,29 @@
-"""Parse throughput: the project's bytes -> Items path beside bare feedparser, same bytes, same run.
+"""Parse throughput: the project's bytes -> Items path beside bare feedparser and
+fastfeedparser, same bytes, same run, with the agreement of the fast path and feedparser.
 
-    .venv/bin/python bench/parse.py [--data DIR] [--repeat N] [--profile N]
+    .venv/bin/python bench/parse.py [--data DIR] [--repeat N] [--variants a,b] [--profile N]
 
 Every document of the benchmark corpus (default ``<repo>/../shared/feeds/bench``) is read into
 memory first; then, per repetition, each variant is timed over all documents:
 
-- ``project``: ``monitor.feeds.parse.parse_feed`` (feedparser without sanitizing or relative-URI
-  resolution, then normalization: canonical URL, plain text, ids, hashes) -> ``Item``s;
+- ``project``: ``monitor.feeds.parse.parse_feed``, what the poller runs: the fast path (lxml)
+  for the documents it accepts, feedparser for the rest, then normalization (canonical URL,
+  plain text, ids, hashes) -> ``Item``s;
+- ``project-feedparser``: ``parse_feed_reference``, the same with feedparser for every
+  document (the project path before the fast path);
 - ``feedparser``: bare ``feedparser.parse(body)`` with its default options;
 - ``feedparser-nosan``: ``feedparser.parse(body, sanitize_html=False,
-  resolve_relative_uris=False)``, the feedparser part of the project path, for reference.
+  resolve_relative_uris=False)``, the feedparser part of the reference path;
+- ``fastfeedparser``: bare ``fastfeedparser.parse(body)`` (lxml; its own dates and fields,
+  no normalization), the yardstick of issue 12. From the dev extra, never used by monitor/.
 
 entries/s is the number of entries feedparser finds in the corpus divided by the seconds, the
-same entry count for every variant, so the ratio project / feedparser is the ratio of times.
-The best time of ``--repeat`` runs is reported. ``--profile N`` also runs cProfile over the
-project path on N documents spread over the corpus and prints the top functions.
-Exits 0 with "skipped: ..." when the documents are absent.
+same entry count for every variant, so a ratio of rates is a ratio of times. The best time of
+``--repeat`` runs is reported. Agreement (not timed): for every document, the Items of
+``project`` against those of ``project-feedparser`` (ids, titles, links, dates, summaries,
+language, content hash), and how many documents the fast path read itself.
+``--profile N`` also runs cProfile over the project path on N documents spread over the
+corpus and prints the top functions. Exits 0 with "skipped: ..." when the documents are absent.
 """
 
 from __future__ import annotations
@@ -35,10 +43,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import fastfeedparser
 import feedparser
 
 from monitor.errors import ParseError
-from monitor.feeds.parse import FeedSource, TextLimits, parse_feed
+from monitor.feeds.parse import (
+    FAST_PATH,
+    FeedSource,
+    ParsedFeed,
+    TextLimits,
+    parse_feed,
+    parse_feed_reference,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "feeds" / "bench"
@@ -63,6 +79,7 @@ class Count:
 class VariantResult:
     name: str
     runs: list[float] = field(default_factory=list)
+    per_document: list[float] = field(default_factory=list)  # seconds, of the best run
     entries: int = 0
     items: int = 0
     rejected: int = 0
@@ -73,6 +90,11 @@ class VariantResult:
 
 
 Variant = Callable[[Document], Count]
+
+# CPU seconds of this process by default: on a shared machine wall time mostly measures the
+# neighbours (the load average reached 18 on 2 cores during one run); --clock wall for wall.
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
+CLOCK = "cpu"
 
 
 def load_documents(data_dir: Path) -> list[Document]:
@@ -106,14 +128,34 @@ _FETCHED_AT = datetime(2026, 11, 28, tzinfo=UTC)
 _LIMITS = TextLimits()
 
 
-def project_path(doc: Document) -> Count:
-    """The poller's parse step, given no Content-Type (the bytes alone decide the encoding)."""
+def _parsed(parse: Callable[..., ParsedFeed], doc: Document) -> ParsedFeed | None:
     source = FeedSource(feed_id=doc.name, source="bench", language=None)
     try:
-        parsed = parse_feed(doc.body, None, source, _FETCHED_AT, _LIMITS)
+        return parse(doc.body, None, source, _FETCHED_AT, _LIMITS)
     except ParseError:
+        return None
+
+
+def _count(parsed: ParsedFeed | None) -> Count:
+    if parsed is None:
         return Count(entries=0, rejected=True)
     return Count(len(parsed.items) + parsed.entries_without_id, items=len(parsed.items))
+
+
+def project_path(doc: Document) -> Count:
+    """The poller's parse step, given no Content-Type (the bytes alone decide the encoding)."""
+    return _count(_parsed(parse_feed, doc))
+
+
+def project_feedparser(doc: Document) -> Count:
+    return _count(_parsed(parse_feed_reference, doc))
+
+
+def bare_fastfeedparser(doc: Document) -> Count:
+    try:
+        return Count(len(fastfeedparser.parse(doc.body).entries))
+    except Exception:  # it raises ValueError and others on what it cannot read
+        return Count(entries=0, rejected=True)
 
 
 def bare_feedparser(doc: Document) -> Count:
@@ -127,32 +169,92 @@ def feedparser_nosan(doc: Document) -> Count:
 
 VARIANTS: dict[str, Variant] = {
     "project": project_path,
+    "project-feedparser": project_feedparser,
     "feedparser": bare_feedparser,
     "feedparser-nosan": feedparser_nosan,
+    "fastfeedparser": bare_fastfeedparser,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    documents: int
+    accepted: int  # documents the fast path read itself
+    fast: tuple[bool, ...]  # per document: read by the fast path
+    agreeing: int  # of those, documents whose Items equal the reference path's
+    items: int  # Items of the accepted documents (reference path)
+    items_agreeing: int  # of those, Items equal field for field, in the same place
+
+    def figures(self) -> dict[str, object]:
+        return {"documents": self.documents, "fast_path_documents": self.accepted,
+                "fast_path_share": round(self.accepted / max(self.documents, 1), 4),
+                "documents_agreeing": self.agreeing, "items": self.items,
+                "items_agreeing": self.items_agreeing,
+                "item_agreement": round(self.items_agreeing / max(self.items, 1), 4)}
+
+
+def agreement(docs: Sequence[Document]) -> Agreement:
+    """The fast path's Items against the reference path's, document by document."""
+    accepted = agreeing = items = items_agreeing = 0
+    read_fast: list[bool] = []
+    for doc in docs:
+        fast = _parsed(parse_feed, doc)
+        read_fast.append(fast is not None and fast.parser == FAST_PATH)
+        if fast is None or fast.parser != FAST_PATH:
+            continue
+        accepted += 1
+        reference = _parsed(parse_feed_reference, doc)
+        theirs = reference.items if reference else ()
+        items += len(theirs)
+        items_agreeing += sum(a == b for a, b in zip(fast.items, theirs, strict=False))
+        agreeing += reference is not None and fast.items == theirs and (
+            fast.entries_without_id, fast.encoding, fast.warning) == (
+            reference.entries_without_id, reference.encoding, reference.warning)
+    return Agreement(len(docs), accepted, tuple(read_fast), agreeing, items, items_agreeing)
+
+
+def split_by_path(results: dict[str, VariantResult], agreed: Agreement
+                  ) -> dict[str, dict[str, float]]:
+    """Each variant's seconds (best run) on the documents the fast path reads, and on the
+    rest (which the project path gives to feedparser)."""
+    split = {}
+    for name, result in results.items():
+        fast = sum(s for s, f in zip(result.per_document, agreed.fast, strict=True) if f)
+        split[name] = {"fast_path_documents_s": round(fast, 3),
+                       "other_documents_s": round(sum(result.per_document) - fast, 3)}
+    return split
 
 
 # --- timing ---------------------------------------------------------------------------------
 
 
-def time_variant(variant: Variant, docs: Sequence[Document]) -> tuple[float, list[Count]]:
+def time_variant(variant: Variant, docs: Sequence[Document]
+                 ) -> tuple[float, list[float], list[Count]]:
     gc.collect()
     counts: list[Count] = []
-    start = time.perf_counter()
+    seconds: list[float] = []
+    clock = CLOCKS[CLOCK]
+    start = clock()
     for doc in docs:
+        began = clock()
         counts.append(variant(doc))
-    return time.perf_counter() - start, counts
+        seconds.append(clock() - began)
+    return clock() - start, seconds, counts
 
 
-def run(docs: Sequence[Document], repeat: int) -> dict[str, VariantResult]:
+def run(docs: Sequence[Document], repeat: int, names: Sequence[str]
+        ) -> dict[str, VariantResult]:
     smallest = min(docs, key=lambda doc: len(doc.body))
-    for variant in VARIANTS.values():  # warm-up: lazy imports, regex compilation
+    variants = {name: VARIANTS[name] for name in names}
+    for variant in variants.values():  # warm-up: lazy imports, regex compilation
         variant(smallest)
-    results = {name: VariantResult(name) for name in VARIANTS}
+    results = {name: VariantResult(name) for name in variants}
     for rep in range(repeat):
-        for name, variant in VARIANTS.items():  # interleaved, so that drift hits all alike
-            seconds, counts = time_variant(variant, docs)
+        for name, variant in variants.items():  # interleaved, so that drift hits all alike
+            seconds, per_document, counts = time_variant(variant, docs)
             result = results[name]
+            if not result.runs or seconds < result.best:
+                result.per_document = per_document
             result.runs.append(seconds)
             result.entries = sum(c.entries for c in counts)
             result.items = sum(c.items for c in counts)
@@ -179,52 +281,71 @@ def profile_project(docs: Sequence[Document], count: int, top: int = 25) -> None
 # --- report ---------------------------------------------------------------------------------
 
 
+def entry_count(docs: Sequence[Document], results: dict[str, VariantResult]) -> int:
+    """Entries feedparser finds in the corpus: the common denominator of every rate."""
+    for name in ("feedparser", "feedparser-nosan"):
+        if name in results:
+            return results[name].entries
+    return sum(feedparser_nosan(doc).entries for doc in docs)
+
+
 def report(docs: Sequence[Document], results: dict[str, VariantResult], repeat: int,
-           rss_after_load: float, data_dir: Path, load: float) -> dict[str, object]:
-    entries = results["feedparser"].entries  # what feedparser finds: the common denominator
+           rss_after_load: float, data_dir: Path, load: float, agreed: Agreement
+           ) -> dict[str, object]:
+    entries = entry_count(docs, results)
     total_bytes = sum(len(doc.body) for doc in docs)
     print(f"\n{len(docs)} documents, {total_bytes / 1e6:.1f} MB, {entries} feedparser entries "
           f"from {data_dir}; best of {repeat} run(s); Python {platform.python_version()}, "
-          f"feedparser {feedparser.__version__}; load average at start {load}")
-    print(f"{'variant':<18}{'seconds':>9}{'entries/s':>11}{'MB/s':>7}{'items':>8}"
+          f"feedparser {feedparser.__version__}; {CLOCK} seconds; load average at start {load}")
+    print(f"{'variant':<20}{'seconds':>9}{'entries/s':>11}{'MB/s':>7}{'items':>8}"
           f"{'items/s':>9}{'rejected':>9}")
     figures: dict[str, dict[str, object]] = {}
     for name, result in results.items():
         rate = entries / result.best
         figures[name] = {
             "seconds": round(result.best, 3), "runs": [round(r, 3) for r in result.runs],
-            "entries_per_s": round(rate, 1),
+            "entries_per_s": round(rate, 1), "rejected_documents": result.rejected,
         }
         items = ""
-        if name == "project":
-            without_id = result.entries - result.items
-            figures[name].update(items=result.items, entries_without_id=without_id,
+        if name.startswith("project"):
+            figures[name].update(items=result.items,
+                                 entries_without_id=result.entries - result.items,
                                  merged_duplicates=entries - result.entries,
-                                 rejected_documents=result.rejected,
                                  items_per_s=round(result.items / result.best, 1))
-            items = f"{result.items:>8}{result.items / result.best:>9.0f}{result.rejected:>9}"
-        print(f"{name:<18}{result.best:>9.2f}{rate:>11.0f}{total_bytes / 1e6 / result.best:>7.2f}"
-              f"{items}")
+            items = f"{result.items:>8}{result.items / result.best:>9.0f}"
+        else:
+            items = f"{'':>17}"
+        print(f"{name:<20}{result.best:>9.2f}{rate:>11.0f}{total_bytes / 1e6 / result.best:>7.2f}"
+              f"{items}{result.rejected:>9}")
     project = results["project"]
     print(f"project: {project.items} items from {entries} entries; "
           f"{project.entries - project.items} without link, guid or title; "
           f"{entries - project.entries} merged as in-feed duplicates (same item id); "
           f"{project.rejected} document(s) rejected as not a feed")
-    ratio = results["feedparser"].best / project.best
-    ratio_nosan = results["feedparser-nosan"].best / project.best
-    print(f"project / bare feedparser (entries/s): {ratio:.2f}x; "
-          f"project / feedparser-nosan: {ratio_nosan:.2f}x")
-    if results["feedparser-nosan"].entries != entries:
-        print(f"note: feedparser-nosan found {results['feedparser-nosan'].entries} entries")
+    ratios = {f"{name}_seconds_over_project": round(result.best / project.best, 3)
+              for name, result in results.items() if name != "project"}
+    print("; ".join(f"{name} / project (time): {ratio:.2f}x"
+                    for name, ratio in ratios.items()))
+    split = split_by_path(results, agreed)
+    for name, figures_of in split.items():
+        figures[name].update(figures_of)
+    print(f"on the {agreed.accepted} documents the fast path reads: " + "; ".join(
+        f"{name} {s['fast_path_documents_s']:.2f} s" for name, s in split.items())
+        + f"; on the other {agreed.documents - agreed.accepted}: " + "; ".join(
+        f"{name} {s['other_documents_s']:.2f} s" for name, s in split.items()))
+    share = agreed.figures()
+    print(f"fast path: read {agreed.accepted} of {agreed.documents} documents "
+          f"({share['fast_path_share']:.1%}); {agreed.agreeing} of them give the same Items as "
+          f"feedparser; {agreed.items_agreeing} of {agreed.items} Items equal "
+          f"({share['item_agreement']:.2%})")
     peak = max_rss_mb()
     print(f"peak RSS {peak:.0f} MiB (after loading the documents: {rss_after_load:.0f} MiB)")
     return {
         "benchmark": "parse", "documents": len(docs), "bytes": total_bytes, "entries": entries,
-        "repeat": repeat, "variants": figures, "ratio_project_vs_feedparser": round(ratio, 3),
-        "ratio_project_vs_feedparser_nosan": round(ratio_nosan, 3),
+        "repeat": repeat, "variants": figures, "ratios": ratios, "agreement": share,
         "peak_rss_mib": round(peak, 1), "rss_after_load_mib": round(rss_after_load, 1),
         "python": platform.python_version(), "feedparser": feedparser.__version__,
-        "cpus": os.cpu_count(), "loadavg_1m_at_start": load,
+        "cpus": os.cpu_count(), "loadavg_1m_at_start": load, "clock": CLOCK,
     }
 
 
@@ -233,17 +354,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None,
                         help=f"folder of feed documents (default {DEFAULT_DATA})")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per variant")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated, 'project' always included (default: all)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default=CLOCK,
+                        help="what a second is: CPU time of this process, or wall time")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also cProfile the project path on N documents")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    names = ["project", *(n for n in args.variants.split(",") if n and n != "project")]
+    if unknown := [name for name in names if name not in VARIANTS]:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    global CLOCK
+    CLOCK = args.clock
     data_dir = data_dir_or_exit(args.data)
     load = load_average()
     docs = load_documents(data_dir)
     rss_after_load = max_rss_mb()
-    results = run(docs, args.repeat)
-    figures = report(docs, results, args.repeat, rss_after_load, data_dir, load)
+    results = run(docs, args.repeat, names)
+    agreed = agreement(docs)
+    figures = report(docs, results, args.repeat, rss_after_load, data_dir, load, agreed)
     if args.profile:
         profile_project(docs, args.profile)
     print(json.dumps(figures, separators=(",", ":")))

@@ -53,7 +53,6 @@ def canonical_url(url: str) -> str | None:
     return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
 
 
-_WHITESPACE = re.compile(r"\s+")
 _ASCII_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -101,11 +100,16 @@ def plain_text(value: str, max_chars: int) -> str:
     if len(head) < len(value):
         # Folding a prefix gives a prefix of the folded whole: when it is already longer
         # than max_chars, truncating it gives what truncating the whole would.
-        text = _WHITESPACE.sub(" ", _drop_invisible(head)).strip()
+        text = _folded(_drop_invisible(head))
         if len(text) > max_chars:
             return truncate(text, max_chars)
-    text = _WHITESPACE.sub(" ", _drop_invisible(value)).strip()
-    return truncate(text, max_chars)
+    return truncate(_folded(_drop_invisible(value)), max_chars)
+
+
+def _folded(text: str) -> str:
+    """Whitespace runs as one space, none at the ends: str.split() splits on exactly the
+    characters the regex \\s matches (str.isspace), in C."""
+    return " ".join(text.split())
 
 
 def truncate(text: str, max_chars: int) -> str:
