@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import fastfeedparser
+import fastfeedparser  # type: ignore[import-untyped]
 import feedparser
 
 from monitor.errors import ParseError
@@ -94,7 +94,6 @@ Variant = Callable[[Document], Count]
 # CPU seconds of this process by default: on a shared machine wall time mostly measures the
 # neighbours (the load average reached 18 on 2 cores during one run); --clock wall for wall.
 CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
-CLOCK = "cpu"
 
 
 def load_documents(data_dir: Path) -> list[Document]:
@@ -228,12 +227,11 @@ def split_by_path(results: dict[str, VariantResult], agreed: Agreement
 # --- timing ---------------------------------------------------------------------------------
 
 
-def time_variant(variant: Variant, docs: Sequence[Document]
+def time_variant(variant: Variant, docs: Sequence[Document], clock: Callable[[], float]
                  ) -> tuple[float, list[float], list[Count]]:
     gc.collect()
     counts: list[Count] = []
     seconds: list[float] = []
-    clock = CLOCKS[CLOCK]
     start = clock()
     for doc in docs:
         began = clock()
@@ -242,8 +240,8 @@ def time_variant(variant: Variant, docs: Sequence[Document]
     return clock() - start, seconds, counts
 
 
-def run(docs: Sequence[Document], repeat: int, names: Sequence[str]
-        ) -> dict[str, VariantResult]:
+def run(docs: Sequence[Document], repeat: int, names: Sequence[str],
+        clock: Callable[[], float] = time.process_time) -> dict[str, VariantResult]:
     smallest = min(docs, key=lambda doc: len(doc.body))
     variants = {name: VARIANTS[name] for name in names}
     for variant in variants.values():  # warm-up: lazy imports, regex compilation
@@ -251,7 +249,7 @@ def run(docs: Sequence[Document], repeat: int, names: Sequence[str]
     results = {name: VariantResult(name) for name in variants}
     for rep in range(repeat):
         for name, variant in variants.items():  # interleaved, so that drift hits all alike
-            seconds, per_document, counts = time_variant(variant, docs)
+            seconds, per_document, counts = time_variant(variant, docs, clock)
             result = results[name]
             if not result.runs or seconds < result.best:
                 result.per_document = per_document
@@ -290,13 +288,13 @@ def entry_count(docs: Sequence[Document], results: dict[str, VariantResult]) -> 
 
 
 def report(docs: Sequence[Document], results: dict[str, VariantResult], repeat: int,
-           rss_after_load: float, data_dir: Path, load: float, agreed: Agreement
-           ) -> dict[str, object]:
+           rss_after_load: float, data_dir: Path, load: float, agreed: Agreement,
+           clock: str) -> dict[str, object]:
     entries = entry_count(docs, results)
     total_bytes = sum(len(doc.body) for doc in docs)
     print(f"\n{len(docs)} documents, {total_bytes / 1e6:.1f} MB, {entries} feedparser entries "
           f"from {data_dir}; best of {repeat} run(s); Python {platform.python_version()}, "
-          f"feedparser {feedparser.__version__}; {CLOCK} seconds; load average at start {load}")
+          f"feedparser {feedparser.__version__}; {clock} seconds; load average at start {load}")
     print(f"{'variant':<20}{'seconds':>9}{'entries/s':>11}{'MB/s':>7}{'items':>8}"
           f"{'items/s':>9}{'rejected':>9}")
     figures: dict[str, dict[str, object]] = {}
@@ -345,7 +343,7 @@ def report(docs: Sequence[Document], results: dict[str, VariantResult], repeat: 
         "repeat": repeat, "variants": figures, "ratios": ratios, "agreement": share,
         "peak_rss_mib": round(peak, 1), "rss_after_load_mib": round(rss_after_load, 1),
         "python": platform.python_version(), "feedparser": feedparser.__version__,
-        "cpus": os.cpu_count(), "loadavg_1m_at_start": load, "clock": CLOCK,
+        "cpus": os.cpu_count(), "loadavg_1m_at_start": load, "clock": clock,
     }
 
 
@@ -356,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per variant")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated, 'project' always included (default: all)")
-    parser.add_argument("--clock", choices=list(CLOCKS), default=CLOCK,
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
                         help="what a second is: CPU time of this process, or wall time")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also cProfile the project path on N documents")
@@ -366,15 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = ["project", *(n for n in args.variants.split(",") if n and n != "project")]
     if unknown := [name for name in names if name not in VARIANTS]:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    global CLOCK
-    CLOCK = args.clock
     data_dir = data_dir_or_exit(args.data)
     load = load_average()
     docs = load_documents(data_dir)
     rss_after_load = max_rss_mb()
-    results = run(docs, args.repeat, names)
+    results = run(docs, args.repeat, names, CLOCKS[args.clock])
     agreed = agreement(docs)
-    figures = report(docs, results, args.repeat, rss_after_load, data_dir, load, agreed)
+    figures = report(docs, results, args.repeat, rss_after_load, data_dir, load, agreed,
+                     args.clock)
     if args.profile:
         profile_project(docs, args.profile)
     print(json.dumps(figures, separators=(",", ":")))
