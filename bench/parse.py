@@ -15,7 +15,9 @@ memory first; then, per repetition, each variant is timed over all documents:
 - ``feedparser-nosan``: ``feedparser.parse(body, sanitize_html=False,
   resolve_relative_uris=False)``, the feedparser part of the reference path;
 - ``fastfeedparser``: bare ``fastfeedparser.parse(body)`` (lxml; its own dates and fields,
-  no normalization), the yardstick of issue 12. From the dev extra, never used by monitor/.
+  no normalization), the yardstick of issue 12. From the dev extra, never used by monitor/;
+- ``fastfeedparser+items``: the same, then the project's normalization of every entry (URL,
+  plain text, id, hash; not Items, no fallback): what normalization alone costs.
 
 entries/s is the number of entries feedparser finds in the corpus divided by the seconds, the
 same entry count for every variant, so a ratio of rates is a ratio of times. The best time of
@@ -47,6 +49,7 @@ import fastfeedparser  # type: ignore[import-untyped]
 import feedparser
 
 from monitor.errors import ParseError
+from monitor.feeds.normalize import canonical_url, content_hash_for, item_id_for, plain_text
 from monitor.feeds.parse import (
     FAST_PATH,
     FeedSource,
@@ -150,6 +153,23 @@ def project_feedparser(doc: Document) -> Count:
     return _count(_parsed(parse_feed_reference, doc))
 
 
+def fastfeedparser_items(doc: Document) -> Count:
+    """fastfeedparser, then the project's normalization of each entry (canonical URL, plain
+    text of title and summary, id, content hash): how much of the gap is normalization."""
+    try:
+        entries = fastfeedparser.parse(doc.body).entries
+    except Exception:
+        return Count(entries=0, rejected=True)
+    for entry in entries:
+        link = entry.get("link")
+        url = canonical_url(link) if isinstance(link, str) else None
+        title = plain_text(entry.get("title") or "", _LIMITS.max_title_chars)
+        summary = plain_text(entry.get("description") or "", _LIMITS.max_summary_chars)
+        item_id_for(url, doc.name, entry.get("id") or None)
+        content_hash_for(title, summary)
+    return Count(len(entries), items=len(entries))
+
+
 def bare_fastfeedparser(doc: Document) -> Count:
     try:
         return Count(len(fastfeedparser.parse(doc.body).entries))
@@ -172,6 +192,7 @@ VARIANTS: dict[str, Variant] = {
     "feedparser": bare_feedparser,
     "feedparser-nosan": feedparser_nosan,
     "fastfeedparser": bare_fastfeedparser,
+    "fastfeedparser+items": fastfeedparser_items,
 }
 
 
