@@ -7,7 +7,9 @@ Always exported, whatever the number of feeds:
   ``monitor_feed_entries_without_id_total``;
 - ``monitor_feeds_by_health{health}``, ``monitor_feeds_listed`` (feeds with series of their
   own in this scrape), ``monitor_polls_in_flight``, and for each poll in flight
-  ``monitor_feed_poll_started_timestamp_seconds{feed}`` (at most one per worker).
+  ``monitor_feed_poll_started_timestamp_seconds{feed}`` (at most one per worker);
+- how late scheduled polls started after they were due: ``monitor_poll_start_delay_seconds``
+  (a histogram) and ``monitor_polls_late_total`` (more than ``LATE_SECONDS``).
 
 Per feed, by ``per_feed``:
 
@@ -26,12 +28,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from monitor.clock import SYSTEM_CLOCK, Clock
-from monitor.feed_table import FeedHealth, FeedRecord, FeedTable, PollOutcome
+from monitor.feed_table import (
+    LATE_SECONDS,
+    FeedHealth,
+    FeedRecord,
+    FeedTable,
+    PollOutcome,
+    StartDelays,
+)
 
 PerFeed = Literal["auto", "all", "unhealthy"]
 AUTO_ALL_MAX_FEEDS = 2000
@@ -49,6 +62,7 @@ class _Snapshot:
     by_health: dict[FeedHealth, int]
     polls_total: dict[PollOutcome, int]
     totals: dict[str, int]
+    start_delays: StartDelays
 
 
 class FeedCollector(Collector):
@@ -62,6 +76,7 @@ class FeedCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         yield from _families(per_feed=False).values()
+        yield from _delay_families(StartDelays())
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot(self._clock.now())
@@ -72,6 +87,7 @@ class FeedCollector(Collector):
         for feed_id, started in snap.in_flight:
             families["started"].add_metric([feed_id], started)
         yield from families.values()
+        yield from _delay_families(snap.start_delays)
 
     def _snapshot(self, now: float) -> _Snapshot:
         with self._table.lock:
@@ -91,8 +107,10 @@ class FeedCollector(Collector):
             chosen = sorted(ranked)[:None if per_feed else self._limit]
             listed = [(feed_id, replace(record, polls=dict(record.polls)))
                       for _, feed_id, record in chosen]
+            delays = self._table.start_delays
             return _Snapshot(per_feed, listed, in_flight, by_health,
-                             dict(self._table.polls_total), dict(self._table.totals))
+                             dict(self._table.polls_total), dict(self._table.totals),
+                             replace(delays, counts=list(delays.counts)))
 
 
 def _families(per_feed: bool) -> _Families:
@@ -121,6 +139,7 @@ def _families(per_feed: bool) -> _Families:
             labels=["health"]),
         "listed": GaugeMetricFamily(
             "monitor_feeds_listed", "Feeds with per-feed series in this scrape."),
+
         "polls": CounterMetricFamily(
             "monitor_feed_polls", "Feed polls by outcome (and feed, with per_feed=all).",
             labels=[*feed, "outcome"]),
@@ -137,8 +156,22 @@ def _families(per_feed: bool) -> _Families:
     }
 
 
+def _delay_families(delays: StartDelays) -> tuple[Metric, Metric]:
+    histogram = HistogramMetricFamily(
+        "monitor_poll_start_delay_seconds",
+        "How long after it was due each scheduled poll started (waiting for a worker).")
+    histogram.add_metric([], delays.cumulative(), delays.total_seconds)
+    late = CounterMetricFamily(
+        "monitor_polls_late",
+        f"Scheduled polls that started more than {LATE_SECONDS:g} s after they were due "
+        "(every worker busy).")
+    late.add_metric([], delays.late)
+    return histogram, late
+
+
 def _add_totals(families: _Families, snap: _Snapshot) -> None:
     families["in_flight"].add_metric([], len(snap.in_flight))
+
     families["listed"].add_metric([], len(snap.listed))
     for health, count in snap.by_health.items():
         families["by_health"].add_metric([health.value], count)

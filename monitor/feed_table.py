@@ -8,6 +8,7 @@ is always one the collector exports.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,6 +17,10 @@ from typing import Literal
 from monitor.model import FeedState
 
 STALE_INTERVALS = 3  # as in MonitorFeedStale
+# A scheduled poll starting later than this after it was due is late (APScheduler's default
+# misfire grace): every worker was busy.
+LATE_SECONDS = 1.0
+START_DELAY_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class PollOutcome(StrEnum):
@@ -94,6 +99,7 @@ class FeedTable:
         self.records: dict[str, FeedRecord] = {}
         self.polls_total = dict.fromkeys(PollOutcome, 0)
         self.totals = dict.fromkeys(_COUNTERS, 0)
+        self.start_delays = StartDelays()
 
     def init(self, feed_id: str, interval_seconds: float | None = None,
              state: FeedState | None = None) -> None:
@@ -114,6 +120,11 @@ class FeedTable:
         with self.lock:
             record = self.records.setdefault(feed_id, FeedRecord(interval_seconds))
             record.poll_started = now
+
+    def run_started(self, delay_seconds: float) -> None:
+        """A scheduled poll started ``delay_seconds`` after it was due."""
+        with self.lock:
+            self.start_delays.add(delay_seconds)
 
     def poll_ended(self, feed_id: str) -> None:
         with self.lock:
@@ -146,6 +157,29 @@ class FeedTable:
             record = self.records.get(feed_id)
             if record is not None:
                 setattr(record, what, getattr(record, what) + amount)
+
+
+@dataclass(slots=True)
+class StartDelays:
+    """How late scheduled polls started: a histogram (per-bucket counts) and the late ones."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(START_DELAY_BUCKETS) + 1))
+    total_seconds: float = 0.0
+    late: int = 0
+
+    def add(self, delay_seconds: float) -> None:
+        delay = max(0.0, delay_seconds)  # a clock step back is not an early poll
+        self.counts[bisect.bisect_left(START_DELAY_BUCKETS, delay)] += 1
+        self.total_seconds += delay
+        self.late += delay > LATE_SECONDS
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(upper bound, count at or below it), as a Prometheus histogram's buckets."""
+        running, buckets = 0, []
+        for bound, count in zip((*START_DELAY_BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return buckets
 
 
 def _apply(record: FeedRecord, state: FeedState) -> None:

@@ -31,7 +31,7 @@ from prometheus_client import Counter
 from monitor.metrics import AlertOutcome
 from monitor.service import Service
 
-# The scheduler spreads the first round over 10 s at most; a first run later than this was
+# The first round is not spread here (poll_spread_feeds_now); a first run later than this was
 # carried over from a backoff or a Retry-After before this run.
 _DUE_NOW_SECONDS = 30.0
 _DRAIN_SECONDS = 120.0
@@ -97,6 +97,7 @@ def run_once(service: Service) -> OnceReport:
     """Start ``service``, poll its due feeds once, drain the match and alert stages, and
     report. The caller closes the service."""
     service.start()
+    service.scheduler.poll_spread_feeds_now()  # one round as fast as it goes, not spread
     wanted = {feed.id for feed in service.feeds if feed.enabled}
     deferred = _backing_off(service, wanted)
     _wait_for_polls(service, wanted - deferred, _poll_deadline_seconds(service, wanted))

@@ -135,6 +135,7 @@ class PollPart:
         self._scheduler = PollScheduler(poller, workers=poll.workers,
                                         jitter_ratio=poll.jitter_ratio, rng=random.Random(),
                                         on_skipped=self._metrics.polls_skipped.inc,
+                                        on_started=self._metrics.feeds.run_started,
                                         on_bug=lambda exc: _stop(stopping, failed, "poll", exc))
         self._add_check("scheduler", lambda: self.scheduler.running)
         self._add_check("feeds", FeedsReadiness(self._feed_records,

@@ -1,0 +1,197 @@
+"""Holding many feeds: the first round spread over the interval, parsing capped to a few
+threads while fetches stay concurrent, and a poll that starts late counted (issue 12)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import monitor.feeds.poller as poller_module
+from monitor.bus.embedded import EmbeddedItemLog
+from monitor.config.feeds import FeedConfig
+from monitor.feeds.fetch import FetchResult, Validators
+from monitor.feeds.parse import TextLimits
+from monitor.feeds.poller import FeedPoller, PollResult
+from monitor.feeds.schedule import SchedulePolicy
+from monitor.feeds.scheduler import PollScheduler, start_spread_seconds
+from monitor.feeds.state import SQLitePollState
+from monitor.metrics import Metrics, PollOutcome
+from monitor.model import FeedState
+from monitor.store import Database
+from tests.support.waiting import eventually
+
+
+def feeds(count: int, interval: float = 60.0) -> list[FeedConfig]:
+    return [FeedConfig.model_validate({"id": f"f{i}", "url": f"http://wire.example/{i}",
+                                       "source": "Wire", "interval": interval})
+            for i in range(count)]
+
+
+class HeldPoller:
+    """Every poll waits until ``release`` is set; ``started`` counts the polls begun."""
+
+    def __init__(self, hold_seconds: float = 30.0) -> None:
+        self.release = threading.Event()
+        self.hold_seconds = hold_seconds
+        self.started: list[str] = []
+
+    def poll(self, feed: FeedConfig) -> PollResult:
+        self.started.append(feed.id)
+        self.release.wait(self.hold_seconds)
+        return PollResult(feed.id, PollOutcome.NOT_MODIFIED, 0, time.time() + 3600)
+
+
+def first_runs(scheduler: PollScheduler, wanted: list[FeedConfig]) -> list[float]:
+    """Seconds from now to each feed's next run."""
+    now = datetime.now(UTC)
+    return [(at - now).total_seconds() for feed in wanted
+            if (at := scheduler.next_run_at(feed.id)) is not None]
+
+
+def test_the_spread_grows_with_the_feeds_up_to_the_interval() -> None:
+    assert start_spread_seconds(60, 0.1, 10) == 6.0  # a few feeds: within the jitter, as before
+    assert start_spread_seconds(60, 0.0, 1) == pytest.approx(0.1)
+    assert start_spread_seconds(60, 0.1, 300) == 30.0
+    assert start_spread_seconds(60, 0.1, 10_000) == 60.0  # at most one interval
+    assert start_spread_seconds(3600, 0.1, 10_000) == 1000.0
+
+
+@contextmanager
+def held_scheduler() -> Iterator[PollScheduler]:
+    """A scheduler whose one worker is held by the first poll: the rest stay where they are."""
+    poller = HeldPoller()
+    scheduler = PollScheduler(poller, workers=1, jitter_ratio=0.1,  # type: ignore[arg-type]
+                              rng=random.Random(4))
+    try:
+        yield scheduler
+    finally:
+        poller.release.set()
+        scheduler.shutdown()
+
+
+def test_the_first_round_of_many_feeds_is_spread_over_the_interval() -> None:
+    wanted = feeds(2000)
+    with held_scheduler() as scheduler:
+        scheduler.start(wanted, {})
+        delays = first_runs(scheduler, wanted)
+    # At most the one held poll and the runs queued behind it were moved to the next round.
+    waiting = [delay for delay in delays if delay <= 60.0]
+    assert len(waiting) >= 1950
+    assert min(waiting) > -1.0
+    # Spread evenly, not bunched at the start: each sixth of the interval holds about a sixth.
+    for sixth in range(6):
+        share = sum(10 * sixth <= delay < 10 * (sixth + 1) for delay in waiting) / len(waiting)
+        assert 0.12 < share < 0.22, (sixth, share)
+
+
+def test_a_few_feeds_start_within_the_jitter_as_before() -> None:
+    wanted = feeds(10, interval=600.0)
+    with held_scheduler() as scheduler:
+        scheduler.start(wanted, {})
+        delays = first_runs(scheduler, wanted)
+    assert len([delay for delay in delays if delay <= 10.0]) >= 9
+
+
+def test_once_brings_the_spread_first_round_to_now_but_not_a_backoff() -> None:
+    wanted = feeds(500, interval=3600.0)  # spread over 50 s
+    backing_off = FeedState("f0", consecutive_failures=3, next_check_at=time.time() + 900)
+    with held_scheduler() as scheduler:
+        scheduler.start(wanted, {"f0": backing_off})
+        moved = scheduler.poll_spread_feeds_now()
+        delays = dict(zip([feed.id for feed in wanted], first_runs(scheduler, wanted),
+                          strict=True))
+    assert "f0" not in moved and len(moved) >= 498
+    assert 800 < delays["f0"] < 1000
+    # Due now, or already handed to the (held) worker and so on to its next round.
+    assert all(delays[feed_id] < 1.0 or delays[feed_id] > 3000 for feed_id in moved)
+
+
+def test_a_poll_that_starts_late_is_counted() -> None:
+    metrics = Metrics(CollectorRegistry())
+    poller = HeldPoller(hold_seconds=2.5)  # the one worker is busy for 2.5 s
+    scheduler = PollScheduler(poller, workers=1, jitter_ratio=0.0,  # type: ignore[arg-type]
+                              on_started=metrics.feeds.run_started)
+
+    def late() -> float:
+        return metrics.registry.get_sample_value("monitor_polls_late_total") or 0.0
+
+    scheduler.start(feeds(2, interval=3600.0), {})
+    try:
+        eventually(lambda: scheduler.completed_polls >= 2, 15, "both feeds polled")
+    finally:
+        poller.release.set()
+        scheduler.shutdown()
+    assert late() == 1.0  # the second waited for the first
+    assert metrics.registry.get_sample_value("monitor_poll_start_delay_seconds_count") == 2.0
+    assert metrics.registry.get_sample_value(
+        "monitor_poll_start_delay_seconds_bucket", {"le": "1.0"}) == 1.0
+    assert (metrics.registry.get_sample_value("monitor_poll_start_delay_seconds_sum")
+            or 0.0) >= 2.0
+
+
+class CountingParse:
+    """Stands in for parse_feed: takes a while, and notes how many run at once."""
+
+    def __init__(self, real: object) -> None:
+        self._real = real
+        self._lock = threading.Lock()
+        self.running = self.most = 0
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.2)
+            return self._real(*args, **kwargs)  # type: ignore[operator]
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+class WaitingFetcher:
+    """Every fetch waits 0.2 s (the network) and returns a new body; notes the overlap."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.running = self.most = 0
+
+    def fetch(self, url: str, validators: Validators, now: datetime) -> FetchResult:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.2)
+        with self._lock:
+            self.running -= 1
+        body = (f'<rss version="2.0"><channel><title>T</title><item><title>{url}</title>'
+                f"<link>{url}/1</link></item></channel></rss>").encode()
+        return FetchResult(False, body, "application/rss+xml", Validators(), url, None, None,
+                           None)
+
+
+def test_no_more_than_parse_threads_polls_parse_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parse = CountingParse(poller_module.parse_feed)
+    monkeypatch.setattr(poller_module, "parse_feed", parse)
+    database = Database(tmp_path / "state.sqlite3")
+    fetcher = WaitingFetcher()
+    poller = FeedPoller(fetcher, SQLitePollState(database),  # type: ignore[arg-type]
+                        EmbeddedItemLog(database), Metrics(CollectorRegistry()),
+                        policy=SchedulePolicy(), text_limits=TextLimits(), bus_name="embedded",
+                        parse_threads=2)
+    threads = [threading.Thread(target=poller.poll, args=(feed,)) for feed in feeds(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    database.close()
+    assert parse.most == 2
+    assert fetcher.most > 2  # the network waits were not held back by the cap
