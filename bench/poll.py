@@ -1,6 +1,7 @@
 """Poll throughput: feeds/s through the whole poller against a local FeedServer, embedded mode.
 
     .venv/bin/python bench/poll.py [--data DIR] [--workers N] [--driver scheduler|pool]
+    .venv/bin/python bench/poll.py --feeds 10000 [--duration 240]   (bench/poll_live.py)
 
 Each document of the benchmark corpus (default ``<repo>/../shared/feeds/bench``) is served at its
 own path by ``tests.support.feed_server.FeedServer`` (ETag, Last-Modified, 304), run in a child
@@ -46,7 +47,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -109,28 +110,50 @@ def serve(conn: Connection, data_dir: str) -> None:
         for doc in docs:
             server.set(f"/{doc.name}", doc.body, content_type=CONTENT_TYPE)
         conn.send(("ready", server.port))
-        while True:
-            command = conn.recv()
-            if command[0] == "stop":
-                conn.send(("stopped", len(server.requests)))
-                return
-            _, change, generation = command
+
+        def change(command: tuple[Any, ...]) -> int:
+            _, kind, generation = command
             for doc in docs:
-                server.set(f"/{doc.name}", changed_body(doc.body, change, generation),
+                server.set(f"/{doc.name}", changed_body(doc.body, kind, generation),
                            content_type=CONTENT_TYPE)
-            conn.send(("changed", len(docs)))
+            return len(docs)
+
+        obey(conn, server, change)
+
+
+def obey(conn: Connection, server: FeedServer, change: Callable[[tuple[Any, ...]], Any]
+         ) -> None:
+    """The child's command loop: ("stop",), ("stats",) -> (requests served, CPU seconds of
+    the child), anything else -> ``change(command)``, answered ("changed", its result)."""
+    while True:
+        command = conn.recv()
+        if command[0] == "stop":
+            conn.send(("stopped", len(server.requests)))
+            return
+        if command[0] == "stats":
+            conn.send(("stats", len(server.requests), time.process_time()))
+            continue
+        conn.send(("changed", change(command)))
 
 
 class ServerProcess:
     """The FeedServer child process and the pipe that commands it; every wait is bounded."""
 
-    def __init__(self, data_dir: Path, timeout_seconds: float) -> None:
+    def __init__(self, data_dir: Path, timeout_seconds: float,
+                 target: Callable[..., None] = serve, options: tuple[Any, ...] = ()) -> None:
+        """``target(conn, data_dir, *options)`` runs in the child and answers on ``conn``."""
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
-        self._process = context.Process(target=serve, args=(child_conn, str(data_dir)),
+        self._lock = threading.Lock()  # one question and its answer at a time
+        self._process = context.Process(target=target,
+                                        args=(child_conn, str(data_dir), *options),
                                         name="bench-feed-server", daemon=True)
         self._process.start()
-        self.port = int(self._ask(None, timeout_seconds)[1])
+        self.port = int(self.ask(None, timeout_seconds)[1])
+
+    def ask(self, command: tuple[Any, ...] | None, timeout_seconds: float) -> tuple[Any, ...]:
+        with self._lock:
+            return self._ask(command, timeout_seconds)
 
     def _ask(self, command: tuple[Any, ...] | None, timeout_seconds: float) -> tuple[Any, ...]:
         if command is not None:
@@ -149,13 +172,13 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}/{name}"
 
     def change(self, change: str, generation: int, timeout_seconds: float) -> None:
-        self._ask(("change", change, generation), timeout_seconds)
+        self.ask(("change", change, generation), timeout_seconds)
 
     def stop(self, timeout_seconds: float = 10.0) -> int:
         """Stop the child; returns how many requests it served (-1 if it had to be killed)."""
         served = -1
         with contextlib.suppress(TimeoutError, RuntimeError, OSError, EOFError):
-            served = int(self._ask(("stop",), timeout_seconds)[1])
+            served = int(self.ask(("stop",), timeout_seconds)[1])
         self._process.join(timeout_seconds)
         if self._process.is_alive():
             self._process.kill()
@@ -396,6 +419,11 @@ def benchmark(setup: Setup, deadline: float) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if any(arg == "--feeds" or arg.startswith("--feeds=") for arg in arguments):
+        from bench.poll_live import main as live  # the poller held at its interval
+
+        return live(arguments)
     defaults = PollSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--data", type=Path, default=None, help="folder of feed documents")

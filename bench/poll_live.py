@@ -1,0 +1,402 @@
+"""The poller held at its interval: N feeds every 60 s in one process, for minutes, as the daemon
+runs them (``bench/poll.py --feeds N`` runs this).
+
+    .venv/bin/python bench/poll.py --feeds 10000 [--duration 240] [--changed 0.1]
+
+A local server in a child process serves N feeds at ``/f<i>``, feed i being document
+``i mod 200`` of the benchmark corpus (``<repo>/../shared/feeds/bench``), with ETag and
+Last-Modified. Every interval a seeded random ``--changed`` share of the feeds gets a new body
+(every ``<title>`` prefixed with the round's number: parsed, its items new versions); the others
+answer 304. The poller is composed as in embedded mode (``Fetcher``, ``SQLitePollState`` and
+``EmbeddedItemLog`` on one SQLite file, the service's logging written to a temp file) and driven
+by the real ``PollScheduler`` with the settings' defaults (workers, jitter), starting with no
+stored state: every feed's first poll fetches and parses its whole body.
+
+A poll is late when it starts more than ``LATE_SECONDS`` after APScheduler made it due (its
+scheduled run time, read from ``EVENT_JOB_SUBMITTED``; 1 s is APScheduler's default misfire
+grace). Printed: the cold round (until every feed has been polled once), late polls in the first
+interval and after it, CPU share of a core and RSS for the cold round and the steady state after
+it, and the server's own CPU share (it must keep up, or the figure measures the server).
+Exits 0 with "skipped: ..." when the documents are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import json
+import logging
+import os
+import platform
+import pstats
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # for tests.support and bench when run as a script
+    sys.path.insert(0, str(REPO))
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from bench.parse import data_dir_or_exit, load_average, load_documents, max_rss_mb  # noqa: E402
+from bench.poll import (  # noqa: E402
+    ServerProcess,
+    changed_body,
+    log_lines,
+    log_to_file,
+    obey,
+)
+from monitor.bus.embedded import EmbeddedItemLog  # noqa: E402
+from monitor.config.feeds import FeedConfig  # noqa: E402
+from monitor.config.settings import DEFAULT_USER_AGENT, PollSettings  # noqa: E402
+from monitor.feeds.fetch import Fetcher, FetchLimits  # noqa: E402
+from monitor.feeds.parse import TextLimits  # noqa: E402
+from monitor.feeds.poller import FeedPoller, PollResult  # noqa: E402
+from monitor.feeds.schedule import SchedulePolicy  # noqa: E402
+from monitor.feeds.scheduler import PollScheduler  # noqa: E402
+from monitor.feeds.state import SQLitePollState  # noqa: E402
+from monitor.metrics import Metrics  # noqa: E402
+from monitor.model import FeedState  # noqa: E402
+from monitor.store import Database  # noqa: E402
+from tests.support.feed_server import LOOPBACK, FeedServer  # noqa: E402
+
+CONTENT_TYPE = "application/xml"
+LATE_SECONDS = 1.0  # APScheduler's default misfire_grace_time
+
+
+# --- the server, in a child process -----------------------------------------------------------
+
+
+def serve(conn: Connection, data_dir: str, feeds: int, changed: float, seed: int) -> None:
+    """Child: serve ``feeds`` paths; ("change", generation) gives a random share new bodies;
+    ("stats",) answers (requests served, CPU seconds of this process); ("stop",)."""
+    docs = load_documents(Path(data_dir))
+    rng = random.Random(seed)
+    with FeedServer() as server:
+        for i in range(feeds):
+            server.set(f"/f{i}", docs[i % len(docs)].body, content_type=CONTENT_TYPE)
+        conn.send(("ready", server.port))
+
+        def change(command: tuple[Any, ...]) -> Any:
+            if command[0] == "validators":  # what a poller that polled them all would hold
+                return [(route.etag, route.last_modified) for i in range(feeds)
+                        if (route := server.route(f"/f{i}")) is not None]
+            bodies: dict[int, bytes] = {}  # one new body per document and round
+            for i in rng.sample(range(feeds), round(feeds * changed)):
+                doc = i % len(docs)
+                if doc not in bodies:
+                    bodies[doc] = changed_body(docs[doc].body, "titles", command[1])
+                server.set(f"/f{i}", bodies[doc], content_type=CONTENT_TYPE)
+            return len(bodies)
+
+        obey(conn, server, change)
+
+
+def start_server(data_dir: Path, feeds: int, changed: float, seed: int) -> ServerProcess:
+    return ServerProcess(data_dir, 300, serve, (feeds, changed, seed))
+
+
+def stop_server(server: ServerProcess) -> float:
+    """Stop the server; its CPU seconds (NaN if it had to be killed)."""
+    cpu = float("nan")
+    with contextlib.suppress(TimeoutError, RuntimeError, OSError, EOFError):
+        cpu = server.ask(("stats",), 30)[2]
+    server.stop()
+    return cpu
+
+
+# --- recording what the scheduler did ---------------------------------------------------------
+
+
+class TimedPoller(FeedPoller):
+    """Records when each poll of each feed started (and optionally profiles the polls)."""
+
+    def __init__(self, *args: Any, profile: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = threading.Lock()
+        self.starts: dict[str, list[float]] = {}
+        self.ends: list[float] = []
+        self._profile = profile
+        self._profiles: dict[int, cProfile.Profile] = {}
+
+    def poll(self, feed: FeedConfig) -> PollResult:
+        started = time.time()
+        with self.lock:
+            self.starts.setdefault(feed.id, []).append(started)
+        if not self._profile:
+            result = super().poll(feed)
+        else:
+            profiler = self._profiles.setdefault(threading.get_ident(),
+                                                 cProfile.Profile(time.thread_time))
+            profiler.enable()
+            try:
+                result = super().poll(feed)
+            finally:
+                profiler.disable()
+        with self.lock:
+            self.ends.append(time.time())
+        return result
+
+    def print_profile(self, limit: int) -> None:
+        profiles = list(self._profiles.values())
+        if profiles:
+            stats = pstats.Stats(profiles[0], stream=sys.stderr)
+            for other in profiles[1:]:
+                stats.add(other)
+            stats.sort_stats("cumulative").print_stats(limit)
+            stats.sort_stats("tottime").print_stats(limit)
+
+
+class Submissions:
+    """When APScheduler made each run due: EVENT_JOB_SUBMITTED's earliest scheduled time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.due: dict[str, list[float]] = {}
+        self.skipped = 0
+
+    def on_submitted(self, event: Any) -> None:
+        with self.lock:
+            self.due.setdefault(event.job_id, []).append(
+                min(event.scheduled_run_times).timestamp())
+
+    def on_skipped(self, _event: Any) -> None:
+        with self.lock:
+            self.skipped += 1
+
+
+def start_delays(due: dict[str, list[float]], starts: dict[str, list[float]]
+                 ) -> list[tuple[float, float]]:
+    """(due time, start delay) of every run: a feed's k-th submission is its k-th poll
+    (never two runs of one feed at once, so they cannot overtake one another)."""
+    pairs = []
+    for feed_id, feed_starts in starts.items():
+        for when, started in zip(due.get(feed_id, []), feed_starts, strict=False):
+            pairs.append((when, started - when))
+    return pairs
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    cpu_seconds: float
+    polls: int
+    late: int
+    delays: list[float] = field(default_factory=list)
+    rss_mib: float = 0.0
+    server_cpu_seconds: float = 0.0
+
+    def figures(self) -> dict[str, object]:
+        ordered = sorted(self.delays)
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3) if ordered \
+                else 0.0
+        return {
+            "seconds": round(self.seconds, 1), "polls": self.polls, "late": self.late,
+            "cpu_share": round(self.cpu_seconds / self.seconds, 3) if self.seconds else 0.0,
+            "server_cpu_share": round(self.server_cpu_seconds / self.seconds, 3)
+            if self.seconds else 0.0,
+            "delay_p50": pick(0.5), "delay_p99": pick(0.99), "delay_max": pick(1.0),
+            "rss_mib": round(self.rss_mib, 1),
+        }
+
+
+def scheduler_for(poller: FeedPoller, settings: PollSettings, workers: int | None
+                  ) -> PollScheduler:
+    """As monitor.service builds it (the options every version of PollScheduler has)."""
+    return PollScheduler(poller, workers=workers or settings.workers,
+                         jitter_ratio=settings.jitter_ratio, rng=random.Random(7))
+
+
+def seed_state(store: SQLitePollState, validators: list[tuple[str, str]],
+               interval: float) -> None:
+    """A restart: every feed polled one interval ago, its validators kept (so it answers 304
+    unless it changed since)."""
+    now = time.time()
+    for i, (etag, last_modified) in enumerate(validators):
+        store.save(FeedState(f"f{i}", etag=etag, last_modified=last_modified,
+                             last_success_at=now - interval, next_check_at=now))
+
+
+@dataclass
+class LiveResult:
+    phases: list[Phase]
+    served: int
+    skipped: int
+    cold_seconds: float | None
+    workers: int
+    peak_rss_mib: float
+
+
+def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult:
+    settings = PollSettings()
+    limits = FetchLimits(
+        user_agent=f"{DEFAULT_USER_AGENT} bench", timeout_seconds=settings.timeout_seconds,
+        max_body_bytes=settings.max_body_bytes, max_redirects=settings.max_redirects,
+        per_host_concurrency=settings.workers, allowed_networks=LOOPBACK)
+    database = Database(state_dir / "state.sqlite3")
+    fetcher = Fetcher(limits)
+    poller = TimedPoller(
+        fetcher, SQLitePollState(database), EmbeddedItemLog(database),
+        Metrics(CollectorRegistry()),
+        policy=SchedulePolicy(settings.backoff_cap_seconds, settings.max_age_cap_seconds,
+                              settings.jitter_ratio),
+        text_limits=TextLimits(settings.max_title_chars, settings.max_summary_chars),
+        bus_name="embedded", rng=random.Random(1), profile=args.profile > 0)
+    server = start_server(data_dir, args.feeds, args.changed, args.seed)
+    feeds = [FeedConfig.model_validate({"id": f"f{i}", "url": server.url(f"f{i}"),
+                                        "source": f"bench {i}", "interval": args.interval})
+             for i in range(args.feeds)]
+    if args.start == "restart":
+        seed_state(SQLitePollState(database), server.ask(("validators",), 120)[1],
+                   args.interval)
+    submissions = Submissions()
+    scheduler = scheduler_for(poller, settings, args.workers)
+    scheduler._scheduler.add_listener(submissions.on_submitted, EVENT_JOB_SUBMITTED)
+    scheduler._scheduler.add_listener(submissions.on_skipped, EVENT_JOB_MAX_INSTANCES)
+    stop = threading.Event()
+
+    def change_every_interval() -> None:
+        generation = 1
+        while not stop.wait(args.interval):
+            server.ask(("change", generation), 60)
+            generation += 1
+
+    changer = threading.Thread(target=change_every_interval, daemon=True)
+    _, _, server_cpu0 = server.ask(("stats",), 60)
+    cpu0, t0 = time.process_time(), time.time()
+    scheduler.start(feeds, {})
+    changer.start()
+    cold_done: float | None = None
+    marks: dict[str, tuple[float, float, float, float]] = {}
+    while (elapsed := time.time() - t0) < args.duration:
+        time.sleep(0.5)
+        if cold_done is None and len(poller.starts) == args.feeds:
+            with poller.lock:
+                done = len(poller.ends)
+            if done >= args.feeds:
+                cold_done = time.time()
+                _, _, server_cpu = server.ask(("stats",), 60)
+                marks["cold"] = (cold_done, time.process_time(), server_cpu, rss_mib())
+        if "first" not in marks and elapsed >= args.interval:
+            _, _, server_cpu = server.ask(("stats",), 60)
+            marks["first"] = (time.time(), time.process_time(), server_cpu, rss_mib())
+    t_end, cpu_end, rss_end = time.time(), time.process_time(), rss_mib()
+    stop.set()
+    scheduler.shutdown()
+    served = server.ask(("stats",), 60)[1]
+    server_cpu_end = stop_server(server)
+    fetcher.close()
+    database.close()
+    if args.profile:
+        poller.print_profile(args.profile)
+    pairs = start_delays(submissions.due, poller.starts)
+
+    def phase(name: str, start: tuple[float, float, float], end: tuple[float, float, float],
+              rss: float) -> Phase:
+        delays = [delay for when, delay in pairs if start[0] <= when < end[0]]
+        return Phase(name, end[0] - start[0], end[1] - start[1],
+                     len(delays), sum(delay > LATE_SECONDS for delay in delays), delays, rss,
+                     end[2] - start[2])
+
+    begin = (t0, cpu0, server_cpu0)
+    finish = (t_end, cpu_end, server_cpu_end)
+    phases = []
+    if "cold" in marks:
+        cold = marks["cold"]
+        phases.append(phase("cold", begin, cold[:3], cold[3]))
+    else:
+        phases.append(phase("cold (unfinished)", begin, finish, rss_end))
+    if "first" in marks:
+        first = marks["first"]
+        phases.append(phase("first interval", begin, (t0 + args.interval, first[1], first[2]),
+                            first[3]))
+        phases.append(phase("after it", first[:3], finish, rss_end))
+    return LiveResult(phases, served, submissions.skipped,
+                      (cold_done - t0) if cold_done else None,
+                      args.workers or settings.workers, max_rss_mb())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--feeds", type=int, required=True)
+    parser.add_argument("--data", type=Path, default=None, help="folder of feed documents")
+    parser.add_argument("--duration", type=float, default=240.0,
+                        help="seconds to run (the first interval and the steady state after)")
+    parser.add_argument("--interval", type=float, default=60.0)
+    parser.add_argument("--changed", type=float, default=0.1,
+                        help="share of the feeds given a new body every interval")
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--start", choices=("empty", "restart"), default="empty",
+                        help="empty: no stored state, every first poll parses its feed; "
+                             "restart: every feed's validators stored, as after a restart")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="poll workers (default: the settings' default)")
+    parser.add_argument("--profile", type=int, default=0, metavar="LINES",
+                        help="cProfile every poll, print the top LINES to stderr")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    data_dir = data_dir_or_exit(args.data)
+    load = load_average()
+    with tempfile.TemporaryDirectory(prefix="monitor-bench-live-") as tmp:
+        log_file = log_to_file(Path(tmp) / "monitor.log", args.log_level)
+        try:
+            result = run(args, data_dir, Path(tmp))
+        finally:
+            handler = logging.getLogger().handlers[0]
+            assert isinstance(handler, logging.StreamHandler)
+            handler.setStream(sys.stderr)
+            log_file.close()
+        lines = log_lines(Path(tmp) / "monitor.log")
+    phases = result.phases
+    print(f"{args.feeds} feeds every {args.interval:g} s, {args.changed:.0%} changed a round, "
+          f"start {args.start}, {result.workers} workers, {args.duration:g} s; load average "
+          f"at start {load}; "
+          f"log {lines} lines; code {REPO}")
+    print(f"{'phase':<18}{'seconds':>8}{'polls':>7}{'late':>6}{'p50 s':>7}{'p99 s':>7}"
+          f"{'max s':>7}{'CPU':>6}{'server':>7}{'RSS MiB':>8}")
+    for p in phases:
+        f = p.figures()
+        print(f"{p.name:<18}{f['seconds']:>8}{p.polls:>7}{p.late:>6}{f['delay_p50']:>7}"
+              f"{f['delay_p99']:>7}{f['delay_max']:>7}{f['cpu_share']:>6.0%}"
+              f"{f['server_cpu_share']:>7.0%}{f['rss_mib']:>8}")
+    cold = result.cold_seconds
+    print(f"cold round {'unfinished' if cold is None else f'{cold:.1f} s'}; skipped runs "
+          f"{result.skipped}; requests served {result.served}; peak RSS "
+          f"{result.peak_rss_mib:.0f} MiB")
+    figures = {
+        "benchmark": "poll-live", "feeds": args.feeds, "interval": args.interval,
+        "changed": args.changed, "duration": args.duration, "workers": result.workers,
+        "start": args.start,
+        "cold_seconds": None if cold is None else round(cold, 1),
+        "phases": {p.name: p.figures() for p in phases}, "skipped": result.skipped,
+        "served": result.served, "peak_rss_mib": round(result.peak_rss_mib, 1),
+        "loadavg_1m_at_start": load, "python": platform.python_version(),
+        "cpus": os.cpu_count(), "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    print(json.dumps(figures, separators=(",", ":")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
