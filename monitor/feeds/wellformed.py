@@ -41,7 +41,6 @@ from monitor.feeds.xml_charset import utf8_document
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
-_RSS1 = "{http://purl.org/rss/1.0/}"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
 
@@ -70,11 +69,15 @@ _HARMLESS = frozenset({
     "media_group", "media_license", "media_player", "media_rating", "media_restriction",
     "media_thumbnail", "name", "uri", "url", "psc_chapter", "psc_chapters", "language",
     "dc_language", "info", "feedburner_browserfriendly", "newlocation", "height", "width",
-    "generator", "where", "georssgeom", "media_keywords", "itunes_keywords",
+    "generator", "where", "georssgeom", "media_keywords", "itunes_keywords", "itunes_block",
+    "itunes_explicit", "tagline", "geom",
 }) | frozenset(name for name in _HANDLERS if name.startswith(("georss_", "gml_")))
+# Harmless elements feedparser reads as content: it serializes what they hold instead of
+# reading it, so an element inside one (a title...) must not count; refused instead.
+_CONTENT_LIKE = frozenset({"rights", "copyright", "dc_rights", "subtitle", "tagline",
+                           "itunes_subtitle", "info", "feedburner_browserfriendly"})
 _TEXT_TYPES = frozenset({"text", "html", "text/plain", "text/html", "plain"})
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
-_URI_FIXER = re.compile("^([A-Za-z][A-Za-z0-9+-.]*://)(/*)(.*?)")  # feedparser's _urifixer
 _LINK_AMP = re.compile("&([A-Za-z0-9_]+);")
 _C1_CONTROLS = re.compile("[\x80-\x9f]")  # what feedparser's cp1252 table maps
 
@@ -140,25 +143,33 @@ def _check_outside(parent: Any, entries: set[Any]) -> None:
         _check_outside(child, entries)
 
 
-_NAMES: dict[tuple[str, str | None], str] = {}
-
-
 def _name(element: Any) -> str:
     """feedparser's name for an element: its namespace's prefix in feedparser's table (else
     the document's prefix), underscore, local name, lower-cased."""
-    key = (element.tag, element.prefix)
-    name = _NAMES.get(key)
-    if name is None:
-        name = _NAMES.setdefault(key, _compute_name(*key))
-    return name
+    return _name_of_tag(element.tag) or _compute_name(element.tag, element.prefix)
 
 
+# Bounded caches: a hostile feed may invent any number of element names.
+@functools.lru_cache(maxsize=4096)
+def _name_of_tag(tag: str) -> str | None:
+    """The name when the tag alone decides it; None when the document's prefix does (a
+    namespace feedparser does not know)."""
+    namespace = _namespace(tag)
+    if namespace and namespace not in _PREFIXES:
+        return None
+    return _compute_name(tag, None)
+
+
+def _namespace(tag: str) -> str:
+    namespace = tag[1:].rpartition("}")[0].lower() if tag.startswith("{") else ""
+    return "http://backend.userland.com/rss" if "backend.userland.com/rss" in namespace \
+        else namespace
+
+
+@functools.lru_cache(maxsize=4096)
 def _compute_name(tag: str, given: str | None) -> str:
-    namespace, _, local = tag[1:].rpartition("}") if tag.startswith("{") else ("", "", tag)
-    lowered = namespace.lower()
-    if "backend.userland.com/rss" in lowered:
-        lowered = "http://backend.userland.com/rss"
-    prefix = _PREFIXES.get(lowered, given)
+    local = tag.rpartition("}")[2]
+    prefix = _PREFIXES.get(_namespace(tag), given)
     return f"{prefix.lower()}_{local.lower()}" if prefix else local.lower()
 
 
@@ -207,6 +218,10 @@ def _joined_base(current: str, given: str) -> str:
     if current:
         return str(make_safe_absolute_uri(current, given) or current)
     return str(_urljoin(current, given))
+
+
+def _has_base(element: Any) -> bool:
+    return element.get(_XML_BASE) is not None or element.get("base") is not None
 
 
 @dataclass(slots=True)
@@ -303,12 +318,14 @@ def _entry(element: Any) -> RawEntry:
 def _walk(entry: _Entry, parent: Any, depth: int, base: str) -> None:
     for child in parent.iterchildren(etree.Element):
         name = _name(child)
-        child_base = _base(base, child) if base or len(child.attrib) else base
+        child_base = _base(base, child) if base or _has_base(child) else base
         if name in _READ or name == "media_title":
             entry.read(name, child, depth, child_base)
         elif name in _HANDLERS and name not in _HARMLESS:
             raise Refused
         elif len(child):
+            if name in _CONTENT_LIKE:
+                raise Refused
             _walk(entry, child, depth + 1, child_base)
 
 
