@@ -107,6 +107,12 @@ class Metrics:
             "monitor_match_duration_seconds", "Time to match one item against every claim.",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
             registry=registry)
+        self.embed_duration = Histogram(
+            "monitor_embed_duration_seconds",
+            "Time to embed one batch of items (the sentence model; texts it read before "
+            "come from the vector cache).",
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry)
         self.consumer_lag = Gauge(
             "monitor_consumer_lag", "Messages waiting for a stage.", ["stage"], registry=registry)
         self.claims_tracked = Gauge(

@@ -158,6 +158,8 @@ class MatchSettings(BaseModel):
     embed_threads: int = Field(default=1, ge=1)
     # Claim vectors survive restarts here: 10,000 claims take ~3 minutes to embed.
     embedding_cache: Path | None = None  # default: ~/.cache/monitor/embeddings.sqlite3
+    # Item vectors kept there (1.5 KiB each), so that no item text is embedded twice.
+    embedding_cache_items: int = Field(default=100_000, ge=1)
 
     def embedding_cache_path(self) -> Path:
         """``embedding_cache``, else the user's cache folder (XDG_CACHE_HOME, else ~/.cache)."""

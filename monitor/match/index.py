@@ -9,12 +9,13 @@ is then confirmed by the prefix rule in :func:`keys_match`.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from monitor.config.claims import ClaimConfig
 from monitor.match.text import keys, mostly_cyrillic, normalized
@@ -61,6 +62,10 @@ class PreparedClaim:
     key_sets: dict[str, frozenset[str]]  # language -> distinct keys of that text
     buckets: dict[str, dict[str, tuple[str, ...]]]  # language -> bucket -> keys
     cyrillic: bool  # the main text is written in Cyrillic
+    # language -> its keys with their weights in the claim's index, filled when first scored
+    # (:func:`monitor.match.score.weighted`): a prepared claim belongs to one index.
+    weighted: dict[str, tuple[tuple[tuple[str, float], ...], float]] = field(
+        default_factory=dict, compare=False, repr=False)
 
 
 def bucketed(keys_: Iterable[str]) -> dict[str, tuple[str, ...]]:
@@ -110,7 +115,6 @@ class ClaimIndex:
 
             self.vectors = ClaimVectors.build(
                 [[c.claim.text, *c.claim.texts.values()] for c in self.claims], embedder)
-        self._postings: dict[str, set[int]] = defaultdict(set)
         frequency: dict[str, int] = defaultdict(int)
         for prepared in self.claims:
             for key in prepared.text_keys:
@@ -121,11 +125,13 @@ class ClaimIndex:
         self.unknown_idf = math.log(1 + total) * UNKNOWN_KEY_WEIGHT
         limit = max(COMMON_KEY_FLOOR, COMMON_KEY_SHARE * len(self.claims))
         self.common_keys = frozenset(k for k, n in frequency.items() if n > limit)
-        self._keyword_positions = frozenset(
-            position for position, prepared in enumerate(self.claims) if prepared.groups)
+        self._keyword = np.array([bool(p.groups) for p in self.claims], dtype=bool)
+        postings: dict[str, set[int]] = defaultdict(set)
         for position, prepared in enumerate(self.claims):
             for key in self._index_keys(prepared):
-                self._postings[bucket(key)].add(position)
+                postings[bucket(key)].add(position)
+        self._postings = {prefix: np.array(sorted(members), dtype=np.intp)
+                          for prefix, members in postings.items()}
 
     def _index_keys(self, prepared: PreparedClaim) -> set[str]:
         if prepared.groups:
@@ -141,17 +147,23 @@ class ClaimIndex:
         the claims without keywords only the ``limit`` that share the rarest keys are, so
         that the cost per item does not grow with the number of claims.
         """
-        strength: dict[int, float] = defaultdict(float)
+        postings, weights = [], []
         for key in set(item_keys):
-            if key in self.common_keys:
-                continue
-            weight = self.idf.get(key, self.unknown_idf)
-            for position in self._postings.get(bucket(key), ()):
-                strength[position] += weight
-        chosen = [p for p in strength if p in self._keyword_positions]
-        textual = ((w, p) for p, w in strength.items() if p not in self._keyword_positions)
-        chosen.extend(p for _, p in heapq.nlargest(limit, textual))
-        return chosen
+            found = self._postings.get(bucket(key))
+            if found is not None and key not in self.common_keys:
+                postings.append(found)
+                weights.append(self.idf.get(key, self.unknown_idf))
+        if not postings:
+            return []
+        claims, at = np.unique(np.concatenate(postings), return_inverse=True)
+        # Summed key by key in the order of the loop above, as a running sum per claim is.
+        strength = np.bincount(at, np.repeat(weights, [len(p) for p in postings]))
+        keyword = self._keyword[claims]
+        textual, textual_strength = claims[~keyword], strength[~keyword]
+        # The strongest first; of equal strength, the later claim (as heapq.nlargest of
+        # (strength, position) pairs picks).
+        best = textual[np.lexsort((-textual, -textual_strength))[:limit]]
+        return [int(p) for p in claims[keyword]] + [int(p) for p in best]
 
     def weight(self, key: str) -> float:
         return self.idf.get(key, self.unknown_idf)

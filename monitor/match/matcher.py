@@ -7,9 +7,9 @@ that decided it. No Kafka, HTTP or clock here: ``today`` is passed in.
 When the index holds sentence vectors (``ClaimIndex(..., embedder)``), every item is embedded
 once; its closest claims by meaning join the candidates (so a Russian item finds an English
 claim it shares no word with) and every candidate's score becomes a blend of meaning and words
-(see :func:`blend`). The model costs ~20 ms an item whatever the number of claims: ~50 items a
-second on one core, far above what the wires publish (bench/README.md has the figures; turn it
-off with MONITOR_MATCH__SEMANTIC=false for ~40x the throughput on words alone).
+(see :func:`blend`). The model's time per item does not depend on the number of claims; it
+is most of the matcher's time (bench/README.md has the figures; MONITOR_MATCH__SEMANTIC=false
+matches on words alone at ~50-100x the throughput).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from monitor.match.stance import decide_relation
 from monitor.match.text import keys, mostly_cyrillic
 from monitor.model import Evidence, Item, Match
 
-MATCHER_VERSION = "match-0.4"
+MATCHER_VERSION = "match-0.5"  # 0.5: the model reads the title and a 300-character lead
 
 # Tuned on Emergent, ParaPhraser and FNC-1 together (bench/README.md): e5 query-passage
 # cosines of an item and a claim about other things sit around 0.78-0.83, of one about the
@@ -96,7 +96,7 @@ def scored_candidates(index: ClaimIndex, text: ItemText, meaning_text: str,
         consider(position)
     if index.vectors is not None and index.embedder is not None:
         if vector is None:
-            vector = index.embedder.embed([meaning_text])[0]
+            vector = index.embedder.embed_cached([meaning_text])[0]
         cosines = index.vectors.similarity(vector)
         nearest = np.argpartition(-cosines, min(SEMANTIC_NEIGHBOURS, len(cosines) - 1))
         for position in nearest[:SEMANTIC_NEIGHBOURS]:

@@ -15,6 +15,7 @@ from rapidfuzz import fuzz
 from monitor.match.index import PREFIX_CHARS, PreparedClaim, bucketed, keys_match, term_hit
 
 Weight = Callable[[str], float]
+Weighted = tuple[tuple[tuple[str, float], ...], float]  # (key, weight) in set order, the total
 KEYWORD_FLOOR = 30.0  # an item that satisfies every keyword group starts here
 OVERLAP_WEIGHT = 0.85
 
@@ -29,11 +30,16 @@ class ItemText:
     title_set: frozenset[str] = field(init=False)
     all_set: frozenset[str] = field(init=False)
     all_buckets: dict[str, tuple[str, ...]] = field(init=False)
+    title_buckets: dict[str, tuple[str, ...]] = field(init=False)
+    # The title keys with their weights, once per item (see :func:`weighted`).
+    title_weighted: dict[str, Weighted] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "title_set", frozenset(self.title_keys or self.all_keys))
         object.__setattr__(self, "all_set", frozenset(self.all_keys))
         object.__setattr__(self, "all_buckets", bucketed(self.all_keys))
+        object.__setattr__(self, "title_buckets", bucketed(self.title_set))
+        object.__setattr__(self, "title_weighted", {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +77,16 @@ def _similarity(prepared: PreparedClaim, language: str, item: ItemText, weight: 
     claim_keys = prepared.key_sets[language]
     if not claim_keys or not item.all_set:
         return 0.0
-    claim_cover = _covered(claim_keys, item.all_set, item.all_buckets, weight)
-    title_cover = _covered(item.title_set, claim_keys, prepared.buckets[language], weight)
+    claim_buckets = prepared.buckets[language]
+    if language not in prepared.weighted:
+        prepared.weighted[language] = weighted(claim_keys, weight)
+    claim_cover = _covered(prepared.weighted[language],
+                           _matched(claim_buckets, claim_keys, item.all_set, item.all_buckets))
+    if "" not in item.title_weighted:
+        item.title_weighted[""] = weighted(item.title_set, weight)
+    title_cover = _covered(item.title_weighted[""],
+                           _matched(item.title_buckets, item.title_set, claim_keys,
+                                    claim_buckets))
     overlap = 0.0
     if claim_cover and title_cover:
         overlap = 2 * claim_cover * title_cover / (claim_cover + title_cover)
@@ -86,22 +100,40 @@ def _similarity(prepared: PreparedClaim, language: str, item: ItemText, weight: 
     return headline
 
 
-def _covered(wanted: frozenset[str], present: frozenset[str],
-             present_buckets: dict[str, tuple[str, ...]], weight: Weight) -> float:
-    """The weighted share (0-1) of ``wanted`` keys that have a match in ``present``."""
-    total = found = 0.0
-    for key in wanted:
-        share = weight(key)
+def weighted(keys_: frozenset[str], weight: Weight) -> Weighted:
+    """The keys with their weights, in the set's order, and their total (summed in that
+    order: the figures do not depend on where they were computed)."""
+    pairs = tuple((key, weight(key)) for key in keys_)
+    total = 0.0
+    for _, share in pairs:
         total += share
-        if key in present or _prefix_hit(key, present_buckets):
+    return pairs, total
+
+
+def _covered(wanted: Weighted, hits: set[str]) -> float:
+    """The weighted share (0-1) of the wanted keys that are ``hits``."""
+    pairs, total = wanted
+    found = 0.0
+    for key, share in pairs:
+        if key in hits:
             found += share
     return found / total if total else 0.0
 
 
-def _prefix_hit(key: str, present_buckets: dict[str, tuple[str, ...]]) -> bool:
-    if len(key) < PREFIX_CHARS:
-        return False
-    return any(keys_match(other, key) for other in present_buckets.get(key[:PREFIX_CHARS], ()))
+def _matched(wanted_buckets: dict[str, tuple[str, ...]], wanted: frozenset[str],
+             present: frozenset[str], present_buckets: dict[str, tuple[str, ...]]
+             ) -> set[str]:
+    """The wanted keys that have a match in ``present``: the same key, or one sharing its
+    bucket that :func:`keys_match` accepts. Set operations do the bulk; keys are compared one
+    by one only within buckets both sides have."""
+    hits = set(wanted & present)
+    for prefix in wanted_buckets.keys() & present_buckets.keys():
+        others = present_buckets[prefix]
+        for key in wanted_buckets[prefix]:
+            if key not in hits and len(key) >= PREFIX_CHARS and any(
+                    keys_match(other, key) for other in others):
+                hits.add(key)
+    return hits
 
 
 def _shared(claim_keys: frozenset[str], title_keys: Sequence[str]) -> list[str]:

