@@ -60,9 +60,14 @@ def alerts_yaml(url: str) -> str:
             "  repeat_interval: 1h\n")
 
 
+# Item texts new to every run, as on a wire: the matcher keeps each item text's vector in its
+# embedding cache (~/.cache/monitor), and a rerun must not find them there.
+RUN = uuid.uuid4().hex[:8]
+
+
 def rss(numbers: range) -> bytes:
     items = "".join(
-        f"<item><title>Ministry denies codename{n:04d} report</title>"
+        f"<item><title>Ministry denies codename{n:04d} report, run {RUN}</title>"
         f"<link>https://wire.example/{n}</link></item>" for n in numbers)
     return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Bench</title>{items}'
             "</channel></rss>").encode()
