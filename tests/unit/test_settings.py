@@ -80,7 +80,7 @@ def test_variable_names_are_case_insensitive(clean_env: pytest.MonkeyPatch) -> N
 
 def test_unprefixed_variables_are_ignored(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("POLL__WORKERS", "3")
-    assert load_settings().poll.workers == 8
+    assert load_settings().poll.workers == 32
 
 
 @pytest.mark.parametrize(
