@@ -136,3 +136,13 @@ def test_the_model_reads_the_title_and_a_lead_cut_at_a_word() -> None:
     assert lead.startswith(text.removeprefix("Кремль опроверг атаку. ") + " ")  # a whole word
     assert semantic_text("Title", "A short summary.") == "Title. A short summary."
     assert semantic_text("Title", "") == "Title"
+
+
+def test_item_vectors_cached_before_items_had_their_table_are_still_read(
+        tmp_path: Path) -> None:
+    # Evaluations cached headlines (query vectors) in the claims' table; the digest names
+    # the role, so they are still items' vectors.
+    store = VectorStore(tmp_path / "vectors.sqlite3")
+    vector = np.arange(4, dtype=np.float32)
+    store.store({b"old headline": vector}, passage=True)
+    assert np.array_equal(store.load([b"old headline"], passage=False)[b"old headline"], vector)
