@@ -49,7 +49,7 @@ def canonical_url(url: str) -> str | None:
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     query = urlencode(
         [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)]
-    )
+    ) if parts.query else ""
     return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
 
 

@@ -282,10 +282,11 @@ class _Entry:
     def _link(self, element: Any, base: str) -> None:
         attributes = _attributes(element)
         href = attributes.get("url", attributes.get("uri", attributes.get("href")))
-        if not href:
+        if not href and "href" not in attributes:  # feedparser: href="" is still an href
             text = _text(element, base).replace("&amp;", "&")
             self.link = _LINK_AMP.sub(r"&\1", text)
             return
+        href = href or attributes["href"]
         rel = attributes.get("rel", "alternate").lower()
         kind = attributes.get("type", "application/atom+xml" if rel == "self" else "text/html")
         if rel == "alternate" and kind.lower() in _HTML_TYPES:

@@ -132,6 +132,9 @@ QUIRKS = [
                  b'<link rel="enclosure" href="a.mp3"/><link href="posts/1"/><id>tag:x,1</id>'
                  b"<updated>2024-04-30T14:00:00+02:00</updated><summary>S</summary>"
                  b"</entry></feed>", id="atom-xml-base-and-lang"),
+    pytest.param(b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+                 b'xml:base="https://site.example/blog/"><title>F</title><entry><title>A</title>'
+                 b'<link href=""/><id>tag:x,2</id></entry></feed>', id="atom-empty-href"),
     pytest.param('<?xml version="1.0" encoding="windows-1251"?><rss version="2.0"><channel>'
                  "<language>ru</language><item><title>Привет — мир</title><link>https://a.b/"
                  "</link><pubDate>Tue, 30 Apr 2024 15:00:00 +0300</pubDate></item></channel>"
