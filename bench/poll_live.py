@@ -127,13 +127,22 @@ class TimedPoller(FeedPoller):
         self.lock = threading.Lock()
         self.starts: dict[str, list[float]] = {}
         self.ends: list[float] = []
+        self.poll_cpu_seconds = 0.0  # CPU time of the polls' own threads, summed
         self._profile = profile
         self._profiles: dict[int, cProfile.Profile] = {}
 
     def poll(self, feed: FeedConfig) -> PollResult:
-        started = time.time()
+        started, cpu = time.time(), time.thread_time()
         with self.lock:
             self.starts.setdefault(feed.id, []).append(started)
+        try:
+            return self._poll(feed)
+        finally:
+            cpu = time.thread_time() - cpu
+            with self.lock:
+                self.poll_cpu_seconds += cpu
+
+    def _poll(self, feed: FeedConfig) -> PollResult:
         if not self._profile:
             result = super().poll(feed)
         else:
@@ -246,6 +255,8 @@ class LiveResult:
     cold_seconds: float | None
     workers: int
     peak_rss_mib: float
+    poll_cpu_seconds: float  # inside FeedPoller.poll, the polls drained at shutdown included
+    cpu_seconds: float  # the whole process
 
 
 def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult:
@@ -262,7 +273,8 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
         policy=SchedulePolicy(settings.backoff_cap_seconds, settings.max_age_cap_seconds,
                               settings.jitter_ratio),
         text_limits=TextLimits(settings.max_title_chars, settings.max_summary_chars),
-        bus_name="embedded", rng=random.Random(1), profile=args.profile > 0)
+        bus_name="embedded", rng=random.Random(1), profile=args.profile > 0,
+        **({"parse_threads": args.parse_threads} if args.parse_threads else {}))
     server = start_server(data_dir, args.feeds, args.changed, args.seed)
     feeds = [FeedConfig.model_validate({"id": f"f{i}", "url": server.url(f"f{i}"),
                                         "source": f"bench {i}", "interval": args.interval})
@@ -303,6 +315,7 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
             marks["first"] = (time.time(), time.process_time(), server_cpu, rss_mib())
     t_end, cpu_end, rss_end = time.time(), time.process_time(), rss_mib()
     stop.set()
+    fetcher.stop(grace_seconds=2.0)  # as the service stops: polls queued behind end at once
     scheduler.shutdown()
     served = server.ask(("stats",), 60)[1]
     server_cpu_end = stop_server(server)
@@ -334,7 +347,8 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
         phases.append(phase("after it", first[:3], finish, rss_end))
     return LiveResult(phases, served, submissions.skipped,
                       (cold_done - t0) if cold_done else None,
-                      args.workers or settings.workers, max_rss_mb())
+                      args.workers or settings.workers, max_rss_mb(),
+                      poller.poll_cpu_seconds, cpu_end - cpu0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -352,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "restart: every feed's validators stored, as after a restart")
     parser.add_argument("--workers", type=int, default=None,
                         help="poll workers (default: the settings' default)")
+    parser.add_argument("--parse-threads", type=int, default=None,
+                        help="polls parsing at once (default: FeedPoller's, the cores)")
     parser.add_argument("--profile", type=int, default=0, metavar="LINES",
                         help="cProfile every poll, print the top LINES to stderr")
     parser.add_argument("--log-level", default="INFO")
@@ -383,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cold = result.cold_seconds
     print(f"cold round {'unfinished' if cold is None else f'{cold:.1f} s'}; skipped runs "
           f"{result.skipped}; requests served {result.served}; peak RSS "
-          f"{result.peak_rss_mib:.0f} MiB")
+          f"{result.peak_rss_mib:.0f} MiB; CPU {result.cpu_seconds:.0f} s")
     figures = {
         "benchmark": "poll-live", "feeds": args.feeds, "interval": args.interval,
         "changed": args.changed, "duration": args.duration, "workers": result.workers,
@@ -391,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cold_seconds": None if cold is None else round(cold, 1),
         "phases": {p.name: p.figures() for p in phases}, "skipped": result.skipped,
         "served": result.served, "peak_rss_mib": round(result.peak_rss_mib, 1),
+        "cpu_seconds": round(result.cpu_seconds, 1),
+        "poll_cpu_seconds": round(result.poll_cpu_seconds, 1),
         "loadavg_1m_at_start": load, "python": platform.python_version(),
         "cpus": os.cpu_count(), "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
