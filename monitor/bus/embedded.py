@@ -167,15 +167,16 @@ class EmbeddedStageLog:
         self._position = self._committed
         self._announced = False
 
-    def poll(self, timeout_seconds: float) -> Polled:
+    def poll(self, timeout_seconds: float, max_records: int | None = None) -> Polled:
         assigned = frozenset() if self._announced else frozenset({PARTITION})
         self._announced = True
+        limit = self._batch_max if max_records is None else min(max_records, self._batch_max)
         with self._translated("read"):
-            records = self._source.read_after(self._position, self._batch_max)
+            records = self._source.read_after(self._position, limit)
             if not records and timeout_seconds > 0:
                 self._source.appended.wait(timeout_seconds)
                 self._source.appended.clear()
-                records = self._source.read_after(self._position, self._batch_max)
+                records = self._source.read_after(self._position, limit)
         if records:
             self._position = records[-1].offset
         return Polled(records, assigned=assigned)

@@ -134,9 +134,11 @@ class KafkaStageLog:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def poll(self, timeout_seconds: float) -> Polled:
+    def poll(self, timeout_seconds: float, max_records: int | None = None) -> Polled:
         with self._translated("poll", rewind=False):
-            polled = self._consumer.poll(timeout_ms=max(0, int(timeout_seconds * 1000)))
+            # Records fetched beyond max_records stay buffered in the consumer for the next poll.
+            polled = self._consumer.poll(timeout_ms=max(0, int(timeout_seconds * 1000)),
+                                         max_records=max_records)
         assigned, revoked = self._rebalances.take()
         owned = {tp.partition for tp in self._consumer.assignment()}
         records = [Record(r.partition, r.offset, r.key, r.value or b"")

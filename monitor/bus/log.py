@@ -119,9 +119,10 @@ class StageLog(Protocol):
 
     source: str  # the input log's name as ops know it: "monitor.items", "item_log"
 
-    def poll(self, timeout_seconds: float) -> Polled:
-        """The next records after the read position (which moves past them); waits up to
-        ``timeout_seconds`` when there are none."""
+    def poll(self, timeout_seconds: float, max_records: int | None = None) -> Polled:
+        """The next records after the read position (which moves past them), at most
+        ``max_records`` (else the log's batch size); waits up to ``timeout_seconds`` when
+        there are none."""
         ...
 
     def transact(self, consumed: Sequence[Record], outputs: Sequence[Output],

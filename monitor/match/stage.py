@@ -8,7 +8,13 @@ registry's current claims and hands the matches, each item's features
 decoded) and the new read position to the transport in one atomic step
 (:meth:`monitor.bus.log.StageLog.transact`: one SQLite transaction in embedded mode, one Kafka
 transaction in Kafka mode). A crash anywhere repeats nothing and loses nothing: the next owner
-of the batch starts from the last committed position. A failure of the transport is a
+of the batch starts from the last committed position.
+
+A step takes as many records as fit in about ``STEP_SECONDS`` of matching (:class:`StepSize`,
+from the time the last steps took a record), not the transport's whole batch: with sentence
+vectors an item costs tens of milliseconds, and in a burst of 200 items the first alert would
+otherwise wait for all 200 to be matched and committed. Without vectors steps stay large, so
+the cost of a commit is spread over many items. A failure of the transport is a
 :class:`monitor.errors.BusError`, retried by the runner; anything else raised here is a bug
 and stops the process.
 """
@@ -33,6 +39,28 @@ log = logging.getLogger(__name__)
 
 STAGE = "match"
 POLL_SECONDS = 1.0  # how long an idle step waits for items before it returns
+STEP_SECONDS = 0.2  # about how long one step's matching takes before it is committed
+FIRST_STEP_RECORDS = 8  # before any step was timed
+MAX_STEP_RECORDS = 1000  # the transport's own batch size bounds a step too
+
+
+class StepSize:
+    """How many records the next step takes: about ``target_seconds`` of work at the recent
+    cost per record (a moving average, so one slow item does not shrink every step)."""
+
+    def __init__(self, target_seconds: float = STEP_SECONDS, first: int = FIRST_STEP_RECORDS,
+                 most: int = MAX_STEP_RECORDS) -> None:
+        self._target, self._most = target_seconds, most
+        self._seconds_per_record: float | None = None
+        self.records = first
+
+    def took(self, records: int, seconds: float) -> None:
+        if records <= 0:
+            return
+        cost = max(seconds, 1e-6) / records
+        average = self._seconds_per_record
+        self._seconds_per_record = cost if average is None else 0.7 * average + 0.3 * cost
+        self.records = max(1, min(self._most, int(self._target / self._seconds_per_record)))
 
 
 def utc_today() -> date:
@@ -95,12 +123,14 @@ class MatchStage:
     def __init__(self, transport: StageLog, processor: MatchProcessor, metrics: Metrics
                  ) -> None:
         self._log, self._processor, self._metrics = transport, processor, metrics
+        self._size = StepSize()
 
     def step(self) -> int:
         """Match the next batch; returns how many records it consumed (0: none came)."""
         self._processor.refresh_claims()
-        polled = self._log.poll(POLL_SECONDS)
+        polled = self._log.poll(POLL_SECONDS, max_records=self._size.records)
         if polled.records:
+            started = time.perf_counter()
             outputs: list[Output] = []
             dead: list[DeadLetter] = []
             items: list[Item] = []
@@ -115,6 +145,7 @@ class MatchStage:
                 outputs.append(_features_output(features))
                 outputs.extend(_output(match) for match in matches)
             self._log.transact(polled.records, outputs, dead)
+            self._size.took(len(polled.records), time.perf_counter() - started)
             report_set_aside(self._metrics, dead)
         self._metrics.consumer_lag.labels(STAGE).set(self._log.lag())
         return len(polled.records)

@@ -6,14 +6,17 @@ Exactly once, restarts and dead letters are behaviours of both modes: tests/cont
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from monitor.bus.transport import EmbeddedTransport
+from monitor.match.features import ItemFeatures
 from monitor.match.registry import ClaimRegistry
-from monitor.match.stage import MatchProcessor, MatchStage
+from monitor.match.stage import MatchProcessor, MatchStage, StepSize
 from monitor.metrics import Metrics
+from monitor.model import Item, Match
 from monitor.store import Database
 from tests.contract.test_match_contract import CLAIMS, story
 
@@ -46,4 +49,50 @@ def test_claims_changes_apply_without_restart_and_bad_files_are_refused(tmp_path
     items.publish([story(2, "Лукашенко и Путин снова встретились")])
     drain(stage)  # the invalid file is logged and the previous claims keep matching
     assert len(matches.poll(0).records) == 1
+    db.close()
+
+
+def test_a_step_takes_about_its_target_time_of_work() -> None:
+    size = StepSize(target_seconds=0.2, first=8, most=1000)
+    assert size.records == 8
+    size.took(8, 8 * 0.07)  # with vectors: ~70 ms an item
+    assert size.records == 2
+    for _ in range(20):
+        size.took(size.records, size.records * 0.001)  # words alone: ~1 ms an item
+    assert size.records >= 150
+    size.took(0, 5.0)  # an idle step says nothing about the cost of a record
+    assert size.records >= 150
+    size.took(1, 30.0)  # one very slow item: one step at a time, never zero
+    assert size.records >= 1
+
+
+class SlowProcessor(MatchProcessor):
+    """Every item costs 50 ms, as an item embedded by the model does."""
+
+    def match(self, item: Item) -> tuple[ItemFeatures, list[Match]]:
+        time.sleep(0.05)
+        return super().match(item)
+
+
+def test_a_burst_is_committed_in_steps_so_its_first_matches_leave_early(tmp_path: Path) -> None:
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(CLAIMS.replace("[generals, генералы]", "[Путин, Putin]"), encoding="utf-8")
+    db = Database(tmp_path / "state.sqlite3")
+    transport = EmbeddedTransport(db)
+    metrics = Metrics(CollectorRegistry())
+    stage = MatchStage(transport.stage_log("match"),
+                       SlowProcessor(ClaimRegistry(claims), metrics), metrics)
+    matches = transport.stage_log("alert")
+    transport.publisher().publish(
+        [story(n, f"Лукашенко встретился с Путиным, день {n}") for n in range(40)])
+    first = stage.step()
+    assert 1 <= first <= 8
+    assert len(matches.poll(0).records) == first  # committed before the rest is matched
+    steps = 1
+    while not stage.caught_up():
+        taken = stage.step()
+        assert taken <= 8  # 50 ms an item: about 4 fit in a step's 0.2 s
+        steps += 1
+    assert steps >= 5
+    assert len(matches.poll(0).records) == 40 - first
     db.close()
