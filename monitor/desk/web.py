@@ -73,7 +73,15 @@ class DeskServer:
         server, thread, self._server, self._thread = self._server, self._thread, None, None
         if server is None or thread is None:
             return
-        cast(_Trigger, server.trigger).pull_trigger(self._close_all)
+        try:
+            cast(_Trigger, server.trigger).pull_trigger(self._close_all)
+        except OSError as exc:
+            # The loop's wake-up pipe is gone (seen once in CI: EBADF, its fd closed under
+            # it). Close the dispatchers from here: the loop ends within its 1 s poll when
+            # it finds its map empty.
+            log.warning("desk: cannot wake the server loop (%s); closing its sockets directly",
+                        exc)
+            self._close_all()
         thread.join(STOP_TIMEOUT_SECONDS)
         server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT_SECONDS)
         if thread.is_alive():

@@ -121,7 +121,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def exported_names(metrics_text: str) -> set[str]:
-    return set(re.findall(r"^# TYPE (\S+) ", metrics_text, re.MULTILINE))
+    """Family names and sample names (a histogram's ``_count``, ``_sum``, ``_bucket``)."""
+    families = re.findall(r"^# TYPE (\S+) ", metrics_text, re.MULTILINE)
+    samples = re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", metrics_text, re.MULTILINE)
+    return set(families) | set(samples)
 
 
 def rules_file() -> dict[str, Any]:
