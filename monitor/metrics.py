@@ -88,6 +88,13 @@ class Metrics:
         self.polls_skipped = Counter(
             "monitor_polls_skipped", "Scheduled polls skipped because the feed's previous poll "
             "was still running.", registry=registry)
+        # Which reader took each body: the fast lxml path, or feedparser for what it refuses
+        # (malformed XML, DOCTYPE, odd encodings): a rising feedparser share costs CPU.
+        self.feed_parses = Counter(
+            "monitor_feed_parses_total", "Feed bodies parsed, by parser (lxml: the fast path; "
+            "feedparser: the fallback).", ["parser"], registry=registry)
+        for parser in ("lxml", "feedparser"):
+            self.feed_parses.labels(parser)
         self.publish_errors = Counter(
             "monitor_publish_errors_total",
             "Publish attempts that left items unacknowledged.", ["bus"], registry=registry)

@@ -115,6 +115,7 @@ class FeedPoller:
         if parsed.warning:
             log.debug("parse %s: feed is malformed but readable: %s", feed.id, parsed.warning,
                       extra={"feed_id": feed.id})
+        self._metrics.feed_parses.labels(parsed.parser).inc()
         self._metrics.entries_without_id.labels(feed.id).inc(parsed.entries_without_id)
         items = parsed.items
         if state.last_success_at is None:  # the feed's first poll: what it lists is backlog

@@ -95,6 +95,17 @@ def test_second_poll_is_conditional_and_adds_nothing(rig: Rig) -> None:
     assert rig.sample("monitor_feed_polls_total", feed="wire", outcome="not_modified") == 1
 
 
+def test_each_parse_is_counted_by_the_parser_that_read_it(rig: Rig) -> None:
+    rig.server.set("/wire.xml", rss(1, 2))
+    rig.server.set("/doctype.xml", rss(3).replace(b"<rss", b"<!DOCTYPE rss>\n<rss", 1))
+    rig.poller.poll(rig.feed("wire", "/wire.xml"))
+    assert rig.sample("monitor_feed_parses_total", parser="lxml") == 1
+    assert rig.sample("monitor_feed_parses_total", parser="feedparser") == 0
+    result = rig.poller.poll(rig.feed("doctype", "/doctype.xml"))  # the fast path refuses it
+    assert (result.outcome, result.new_items) == (PollOutcome.NEW_ITEMS, 1)
+    assert rig.sample("monitor_feed_parses_total", parser="feedparser") == 1
+
+
 def test_identical_body_without_validators_is_not_parsed_again(rig: Rig) -> None:
     rig.server.set("/plain.xml", rss(1, 2), conditional=False)
     feed = rig.feed("plain", "/plain.xml")
