@@ -18,7 +18,8 @@ from tests.desk.webdesk import CLAIMS, HOSTILE_TITLE, MARKDOWN_TITLE, desk_match
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -76,12 +77,15 @@ def test_the_desk_in_a_real_browser(desk: str, browser: webdriver.Chrome) -> Non
     Select(browser.find_element(By.NAME, "tag")).select_by_value("belarus")
     Select(browser.find_element(By.NAME, "relation")).select_by_value("denial")
     browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    # click() returns before the browser has navigated (seen once in CI): wait for the URL.
+    WebDriverWait(browser, 10).until(expected_conditions.url_contains("relation=denial"))
     assert "tag=belarus" in browser.current_url and "relation=denial" in browser.current_url
     rows = browser.find_elements(By.CSS_SELECTOR, "table.claims tbody tr")
     assert len(rows) == 1 and "generals-2022" in rows[0].text
     assert "1 of 4 claims" in browser.find_element(By.CSS_SELECTOR, "p.count").text
 
     rows[0].find_element(By.CSS_SELECTOR, "a.claim").click()
+    WebDriverWait(browser, 10).until(expected_conditions.url_contains("/claims/"))
     assert browser.current_url == f"{desk}/claims/generals-2022"
     carrier = browser.find_element(By.ID, "item-a")
     assert carrier.find_element(By.CSS_SELECTOR, ".title").text == HOSTILE_TITLE
