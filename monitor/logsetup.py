@@ -9,7 +9,10 @@ reconnect (about a hundred a process for a 40 s broker outage) and APScheduler a
 every run it skips while the previous poll still runs. The monitor says the same once
 (``monitor.bus.connectivity``: one line when the broker goes, one when it is back), so below
 ``debug`` those loggers are held back (:data:`QUIET_LIBRARIES`). At ``debug`` the libraries'
-warnings and errors come through too; their own debug chatter (a line per request) never does.
+warnings and errors come through too, but as DEBUG lines (:class:`DemoteLibraryNoise`): an
+operator debugging a broker outage sees every reconnect, while whatever counts WARNING and ERROR
+lines (alerting on the log, a person scanning it) still sees the outage once. Their own debug
+chatter (a line per request) never comes through.
 """
 
 from __future__ import annotations
@@ -31,11 +34,24 @@ QUIET_LIBRARIES = {
 }
 
 
+class DemoteLibraryNoise(logging.Filter):
+    """Shows a library's warnings and errors below its :data:`QUIET_LIBRARIES` level as DEBUG
+    records (they only reach the handler when the monitor logs at debug). kafka-python's
+    CRITICAL and APScheduler's ERROR ("job raised an exception") keep their level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        quiet = QUIET_LIBRARIES.get(record.name.partition(".")[0], logging.NOTSET)
+        if logging.WARNING <= record.levelno < quiet:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def configure_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_json_formatter() if log_format == "json"
                          else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RedactingFilter())  # no URL credentials in any line, whoever logs it
+    handler.addFilter(DemoteLibraryNoise())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -58,5 +58,18 @@ def test_library_noise_stays_below_the_operator_unless_debugging(
 
     configure_logging("info")
     assert [line.split(": ", 1)[1] for line in outage()] == ["kafka: broker b:9092 unreachable"]
-    configure_logging("debug")
-    assert len(outage()) == 3  # asked for: the libraries' warnings and errors come through
+    configure_logging("debug")  # asked for: the libraries' warnings and errors come through,
+    lines = outage()            # as DEBUG lines: one outage is still one WARNING (issue 13)
+    assert len(lines) == 3
+    assert [line.split()[2] for line in lines] == ["DEBUG", "DEBUG", "WARNING"]
+    assert "kafka.net.manager: Connection failed" in lines[0]
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_a_job_that_raises_is_an_error_at_every_level(
+        capsys: pytest.CaptureFixture[str], level: str) -> None:
+    configure_logging(level)
+    logging.getLogger("apscheduler.executors.default").error('Job "poll wire" raised an exception')
+    logging.getLogger("kafka.producer").critical("fatal")
+    assert [line.split()[2] for line in capsys.readouterr().err.splitlines()] == ["ERROR",
+                                                                                 "CRITICAL"]
