@@ -42,6 +42,7 @@ from monitor.errors import ConfigError
 from monitor.feed_table import FeedRecord
 from monitor.feeds.fetch import Fetcher, FetchLimits
 from monitor.feeds.parse import TextLimits
+from monitor.feeds.parse_pool import BodyParser, build_parser, parse_processes_for
 from monitor.feeds.poller import FeedPoller
 from monitor.feeds.schedule import SchedulePolicy
 from monitor.feeds.scheduler import PollScheduler
@@ -111,6 +112,7 @@ class PollPart:
         self.state: SQLitePollState | KafkaPollState = SQLitePollState(database)
         self.publisher: ItemPublisher | None = None
         self._scheduler: PollScheduler | None = None
+        self._parser: BodyParser | None = None
         self._shared: SharedFeeds | None = None
         self._threads: list[threading.Thread] = []
 
@@ -131,7 +133,8 @@ class PollPart:
                                   poll.jitter_ratio),
             text_limits=TextLimits(poll.max_title_chars, poll.max_summary_chars,
                                    poll.max_body_bytes),
-            bus_name=transport.name, publish_failure_level=transport.publish_failure_level())
+            bus_name=transport.name, publish_failure_level=transport.publish_failure_level(),
+            parser=self._start_parser())
         self._scheduler = PollScheduler(poller, workers=poll.workers,
                                         jitter_ratio=poll.jitter_ratio, rng=random.Random(),
                                         on_skipped=self._metrics.polls_skipped.inc,
@@ -150,6 +153,13 @@ class PollPart:
         for feed in enabled:  # failures and last success as stored: a restart forgets none
             self._metrics.init_feed(feed.id, feed.interval_seconds, states.get(feed.id))
         self.scheduler.start(enabled, states)
+
+    def _start_parser(self) -> BodyParser:
+        # Worker processes parse once there are many feeds (parse_pool.py); few stay in-process.
+        enabled = sum(feed.enabled for feed in self.feeds)
+        self._parser = build_parser(parse_processes_for(self._settings.poll.parse_processes,
+                                                        enabled))
+        return self._parser
 
     def _shared_state(self) -> KafkaPollState:
         from monitor.bus.kafka import ensure_topics, poll_topics
@@ -216,6 +226,8 @@ class PollPart:
             self.state.close()
         if self.publisher is not None:
             self.publisher.close()
+        if self._parser is not None:  # after the polls: they wait for their parses
+            self._parser.close()
         self.fetcher.close()
         log.info("poll: stopped")
 

@@ -12,18 +12,16 @@ succeeded, every poll is its first (a feed that fails at first, or whose first p
 half-way, still delivers its backlog as backlog). A later version of a backlog item (the wire
 re-issues it with a new title) comes from a later poll and is news like any other update.
 
-Parsing is CPU work under the GIL: at most ``parse_threads`` polls parse at once (the cores by
-default); more threads parsing only take turns on the GIL and slow down the polls that are
-waiting on the network, which keep running meanwhile.
+Parsing is CPU work under the GIL: it goes to a ``BodyParser`` (``parse_pool.py``), in this
+process with at most ``parse_threads`` polls parsing at once (the cores by default), or in a
+pool of worker processes; the polls waiting on the network keep running meanwhile.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -33,7 +31,8 @@ from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.feeds import FeedConfig
 from monitor.errors import FetchError, ParseError, PublishError
 from monitor.feeds.fetch import FetchCancelled, Fetcher, Validators
-from monitor.feeds.parse import FeedSource, TextLimits, parse_feed
+from monitor.feeds.parse import FeedSource, TextLimits
+from monitor.feeds.parse_pool import BodyParser, InlineParser
 from monitor.feeds.schedule import SchedulePolicy, next_delay_seconds
 from monitor.feeds.state import PollStateStore
 from monitor.metrics import Metrics, PollOutcome
@@ -68,7 +67,7 @@ class FeedPoller:
         *, policy: SchedulePolicy, text_limits: TextLimits, bus_name: str,
         clock: Clock = SYSTEM_CLOCK, rng: random.Random | None = None,
         publish_failure_level: Callable[[BaseException], int] | None = None,
-        parse_threads: int | None = None,
+        parse_threads: int | None = None, parser: BodyParser | None = None,
     ) -> None:
         self._fetcher, self._store, self._publisher = fetcher, store, publisher
         self._metrics, self._policy, self._text_limits = metrics, policy, text_limits
@@ -76,7 +75,7 @@ class FeedPoller:
         self._rng = rng or random.Random()
         self._redirects_reported: set[tuple[str, str]] = set()
         self._publish_failure_level = publish_failure_level
-        self._parse_slots = threading.BoundedSemaphore(parse_threads or os.cpu_count() or 1)
+        self._parser = parser or InlineParser(parse_threads)  # parse_threads: in-process only
 
     def poll(self, feed: FeedConfig) -> PollResult:
         # In flight from here to the end, whatever happens: a poll that hangs shows in metrics.
@@ -109,9 +108,8 @@ class FeedPoller:
             return _BodyOutcome(PollOutcome.UNCHANGED, 0, fetched.validators, body_hash,
                                 fetched.max_age_seconds)
         source = FeedSource(feed.id, feed.source, feed.language)
-        with self._parse_slots:
-            parsed = parse_feed(fetched.body, fetched.content_type, source,
-                                datetime.fromtimestamp(now, UTC), self._text_limits)
+        parsed = self._parser.parse(fetched.body, fetched.content_type, source,
+                                    datetime.fromtimestamp(now, UTC), self._text_limits)
         if parsed.warning:
             log.debug("parse %s: feed is malformed but readable: %s", feed.id, parsed.warning,
                       extra={"feed_id": feed.id})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-import monitor.feeds.poller as poller_module
+import monitor.feeds.parse_pool as parse_pool_module
 from monitor.bus.embedded import EmbeddedItemLog
 from monitor.config.feeds import FeedConfig
 from monitor.feeds.fetch import FetchResult, Validators
@@ -179,8 +179,8 @@ class WaitingFetcher:
 
 def test_no_more_than_parse_threads_polls_parse_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    parse = CountingParse(poller_module.parse_feed)
-    monkeypatch.setattr(poller_module, "parse_feed", parse)
+    parse = CountingParse(parse_pool_module.parse_feed)
+    monkeypatch.setattr(parse_pool_module, "parse_feed", parse)
     database = Database(tmp_path / "state.sqlite3")
     fetcher = WaitingFetcher()
     poller = FeedPoller(fetcher, SQLitePollState(database),  # type: ignore[arg-type]
