@@ -124,9 +124,11 @@ class PollPart:
 
     def start(self, stopping: threading.Event, failed: StageFailed) -> None:
         settings, transport, poll = self._settings, self._transport, self._settings.poll
-        self.publisher = transport.publisher()
-        if poll.shared:
+        if poll.shared:  # its items go in the feed state's transactions
             self.state = self._shared_state()
+            self.publisher = self.state
+        else:
+            self.publisher = transport.publisher()
         poller = FeedPoller(
             self.fetcher, self.state, self.publisher, self._metrics,
             policy=SchedulePolicy(poll.backoff_cap_seconds, poll.max_age_cap_seconds,
@@ -224,7 +226,7 @@ class PollPart:
             self._shared.ownership.close()
         if not isinstance(self.state, SQLitePollState):  # the state file is the service's
             self.state.close()
-        if self.publisher is not None:
+        if self.publisher is not None and self.publisher is not self.state:
             self.publisher.close()
         if self._parser is not None:  # after the polls: they wait for their parses
             self._parser.close()

@@ -6,8 +6,9 @@ committed position is a row of ``stage_offsets``, dead letters are rows of ``dea
 A stage's outputs, dead letters and position are written in one SQLite transaction, so a crash
 repeats or loses nothing, and a record id already in a log is not written twice.
 
-Appending items is idempotent per (item_id, content_hash), so a crash between appending and
-marking an item seen cannot put the same version in the log twice.
+A poll's items, their seen-marks and the feed's state are written in one transaction
+(:meth:`monitor.feeds.state.SQLitePollState.commit_poll`); appending items is also idempotent
+per (item_id, content_hash), so the same version is never in the log twice.
 """
 
 from __future__ import annotations
@@ -115,26 +116,35 @@ def _key(raw: str | bytes | None) -> bytes | None:
 
 
 class EmbeddedItemLog:
-    """ItemPublisher on the local state file; the match stage reads ``log``."""
+    """ItemPublisher on the local state file; the match stage reads ``log``. The poller's
+    state store appends a poll's items with its state in one transaction (``append``)."""
 
     def __init__(self, database: Database) -> None:
-        self._db = database
+        self.database = database
         self.log = EmbeddedLog(database, "items")
 
     def publish(self, items: Sequence[Item]) -> PublishReport:
-        now = time.time()
-        with self._db.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO item_log (item_id, content_hash, payload, logged_at) "
-                "VALUES (?, ?, ?, ?)",
-                [(item.item_id, item.content_hash, encode_item(item), now) for item in items],
-            )
+        with self.database.transaction() as conn:
+            self.append(conn, items, time.time())
+        self.announce(items)
+        return PublishReport(tuple(items))
+
+    def append(self, conn: sqlite3.Connection, items: Sequence[Item], now: float) -> None:
+        """Insert ``items`` inside the caller's transaction (a version already here is kept);
+        :meth:`announce` them once it is committed."""
+        conn.executemany(
+            "INSERT OR IGNORE INTO item_log (item_id, content_hash, payload, logged_at) "
+            "VALUES (?, ?, ?, ?)",
+            [(item.item_id, item.content_hash, encode_item(item), now) for item in items],
+        )
+
+    def announce(self, items: Sequence[Item]) -> None:
+        """Log committed items and wake the match stage."""
         for item in items:
             log.info("item %s %s: %s", item.feed_id, item.item_id, item.title,
                      extra={"feed_id": item.feed_id, "item_id": item.item_id})
         if items:
             self.log.appended.set()
-        return PublishReport(tuple(items))
 
     def read_after(self, seq: int, limit: int = 500) -> list[tuple[int, Item]]:
         """Items logged after sequence number ``seq``, oldest first."""
@@ -203,8 +213,8 @@ class EmbeddedStageLog:
             self._store_position(conn, position)
         self._committed = position
 
-    def read_back(self, log_name: LogName, partitions: Sequence[int]) -> list[Record]:
-        if PARTITION not in partitions:
+    def read_back(self, log_name: LogName, partitions: Sequence[int] | None) -> list[Record]:
+        if partitions is not None and PARTITION not in partitions:
             return []
         with self._translated("read"):
             return self._sinks[log_name].read_all()

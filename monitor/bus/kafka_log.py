@@ -147,7 +147,7 @@ class KafkaStageLog:
         self._measure_lag(records)
         return Polled(records, assigned=assigned, revoked=revoked)
 
-    def read_back(self, log_name: LogName, partitions: Sequence[int]) -> list[Record]:
+    def read_back(self, log_name: LogName, partitions: Sequence[int] | None) -> list[Record]:
         with self._translated("read back", rewind=False):
             found = read_partitions(self._reader, self._topics[log_name], partitions)
         return [Record(r.partition, r.offset, r.key, r.value) for r in found]

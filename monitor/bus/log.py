@@ -139,8 +139,9 @@ class StageLog(Protocol):
         """Commit the next offset to read, per partition of the input log."""
         ...
 
-    def read_back(self, log: LogName, partitions: Sequence[int]) -> list[Record]:
-        """Every record of ``log`` in ``partitions``, from the start to the end as it is now."""
+    def read_back(self, log: LogName, partitions: Sequence[int] | None) -> list[Record]:
+        """Every committed record of ``log`` in ``partitions`` (None: all of them), from the
+        start to the end as it is now."""
         ...
 
     def lag(self) -> int:

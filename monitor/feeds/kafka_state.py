@@ -1,19 +1,19 @@
 """Poll state shared by a group of pollers: a compacted topic keyed by feed_id.
 
 Each record is one feed's whole state: validators, body hash, backoff, and the items it has
-listed (item id -> content hash, last seen). A poller writes a feed's record after the items
-of a poll were acknowledged and again when the state changes, waiting for acks=all, in the same
-order as the SQLite store (seen-marks only after the items are on the bus). Whoever takes a
-feed over reads its latest record first and continues from there: no item is published again,
-none is lost, the backoff goes on.
+listed (item id -> content hash, last seen). A poll's new items and its feed's record (with
+their seen-marks) are written in ONE Kafka transaction (:mod:`monitor.bus.kafka_poll`, one
+transactional id per control partition), so a read_committed reader sees both or neither. The
+state is read read_committed. Whoever takes a feed over first fences the last owner's producer
+(which aborts its open transaction), then reads the feed's latest committed record and
+continues from there: what was committed is never published again, what was aborted is
+published again by the next poll, the backoff goes on.
 
 Every poller reads every feed's record (not only its own): one story carried by two feeds of
 the same outlet is one item, and the two feeds may be polled by different processes.
 
-Windows: a poller killed between the broker acknowledging a poll's items and the seen-marks
-record lets the next owner publish those items again (same item_id and content hash, so the
-matcher makes the same match_id and the alerter sends nothing twice). Two feeds of one outlet
-polled at the same moment by two pollers can both publish a story they both carry.
+Window: two feeds of one outlet polled at the same moment by two pollers can both publish a
+story they both carry (the match stage still writes its matches once).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
-
+from monitor.bus import ItemPublisher, PublishReport
 from monitor.bus.connectivity import BrokerWatch
-from monitor.bus.kafka import client_config, read_partitions, topic_reader
+from monitor.bus.kafka import TopicRecord, read_partitions, topic_reader
+from monitor.bus.kafka_poll import PollTransactions, control_partition
 from monitor.config.settings import KafkaSettings
+from monitor.errors import MonitorError
 from monitor.model import FeedState, Item
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,12 @@ def decode_feed_record(feed_id: str, data: bytes) -> tuple[FeedState, Seen]:
 
 
 class KafkaPollState:
-    """PollStateStore on the compacted ``kafka.feed_state_topic``, cached in memory.
+    """PollStateStore on the compacted ``kafka.feed_state_topic``, cached in memory; also the
+    shared poller's ItemPublisher (its items go in the state's transactions).
 
-    A record that cannot be written is kept in memory and goes with the feed's next one;
-    during a broker outage (said once by ``watch``) that is logged at DEBUG only.
+    Memory holds what was committed (plus touches and failure counts not written yet): a
+    record that cannot be written is kept and goes with the feed's next one; during a broker
+    outage (said once by ``watch``) that is logged at DEBUG only.
     """
 
     def __init__(self, settings: KafkaSettings, watch: BrokerWatch | None = None) -> None:
@@ -67,27 +69,34 @@ class KafkaPollState:
         self._lock = threading.Lock()
         self._states: dict[str, FeedState] = {}
         self._seen: dict[str, Seen] = {}
-        self._producer = KafkaProducer(**client_config(settings), acks="all",
-                                       enable_idempotence=True)
-        self.refresh(keep=())
+        self.transactions = PollTransactions(settings, self._watch)
+        self.refresh()
 
-    def refresh(self, keep: Iterable[str]) -> None:
-        """Read every feed's latest record, except the feeds in ``keep`` (polled here right
-        now: memory is newer than the topic for them)."""
-        reader = topic_reader(self._settings)
-        try:
-            records = read_partitions(reader, self._settings.feed_state_topic)
-        finally:
-            reader.close()
-        kept = set(keep)
+    def own(self, partitions: Iterable[int], generation: int) -> None:
+        """Take the producers of these control partitions (fencing their last owners); call
+        before :meth:`refresh` reads the state of feeds taken over. KafkaError when one
+        cannot start."""
+        self.transactions.own(partitions, generation)
+
+    def refresh(self) -> None:
+        """Read every feed's latest committed record. No poll commits meanwhile: what this
+        process committed is on the topic, so the topic is as new as memory or newer (another
+        poller polled the feed since)."""
+        with self.transactions.paused():
+            reader = topic_reader(self._settings)  # read_committed: no aborted poll's state
+            try:
+                records = read_partitions(reader, self._settings.feed_state_topic)
+            finally:
+                reader.close()
+            self._apply(records)
+
+    def _apply(self, records: Sequence[TopicRecord]) -> None:
         latest: dict[str, bytes] = {}
         for record in records:  # in offset order per partition; a feed lives in one
             if record.key is not None:
                 latest[record.key.decode()] = record.value
         with self._lock:
             for feed_id, value in latest.items():
-                if feed_id in kept:
-                    continue
                 try:
                     self._states[feed_id], self._seen[feed_id] = decode_feed_record(feed_id,
                                                                                     value)
@@ -107,22 +116,47 @@ class KafkaPollState:
     def save(self, state: FeedState) -> None:
         with self._lock:
             self._states[state.feed_id] = state
-        self._publish(state.feed_id)
+            value = encode_feed_record(state, dict(self._seen.get(state.feed_id, {})))
+        failure = self._commit(state.feed_id, (), value)
+        if failure:  # kept in memory; written with the feed's next record
+            log.log(self.transactions.failure_level(None), "poll state: feed %s not written "
+                    "to %s: %s", state.feed_id, self._settings.feed_state_topic, failure)
+
+    def commit_poll(self, publisher: ItemPublisher, state: FeedState, items: Sequence[Item],
+                    now: float) -> PublishReport:
+        """``items``, their seen-marks and ``state`` in one transaction: all or nothing.
+        ``publisher`` must be this store (a shared poller publishes through its state)."""
+        if publisher is not self:
+            raise MonitorError("poll: a shared poller publishes through its KafkaPollState")
+        marks = {item.item_id: (item.content_hash, now) for item in items}
+        with self._lock:
+            seen = {**self._seen.get(state.feed_id, {}), **marks}
+        failure = self._commit(state.feed_id, items, encode_feed_record(state, seen))
+        if failure:
+            return PublishReport((), failure)
+        with self._lock:
+            self._states[state.feed_id] = state
+            self._seen.setdefault(state.feed_id, {}).update(marks)
+        return PublishReport(tuple(items))
+
+    def publish(self, items: Sequence[Item]) -> PublishReport:
+        """ItemPublisher: each feed's items with their seen-marks, one transaction a feed."""
+        by_feed: dict[str, list[Item]] = {}
+        for item in items:
+            by_feed.setdefault(item.feed_id, []).append(item)
+        acknowledged: list[Item] = []
+        failure: str | None = None
+        for feed_id, feed_items in by_feed.items():
+            report = self.commit_poll(self, self.load(feed_id), feed_items, _now(feed_items))
+            acknowledged.extend(report.acknowledged)
+            failure = failure or report.failure
+        return PublishReport(tuple(acknowledged), failure)
 
     def seen_hashes(self, item_ids: Sequence[str]) -> Mapping[str, str]:
         wanted = set(item_ids)
         with self._lock:
             return {item: entry[0] for seen in self._seen.values()
                     for item, entry in seen.items() if item in wanted}
-
-    def mark_seen(self, items: Iterable[Item], now: float) -> None:
-        feeds = set()
-        with self._lock:
-            for item in items:
-                self._seen.setdefault(item.feed_id, {})[item.item_id] = (item.content_hash, now)
-                feeds.add(item.feed_id)
-        for feed_id in feeds:
-            self._publish(feed_id)
 
     def touch_seen(self, item_ids: Sequence[str], now: float) -> None:
         wanted = set(item_ids)
@@ -141,17 +175,16 @@ class KafkaPollState:
                 pruned += len(old)
         return pruned
 
-    def _publish(self, feed_id: str) -> None:
-        with self._lock:
-            state = self._states.get(feed_id) or FeedState(feed_id)
-            value = encode_feed_record(state, dict(self._seen.get(feed_id, {})))
-        try:
-            self._producer.send(self._settings.feed_state_topic, key=feed_id.encode(),
-                                value=value).get(
-                timeout=self._settings.delivery_timeout_seconds + 5)
-        except KafkaError as exc:  # kept in memory; written with the feed's next record
-            log.log(self._watch.level_for_failure(exc), "poll state: feed %s not written to "
-                    "%s: %s", feed_id, self._settings.feed_state_topic, exc)
+    def _commit(self, feed_id: str, items: Sequence[Item], value: bytes) -> str | None:
+        partition = control_partition(feed_id, self._settings.poll_control_partitions)
+        return self.transactions.commit(partition, items, [(feed_id.encode(), value)])
+
+    def is_ready(self) -> bool:
+        return self.transactions.is_ready()
 
     def close(self) -> None:
-        self._producer.close(timeout=5)
+        self.transactions.close()
+
+
+def _now(items: Sequence[Item]) -> float:
+    return max(item.fetched_at.timestamp() for item in items)

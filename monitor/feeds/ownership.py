@@ -6,21 +6,28 @@ partitions the group gave it. The topic carries no messages: the group protocol 
 When a poller joins, leaves or dies (no heartbeat for ``kafka.session_timeout_seconds``), the
 group rebalances and the feeds move; in steady state every partition, so every feed, has
 exactly one owner.
+
+Each control partition also has a transactional id (:mod:`monitor.bus.kafka_poll`): a poller
+that takes a partition over starts its producer first, which fences the last owner and aborts
+that owner's open transaction, and only then reads the feeds' committed state. A poller whose
+producer was fenced (it lost the partition before the group told it) stops polling those feeds
+and takes them back only after the group's next rebalance, when the group still says so.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import zlib
 from collections.abc import Callable, Sequence
 
 from kafka import KafkaConsumer
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
-from monitor.bus.kafka import client_config
+from monitor.bus.kafka import broker_errors_as_bus_errors, client_config
+from monitor.bus.kafka_poll import control_partition
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import KafkaSettings
+from monitor.errors import BusError
 from monitor.feeds.kafka_state import KafkaPollState
 from monitor.feeds.scheduler import PollScheduler
 from monitor.metrics import Metrics
@@ -28,17 +35,15 @@ from monitor.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-def control_partition(feed_id: str, partitions: int) -> int:
-    """Stable across processes and restarts (Python's hash() is salted per process)."""
-    return zlib.crc32(feed_id.encode()) % partitions
+__all__ = ["FeedOwnership", "SharedFeeds", "control_partition"]
 
 
 class FeedOwnership:
     """``run()`` keeps the group membership alive and calls ``on_change(partitions)`` with the
     control partitions this process owns whenever they change (first call: once joined)."""
 
-    def __init__(self, settings: KafkaSettings, on_change: Callable[[frozenset[int]], None]
-                 ) -> None:
+    def __init__(self, settings: KafkaSettings,
+                 on_change: Callable[[frozenset[int], int], None]) -> None:
         session_ms = int(settings.session_timeout_seconds * 1000)
         self._consumer = KafkaConsumer(
             **client_config(settings), group_id=settings.poll_group, enable_auto_commit=False,
@@ -47,20 +52,44 @@ class FeedOwnership:
         self._consumer.subscribe([settings.poll_control_topic])
         self._on_change = on_change
         self.owned: frozenset[int] | None = None  # None until the group has answered
+        self._fenced: dict[int, int] = {}  # partition -> the group generation it was lost in
+        self._generation = -1
+        self.generation = -1  # of the group when ``owned`` was taken
+        self._failure: str | None = None
 
     def run(self, stopping: threading.Event) -> None:
         previous: frozenset[int] | None = None
         while not stopping.is_set():
             self._consumer.poll(timeout_ms=500)
+            self._generation = self._consumer.group_metadata().generation_id
             seen = frozenset(tp.partition for tp in self._consumer.assignment())
+            usable = seen - {p for p, gen in self._fenced.items() if gen == self._generation}
             # Act on an assignment only once it held for two polls: during a rebalance it is
             # empty for a moment, and acting on that would drop every feed and take them back.
-            if seen == previous and seen != self.owned:
-                log.info("poll: this poller now owns control partitions %s",
-                         sorted(seen) or "none")
-                self.owned = seen
-                self._on_change(seen)
+            # A new generation with the same partitions: we may have lost and regained them
+            # (a pause longer than the session), so the producers start afresh.
+            if seen == previous and (usable != self.owned or self._generation != self.generation):
+                self._change(usable, self._generation)
             previous = seen
+
+    def _change(self, owned: frozenset[int], generation: int) -> None:
+        try:
+            self._on_change(owned, generation)
+        except BusError as exc:  # tried again on the next round; said once per error
+            text = f"poll: cannot take control partitions {sorted(owned)} yet: {exc}"
+            log.log(logging.DEBUG if text == self._failure else logging.WARNING, "%s", text)
+            self._failure = text
+            return
+        self._failure = None
+        if owned != self.owned:
+            log.info("poll: this poller now owns control partitions %s",
+                     sorted(owned) or "none")
+        self.owned, self.generation = owned, generation
+
+    def fenced(self, partition: int) -> None:
+        """Another poller took ``partition`` (its producer fenced ours): drop it until the
+        group's next rebalance. Called from a poll's thread."""
+        self._fenced[partition] = self._generation
 
     def is_ready(self) -> bool:
         return self.owned is not None
@@ -80,27 +109,29 @@ class SharedFeeds:
 
     def __init__(self, settings: KafkaSettings, state: KafkaPollState,
                  scheduler: PollScheduler, metrics: Metrics) -> None:
-        self._partitions = settings.poll_control_partitions
+        self._settings, self._partitions = settings, settings.poll_control_partitions
         self._state, self._scheduler, self._metrics = state, scheduler, metrics
         self._lock = threading.Lock()
         self._enabled: list[FeedConfig] = []
-        self._polling: set[str] = set()
-        self.ownership = FeedOwnership(settings, lambda _owned: self._apply())
+        self.ownership = FeedOwnership(settings, self._apply)
+        state.transactions.on_fenced = self.ownership.fenced
 
     def set_feeds(self, enabled: Sequence[FeedConfig]) -> None:
         with self._lock:
             self._enabled = list(enabled)
-        self._apply()
+        if self.ownership.owned is not None:
+            self._apply(self.ownership.owned, self.ownership.generation)
 
-    def _apply(self) -> None:
-        owned = self.ownership.owned
-        if owned is None:
-            return
+    def _apply(self, owned: frozenset[int], generation: int) -> None:
+        """BusError when the producers or the state cannot be read (nothing changed then)."""
         with self._lock:
             mine = [feed for feed in self._enabled
                     if control_partition(feed.id, self._partitions) in owned]
             ids = {feed.id for feed in mine}
-            self._state.refresh(keep=self._polling & ids)
+            with broker_errors_as_bus_errors("poll", "take over feeds of",
+                                             self._settings.poll_control_topic):
+                self._state.own(owned, generation)  # fences the last owners first
+                self._state.refresh()
             states = {state.feed_id: state for state in self._state.load_all()}
             added, removed, changed = self._scheduler.update(mine, states)
             for feed in mine:
@@ -108,7 +139,6 @@ class SharedFeeds:
                     self._metrics.init_feed(feed.id, feed.interval_seconds, states.get(feed.id))
             for feed_id in removed:
                 self._metrics.remove_feed(feed_id)
-            self._polling = ids
         log.info("poll: polling %d of %d feeds (taken over %s, handed over %s, changed %s)",
                  len(ids), len(self._enabled), added or "none", removed or "none",
                  changed or "none")

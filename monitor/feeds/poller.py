@@ -1,9 +1,12 @@
-"""Poll one feed once: fetch -> parse -> skip what was seen -> publish -> mark seen.
+"""Poll one feed once: fetch -> parse -> skip what was seen -> commit (publish, mark seen, state).
 
-The order is the no-loss guarantee: an item is marked seen only after the bus acknowledged it,
-and the feed's validators (ETag, Last-Modified, body hash) advance only when every new item of
-that body was acknowledged. A failed publish therefore leaves the next poll to fetch the full
-body again and find exactly the items that are still missing.
+A poll ends in one commit (:meth:`monitor.feeds.state.PollStateStore.commit_poll`): its new
+items, their seen-marks and the feed's new state (validators, body hash, backoff). In embedded
+mode that is one SQLite transaction, for shared pollers one Kafka transaction: both or
+neither. With a state file and Kafka, an item is marked seen only after the broker
+acknowledged it, and the validators advance only when every new item was acknowledged. Either
+way a failed publish (PublishError) marks nothing seen it did not deliver, and the next poll
+(here or at the feed's next owner) fetches the body again and publishes what is missing.
 
 A feed's first successful poll (no stored state for it: a first run, or a feed just added to
 feeds.yaml) publishes what the feed already lists as usual, marked ``backlog``: those items are
@@ -57,6 +60,7 @@ class _BodyOutcome:
     validators: Validators
     body_hash: str | None
     max_age_seconds: float | None
+    items: tuple[Item, ...] = ()  # new: published, marked seen and stored with the state
 
 
 class FeedPoller:
@@ -86,13 +90,13 @@ class FeedPoller:
                 now = self._clock.now()
                 try:
                     body = self._poll_body(feed, state, now)
+                    return self._finish_success(feed, state, now, body)
                 except FetchCancelled as exc:  # our shutdown, not the feed's failure:
                     log.info("poll %s: %s", feed.id, exc, extra={"feed_id": feed.id})
                     return PollResult(feed.id, PollOutcome.FETCH_ERROR, 0, now, str(exc))
                 except (FetchError, ParseError, PublishError) as exc:
                     retry_after = exc.retry_after_seconds if isinstance(exc, FetchError) else None
                     return self._finish_failure(feed, state, now, exc, retry_after)
-                return self._finish_success(feed, state, now, body)
         finally:
             self._metrics.feeds.poll_ended(feed.id)
 
@@ -118,13 +122,13 @@ class FeedPoller:
         items = parsed.items
         if state.last_success_at is None:  # the feed's first poll: what it lists is backlog
             items = tuple(replace(item, backlog=True) for item in items)
-        published = self._publish_new(feed, items, now, parsed.bytes_replaced > 0)
-        outcome = PollOutcome.NEW_ITEMS if published else PollOutcome.NO_NEW_ITEMS
-        return _BodyOutcome(outcome, published, fetched.validators, body_hash,
-                            fetched.max_age_seconds)
+        new = self._new_items(feed, items, now, parsed.bytes_replaced > 0)
+        outcome = PollOutcome.NEW_ITEMS if new else PollOutcome.NO_NEW_ITEMS
+        return _BodyOutcome(outcome, len(new), fetched.validators, body_hash,
+                            fetched.max_age_seconds, new)
 
-    def _publish_new(self, feed: FeedConfig, items: Sequence[Item], now: float,
-                     bytes_replaced: bool) -> int:
+    def _new_items(self, feed: FeedConfig, items: Sequence[Item], now: float,
+                   bytes_replaced: bool) -> tuple[Item, ...]:
         seen = self._store.seen_hashes([item.item_id for item in items])
         new = [item for item in items if seen.get(item.item_id) != item.content_hash
                and not (bytes_replaced and item.item_id in seen and _damaged(item))]
@@ -132,10 +136,13 @@ class FeedPoller:
         known = [item.item_id for item in items if item.item_id not in new_ids]
         self._store.touch_seen(known, now)
         self._metrics.duplicates_skipped.labels(feed.id).inc(len(known))
-        if not new:
-            return 0
-        report = self._publisher.publish(new)
-        self._store.mark_seen(report.acknowledged, now)
+        return tuple(new)
+
+    def _commit(self, feed: FeedConfig, new_state: FeedState, new: Sequence[Item],
+                now: float) -> None:
+        """Publish the new items, mark them seen, store the state: one transaction where the
+        store and the bus allow it (PublishError when not every item was acknowledged)."""
+        report = self._store.commit_poll(self._publisher, new_state, new, now)
         self._metrics.items_published.labels(feed.id).inc(len(report.acknowledged))
         backlog = sum(item.backlog for item in report.acknowledged)
         if backlog:
@@ -146,21 +153,20 @@ class FeedPoller:
             self._metrics.publish_errors.labels(self._bus_name).inc()
             missing = len(new) - len(report.acknowledged)
             raise PublishError(f"{report.failure} ({missing} of {len(new)} items kept for retry)")
-        return len(new)
 
     def _finish_success(self, feed: FeedConfig, state: FeedState, now: float,
                         body: _BodyOutcome) -> PollResult:
         delay = next_delay_seconds(feed.interval_seconds, 0, self._policy,
                                    max_age_seconds=body.max_age_seconds, rng=self._rng)
-        if state.consecutive_failures:
-            log.info("poll %s: recovered after %d failed polls", feed.id,
-                     state.consecutive_failures, extra={"feed_id": feed.id})
         new_state = replace(
             state, etag=body.validators.etag, last_modified=body.validators.last_modified,
             body_hash=body.body_hash, consecutive_failures=0, last_success_at=now,
             last_error=None, next_check_at=now + delay,
         )
-        self._store.save(new_state)
+        self._commit(feed, new_state, body.items, now)
+        if state.consecutive_failures:
+            log.info("poll %s: recovered after %d failed polls", feed.id,
+                     state.consecutive_failures, extra={"feed_id": feed.id})
         self._record(body.outcome, new_state)
         return PollResult(feed.id, body.outcome, body.new_items, now + delay)
 

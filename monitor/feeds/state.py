@@ -1,15 +1,24 @@
 """Per-feed poll state and seen items, kept so that a restart repeats nothing.
 
-Validators and the body hash are written only after every new item of that body was
-acknowledged by the bus: if publishing failed, the next poll fetches and parses the body again
-and finds the unsent items, because their seen-marks were never written.
+A poll ends with :meth:`PollStateStore.commit_poll`: its new items are published, marked seen
+and the feed's new state (validators, body hash) stored. Where items and state live in one
+place this is one transaction: the state file with the embedded item log (one SQLite
+transaction), the feed-state topic of shared pollers (one Kafka transaction,
+:mod:`monitor.feeds.kafka_state`). Otherwise (Kafka mode, state file) the items are published
+first and only the acknowledged ones marked seen, the state stored only when all were: a
+failed publish leaves the next poll to fetch the body again and find exactly the unsent items;
+a crash between the broker's acknowledgement and the state file's commit publishes those
+items again after the restart (the match stage still writes their matches once).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from monitor.bus import ItemPublisher, PublishReport
+from monitor.bus.embedded import EmbeddedItemLog
 from monitor.model import FeedState, Item
 from monitor.store import Database
 
@@ -23,7 +32,12 @@ class PollStateStore(Protocol):
 
     def seen_hashes(self, item_ids: Sequence[str]) -> Mapping[str, str]: ...
 
-    def mark_seen(self, items: Iterable[Item], now: float) -> None: ...
+    def commit_poll(self, publisher: ItemPublisher, state: FeedState, items: Sequence[Item],
+                    now: float) -> PublishReport:
+        """Publish ``items``, mark the acknowledged ones seen, and store ``state`` if every
+        item was acknowledged (see the module doc for which stores do it atomically). Reports
+        what was acknowledged; raises what the store raises, not the bus's failures."""
+        ...
 
     def touch_seen(self, item_ids: Sequence[str], now: float) -> None: ...
 
@@ -54,11 +68,23 @@ class SQLitePollState:
 
     def save(self, state: FeedState) -> None:
         with self._db.transaction() as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO feed_state (feed_id, {', '.join(_FIELDS)}) "
-                f"VALUES (?, {', '.join('?' for _ in _FIELDS)})",
-                (state.feed_id, *(getattr(state, name) for name in _FIELDS)),
-            )
+            _save(conn, state)
+
+    def commit_poll(self, publisher: ItemPublisher, state: FeedState, items: Sequence[Item],
+                    now: float) -> PublishReport:
+        if isinstance(publisher, EmbeddedItemLog) and publisher.database is self._db:
+            with self._db.transaction() as conn:  # items, seen-marks and state: all or none
+                publisher.append(conn, items, now)
+                _mark_seen(conn, items, now)
+                _save(conn, state)
+            publisher.announce(items)
+            return PublishReport(tuple(items))
+        report = publisher.publish(items) if items else PublishReport(())
+        with self._db.transaction() as conn:
+            _mark_seen(conn, report.acknowledged, now)
+            if report.failure is None:
+                _save(conn, state)
+        return report
 
     def seen_hashes(self, item_ids: Sequence[str]) -> Mapping[str, str]:
         found: dict[str, str] = {}
@@ -70,15 +96,6 @@ class SQLitePollState:
                     f"({', '.join('?' for _ in chunk)})", chunk,
                 ).fetchall())
         return found
-
-    def mark_seen(self, items: Iterable[Item], now: float) -> None:
-        with self._db.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO seen_items (item_id, feed_id, content_hash, first_seen_at, "
-                "last_seen_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (item_id) DO UPDATE SET "
-                "content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at",
-                [(item.item_id, item.feed_id, item.content_hash, now, now) for item in items],
-            )
 
     def touch_seen(self, item_ids: Sequence[str], now: float) -> None:
         with self._db.transaction() as conn:
@@ -93,3 +110,20 @@ class SQLitePollState:
             return conn.execute(
                 "DELETE FROM seen_items WHERE last_seen_at < ?", (older_than,)
             ).rowcount
+
+
+def _save(conn: sqlite3.Connection, state: FeedState) -> None:
+    conn.execute(
+        f"INSERT OR REPLACE INTO feed_state (feed_id, {', '.join(_FIELDS)}) "
+        f"VALUES (?, {', '.join('?' for _ in _FIELDS)})",
+        (state.feed_id, *(getattr(state, name) for name in _FIELDS)),
+    )
+
+
+def _mark_seen(conn: sqlite3.Connection, items: Iterable[Item], now: float) -> None:
+    conn.executemany(
+        "INSERT INTO seen_items (item_id, feed_id, content_hash, first_seen_at, "
+        "last_seen_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (item_id) DO UPDATE SET "
+        "content_hash = excluded.content_hash, last_seen_at = excluded.last_seen_at",
+        [(item.item_id, item.feed_id, item.content_hash, now, now) for item in items],
+    )

@@ -10,6 +10,11 @@ decoded) and the new read position to the transport in one atomic step
 transaction in Kafka mode). A crash anywhere repeats nothing and loses nothing: the next owner
 of the batch starts from the last committed position.
 
+A match whose id is already on the match log is not written again
+(:mod:`monitor.match.committed`): an item version the item log holds twice is matched twice
+but recorded once. The committed ids are read back whenever the stage gets partitions; the
+records of a step whose read-back failed are held and handled in the next step.
+
 A step takes as many records as fit in about ``STEP_SECONDS`` of matching (:class:`StepSize`,
 from what the last steps spent on a record and on a commit), not the transport's whole
 batch: with sentence vectors an item costs tens of milliseconds, and in a burst of 200 items
@@ -25,8 +30,16 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 
-from monitor.bus.log import DeadLetter, Output, StageLog, dead_letter, report_set_aside
+from monitor.bus.log import (
+    DeadLetter,
+    Output,
+    Record,
+    StageLog,
+    dead_letter,
+    report_set_aside,
+)
 from monitor.errors import InvalidInputError
+from monitor.match.committed import CommittedMatches
 from monitor.match.features import ItemFeatures, encode_features, item_features, item_vectors
 from monitor.match.matcher import match_features
 from monitor.match.registry import ClaimRegistry
@@ -145,35 +158,70 @@ class MatchStage:
                  ) -> None:
         self._log, self._processor, self._metrics = transport, processor, metrics
         self._size = StepSize()
+        self._committed = CommittedMatches()
+        self._read_back_due = False
+        self._held: list[Record] = []  # polled, not matched yet (a read-back failed)
 
     def step(self) -> int:
         """Match the next batch; returns how many records it consumed (0: none came)."""
         self._processor.refresh_claims()
-        polled = self._log.poll(POLL_SECONDS, max_records=self._size.records)
-        if polled.records:
+        records = self._next_records()
+        if records:
             started = time.perf_counter()
-            outputs: list[Output] = []
-            dead: list[DeadLetter] = []
-            items: list[Item] = []
-            for record in polled.records:
-                try:
-                    items.append(decode_item(record.value))
-                except InvalidInputError as exc:
-                    dead.append(dead_letter(STAGE, record, str(exc), self._log.source))
-            self._processor.prepare(items)
-            for item in items:
-                features, matches = self._processor.match(item)
-                outputs.append(_features_output(features))
-                outputs.extend(_output(match) for match in matches)
+            outputs, dead, ids = self._match(records)
             matched = time.perf_counter()
-            self._log.transact(polled.records, outputs, dead)
-            self._size.took(len(polled.records), matched - started,
-                            time.perf_counter() - matched)
+            self._log.transact(records, outputs, dead)
+            self._committed.add(ids)
+            self._size.took(len(records), matched - started, time.perf_counter() - matched)
             report_set_aside(self._metrics, dead)
         else:
             self._size.took(0, 0.0)
         self._metrics.consumer_lag.labels(STAGE).set(self._log.lag())
-        return len(polled.records)
+        return len(records)
+
+    def _next_records(self) -> list[Record]:
+        """The held records and the next poll's, once the committed match ids are known."""
+        polled = self._log.poll(0.0 if self._held else POLL_SECONDS,
+                                max_records=self._size.records)
+        self._held = [r for r in self._held if r.partition not in polled.revoked]
+        self._held.extend(polled.records)
+        self._read_back_due = self._read_back_due or bool(polled.assigned)
+        if self._read_back_due:  # a BusError leaves the records held for the next step
+            records = self._log.read_back("matches", None)
+            learnt = self._committed.learn(records)
+            self._read_back_due = False
+            log.info("match: %d committed match(es) read back from the match log; %d match "
+                     "id(s) known, none is written again", learnt, len(self._committed))
+        records, self._held = self._held, []
+        return records
+
+    def _match(self, records: Sequence[Record]
+               ) -> tuple[list[Output], list[DeadLetter], set[str]]:
+        """Outputs (features, matches not committed before), dead letters, the match ids."""
+        outputs: list[Output] = []
+        dead: list[DeadLetter] = []
+        items: list[Item] = []
+        for record in records:
+            try:
+                items.append(decode_item(record.value))
+            except InvalidInputError as exc:
+                dead.append(dead_letter(STAGE, record, str(exc), self._log.source))
+        self._processor.prepare(items)
+        ids: set[str] = set()
+        repeated = 0
+        for item in items:
+            features, matches = self._processor.match(item)
+            outputs.append(_features_output(features))
+            for match in matches:
+                if match.match_id in self._committed or match.match_id in ids:
+                    repeated += 1
+                    continue
+                ids.add(match.match_id)
+                outputs.append(_output(match))
+        if repeated:
+            log.info("match: %d match(es) already on the match log not written again (their "
+                     "items reached the stage twice)", repeated)
+        return outputs, dead, ids
 
     def caught_up(self) -> bool:
         """Every item the stage can see is matched and committed (read from any thread)."""

@@ -1,0 +1,188 @@
+"""Shared pollers' writes: a poll's items and its feed's state record in one Kafka transaction.
+
+Every feed belongs to one partition of the poll group's control topic
+(:func:`control_partition`), and every control partition has its own transactional id,
+``<poll_group>-<partition>``: the poller that owns the partition owns the producer. When the
+group moves a partition to another poller, the new owner's ``init_transactions`` bumps the
+id's epoch before it reads the feeds' state: the broker aborts the old owner's open
+transaction (its items never become visible to read_committed readers) and fences its
+producer, so the old owner can no longer commit anything for those feeds after the new owner
+read their state. A read_committed reader of ``monitor.items`` and ``monitor.feed-state`` sees a
+poll's items together with the seen-marks that stop the next owner from publishing them again,
+or neither.
+
+Why per partition rather than one id per poller process: the group gives partitions, not
+processes, to owners, and the epoch bump is what fences. With one id per process a poller
+that lost a partition could still commit for its feeds until it noticed the rebalance.
+
+A transaction that fails loses nothing: it is aborted and the poll fails (the items stay
+unseen and are published again by the next poll, here or at the next owner). Known-transient
+broker errors are tried again a few times first. A fenced producer means another poller took
+the partition over: its producer is closed, ``on_fenced(partition)`` is called once, and
+every later commit for it fails until the group gives it back.
+
+Failure windows: ``commit_transaction`` waits for the broker without a deadline of its own
+(kafka-python's), so during an outage a poll may wait in it until the broker is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from monitor.bus.connectivity import BrokerWatch
+from monitor.bus.kafka import client_config
+from monitor.bus.kafka_log import FATAL_ERRORS
+from monitor.config.settings import KafkaSettings
+from monitor.model import Item, encode_item
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3  # of one transaction, while the broker's errors are retriable
+RETRY_PAUSE_SECONDS = 0.5  # doubled after each retriable failure
+
+
+def control_partition(feed_id: str, partitions: int) -> int:
+    """Stable across processes and restarts (Python's hash() is salted per process)."""
+    return zlib.crc32(feed_id.encode()) % partitions
+
+
+def transactional_id(settings: KafkaSettings, partition: int) -> str:
+    return f"{settings.poll_group}-{partition}"
+
+
+class PollTransactions:
+    """The transactional producers of the control partitions this poller owns (see module doc).
+
+    Thread-safe: a partition's transactions run one at a time; different partitions' in
+    parallel. ``own`` blocks on ``init_transactions`` (bounded by ``max_block_seconds``) and
+    raises KafkaError when a producer cannot start; ``commit`` returns a failure text instead
+    of raising for broker errors.
+    """
+
+    def __init__(self, settings: KafkaSettings, watch: BrokerWatch,
+                 on_fenced: Callable[[int], None] = lambda _partition: None) -> None:
+        self._settings, self._watch, self.on_fenced = settings, watch, on_fenced
+        self._locks = [threading.Lock() for _ in range(settings.poll_control_partitions)]
+        self._producers: dict[int, KafkaProducer] = {}
+        self._started_in: dict[int, int] = {}  # partition -> group generation of its producer
+        self._owned: frozenset[int] = frozenset()
+        self._generation = -1
+        self._healthy = True
+
+    def own(self, partitions: Iterable[int], generation: int) -> None:
+        """Close the producers of partitions no longer ours, start (and so fence the last
+        owner of) the new ones and those started in an older generation of the group (we may
+        have lost and regained them without noticing). Call before reading the feed state."""
+        owned = frozenset(partitions)
+        self._owned, self._generation = owned, generation
+        for partition in sorted(set(self._producers) - owned):
+            with self._locks[partition]:  # a poll committing for it finishes first
+                self._drop(partition)
+        for partition in sorted(owned):
+            with self._locks[partition]:
+                if self._started_in.get(partition) != generation:
+                    self._drop(partition)
+                    self._start(partition)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No transaction runs inside (to read the feed state without a commit racing it)."""
+        with ExitStack() as stack:
+            for lock in self._locks:
+                stack.enter_context(lock)
+            yield
+
+    def commit(self, partition: int, items: Sequence[Item],
+               state_records: Sequence[tuple[bytes, bytes]]) -> str | None:
+        """Write ``items`` to the items topic and ``state_records`` (key, value) to the
+        feed-state topic in one transaction; None when committed, else why not."""
+        pause = RETRY_PAUSE_SECONDS
+        with self._locks[partition]:
+            for attempt in range(1, ATTEMPTS + 1):
+                failure, retriable = self._attempt(partition, items, state_records)
+                if failure is None or not retriable or attempt == ATTEMPTS:
+                    self._healthy = failure is None
+                    return failure
+                time.sleep(pause)  # a coordinator moving, a leader election: seconds at most
+                pause *= 2
+        raise AssertionError("unreachable")
+
+    def _attempt(self, partition: int, items: Sequence[Item],
+                 state_records: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
+        if partition not in self._owned:
+            return f"kafka: control partition {partition} is no longer this poller's", False
+        try:
+            producer = self._producers.get(partition) or self._start(partition)
+            producer.begin_transaction()
+            for item in items:
+                producer.send(self._settings.items_topic, key=item.item_id.encode(),
+                              value=encode_item(item))
+            for key, value in state_records:
+                producer.send(self._settings.feed_state_topic, key=key, value=value)
+            producer.commit_transaction()  # flushes; fails when any send failed
+        except KafkaError as exc:
+            return self._failed(partition, exc), bool(getattr(exc, "retriable", False))
+        return None, False
+
+    def _failed(self, partition: int, exc: KafkaError) -> str:
+        """Abort the transaction; a producer that cannot go on is closed (fenced: for good)."""
+        tid = transactional_id(self._settings, partition)
+        if isinstance(exc, FATAL_ERRORS):
+            self._drop(partition)
+            self._owned = self._owned - {partition}
+            log.warning("poll: control partition %d was taken over by another poller "
+                        "(producer %r fenced: %s); this poller stops polling its feeds",
+                        partition, tid, type(exc).__name__)
+            self.on_fenced(partition)
+            return f"kafka: producer {tid!r} fenced by the feed's new owner ({exc!r})"
+        producer = self._producers.get(partition)
+        try:
+            if producer is not None:
+                producer.abort_transaction()
+        except KafkaError:  # its state is beyond repair: a new one aborts it on start
+            self._drop(partition)
+        return f"kafka: transaction of {tid!r} aborted: {exc!r}"
+
+    def _start(self, partition: int) -> KafkaProducer:
+        settings = self._settings
+        producer = KafkaProducer(
+            **client_config(settings), acks="all", linger_ms=5,
+            enable_idempotence=True,  # explicit: a conflicting setting silently disables it
+            transactional_id=transactional_id(settings, partition),
+            max_block_ms=int(settings.max_block_seconds * 1000),
+            request_timeout_ms=min(10_000, int(settings.delivery_timeout_seconds * 1000) - 20),
+            delivery_timeout_ms=int(settings.delivery_timeout_seconds * 1000))
+        try:
+            producer.init_transactions()  # fences the last owner, aborts its open transaction
+        except BaseException:
+            producer.close(timeout=0)
+            raise
+        self._producers[partition] = producer
+        self._started_in[partition] = self._generation
+        return producer
+
+    def _drop(self, partition: int) -> None:
+        producer: Any = self._producers.pop(partition, None)
+        self._started_in.pop(partition, None)
+        if producer is not None:
+            producer.close(timeout=5)
+
+    def failure_level(self, exc: BaseException | None) -> int:
+        return self._watch.level_for_failure(exc)
+
+    def is_ready(self) -> bool:
+        return self._healthy
+
+    def close(self) -> None:
+        for partition in sorted(self._producers):
+            with self._locks[partition]:
+                self._drop(partition)
