@@ -1,0 +1,287 @@
+"""Exactly once on the topics: a poll's items and its feed state in one Kafka transaction.
+
+Issue 13's incident: items acknowledged, the feed-state record then timed out, and a rebalance
+gave the feeds to the other poller, which published them again (99 items and 18 matches twice).
+Here the items and the state record are one transaction per control partition's transactional
+id, so a poller caught mid-transaction by a takeover is fenced and its transaction aborted:
+a read_committed reader sees every item once and every match once.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.alerting.archive import KafkaArchive
+from monitor.bus.alert_topics import read_topic
+from monitor.bus.kafka import ensure_topics, item_topics, poll_topics
+from monitor.bus.kafka_poll import control_partition
+from monitor.config.settings import KafkaSettings
+from monitor.feeds.kafka_state import KafkaPollState
+from monitor.model import FeedState, Item, decode_match
+from tests.conftest import REPO
+from tests.integration.test_alert_kafka import alerted_ids, hook_routes
+from tests.integration.test_broker_outage import (
+    Process,
+    broker,  # noqa: F401 (a fixture)
+    env_for,
+    processes,  # noqa: F401 (a fixture)
+)
+from tests.integration.test_poll_shared import (
+    FEEDS,
+    SESSION_TIMEOUT_SECONDS,
+    Poller,
+    denials,
+    pollers,  # noqa: F401 (a fixture)
+    shared_env,
+    wait_for_steady_state,
+    write_feeds,
+)
+from tests.support.feed_server import FeedServer
+from tests.support.kafka_broker import LocalKafka
+from tests.support.kafka_reader import consumed_to_the_end, read_items
+from tests.support.receivers import WebhookReceiver
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.kafka
+
+
+def settings_of(bootstrap: str) -> KafkaSettings:
+    run = uuid.uuid4().hex[:8]
+    return KafkaSettings(bootstrap_servers=(bootstrap,), items_topic=f"items.{run}",
+                         matches_topic=f"matches.{run}", alerts_topic=f"alerts.{run}",
+                         dlq_topic=f"dlq.{run}", feed_state_topic=f"feed-state.{run}",
+                         poll_control_topic=f"control.{run}", poll_group=f"poll-{run}",
+                         poll_control_partitions=2, max_block_seconds=5,
+                         delivery_timeout_seconds=10)
+
+
+def stories(numbers: range) -> list[Item]:
+    fetched = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    return [Item(item_id=f"wire-{n}", feed_id="wire", source="Wire",
+                 url=f"https://wire.example/{n}", guid=f"https://wire.example/{n}",
+                 title=f"Story {n}", summary=f"Body {n}", language="en", published_at=None,
+                 fetched_at=fetched, content_hash=f"hash-{n}") for n in numbers]
+
+
+@pytest.fixture
+def states() -> Iterator[list[KafkaPollState]]:
+    opened: list[KafkaPollState] = []
+    yield opened
+    for state in opened:
+        state.close()
+
+
+def test_a_poller_taken_over_mid_transaction_commits_nothing_and_no_item_is_doubled(
+        kafka_broker: LocalKafka, states: list[KafkaPollState]) -> None:
+    settings = settings_of(kafka_broker.bootstrap)
+    ensure_topics(settings, [*item_topics(settings), *poll_topics(settings)])
+    partition = control_partition("wire", settings.poll_control_partitions)
+    old = KafkaPollState(settings)
+    states.append(old)
+    fenced: list[int] = []
+    old.transactions.on_fenced = fenced.append
+    old.own({partition}, generation=1)
+    first = old.commit_poll(old, replace(FeedState("wire"), etag='"v1"', last_success_at=1.0),
+                            stories(range(0, 4)), now=1.0)
+    assert first.failure is None and len(first.acknowledged) == 4
+
+    # The old owner's next poll sends its items, then stalls before committing (a long GC
+    # pause, a frozen VM): the group moves the feed meanwhile.
+    producer: Any = old.transactions._producers[partition]  # the stall is injected there
+    real_commit, stalled, resume = producer.commit_transaction, threading.Event(), threading.Event()
+
+    def stall_then_commit() -> None:
+        stalled.set()
+        resume.wait(60)
+        real_commit()
+
+    producer.commit_transaction = stall_then_commit
+    outcome: list[Any] = []
+    second_poll = threading.Thread(target=lambda: outcome.append(old.commit_poll(
+        old, replace(FeedState("wire"), etag='"v2"', last_success_at=2.0),
+        stories(range(0, 8))[4:], now=2.0)))
+    second_poll.start()
+    assert stalled.wait(30)
+
+    new = KafkaPollState(settings)  # reads the committed state only (the first poll's)
+    states.append(new)
+    new.own({partition}, generation=2)  # fences the old owner, aborts its open transaction
+    new.refresh()
+    assert new.load("wire").etag == '"v1"'
+    candidates = stories(range(0, 8))
+    seen = new.seen_hashes([item.item_id for item in candidates])
+    missing = [item for item in candidates if seen.get(item.item_id) != item.content_hash]
+    assert [item.item_id for item in missing] == [f"wire-{n}" for n in range(4, 8)]
+
+    resume.set()  # the old owner wakes up and tries to commit: fenced
+    second_poll.join(60)
+    assert outcome and outcome[0].failure and not outcome[0].acknowledged
+    assert fenced == [partition]
+    assert "fenced" in outcome[0].failure
+
+    third = new.commit_poll(new, replace(FeedState("wire"), etag='"v2"', last_success_at=3.0),
+                            missing, now=3.0)
+    assert third.failure is None
+    records = read_items(kafka_broker.bootstrap, settings.items_topic, expect=8)
+    counts = Counter(item.item_id for _, item in records)
+    assert sorted(counts) == sorted(f"wire-{n}" for n in range(8))
+    assert set(counts.values()) == {1}, counts
+
+    later = KafkaPollState(settings)  # a third poller reads the new owner's state
+    states.append(later)
+    assert later.load("wire").etag == '"v2"'
+    assert set(later.seen_hashes([item.item_id for item in candidates])) == {
+        item.item_id for item in candidates}
+
+
+class Wires:
+    """The FEEDS, each filing one more denial per round: ``stories`` so far per feed."""
+
+    def __init__(self, server: FeedServer) -> None:
+        self.server, self.stories = server, 0
+        self.file(0)
+
+    def file(self, rounds: int, seconds_apart: float = 1.0) -> None:
+        for _ in range(rounds):
+            self.stories += 1
+            for feed_id in FEEDS:
+                self.server.set(f"/{feed_id}.xml", denials(feed_id, self.stories))
+            time.sleep(seconds_apart)  # stories keep coming: polls are in flight at every blow
+        if not rounds:
+            for feed_id in FEEDS:  # empty at first, so nothing is backlog
+                self.server.set(f"/{feed_id}.xml", denials(feed_id, 0))
+
+    def urls(self) -> set[str]:
+        return {f"https://{f}.example/{n}" for f in FEEDS for n in range(self.stories)}
+
+
+def match_ids(settings: KafkaSettings) -> Counter[str]:
+    return Counter(decode_match(r.value).match_id
+                   for r in read_topic(settings, settings.matches_topic))
+
+
+def test_two_shared_pollers_frozen_and_killed_mid_stream_publish_every_item_and_match_once(
+        kafka_broker: LocalKafka, feed_server: FeedServer, tmp_path: Path,
+        pollers: list[Poller]) -> None:  # noqa: F811
+    wires = Wires(feed_server)
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    env = shared_env(kafka_broker.bootstrap)
+    claims = str(REPO / "claims.yaml")
+    pollers.extend(Poller(env, feeds, tmp_path, f"poller{n}") for n in range(2))
+    pollers.append(Poller(env, feeds, tmp_path, "matcher", ("match", "--claims", claims)))
+    settings = KafkaSettings(
+        bootstrap_servers=(kafka_broker.bootstrap,), items_topic=env["MONITOR_KAFKA__ITEMS_TOPIC"],
+        matches_topic=env["MONITOR_KAFKA__MATCHES_TOPIC"],
+        match_group=env["MONITOR_KAFKA__MATCH_GROUP"])
+    owners = wait_for_steady_state(pollers[:2], timeout=90)
+    assert all(len(who) == 1 for who in owners.values()), owners
+
+    wires.file(4, 0.5)
+    frozen = pollers[0]  # frozen mid-stream: its open transactions stay open, its group
+    frozen.process.send_signal(signal.SIGSTOP)  # membership expires, the other takes over
+    wires.file(4 * SESSION_TIMEOUT_SECONDS, 0.5)
+    frozen.process.send_signal(signal.SIGCONT)  # wakes up fenced, then rejoins the group
+    wires.file(12, 0.5)
+    owners = wait_for_steady_state(pollers[:2], timeout=90)
+    assert all(len(who) == 1 for who in owners.values()), owners
+    victim = pollers[1]
+    wires.file(4, 0.5)
+    victim.process.kill()  # SIGKILL mid-stream: an open transaction left behind
+    victim.process.wait()
+    wires.file(8, 0.5)
+
+    expected = wires.urls()
+    records = read_items(kafka_broker.bootstrap, settings.items_topic, expect=len(expected),
+                         timeout_seconds=SESSION_TIMEOUT_SECONDS + 90)
+    counts = Counter(item.url for _, item in records)
+    assert set(counts) == expected
+    assert set(counts.values()) == {1}, [url for url, n in counts.items() if n > 1]
+
+    eventually(lambda: consumed_to_the_end(settings, settings.match_group,
+                                           settings.items_topic), 90, "every item matched")
+    matched = match_ids(settings)
+    assert len(matched) == len(expected)  # one denial match per story
+    assert set(matched.values()) == {1}, [m for m, n in matched.items() if n > 1]
+
+
+def test_chaos_kills_of_every_stage_and_a_broker_restart_lose_and_repeat_nothing(
+        broker: LocalKafka, feed_server: FeedServer, hook: WebhookReceiver, tmp_path: Path,  # noqa: F811
+        processes: dict[str, Process]) -> None:  # noqa: F811
+    """Two of each stage; each kind SIGKILLed once and restarted, and the broker restarted,
+    while the wires keep filing stories. Then: as many distinct and total records on
+    monitor.items and monitor.matches (read_committed) as stories served, and every match
+    delivered to the webhook once."""
+    wires = Wires(feed_server)
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    claims = str(REPO / "claims.yaml")
+    env = env_for(broker.bootstrap)
+    commands = {"poll": ("poll", "--feeds", str(feeds)), "match": ("match", "--claims", claims),
+                "alert": ("alert", "--claims", claims, "--alerts",
+                          str(hook_routes(tmp_path, hook, group_wait="0.5s")))}
+
+    def start(name: str) -> None:  # the same name: the same transactional id after a restart
+        processes[name] = Process(env, feeds, tmp_path, name, commands[name[:-1]])
+
+    for name in ("poll0", "poll1", "match0", "match1", "alert0", "alert1"):
+        start(name)
+    eventually(lambda: all(p.readyz() == 200 for p in processes.values()), 90, "all ready")
+    eventually(lambda: all(len(feed_server.hits(f"/{f}.xml")) >= 2 for f in FEEDS), 60,
+               "every feed's first poll past")
+
+    wires.file(3)
+    for name in ("poll0", "match1", "alert0"):  # each stage killed mid-stream, then restarted
+        processes[name].process.kill()
+        processes[name].process.wait()
+        wires.file(2)
+        start(name)
+        wires.file(3)
+    broker.stop()
+    wires.file(3)
+    broker.start()
+    wires.file(3)
+
+    settings = KafkaSettings(
+        bootstrap_servers=(broker.bootstrap,), items_topic=env["MONITOR_KAFKA__ITEMS_TOPIC"],
+        matches_topic=env["MONITOR_KAFKA__MATCHES_TOPIC"],
+        alerts_topic=env["MONITOR_KAFKA__ALERTS_TOPIC"],
+        match_group=env["MONITOR_KAFKA__MATCH_GROUP"],
+        alert_group=env["MONITOR_KAFKA__ALERT_GROUP"])
+    stories = wires.urls()
+    records = read_items(broker.bootstrap, settings.items_topic, expect=len(stories),
+                         timeout_seconds=180)
+    items = Counter(item.url for _, item in records)
+    assert set(items) == stories  # no loss
+    assert sum(items.values()) == len(stories), [u for u, n in items.items() if n > 1]
+
+    eventually(lambda: all_handled(settings), 120,
+               "every item matched and every match alerted, all committed")
+    matches = match_ids(settings)
+    assert len(matches) == len(stories)  # one denial match per story
+    assert sum(matches.values()) == len(stories), [m for m, n in matches.items() if n > 1]
+    sent = [r for r in KafkaArchive(settings).records() if r.event == "sent"]
+    sent_ids = Counter(match_id for r in sent for match_id in r.match_ids)
+    assert set(sent_ids) == set(matches)
+    assert set(sent_ids.values()) == {1}, [m for m, n in sent_ids.items() if n > 1]
+    assert len(hook.accepted) == len(sent)  # one webhook message per notification
+    assert set(alerted_ids(hook).values()) == {1}
+
+
+def all_handled(settings: KafkaSettings) -> bool:
+    """Every item matched and every match's notification closed (sent or dead), all
+    committed by the groups: nothing is left that could still be sent."""
+    archived = KafkaArchive(settings).records()
+    closed = {r.id for r in archived if r.event != "pending"}
+    return ({r.id for r in archived if r.event == "pending"} <= closed
+            and consumed_to_the_end(settings, settings.match_group, settings.items_topic)
+            and consumed_to_the_end(settings, settings.alert_group, settings.matches_topic))
