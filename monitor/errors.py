@@ -44,6 +44,10 @@ class PublishError(RecoverableError):
     """The bus (Kafka or the embedded store) did not acknowledge every item."""
 
 
+class FeedHandedOver(PublishError):
+    """The feed went to another poller before its poll committed: the new owner publishes."""
+
+
 class BusError(RecoverableError):
     """A stage could not read, write or commit on its log for now (a broker away, a busy state
     file). Nothing of the failed step is visible; the stage's runner tries again later.

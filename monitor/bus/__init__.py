@@ -14,10 +14,12 @@ from monitor.model import Item
 
 @dataclass(frozen=True, slots=True)
 class PublishReport:
-    """Which items the bus durably acknowledged; ``failure`` says why the rest were not."""
+    """Which items the bus durably acknowledged; ``failure`` says why the rest were not.
+    ``handed_over``: because the feed now belongs to another poller (not the feed's fault)."""
 
     acknowledged: tuple[Item, ...]
     failure: str | None = None
+    handed_over: bool = False
 
 
 class ItemPublisher(Protocol):

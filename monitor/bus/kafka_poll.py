@@ -176,6 +176,9 @@ class PollTransactions:
         if producer is not None:
             producer.close(timeout=5)
 
+    def owns(self, partition: int) -> bool:
+        return partition in self._owned
+
     def failure_level(self, exc: BaseException | None) -> int:
         return self._watch.level_for_failure(exc)
 

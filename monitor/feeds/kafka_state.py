@@ -119,8 +119,10 @@ class KafkaPollState:
             value = encode_feed_record(state, dict(self._seen.get(state.feed_id, {})))
         failure = self._commit(state.feed_id, (), value)
         if failure:  # kept in memory; written with the feed's next record
-            log.log(self.transactions.failure_level(None), "poll state: feed %s not written "
-                    "to %s: %s", state.feed_id, self._settings.feed_state_topic, failure)
+            level = (self.transactions.failure_level(None) if self._owns(state.feed_id)
+                     else logging.DEBUG)  # handed over: its new owner writes it
+            log.log(level, "poll state: feed %s not written to %s: %s", state.feed_id,
+                    self._settings.feed_state_topic, failure)
 
     def commit_poll(self, publisher: ItemPublisher, state: FeedState, items: Sequence[Item],
                     now: float) -> PublishReport:
@@ -133,7 +135,7 @@ class KafkaPollState:
             seen = {**self._seen.get(state.feed_id, {}), **marks}
         failure = self._commit(state.feed_id, items, encode_feed_record(state, seen))
         if failure:
-            return PublishReport((), failure)
+            return PublishReport((), failure, handed_over=not self._owns(state.feed_id))
         with self._lock:
             self._states[state.feed_id] = state
             self._seen.setdefault(state.feed_id, {}).update(marks)
@@ -176,8 +178,14 @@ class KafkaPollState:
         return pruned
 
     def _commit(self, feed_id: str, items: Sequence[Item], value: bytes) -> str | None:
-        partition = control_partition(feed_id, self._settings.poll_control_partitions)
-        return self.transactions.commit(partition, items, [(feed_id.encode(), value)])
+        return self.transactions.commit(self._partition(feed_id), items,
+                                        [(feed_id.encode(), value)])
+
+    def _partition(self, feed_id: str) -> int:
+        return control_partition(feed_id, self._settings.poll_control_partitions)
+
+    def _owns(self, feed_id: str) -> bool:
+        return self.transactions.owns(self._partition(feed_id))
 
     def is_ready(self) -> bool:
         return self.transactions.is_ready()

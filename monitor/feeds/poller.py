@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from monitor.bus import ItemPublisher
 from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.feeds import FeedConfig
-from monitor.errors import FetchError, ParseError, PublishError
+from monitor.errors import FeedHandedOver, FetchError, ParseError, PublishError
 from monitor.feeds.fetch import FetchCancelled, Fetcher, Validators
 from monitor.feeds.parse import FeedSource, TextLimits
 from monitor.feeds.parse_pool import BodyParser, InlineParser
@@ -152,7 +152,8 @@ class FeedPoller:
         if report.failure:
             self._metrics.publish_errors.labels(self._bus_name).inc()
             missing = len(new) - len(report.acknowledged)
-            raise PublishError(f"{report.failure} ({missing} of {len(new)} items kept for retry)")
+            error = FeedHandedOver if report.handed_over else PublishError
+            raise error(f"{report.failure} ({missing} of {len(new)} items kept for retry)")
 
     def _finish_success(self, feed: FeedConfig, state: FeedState, now: float,
                         body: _BodyOutcome) -> PollResult:
@@ -182,6 +183,8 @@ class FeedPoller:
         level = logging.WARNING if str(exc) != state.last_error else logging.DEBUG
         if isinstance(exc, PublishError) and self._publish_failure_level is not None:
             level = min(level, self._publish_failure_level(exc))
+        if isinstance(exc, FeedHandedOver):  # said once for its partition (bus.kafka_poll)
+            level = logging.DEBUG
         log.log(level, "%s; next try in %.0f s (failure %d)", message, delay, failures,
                 extra={"feed_id": feed.id})
         new_state = replace(state, consecutive_failures=failures, last_error=str(exc),

@@ -128,7 +128,7 @@ def test_a_poller_taken_over_mid_transaction_commits_nothing_and_no_item_is_doub
     second_poll.join(60)
     assert outcome and outcome[0].failure and not outcome[0].acknowledged
     assert fenced == [partition]
-    assert "fenced" in outcome[0].failure
+    assert "fenced" in outcome[0].failure and outcome[0].handed_over
 
     third = new.commit_poll(new, replace(FeedState("wire"), etag='"v2"', last_success_at=3.0),
                             missing, now=3.0)
