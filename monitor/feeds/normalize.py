@@ -30,11 +30,25 @@ def _is_tracking(name: str) -> bool:
     return lowered in _TRACKING_NAMES or lowered.startswith(_TRACKING_PREFIXES)
 
 
+# Most links: http(s), a plain host name, a path of printable ASCII, no port, user, query or
+# fragment. For those urlsplit and urlunsplit only lower-case the scheme and host.
+_PLAIN_URL = re.compile(r"(?i:(https?)://([a-z0-9.-]+))(/[!-\x22\x24-\x3e\x40-\x7e]*)?")
+
+
 def canonical_url(url: str) -> str | None:
     """Scheme and host lower-cased, default port, tracking parameters and fragment dropped.
 
     Returns None for anything that is not an absolute http(s) URL.
     """
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None:
+        scheme, host, path = plain.groups()
+        return f"{scheme.lower()}://{host.lower()}{path or '/'}"
+    return _split_canonical_url(url)
+
+
+def _split_canonical_url(url: str) -> str | None:
+    """``canonical_url`` for any URL, through urllib."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -100,10 +114,19 @@ def plain_text(value: str, max_chars: int) -> str:
     if len(head) < len(value):
         # Folding a prefix gives a prefix of the folded whole: when it is already longer
         # than max_chars, truncating it gives what truncating the whole would.
-        text = _folded(_drop_invisible(head))
+        text = _visible_folded(head)
         if len(text) > max_chars:
             return truncate(text, max_chars)
-    return truncate(_folded(_drop_invisible(value)), max_chars)
+    return truncate(_visible_folded(value), max_chars)
+
+
+def _visible_folded(text: str) -> str:
+    """``_folded(_drop_invisible(text))``. Most texts hold no invisible character but
+    whitespace: str.isprintable (C) is False for every character ``_drop_invisible``
+    replaces, and folding drops whitespace controls (\n, \t...) as it drops the spaces
+    they would become, so a printable folded text is the answer without the regex pass."""
+    folded = _folded(text)
+    return folded if folded.isprintable() else _folded(_drop_invisible(text))
 
 
 def _folded(text: str) -> str:

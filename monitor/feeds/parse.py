@@ -30,6 +30,7 @@ from monitor.feeds.normalize import (
     plain_text,
 )
 from monitor.feeds.wellformed import read_wellformed
+from monitor.feeds.xml_charset import declared_utf8
 from monitor.model import Item
 
 FAST_PATH = "lxml"
@@ -114,10 +115,11 @@ def _parse(body: bytes, content_type: str | None, source: FeedSource, fetched_at
 
 def _reference(body: bytes, content_type: str | None) -> RawDocument:
     document = _feedparser(body, content_type)
-    if not _is_feed(document) and _FALSE_UTF16.match(body):
+    fixed = declared_utf8(body)
+    if not _is_feed(document) and fixed is not None:
         # Declared UTF-16 without a byte-order mark, but really UTF-8 (seen in the wild):
         # feedparser reads such a body or not depending on whether its length is odd.
-        document = _feedparser(_FALSE_UTF16.sub(rb"\1utf-8\2", body, count=1), content_type)
+        document = _feedparser(fixed, content_type)
     if not _is_feed(document):
         reason = document.get("bozo_exception") or "no RSS or Atom document found"
         raise ParseError(f"not a feed: {_short(reason)}")
@@ -139,9 +141,6 @@ def _raw_entry(entry: Any) -> RawEntry:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-_FALSE_UTF16 = re.compile(rb"""^(<\?xml[^>]{0,100}encoding=["'])utf-16(["'])""", re.IGNORECASE)
 
 
 def _feedparser(body: bytes, content_type: str | None) -> Any:

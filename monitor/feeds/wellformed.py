@@ -3,10 +3,11 @@
 ``read_wellformed`` returns the document's ``RawEntry``s exactly as feedparser would give
 them, or None when it is not sure it can, and the caller then asks feedparser. It refuses:
 bytes whose encoding feedparser would have to guess (``xml_charset``), anything libxml2 does
-not find well-formed, a DOCTYPE (entities: the bomb and XXE cases), ``xml:base`` (feedparser
-resolves links against it), an unknown root, entries outside their usual place, and entries
-holding an element that feedparser maps onto the fields read here in a way this module does
-not copy (media:title, image, source, XHTML or base64 content, nested markup in a title...).
+not find well-formed, a DOCTYPE other than a bare ``<!DOCTYPE name>`` that feedparser strips
+(entities, DTDs: the bomb and XXE cases), an unknown root, entries outside their usual
+place, and entries holding an element that feedparser maps onto the fields read here in a
+way this module does not copy (an image or a source with elements inside, unless a source
+closes its entry; XHTML or base64 content, nested markup in a title...).
 
 Where it accepts, it copies feedparser's rules (``feedparser/namespaces/_base.py`` and
 ``mixin.py``): which element wins when several give a title, link, id or summary (depth
@@ -37,10 +38,11 @@ from feedparser.urls import _urljoin, make_safe_absolute_uri
 from lxml import etree
 
 from monitor.feeds.entry import RawDocument, RawEntry
-from monitor.feeds.xml_charset import utf8_document
+from monitor.feeds.xml_charset import false_utf16, utf8_document
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
+_RDF_ABOUT = f"{_RDF}about"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
 
@@ -57,7 +59,10 @@ _TIMES = {  # feedparser's key for each date element: published, updated, create
     "updated": 1, "modified": 1, "lastbuilddate": 1, "dc_date": 1, "dcterms_modified": 1,
     "created": 2, "dcterms_created": 2,
 }
-_READ = _TITLES | _SUMMARIES | _CONTENTS | frozenset(_TIMES) | {"link", "guid", "id", "source"}
+# "image" and "textinput" in an entry: feedparser too forgets which title came first.
+_RESETS = frozenset({"source", "image", "textinput"})
+_READ = _TITLES | _SUMMARIES | _CONTENTS | frozenset(_TIMES) | _RESETS | {
+    "link", "guid", "id", "media_title"}
 # Elements feedparser has a handler for that only write fields Items do not use.
 _HARMLESS = frozenset({
     "author", "category", "cc_license", "cloud", "contributor", "copyright", "rights",
@@ -88,21 +93,49 @@ class Refused(Exception):
 
 def read_wellformed(body: bytes, content_type: str | None) -> RawDocument | None:
     """The document's entries as feedparser would read them, or None (ask feedparser)."""
-    decided = utf8_document(body, content_type)
+    fixed = false_utf16(body, content_type)  # as the reference path re-reads it
+    decided = utf8_document(body if fixed is None else fixed, content_type)
     if decided is None:
         return None
     data, encoding = decided
     if b"<!DOCTYPE" in data[:4096]:
-        return None
+        stripped = _without_bare_doctype(data)
+        if stripped is None:
+            return None
+        data = stripped
     try:
         root = etree.fromstring(data, _parser())
         if root.getroottree().docinfo.doctype:
             return None
         head, entries = _layout(root)
-        raw = tuple(_entry(element) for element in entries)
+        # No element carries a base URI when no attribute named base can be in the bytes.
+        bases = _BASE_ATTRIBUTE.search(data) is not None
+        raw = tuple(_entry(element, bases) for element in entries)
         return RawDocument(raw, _language(root, head), encoding, None)
     except (etree.XMLSyntaxError, Refused):
         return None
+
+
+_BASE_ATTRIBUTE = re.compile(rb"base[ \t\r\n]*=")  # xml:base="..." or base="..."
+_FIRST_ELEMENT = re.compile(rb"<\w")
+_DOCTYPE = re.compile(rb"^\s*<!DOCTYPE([^>]*?)>", re.MULTILINE)  # feedparser's
+_BARE_DOCTYPE = re.compile(rb"\s+[A-Za-z_][\w.:-]*\s*")
+
+
+def _without_bare_doctype(data: bytes) -> bytes | None:
+    """The document without its DOCTYPE when that is a bare ``<!DOCTYPE name>`` (no DTD, no
+    entities: nothing to expand or load) that feedparser strips too (``replace_doctype``: a
+    DOCTYPE at the start of a line before the root); None for any other DOCTYPE."""
+    first = _FIRST_ELEMENT.search(data)
+    if first is None:
+        return None
+    head = data[:first.start() + 1]
+    found = _DOCTYPE.findall(head)
+    if len(found) != 1 or not _BARE_DOCTYPE.fullmatch(found[0]) \
+            or b"netscape" in found[0].lower() or b"<!ENTITY" in head:
+        return None
+    head = _DOCTYPE.sub(b"", head)
+    return None if b"<!DOCTYPE" in head else head + data[first.start() + 1:]
 
 
 def _parser() -> Any:
@@ -196,13 +229,22 @@ def _attributes(element: Any) -> dict[str, str]:
     return {str(key).lower(): value for key, value in element.attrib.items()}
 
 
+def _plain_text_element(element: Any) -> Any:
+    """``element`` when its text is read as ``_text`` reads it (later, if at all: a summary
+    that loses costs nothing); Refused for markup, base64, out-of-line or XHTML content."""
+    if len(element):
+        raise Refused
+    if len(element.attrib):
+        attributes = _attributes(element)
+        kind = attributes.get("type")
+        if "mode" in attributes or "src" in attributes or (
+                kind is not None and kind.lower() not in _TEXT_TYPES):
+            raise Refused  # feedparser's own handling
+    return element
+
+
 def _text_of_type(element: Any) -> str:
-    attributes = _attributes(element)
-    kind = attributes.get("type")
-    if "mode" in attributes or "src" in attributes or (
-            kind is not None and kind.lower() not in _TEXT_TYPES):
-        raise Refused  # base64, out-of-line or XHTML content: feedparser's own handling
-    return _text(element)
+    return _text(_plain_text_element(element))
 
 
 def _base(current: str, element: Any) -> str:
@@ -234,27 +276,28 @@ class _Entry:
     title: str | None = None
     title_depth: int = -1  # depth of the last non-empty title proper: later ones lose
     title_stored_at: int | None = None
-    summary: str | None = None
+    # Summary and contents are elements whose text is read only for the one kept.
+    summary: Any = None
     summary_stored_at: int | None = None
     has_content: bool = False
-    contents: list[str] = field(default_factory=list)
+    contents: list[Any] = field(default_factory=list)
     times: list[time.struct_time | None] = field(default_factory=lambda: [None, None, None])
 
     def read(self, name: str, element: Any, depth: int, base: str) -> None:
         if name in _TITLES or name == "media_title":
             self._title(_text_of_type(element), depth, proper=name != "media_title")
         elif name in _SUMMARIES:
-            self._summary(_text_of_type(element), depth)
+            self._summary(_plain_text_element(element), depth)
         elif depth > 1:
             raise Refused
         elif name in _CONTENTS:
-            self._content(_text_of_type(element))
+            self._content(_plain_text_element(element))
         elif name in _TIMES:
             self.times[_TIMES[name]] = _parse_date(_text(element))
         elif name == "link":
             self._link(element, base)
-        elif name == "source":  # feedparser forgets which title came first
-            if len(element):
+        elif name in _RESETS:  # feedparser forgets which title came first
+            if len(element) and not _closing_source(name, element):
                 raise Refused
             self.title_depth = -1
         else:  # guid, id
@@ -267,13 +310,13 @@ class _Entry:
         if proper and value:
             self.title_depth = depth
 
-    def _summary(self, value: str, depth: int) -> None:
+    def _summary(self, value: Any, depth: int) -> None:
         if self.summary is not None and not self.has_content:
             self._content(value)  # feedparser: a second description is content
         elif self.summary_stored_at is None or depth <= self.summary_stored_at:
             self.summary, self.summary_stored_at = value, depth
 
-    def _content(self, value: str) -> None:
+    def _content(self, value: Any) -> None:
         self.has_content = True
         self.contents.append(value)
         if self.summary is None:
@@ -283,8 +326,10 @@ class _Entry:
         attributes = _attributes(element)
         href = attributes.get("url", attributes.get("uri", attributes.get("href")))
         if not href and "href" not in attributes:  # feedparser: href="" is still an href
-            text = _text(element, base).replace("&amp;", "&")
-            self.link = _LINK_AMP.sub(r"&\1", text)
+            text = _text(element, base)
+            if "&" in text:
+                text = _LINK_AMP.sub(r"&\1", text.replace("&amp;", "&"))
+            self.link = text
             return
         href = href or attributes["href"]
         rel = attributes.get("rel", "alternate").lower()
@@ -299,35 +344,58 @@ class _Entry:
             self.link = self.guid
 
     def raw(self) -> RawEntry:
-        summary = self.summary if self.summary and self.summary.strip() else next(
-            (value for value in self.contents if value.strip()), "")
+        candidates = (self.summary, *self.contents) if self.summary is not None else ()
+        summary = next((text for text in map(_text, candidates) if text.strip()), "")
         return RawEntry(link=self.link, guid=self.guid, title=self.title,
                         summary_html=summary, times=tuple(self.times))
 
 
-def _entry(element: Any) -> RawEntry:
-    if element.get("lastmod") is not None or element.get("href") is not None:
+# What an Atom source (the feed an entry was copied from) holds, all written to feedparser's
+# record of the source, none to the entry.
+_SOURCE_PARTS = frozenset({"title", "link", "id", "updated", "published", "author", "name",
+                           "uri", "email", "generator", "icon", "logo", "category", "subtitle",
+                           "rights"})
+
+
+def _closing_source(name: str, element: Any) -> bool:
+    """A source with elements inside that ends its entry (planet aggregators): feedparser
+    changes no field of the entry there, and nothing follows that its leftover state (which
+    title came first, whether a guid is the link) could change."""
+    if name != "source" or next(element.itersiblings(etree.Element), None) is not None:
+        return False
+    for inner in element.iterdescendants(etree.Element):
+        tag = inner.tag
+        if (_name_of_tag(tag) or _compute_name(tag, inner.prefix)) not in _SOURCE_PARTS:
+            return False
+    return True
+
+
+def _entry(element: Any, bases: bool) -> RawEntry:
+    if len(element.attrib) and (
+            element.get("lastmod") is not None or element.get("href") is not None):
         raise Refused  # CDF attributes feedparser reads as a date and a link
     base = ""
-    for holder in (*reversed(tuple(element.iterancestors())), element):
-        base = _base(base, holder)
-    entry = _Entry(guid=element.get(f"{_RDF}about"))
-    _walk(entry, element, 1, base)
+    if bases:
+        for holder in (*reversed(tuple(element.iterancestors())), element):
+            base = _base(base, holder)
+    entry = _Entry(guid=element.get(_RDF_ABOUT))
+    _walk(entry, element, 1, base, bases)
     return entry.raw()
 
 
-def _walk(entry: _Entry, parent: Any, depth: int, base: str) -> None:
+def _walk(entry: _Entry, parent: Any, depth: int, base: str, bases: bool) -> None:
     for child in parent.iterchildren(etree.Element):
-        name = _name(child)
-        child_base = _base(base, child) if base or _has_base(child) else base
-        if name in _READ or name == "media_title":
+        tag = child.tag
+        name = _name_of_tag(tag) or _compute_name(tag, child.prefix)
+        child_base = _base(base, child) if bases and (base or _has_base(child)) else base
+        if name in _READ:
             entry.read(name, child, depth, child_base)
         elif name in _HANDLERS and name not in _HARMLESS:
             raise Refused
         elif len(child):
             if name in _CONTENT_LIKE:
                 raise Refused
-            _walk(entry, child, depth + 1, child_base)
+            _walk(entry, child, depth + 1, child_base, bases)
 
 
 def _language(root: Any, head: Any) -> str | None:

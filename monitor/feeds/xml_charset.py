@@ -47,6 +47,34 @@ def _proposed(body: bytes, content_type: str | None) -> str | None:
     return None  # text/html, text/plain, no media type...: feedparser complains (bozo)
 
 
+_FALSE_UTF16 = re.compile(rb"""^(<\?xml[^>]{0,100}encoding=["'])utf-16(["'])""", re.IGNORECASE)
+
+
+def declared_utf8(body: bytes) -> bytes | None:
+    """A body that declares UTF-16 in its XML declaration, declared UTF-8 instead; None for
+    any other body. Some servers declare UTF-16 and send UTF-8."""
+    if _FALSE_UTF16.match(body) is None:
+        return None
+    return _FALSE_UTF16.sub(rb"\1utf-8\2", body, count=1)
+
+
+def false_utf16(body: bytes, content_type: str | None) -> bytes | None:
+    """``declared_utf8(body)`` when feedparser certainly finds no feed in the body as
+    declared, so that the reference path (``parse._reference``) reads it declared UTF-8;
+    else None.
+
+    feedparser decodes such a body as UTF-16 first; a decoding that holds no "<" has no
+    element, hence no feed. When that decoding fails, or holds a "<", what feedparser reads
+    first is not certain."""
+    fixed = declared_utf8(body)
+    if fixed is None or _proposed(body, content_type) != "utf-16":
+        return None
+    try:
+        return None if "<" in body.decode("utf-16") else fixed
+    except UnicodeDecodeError:
+        return None
+
+
 def utf8_document(body: bytes, content_type: str | None) -> tuple[bytes, str] | None:
     """The document as UTF-8 bytes (to be parsed as UTF-8 whatever it declares) and the
     encoding name feedparser would report; None when feedparser would have to guess, or

@@ -100,6 +100,10 @@ def rss(items: str, namespaces: str = "", channel: str = "") -> bytes:
             f"<channel><title>T</title>{channel}{items}</channel></rss>").encode()
 
 
+def _even(body: bytes) -> bytes:
+    return body if len(body) % 2 == 0 else body + b"\n"
+
+
 MEDIA = 'xmlns:media="http://search.yahoo.com/mrss/"'
 CONTENT = 'xmlns:content="http://purl.org/rss/1.0/modules/content/"'
 
@@ -141,6 +145,22 @@ QUIRKS = [
                  "</rss>".encode("cp1251"), id="windows-1251"),
     pytest.param(rss("<item><title>CafÃ© \u0093quoted\u0094</title><link>https://a.b/1</link>"
                      "</item>"), id="latin1-repair-and-cp1252"),
+    # A bare DOCTYPE at the start of a line: no DTD, no entities; feedparser strips it.
+    pytest.param(rss("<item><title>A</title><link>https://a.b/1</link></item>").replace(
+        b"<rss", b"\n<!DOCTYPE rss >\n<rss", 1), id="bare-doctype"),
+    pytest.param(rss("<item><title>A</title><image>https://a.b/i.jpg</image><title>B</title>"
+                     "<link>https://a.b/1</link></item>"), id="image-in-item"),
+    pytest.param(b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>P</title>'
+                 b"<entry><title>A</title><link href='https://a.b/1'/><id>tag:x,3</id>"
+                 b"<source><title>Origin</title><subtitle>s</subtitle><link rel='self' "
+                 b"href='https://o.example/atom'/><id>https://o.example/</id><updated>"
+                 b"2024-01-01T00:00:00Z</updated></source></entry></feed>",
+                 id="atom-source-closing-the-entry"),
+    # Declared UTF-16 without a byte-order mark, sent as UTF-8 (an even number of bytes:
+    # feedparser's UTF-16 reading finds no "<", hence no feed, and the reference re-reads it).
+    pytest.param(_even(rss("<item><title>Hello</title><link>https://a.b/1</link></item>")
+                       .replace(b'encoding="utf-8"', b'encoding="utf-16"')),
+                 id="false-utf-16"),
 ]
 
 
@@ -177,6 +197,14 @@ HOSTILE = [
     pytest.param(b'<?xml version="1.0"?><!DOCTYPE rss SYSTEM "http://127.0.0.1:9/rss.dtd">'
                  b'<rss version="2.0"><channel><item><title>t</title></item></channel></rss>',
                  id="external-dtd"),
+    pytest.param(b'<?xml version="1.0"?>\n<!DOCTYPE rss SYSTEM "http://127.0.0.1:9/rss.dtd">'
+                 b'\n<rss version="2.0"><channel><item><title>t</title></item></channel></rss>',
+                 id="external-dtd-on-its-own-line"),
+    pytest.param(b'<?xml version="1.0"?>\n<!DOCTYPE rss [<!ENTITY e "x">]>\n<rss version="2.0">'
+                 b"<channel><item><title>&e;</title></item></channel></rss>",
+                 id="internal-subset-on-its-own-line"),
+    pytest.param(b'<?xml version="1.0"?>\n<!DOCTYPE rss>\n<!DOCTYPE rss>\n<rss version="2.0">'
+                 b"<channel><item><title>t</title></item></channel></rss>", id="two-doctypes"),
 ]
 
 

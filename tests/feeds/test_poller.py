@@ -97,7 +97,8 @@ def test_second_poll_is_conditional_and_adds_nothing(rig: Rig) -> None:
 
 def test_each_parse_is_counted_by_the_parser_that_read_it(rig: Rig) -> None:
     rig.server.set("/wire.xml", rss(1, 2))
-    rig.server.set("/doctype.xml", rss(3).replace(b"<rss", b"<!DOCTYPE rss>\n<rss", 1))
+    rig.server.set("/doctype.xml", rss(3).replace(
+        b"<rss", b'<!DOCTYPE rss SYSTEM "rss.dtd">\n<rss', 1))
     rig.poller.poll(rig.feed("wire", "/wire.xml"))
     assert rig.sample("monitor_feed_parses_total", parser="lxml") == 1
     assert rig.sample("monitor_feed_parses_total", parser="feedparser") == 0
