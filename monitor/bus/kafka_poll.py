@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -41,13 +40,16 @@ from kafka.errors import KafkaError
 from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.kafka import client_config
 from monitor.bus.kafka_log import FATAL_ERRORS
+from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.settings import KafkaSettings
 from monitor.model import Item, encode_item
+from monitor.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 3  # of one transaction, while the broker's errors are retriable
-RETRY_PAUSE_SECONDS = 0.5  # doubled after each retriable failure
+# A transaction is tried again after a retriable broker error (a coordinator moving, a leader
+# election: seconds at most); anything longer is the next poll's to retry.
+RETRIES = RetryPolicy(max_attempts=3, base_delay_seconds=0.5, max_delay_seconds=2.0)
 
 
 def control_partition(feed_id: str, partitions: int) -> int:
@@ -69,8 +71,10 @@ class PollTransactions:
     """
 
     def __init__(self, settings: KafkaSettings, watch: BrokerWatch,
-                 on_fenced: Callable[[int], None] = lambda _partition: None) -> None:
+                 on_fenced: Callable[[int], None] = lambda _partition: None, *,
+                 retries: RetryPolicy = RETRIES, clock: Clock = SYSTEM_CLOCK) -> None:
         self._settings, self._watch, self.on_fenced = settings, watch, on_fenced
+        self._retries, self._clock = retries, clock
         self._locks = [threading.Lock() for _ in range(settings.poll_control_partitions)]
         self._producers: dict[int, KafkaProducer] = {}
         self._started_in: dict[int, int] = {}  # partition -> group generation of its producer
@@ -105,16 +109,16 @@ class PollTransactions:
                state_records: Sequence[tuple[bytes, bytes]]) -> str | None:
         """Write ``items`` to the items topic and ``state_records`` (key, value) to the
         feed-state topic in one transaction; None when committed, else why not."""
-        pause = RETRY_PAUSE_SECONDS
+        attempt = 0
         with self._locks[partition]:
-            for attempt in range(1, ATTEMPTS + 1):
+            while True:
+                attempt += 1
                 failure, retriable = self._attempt(partition, items, state_records)
-                if failure is None or not retriable or attempt == ATTEMPTS:
+                delay = self._retries.next_delay(attempt) if failure and retriable else None
+                if delay is None:
                     self._healthy = failure is None
                     return failure
-                time.sleep(pause)  # a coordinator moving, a leader election: seconds at most
-                pause *= 2
-        raise AssertionError("unreachable")
+                self._clock.sleep(delay)
 
     def _attempt(self, partition: int, items: Sequence[Item],
                  state_records: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, bool]:

@@ -1,0 +1,103 @@
+"""PollTransactions without a broker: retries of transient errors, fencing, ownership.
+
+The broker's side (a real takeover fencing a real producer) is in
+tests/integration/test_poll_exactly_once.py; here kafka-python's producer is replaced by a
+scripted one, to show what the shell does with each kind of error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kafka.errors import KafkaError, NotCoordinatorError, ProducerFencedError
+
+from monitor.bus import kafka_poll
+from monitor.bus.connectivity import BrokerWatch
+from monitor.bus.kafka_poll import PollTransactions
+from monitor.config.settings import KafkaSettings
+from tests.support.clock import ManualClock
+
+
+class ScriptedProducer:
+    """Commits fail with the scripted errors, in order, then succeed."""
+
+    script: list[KafkaError] = []
+    started: list[str] = []
+
+    def __init__(self, **config: Any) -> None:
+        self.tid = config["transactional_id"]
+        self.sent: list[tuple[str, bytes]] = []
+        self.aborted = self.closed = 0
+
+    def init_transactions(self) -> None:
+        ScriptedProducer.started.append(self.tid)
+
+    def begin_transaction(self) -> None:
+        self.sent = []
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent.append((topic, key))
+
+    def commit_transaction(self) -> None:
+        if ScriptedProducer.script:
+            raise ScriptedProducer.script.pop(0)
+
+    def abort_transaction(self) -> None:
+        self.aborted += 1
+
+    def close(self, timeout: float) -> None:
+        self.closed += 1
+
+
+@pytest.fixture
+def transactions(monkeypatch: pytest.MonkeyPatch) -> PollTransactions:
+    monkeypatch.setattr(kafka_poll, "KafkaProducer", ScriptedProducer)
+    ScriptedProducer.script, ScriptedProducer.started = [], []
+    settings = KafkaSettings(bootstrap_servers=("127.0.0.1:1",), poll_group="poll",
+                             poll_control_partitions=4)
+    return PollTransactions(settings, BrokerWatch(settings, probe=lambda *_: None),
+                            clock=ManualClock())
+
+
+def test_a_transient_error_is_tried_again_and_the_transaction_commits(
+        transactions: PollTransactions) -> None:
+    transactions.own({1, 3}, generation=7)
+    assert ScriptedProducer.started == ["poll-1", "poll-3"]
+    ScriptedProducer.script = [NotCoordinatorError()]
+    assert transactions.commit(1, [], [(b"wire", b"{}")]) is None
+    assert transactions.is_ready()
+
+
+def test_transient_errors_that_last_fail_the_poll_after_three_attempts(
+        transactions: PollTransactions) -> None:
+    transactions.own({1}, generation=7)
+    ScriptedProducer.script = [NotCoordinatorError() for _ in range(5)]
+    failure = transactions.commit(1, [], [(b"wire", b"{}")])
+    assert failure and "aborted" in failure
+    assert len(ScriptedProducer.script) == 2  # three attempts, each aborted
+    assert not transactions.is_ready() and transactions.owns(1)
+
+
+def test_a_fenced_producer_gives_its_partition_up_and_says_so_once(
+        transactions: PollTransactions, caplog: pytest.LogCaptureFixture) -> None:
+    fenced: list[int] = []
+    transactions.on_fenced = fenced.append
+    transactions.own({1, 2}, generation=7)
+    ScriptedProducer.script = [ProducerFencedError()]
+    failure = transactions.commit(2, [], [(b"wire", b"{}")])
+    assert failure and "fenced" in failure
+    assert fenced == [2] and not transactions.owns(2) and transactions.owns(1)
+    again = transactions.commit(2, [], [(b"wire", b"{}")])  # no retry, no second line
+    assert again and "no longer this poller's" in again
+    assert fenced == [2]
+    assert len([r for r in caplog.records if "taken over" in r.getMessage()]) == 1
+
+
+def test_a_new_generation_restarts_the_producers_it_keeps(
+        transactions: PollTransactions) -> None:
+    transactions.own({1, 2}, generation=7)
+    transactions.own({1, 2}, generation=7)  # the same answer: nothing to do
+    transactions.own({2, 3}, generation=8)  # lost and regained unnoticed? start afresh
+    assert ScriptedProducer.started == ["poll-1", "poll-2", "poll-2", "poll-3"]
+    assert not transactions.owns(1)
