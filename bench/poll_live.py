@@ -35,8 +35,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -62,6 +63,7 @@ from monitor.config.feeds import FeedConfig  # noqa: E402
 from monitor.config.settings import DEFAULT_USER_AGENT, PollSettings  # noqa: E402
 from monitor.feeds.fetch import Fetcher, FetchLimits  # noqa: E402
 from monitor.feeds.parse import TextLimits  # noqa: E402
+from monitor.feeds.parse_pool import ParsePool, build_parser, parse_processes_for  # noqa: E402
 from monitor.feeds.poller import FeedPoller, PollResult  # noqa: E402
 from monitor.feeds.schedule import SchedulePolicy  # noqa: E402
 from monitor.feeds.scheduler import PollScheduler  # noqa: E402
@@ -167,6 +169,57 @@ class TimedPoller(FeedPoller):
             stats.sort_stats("tottime").print_stats(limit)
 
 
+class StackSampler:
+    """Where the threads inside a poll are, every 10 ms: the innermost frame of monitor/,
+    httpx, httpcore, h11, apscheduler, sqlite or threading code in each one's stack (waiting
+    included), counted. Shows what polls wait on when the CPU is not the limit."""
+
+    _KEEP = ("/monitor/", "/httpx/", "/httpcore/", "/h11/", "/apscheduler/", "sqlite",
+             "threading.py", "concurrent/futures")
+
+    def __init__(self, interval_seconds: float = 0.01) -> None:
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._interval = interval_seconds
+        self._thread = threading.Thread(target=self._run, name="stack-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        while not self._stop.wait(self._interval):
+            for ident, frame in sys._current_frames().items():
+                if ident != me and self._in_poll(frame):
+                    self.counts[self._place(frame)] += 1
+
+    @staticmethod
+    def _in_poll(frame: Any) -> bool:
+        while frame is not None:
+            if frame.f_code.co_name == "poll" and "poller" in frame.f_code.co_filename:
+                return True
+            frame = frame.f_back
+        return False
+
+    def _place(self, frame: Any) -> str:
+        """The innermost frame of interest and the two frames of interest that called it."""
+        chain: list[str] = []
+        while frame is not None and len(chain) < 3:
+            name = frame.f_code.co_filename
+            if any(part in name for part in self._KEEP):
+                chain.append(f"{name.rsplit('/', 1)[-1]}:{frame.f_code.co_name}:"
+                             f"{frame.f_lineno}")
+            frame = frame.f_back
+        return " < ".join(chain)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def print(self, limit: int) -> None:
+        total = sum(self.counts.values()) or 1
+        for place, count in self.counts.most_common(limit):
+            print(f"{count / total:6.1%}  {place}", file=sys.stderr)
+
+
 class Submissions:
     """When APScheduler made each run due: EVENT_JOB_SUBMITTED's earliest scheduled time."""
 
@@ -199,9 +252,39 @@ def start_delays(due: dict[str, list[float]], starts: dict[str, list[float]]
 # --- the run ------------------------------------------------------------------------------------
 
 
-def rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
+def rss_mib(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cpu_seconds_of(pids: Sequence[int]) -> float:
+    """User + system CPU seconds of these processes (the parse workers) so far."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Workers:
+    """CPU and memory of the parse pool's processes (none when parsing in-process)."""
+
+    def __init__(self, pool: ParsePool | None) -> None:
+        self._pool = pool
+
+    def pids(self) -> list[int]:
+        return self._pool.process_ids() if self._pool is not None else []
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds_of(self.pids())
+
+    def rss_mib(self) -> float:
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                total += rss_mib(pid)
+        return total
 
 
 @dataclass
@@ -214,6 +297,8 @@ class Phase:
     delays: list[float] = field(default_factory=list)
     rss_mib: float = 0.0
     server_cpu_seconds: float = 0.0
+    workers_cpu_seconds: float = 0.0  # the parse pool's processes
+    workers_rss_mib: float = 0.0
 
     def figures(self) -> dict[str, object]:
         ordered = sorted(self.delays)
@@ -227,7 +312,29 @@ class Phase:
             if self.seconds else 0.0,
             "delay_p50": pick(0.5), "delay_p99": pick(0.99), "delay_max": pick(1.0),
             "rss_mib": round(self.rss_mib, 1),
+            "workers_cpu_share": round(self.workers_cpu_seconds / self.seconds, 3)
+            if self.seconds else 0.0,
+            "workers_rss_mib": round(self.workers_rss_mib, 1),
         }
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A moment of the run: wall time, CPU seconds of the poller, the server and the parse
+    workers so far, and memory."""
+
+    at: float
+    cpu: float
+    server_cpu: float
+    workers_cpu: float
+    rss: float
+    workers_rss: float
+
+
+def mark(server: ServerProcess, workers: Workers, at: float | None = None) -> Mark:
+    _, _, server_cpu = server.ask(("stats",), 60)
+    return Mark(time.time() if at is None else at, time.process_time(), server_cpu,
+                workers.cpu_seconds(), rss_mib(), workers.rss_mib())
 
 
 def scheduler_for(poller: FeedPoller, settings: PollSettings, workers: int | None
@@ -257,6 +364,27 @@ class LiveResult:
     peak_rss_mib: float
     poll_cpu_seconds: float  # inside FeedPoller.poll, the polls drained at shutdown included
     cpu_seconds: float  # the whole process
+    parse_processes: int
+    workers_cpu_seconds: float
+
+
+def phases_of(pairs: list[tuple[float, float]], begin: Mark, marks: dict[str, Mark],
+              finish: Mark, interval: float) -> list[Phase]:
+    """The cold round, the first interval and the steady state after it, from the marks."""
+    def phase(name: str, start: Mark, end: Mark) -> Phase:
+        delays = [delay for when, delay in pairs if start.at <= when < end.at]
+        return Phase(name, end.at - start.at, end.cpu - start.cpu,
+                     len(delays), sum(delay > LATE_SECONDS for delay in delays), delays,
+                     end.rss, end.server_cpu - start.server_cpu,
+                     end.workers_cpu - start.workers_cpu, end.workers_rss)
+
+    phases = [phase("cold", begin, marks["cold"]) if "cold" in marks
+              else phase("cold (unfinished)", begin, finish)]
+    if "first" in marks:
+        first = marks["first"]
+        phases.append(phase("first interval", begin, replace(first, at=begin.at + interval)))
+        phases.append(phase("after it", first, finish))
+    return phases
 
 
 def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult:
@@ -267,6 +395,10 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
         per_host_concurrency=settings.workers, allowed_networks=LOOPBACK)
     database = Database(state_dir / "state.sqlite3")
     fetcher = Fetcher(limits)
+    processes = parse_processes_for(args.parse_processes, args.feeds)  # as the service does
+    body_parser = build_parser(processes, args.parse_threads)
+    pool = body_parser if isinstance(body_parser, ParsePool) else None
+    workers = Workers(pool)
     poller = TimedPoller(
         fetcher, SQLitePollState(database), EmbeddedItemLog(database),
         Metrics(CollectorRegistry()),
@@ -274,7 +406,7 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
                               settings.jitter_ratio),
         text_limits=TextLimits(settings.max_title_chars, settings.max_summary_chars),
         bus_name="embedded", rng=random.Random(1), profile=args.profile > 0,
-        **({"parse_threads": args.parse_threads} if args.parse_threads else {}))
+        parser=body_parser)
     server = start_server(data_dir, args.feeds, args.changed, args.seed)
     feeds = [FeedConfig.model_validate({"id": f"f{i}", "url": server.url(f"f{i}"),
                                         "source": f"bench {i}", "interval": args.interval})
@@ -295,60 +427,44 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
             generation += 1
 
     changer = threading.Thread(target=change_every_interval, daemon=True)
-    _, _, server_cpu0 = server.ask(("stats",), 60)
-    cpu0, t0 = time.process_time(), time.time()
+    begin = mark(server, workers)
     scheduler.start(feeds, {})
     changer.start()
+    sampler = StackSampler() if args.sample else None
     cold_done: float | None = None
-    marks: dict[str, tuple[float, float, float, float]] = {}
-    while (elapsed := time.time() - t0) < args.duration:
+    marks: dict[str, Mark] = {}
+    while (elapsed := time.time() - begin.at) < args.duration:
         time.sleep(0.5)
         if cold_done is None and len(poller.starts) == args.feeds:
             with poller.lock:
                 done = len(poller.ends)
             if done >= args.feeds:
-                cold_done = time.time()
-                _, _, server_cpu = server.ask(("stats",), 60)
-                marks["cold"] = (cold_done, time.process_time(), server_cpu, rss_mib())
+                marks["cold"] = mark(server, workers)
+                cold_done = marks["cold"].at
         if "first" not in marks and elapsed >= args.interval:
-            _, _, server_cpu = server.ask(("stats",), 60)
-            marks["first"] = (time.time(), time.process_time(), server_cpu, rss_mib())
-    t_end, cpu_end, rss_end = time.time(), time.process_time(), rss_mib()
+            marks["first"] = mark(server, workers)
+    finish = mark(server, workers)
+    if sampler is not None:
+        sampler.stop()
     stop.set()
     fetcher.stop(grace_seconds=2.0)  # as the service stops: polls queued behind end at once
     scheduler.shutdown()
     served = server.ask(("stats",), 60)[1]
-    server_cpu_end = stop_server(server)
+    finish = replace(finish, server_cpu=stop_server(server))
     fetcher.close()
+    body_parser.close()
     database.close()
     if args.profile:
         poller.print_profile(args.profile)
-    pairs = start_delays(submissions.due, poller.starts)
-
-    def phase(name: str, start: tuple[float, float, float], end: tuple[float, float, float],
-              rss: float) -> Phase:
-        delays = [delay for when, delay in pairs if start[0] <= when < end[0]]
-        return Phase(name, end[0] - start[0], end[1] - start[1],
-                     len(delays), sum(delay > LATE_SECONDS for delay in delays), delays, rss,
-                     end[2] - start[2])
-
-    begin = (t0, cpu0, server_cpu0)
-    finish = (t_end, cpu_end, server_cpu_end)
-    phases = []
-    if "cold" in marks:
-        cold = marks["cold"]
-        phases.append(phase("cold", begin, cold[:3], cold[3]))
-    else:
-        phases.append(phase("cold (unfinished)", begin, finish, rss_end))
-    if "first" in marks:
-        first = marks["first"]
-        phases.append(phase("first interval", begin, (t0 + args.interval, first[1], first[2]),
-                            first[3]))
-        phases.append(phase("after it", first[:3], finish, rss_end))
+    if sampler is not None:
+        sampler.print(args.sample)
+    phases = phases_of(start_delays(submissions.due, poller.starts), begin, marks, finish,
+                       args.interval)
     return LiveResult(phases, served, submissions.skipped,
-                      (cold_done - t0) if cold_done else None,
+                      (cold_done - begin.at) if cold_done else None,
                       args.workers or settings.workers, max_rss_mb(),
-                      poller.poll_cpu_seconds, cpu_end - cpu0)
+                      poller.poll_cpu_seconds, finish.cpu - begin.cpu, processes,
+                      finish.workers_cpu - begin.workers_cpu)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,6 +484,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="poll workers (default: the settings' default)")
     parser.add_argument("--parse-threads", type=int, default=None,
                         help="polls parsing at once (default: FeedPoller's, the cores)")
+    parser.add_argument("--parse-processes", type=int, default=None,
+                        help="parse worker processes (default: as the service picks them, "
+                             "MONITOR_POLL__PARSE_PROCESSES unset; 0: parse in-process)")
+    parser.add_argument("--sample", type=int, default=0, metavar="LINES",
+                        help="sample the poll threads' stacks every 10 ms, print the top LINES "
+                             "places they were in (waiting included) to stderr")
     parser.add_argument("--profile", type=int, default=0, metavar="LINES",
                         help="cProfile every poll, print the top LINES to stderr")
     parser.add_argument("--log-level", default="INFO")
@@ -386,20 +508,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = log_lines(Path(tmp) / "monitor.log")
     phases = result.phases
     print(f"{args.feeds} feeds every {args.interval:g} s, {args.changed:.0%} changed a round, "
-          f"start {args.start}, {result.workers} workers, {args.duration:g} s; load average "
+          f"start {args.start}, {result.workers} workers, {result.parse_processes} parse "
+          f"processes, {args.duration:g} s; load average "
           f"at start {load}; "
           f"log {lines} lines; code {REPO}")
     print(f"{'phase':<18}{'seconds':>8}{'polls':>7}{'late':>6}{'p50 s':>7}{'p99 s':>7}"
-          f"{'max s':>7}{'CPU':>6}{'server':>7}{'RSS MiB':>8}")
+          f"{'max s':>7}{'CPU':>6}{'parse':>6}{'server':>7}{'RSS MiB':>8}{'parse RSS':>10}")
     for p in phases:
         f = p.figures()
         print(f"{p.name:<18}{f['seconds']:>8}{p.polls:>7}{p.late:>6}{f['delay_p50']:>7}"
               f"{f['delay_p99']:>7}{f['delay_max']:>7}{f['cpu_share']:>6.0%}"
-              f"{f['server_cpu_share']:>7.0%}{f['rss_mib']:>8}")
+              f"{f['workers_cpu_share']:>6.0%}{f['server_cpu_share']:>7.0%}{f['rss_mib']:>8}"
+              f"{f['workers_rss_mib']:>10}")
     cold = result.cold_seconds
     print(f"cold round {'unfinished' if cold is None else f'{cold:.1f} s'}; skipped runs "
           f"{result.skipped}; requests served {result.served}; peak RSS "
-          f"{result.peak_rss_mib:.0f} MiB; CPU {result.cpu_seconds:.0f} s")
+          f"{result.peak_rss_mib:.0f} MiB; CPU {result.cpu_seconds:.0f} s, parse processes "
+          f"{result.workers_cpu_seconds:.0f} s")
     figures = {
         "benchmark": "poll-live", "feeds": args.feeds, "interval": args.interval,
         "changed": args.changed, "duration": args.duration, "workers": result.workers,
@@ -409,6 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "served": result.served, "peak_rss_mib": round(result.peak_rss_mib, 1),
         "cpu_seconds": round(result.cpu_seconds, 1),
         "poll_cpu_seconds": round(result.poll_cpu_seconds, 1),
+        "parse_processes": result.parse_processes,
+        "parse_processes_cpu_seconds": round(result.workers_cpu_seconds, 1),
         "loadavg_1m_at_start": load, "python": platform.python_version(),
         "cpus": os.cpu_count(), "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -4,42 +4,43 @@ Parsing is CPU work under the GIL (a changed 220 KB document costs ~40 ms, a ten
 process's time at 10,000 feeds even when 90 % of them answer 304). In the polling process
 (:class:`InlineParser`) at most ``slots`` polls parse at once, the cores by default: more only
 take turns on the GIL and slow down the polls waiting on the network. :class:`ParsePool` runs
-``parse_feed`` in worker processes instead, so parsing uses the other cores and leaves the
-polling process's GIL to the fetches; at most one body per worker is handed over at a time (the
-same cap), and a body is already size-bounded by the fetcher, as are the items coming back by
-the text limits.
+``parse_feed`` in worker processes instead (``parse_worker.py``), so parsing uses the other
+cores and leaves the polling process's GIL to the fetches; each worker is given one body at a
+time (the same cap: at most ``processes`` parse at once), a body is already size-bounded by the
+fetcher, and the items coming back by the text limits.
 
-A worker that dies mid-parse (killed, out of memory, a crash in a C extension) breaks the whole
-executor: every parse in progress fails with a ParseError naming its feed, nothing of those
-bodies is published or marked seen, the next parse builds a new pool, and each feed's next poll
-fetches and parses its body again. Any other exception raised by ``parse_feed`` in a worker
-(a ParseError, or a bug) reaches the poll as it would in-process.
-
-The pool's processes are started by ``forkserver`` (``spawn`` where it is missing), never by
-fork: the polling process has threads, and a forked child would inherit their locks held.
+A worker that dies mid-parse (killed, out of memory, a crash in a C extension) or does not
+answer within ``PARSE_TIMEOUT_SECONDS`` (killed then) fails that one parse with a ParseError
+naming the feed: nothing of the body is published or marked seen, the feed's next poll fetches
+and parses it again, and a new worker takes the dead one's place on the next parse. Any other
+exception raised by ``parse_feed`` in a worker (a ParseError, or a bug, with the worker's
+traceback as its cause) reaches the poll as it would in-process.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from typing import Protocol
 
 from monitor.errors import ParseError
 from monitor.feeds.parse import FeedSource, ParsedFeed, TextLimits, parse_feed
+from monitor.feeds.parse_worker import ParseWorker, WorkerDied
 
 log = logging.getLogger(__name__)
 
 # With fewer enabled feeds than this the pool is not started unless asked for
 # (MONITOR_POLL__PARSE_PROCESSES): at 1,000 feeds a minute parsing takes a few per cent of a
-# core, and each worker costs ~60 MiB of memory and a second to start.
+# core, and each worker costs ~60 MiB of memory.
 POOL_FROM_FEEDS = 2000
+# A parse that has not answered by then is a worker stuck (a bug, or a document that makes
+# the parser loop): it is killed and the poll fails. The largest bench document (2.5 MB)
+# parses in ~0.5 s; a 10 MiB body (the fetch limit) in seconds on a loaded machine.
+PARSE_TIMEOUT_SECONDS = 120.0
 
 
 class BodyParser(Protocol):
@@ -69,19 +70,23 @@ class InlineParser:
 
 
 class ParsePool:
-    """Parses in ``processes`` worker processes, started on the first parse. ``parse`` is
-    what the workers run (a module-level function: it is sent to them by name)."""
+    """Parses in ``processes`` worker processes, each started by the first parse that needs
+    it. ``parse`` is what the workers run (a module-level function: sent to them by name)."""
 
-    def __init__(self, processes: int,
-                 parse: Callable[..., ParsedFeed] = parse_feed) -> None:
+    def __init__(self, processes: int, parse: Callable[..., ParsedFeed] = parse_feed, *,
+                 timeout_seconds: float = PARSE_TIMEOUT_SECONDS) -> None:
         if processes < 1:
             raise ValueError(f"a parse pool needs at least one process, not {processes}")
         self._processes, self._parse = processes, parse
-        self._slots = threading.BoundedSemaphore(processes)
+        self._timeout_seconds = timeout_seconds
+        # A slot holds an idle worker, or None for one not started (yet, or again).
+        self._idle: queue.LifoQueue[ParseWorker | None] = queue.LifoQueue()
+        for _ in range(processes):
+            self._idle.put(None)
         self._lock = threading.Lock()
-        self._executor: ProcessPoolExecutor | None = None
+        self._started: set[ParseWorker] = set()
         self._closed = False
-        self.restarts = 0  # pools rebuilt after a worker died
+        self.restarts = 0  # workers replaced after one died or hung
 
     @property
     def processes(self) -> int:
@@ -89,60 +94,52 @@ class ParsePool:
 
     def parse(self, body: bytes, content_type: str | None, source: FeedSource,
               fetched_at: datetime, limits: TextLimits) -> ParsedFeed:
-        with self._slots:
-            executor = self._current()
-            try:
-                future = executor.submit(self._parse, body, content_type, source, fetched_at,
-                                         limits)
-                return future.result()
-            except BrokenProcessPool as exc:
-                self._discard(executor)
-                raise ParseError(
-                    f"parse {source.feed_id}: a parse worker process died while this body was "
-                    f"being parsed; nothing of it was published, the next poll parses it again"
-                ) from exc
+        worker = self._idle.get()  # the cap: one body per worker at a time
+        try:
+            worker = worker or self._start()
+            return worker.ask((body, content_type, source, fetched_at, limits),
+                              self._timeout_seconds)
+        except WorkerDied as exc:
+            self._discard(worker)
+            worker = None
+            raise ParseError(
+                f"the parse worker process ended while parsing the body of {source.feed_id} "
+                f"({exc}); nothing of it was published, the next poll parses it again"
+            ) from exc
+        finally:
+            self._idle.put(worker)
 
     def process_ids(self) -> list[int]:
         """The worker processes' ids (for benchmarks that count their CPU and memory)."""
         with self._lock:
-            processes = getattr(self._executor, "_processes", None) or {}
-            return sorted(processes)
+            return sorted(pid for worker in self._started if (pid := worker.pid) is not None)
 
     def close(self) -> None:
-        """Wait for parses in progress, then stop the workers; later parses are refused."""
+        """Stop the workers (after the polls: a parse still running is cut off); later
+        parses are refused."""
         with self._lock:
             self._closed = True
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            workers, self._started = list(self._started), set()
+        for worker in workers:
+            worker.stop()
 
-    def _current(self) -> ProcessPoolExecutor:
+    def _start(self) -> ParseWorker:
         with self._lock:
             if self._closed:
                 raise RuntimeError("parse pool: used after close()")
-            if self._executor is None:
-                self._executor = ProcessPoolExecutor(self._processes, _context())
-            return self._executor
+            worker = ParseWorker(self._parse)
+            self._started.add(worker)
+            return worker
 
-    def _discard(self, broken: ProcessPoolExecutor) -> None:
-        """Drop a broken executor once (the other parses it failed find it gone)."""
+    def _discard(self, worker: ParseWorker | None) -> None:
+        if worker is None:
+            return
+        worker.kill()
         with self._lock:
-            if self._executor is not broken:
-                return
-            self._executor = None
+            self._started.discard(worker)
             self.restarts += 1
-        log.warning("parse: a parse worker process died; the parses in progress failed and "
-                    "a new pool of %d processes starts with the next parse", self._processes)
-        broken.shutdown(wait=False, cancel_futures=True)
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        # Workers forked from a server that imported the parser start in milliseconds.
-        context.set_forkserver_preload(["monitor.feeds.parse"])
-        return context
-    return multiprocessing.get_context("spawn")
+        log.warning("parse: a parse worker process died or hung; a new one starts with the "
+                    "next parse that needs it")
 
 
 def parse_processes_for(setting: int | None, feeds: int) -> int:

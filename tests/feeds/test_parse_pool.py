@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from monitor.feeds.parse_pool import (
     build_parser,
     parse_processes_for,
 )
+from monitor.feeds.parse_worker import RemoteTraceback
 from monitor.feeds.poller import FeedPoller
 from monitor.feeds.schedule import SchedulePolicy
 from monitor.feeds.state import SQLitePollState
@@ -56,6 +58,15 @@ def die_once(body: bytes, *args: object) -> ParsedFeed:
         if flag.exists():
             flag.unlink()
             os.kill(os.getpid(), signal.SIGKILL)
+    return parse_feed(body, *args)  # type: ignore[arg-type]
+
+
+def hang_or_fail(body: bytes, *args: object) -> ParsedFeed:
+    """In a worker: hang on b"hang", raise a bug's exception on b"bug", else parse."""
+    if body == b"hang":
+        time.sleep(60)
+    if body == b"bug":
+        raise KeyError("a bug in the parser")
     return parse_feed(body, *args)  # type: ignore[arg-type]
 
 
@@ -110,7 +121,7 @@ def test_a_worker_killed_mid_parse_fails_that_parse_only(tmp_path: Path) -> None
     pool = ParsePool(1, parse=die_once)
     try:
         body = rss(1, extra=f"<!-- die-once:{flag} -->")
-        with pytest.raises(ParseError, match="parse wire: a parse worker process died"):
+        with pytest.raises(ParseError, match="ended while parsing the body of wire"):
             pool.parse(body, None, SOURCE, FETCHED, TextLimits())
         again = pool.parse(body, None, SOURCE, FETCHED, TextLimits())  # a new worker
         assert [item.title for item in again.items] == ["Story 1"]
@@ -138,7 +149,7 @@ def test_a_poll_whose_worker_died_publishes_everything_on_its_next_poll(
     try:
         failed = poller.poll(feed)
         assert failed.outcome is PollOutcome.PARSE_ERROR
-        assert "parse wire: a parse worker process died" in (failed.error or "")
+        assert "ended while parsing the body of wire" in (failed.error or "")
         assert item_log.count() == 0
         state = SQLitePollState(database).load("wire")
         assert (state.etag, state.body_hash) == (None, None)  # nothing advanced
@@ -167,3 +178,30 @@ def test_a_closed_pool_refuses_to_parse() -> None:
     pool.close()
     with pytest.raises(RuntimeError, match="after close"):
         pool.parse(rss(1), None, SOURCE, FETCHED, TextLimits())
+
+
+def test_a_worker_that_does_not_answer_is_killed_and_its_parse_fails() -> None:
+    # Long enough for a worker to start (it imports this module to find hang_or_fail).
+    pool = ParsePool(1, parse=hang_or_fail, timeout_seconds=8.0)
+    try:
+        assert pool.parse(rss(1), None, SOURCE, FETCHED, TextLimits()).items  # started
+        started = time.monotonic()
+        with pytest.raises(ParseError, match="no answer within 8 s; worker killed"):
+            pool.parse(b"hang", None, SOURCE, FETCHED, TextLimits())
+        assert time.monotonic() - started < 20
+        assert pool.parse(rss(2), None, SOURCE, FETCHED, TextLimits()).items
+        assert pool.restarts == 1
+    finally:
+        pool.close()
+
+
+def test_a_bug_in_a_worker_reaches_the_poll_with_the_workers_traceback() -> None:
+    pool = ParsePool(1, parse=hang_or_fail)
+    try:
+        with pytest.raises(KeyError, match="a bug in the parser") as info:
+            pool.parse(b"bug", None, SOURCE, FETCHED, TextLimits())
+        assert isinstance(info.value.__cause__, RemoteTraceback)
+        assert "hang_or_fail" in str(info.value.__cause__)
+        assert pool.restarts == 0  # the worker lives on
+    finally:
+        pool.close()
