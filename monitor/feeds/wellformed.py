@@ -34,7 +34,7 @@ from typing import Any
 from feedparser.datetimes import _parse_date
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
-from feedparser.urls import _urljoin, make_safe_absolute_uri
+from feedparser.urls import _urifixer, _urljoin, make_safe_absolute_uri
 from lxml import etree
 
 from monitor.feeds.entry import RawDocument, RawEntry
@@ -212,7 +212,7 @@ def _text(element: Any, base: str | None = None) -> str:
     if len(element):  # child elements, comments or PIs: feedparser would serialize them
         raise Refused
     text = (element.text or "").strip()
-    if base is not None and text:
+    if base is not None and text and (base or _has_extra_slashes(text)):
         text = _urljoin(base, text)
     if not text.isascii():
         # feedparser's repair of UTF-8 that someone read as Latin-1 and encoded again
@@ -221,6 +221,13 @@ def _text(element: Any, base: str | None = None) -> str:
         if _C1_CONTROLS.search(text):  # str.translate with a dict is slow on long texts
             text = text.translate(_cp1252)
     return text
+
+
+def _has_extra_slashes(uri: str) -> bool:
+    """Whether ``_urljoin("", uri)`` changes ``uri``: against no base, urllib returns it as
+    it is, and feedparser only drops the slashes after "scheme://"."""
+    found = _urifixer.match(uri)
+    return found is not None and found.group(2) != ""
 
 
 def _attributes(element: Any) -> dict[str, str]:

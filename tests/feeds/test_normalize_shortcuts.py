@@ -1,5 +1,6 @@
-"""The shortcuts in normalize.py give what the long way gives: canonical URLs of plain links
-without urllib, and folding without the invisible-character regex when nothing is invisible.
+"""The shortcuts in normalize.py and wellformed.py give what the long way gives: canonical
+URLs of plain links without urllib, folding without the invisible-character regex when nothing
+is invisible, links without feedparser's join when there is no base to join to.
 
 The long ways are the definitions (tests/unit/test_normalize.py holds them to examples);
 these tests hold the shortcuts to them over every link in ../shared/feeds, generated URLs,
@@ -12,6 +13,7 @@ import random
 from pathlib import Path
 
 import pytest
+from feedparser.urls import _urljoin
 
 from monitor.feeds.normalize import (
     _drop_invisible,
@@ -20,7 +22,7 @@ from monitor.feeds.normalize import (
     _visible_folded,
     canonical_url,
 )
-from monitor.feeds.wellformed import read_wellformed
+from monitor.feeds.wellformed import _has_extra_slashes, read_wellformed
 from tests.conftest import SHARED
 
 FEEDS = SHARED / "feeds"
@@ -73,3 +75,14 @@ def test_folding_mixed_texts() -> None:
     text = path.read_text(encoding="utf-8") + " \u00a0\u2028x\u200b\u202e\x00y\ufeff"
     for end in range(0, len(text), 97):
         assert _visible_folded(text[:end]) == _folded(_drop_invisible(text[:end]))
+
+
+def test_joining_to_no_base() -> None:
+    """wellformed._text skips feedparser's _urljoin against an empty base unless it would
+    change the text."""
+    rng = random.Random(3)
+    pieces = ["http://", "https:///", "x:////", "a", "/", "?", "#", " ", "é", "1+.-:", "//",
+              "mailto:", "HTTP:///", "tag:x,1", ""]
+    for _ in range(50_000):
+        uri = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        assert (_urljoin("", uri) != uri) == _has_extra_slashes(uri), repr(uri)
