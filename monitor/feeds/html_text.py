@@ -139,16 +139,25 @@ _SKIPPED = re.compile(r"<(?:script|style|noscript|template)", re.IGNORECASE)
 
 
 def _bulk_html_text_bounded(value: str, enough: int) -> str | None:
-    """``_bulk_html_text`` over growing prefixes cut just before a ``<`` (so no tag or
-    entity is cut), until the text is longer than ``enough``: a full article is not read to
-    its end for the 2,000 characters kept."""
-    window = enough * 2
-    while True:
-        cut = value.rfind("<", 0, window) if window < len(value) else -1
-        text = _bulk_html_text(value if cut <= 0 else value[:cut])
-        if text is None or cut <= 0 or len(text) > enough:
-            return text
-        window *= 4
+    """``_bulk_html_text`` over consecutive pieces cut just before a ``<`` (so that no tag
+    or entity is cut, and the pieces' texts join into the whole's), until the text is longer
+    than ``enough``: a full article is not read to its end for the 2,000 characters kept,
+    and no piece is read twice."""
+    parts: list[str] = []
+    chars = start = 0
+    while start < len(value):
+        end = value.rfind("<", start + 1, start + enough * 2)
+        if end <= start or start + enough * 2 >= len(value):
+            end = len(value)
+        text = _bulk_html_text(value[start:end])
+        if text is None:
+            return None
+        parts.append(text)
+        chars += len(text)
+        if chars > enough:
+            break
+        start = end
+    return "".join(parts)
 
 
 def _bulk_html_text(value: str) -> str | None:

@@ -10,7 +10,7 @@ import ftfy
 import pytest
 
 from monitor.feeds import normalize
-from monitor.feeds.html_text import reference_text
+from monitor.feeds.html_text import html_to_text, reference_text
 from monitor.feeds.inflate import inflate_gzip
 from monitor.feeds.wellformed import read_wellformed
 from tests.conftest import SHARED
@@ -83,3 +83,16 @@ def test_every_title_and_summary_in_the_shared_feeds() -> None:
                  for limit in (500, 2000)
                  if normalize.plain_text(text, limit) != reference_plain_text(text, limit)]
     assert not differing, differing[:10]
+
+
+def test_long_texts_read_piece_by_piece() -> None:
+    """The bulk reading of a long fragment in pieces: at least ``enough`` exact characters,
+    also when ``enough`` is small and the pieces many."""
+    texts = [text for _, text in _texts() if len(text) > 5_000]
+    if not texts:
+        pytest.skip(f"feed documents not found under {SHARED / 'feeds'}")
+    for text in texts:
+        whole = reference_text(text, len(text) + 1)
+        for enough in (40, 300, 2_000):
+            read = html_to_text(text, enough)
+            assert read[:enough] == whole[:enough]
