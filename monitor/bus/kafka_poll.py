@@ -18,8 +18,11 @@ that lost a partition could still commit for its feeds until it noticed the reba
 A transaction that fails loses nothing: it is aborted and the poll fails (the items stay
 unseen and are published again by the next poll, here or at the next owner). Known-transient
 broker errors are tried again a few times first. A fenced producer means another poller took
-the partition over: its producer is closed, ``on_fenced(partition)`` is called once, and
-every later commit for it fails until the group gives it back.
+the partition over: its producer is closed, ``on_lost(partition, True)`` is called once, and
+every later commit for it fails until the group gives it back. A producer is only ever started
+by :meth:`PollTransactions.own`, which the caller follows with a read of the feed state: one
+that broke otherwise (its abort failed) is closed and ``on_lost(partition, False)`` asks for
+that again, so no producer commits what was computed from a state read before it started.
 
 Failure windows: ``commit_transaction`` waits for the broker without a deadline of its own
 (kafka-python's), so during an outage a poll may wait in it until the broker is back.
@@ -57,6 +60,14 @@ def control_partition(feed_id: str, partitions: int) -> int:
     return zlib.crc32(feed_id.encode()) % partitions
 
 
+def fenced(exc: KafkaError) -> bool:
+    """Whether the producer can never commit again: fenced (or not allowed) itself, or
+    kafka-python's "previous request failed" / "in an error state" KafkaError around that."""
+    causes = (exc, *exc.args)
+    return (any(isinstance(cause, FATAL_ERRORS) for cause in causes)
+            or any(error.__name__ in str(exc) for error in FATAL_ERRORS))
+
+
 def transactional_id(settings: KafkaSettings, partition: int) -> str:
     return f"{settings.poll_group}-{partition}"
 
@@ -71,9 +82,9 @@ class PollTransactions:
     """
 
     def __init__(self, settings: KafkaSettings, watch: BrokerWatch,
-                 on_fenced: Callable[[int], None] = lambda _partition: None, *,
+                 on_lost: Callable[[int, bool], None] = lambda _partition, _fenced: None, *,
                  retries: RetryPolicy = RETRIES, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._settings, self._watch, self.on_fenced = settings, watch, on_fenced
+        self._settings, self._watch, self.on_lost = settings, watch, on_lost
         self._retries, self._clock = retries, clock
         self._locks = [threading.Lock() for _ in range(settings.poll_control_partitions)]
         self._producers: dict[int, KafkaProducer] = {}
@@ -106,13 +117,18 @@ class PollTransactions:
             yield
 
     def commit(self, partition: int, items: Sequence[Item],
-               state_records: Sequence[tuple[bytes, bytes]]) -> str | None:
+               state_records: Sequence[tuple[bytes, bytes]],
+               still_valid: Callable[[], bool] = lambda: True) -> str | None:
         """Write ``items`` to the items topic and ``state_records`` (key, value) to the
-        feed-state topic in one transaction; None when committed, else why not."""
+        feed-state topic in one transaction; None when committed, else why not.
+        ``still_valid`` is asked under the partition's lock first (has the state the poll
+        read been replaced meanwhile?)."""
         attempt = 0
         with self._locks[partition]:
             while True:
                 attempt += 1
+                if not still_valid():
+                    return f"kafka: control partition {partition} changed hands during the poll"
                 failure, retriable = self._attempt(partition, items, state_records)
                 delay = self._retries.next_delay(attempt) if failure and retriable else None
                 if delay is None:
@@ -124,8 +140,10 @@ class PollTransactions:
                  state_records: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
         if partition not in self._owned:
             return f"kafka: control partition {partition} is no longer this poller's", False
+        producer = self._producers.get(partition)
+        if producer is None:  # restarted by own(), with the state read again
+            return f"kafka: the producer of control partition {partition} is restarting", False
         try:
-            producer = self._producers.get(partition) or self._start(partition)
             producer.begin_transaction()
             for item in items:
                 producer.send(self._settings.items_topic, key=item.item_id.encode(),
@@ -140,20 +158,21 @@ class PollTransactions:
     def _failed(self, partition: int, exc: KafkaError) -> str:
         """Abort the transaction; a producer that cannot go on is closed (fenced: for good)."""
         tid = transactional_id(self._settings, partition)
-        if isinstance(exc, FATAL_ERRORS):
+        if fenced(exc):
             self._drop(partition)
             self._owned = self._owned - {partition}
             log.warning("poll: control partition %d was taken over by another poller "
                         "(producer %r fenced: %s); this poller stops polling its feeds",
                         partition, tid, type(exc).__name__)
-            self.on_fenced(partition)
+            self.on_lost(partition, True)
             return f"kafka: producer {tid!r} fenced by the feed's new owner ({exc!r})"
         producer = self._producers.get(partition)
         try:
             if producer is not None:
                 producer.abort_transaction()
-        except KafkaError:  # its state is beyond repair: a new one aborts it on start
+        except KafkaError:  # beyond repair: a new one (own()) aborts its transaction on start
             self._drop(partition)
+            self.on_lost(partition, False)
         return f"kafka: transaction of {tid!r} aborted: {exc!r}"
 
     def _start(self, partition: int) -> KafkaProducer:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 
 from monitor.bus import ItemPublisher, PublishReport
@@ -69,6 +69,10 @@ class KafkaPollState:
         self._lock = threading.Lock()
         self._states: dict[str, FeedState] = {}
         self._seen: dict[str, Seen] = {}
+        # Bumped by every refresh: a poll that read the state before one (its feed may have
+        # changed hands meanwhile) must not commit what it computed from the old state.
+        self._epoch = 0
+        self._loaded: dict[str, int] = {}  # feed_id -> the epoch its poll loaded in
         self.transactions = PollTransactions(settings, self._watch)
         self.refresh()
 
@@ -89,6 +93,7 @@ class KafkaPollState:
             finally:
                 reader.close()
             self._apply(records)
+            self._epoch += 1
 
     def _apply(self, records: Sequence[TopicRecord]) -> None:
         latest: dict[str, bytes] = {}
@@ -106,7 +111,9 @@ class KafkaPollState:
                                 exc)
 
     def load(self, feed_id: str) -> FeedState:
+        """The feed's state, as a poll starts: its commit is refused after a refresh."""
         with self._lock:
+            self._loaded[feed_id] = self._epoch
             return self._states.get(feed_id) or FeedState(feed_id)
 
     def load_all(self) -> list[FeedState]:
@@ -133,9 +140,12 @@ class KafkaPollState:
         marks = {item.item_id: (item.content_hash, now) for item in items}
         with self._lock:
             seen = {**self._seen.get(state.feed_id, {}), **marks}
-        failure = self._commit(state.feed_id, items, encode_feed_record(state, seen))
+        loaded = self._loaded.get(state.feed_id, self._epoch)
+        failure = self._commit(state.feed_id, items, encode_feed_record(state, seen),
+                               lambda: loaded == self._epoch)
         if failure:
-            return PublishReport((), failure, handed_over=not self._owns(state.feed_id))
+            moved = not self._owns(state.feed_id) or loaded != self._epoch
+            return PublishReport((), failure, handed_over=moved)
         with self._lock:
             self._states[state.feed_id] = state
             self._seen.setdefault(state.feed_id, {}).update(marks)
@@ -177,9 +187,10 @@ class KafkaPollState:
                 pruned += len(old)
         return pruned
 
-    def _commit(self, feed_id: str, items: Sequence[Item], value: bytes) -> str | None:
+    def _commit(self, feed_id: str, items: Sequence[Item], value: bytes,
+                still_valid: Callable[[], bool] = lambda: True) -> str | None:
         return self.transactions.commit(self._partition(feed_id), items,
-                                        [(feed_id.encode(), value)])
+                                        [(feed_id.encode(), value)], still_valid)
 
     def _partition(self, feed_id: str) -> int:
         return control_partition(feed_id, self._settings.poll_control_partitions)

@@ -55,6 +55,7 @@ class FeedOwnership:
         self._fenced: dict[int, int] = {}  # partition -> the group generation it was lost in
         self._generation = -1
         self.generation = -1  # of the group when ``owned`` was taken
+        self._restart = False  # a producer broke: start it and read the state again
         self._failure: str | None = None
 
     def run(self, stopping: threading.Event) -> None:
@@ -68,7 +69,9 @@ class FeedOwnership:
             # empty for a moment, and acting on that would drop every feed and take them back.
             # A new generation with the same partitions: we may have lost and regained them
             # (a pause longer than the session), so the producers start afresh.
-            if seen == previous and (usable != self.owned or self._generation != self.generation):
+            if seen == previous and (usable != self.owned or self._restart
+                                     or self._generation != self.generation):
+                self._restart = False
                 self._change(usable, self._generation)
             previous = seen
 
@@ -76,6 +79,7 @@ class FeedOwnership:
         try:
             self._on_change(owned, generation)
         except BusError as exc:  # tried again on the next round; said once per error
+            self._restart = True
             text = f"poll: cannot take control partitions {sorted(owned)} yet: {exc}"
             log.log(logging.DEBUG if text == self._failure else logging.WARNING, "%s", text)
             self._failure = text
@@ -86,10 +90,13 @@ class FeedOwnership:
                      sorted(owned) or "none")
         self.owned, self.generation = owned, generation
 
-    def fenced(self, partition: int) -> None:
-        """Another poller took ``partition`` (its producer fenced ours): drop it until the
-        group's next rebalance. Called from a poll's thread."""
-        self._fenced[partition] = self._generation
+    def lost(self, partition: int, fenced: bool) -> None:
+        """``partition``'s producer is gone. Fenced: another poller took it, drop it until the
+        group's next rebalance; else start it again. Called from a poll's thread."""
+        if fenced:
+            self._fenced[partition] = self._generation
+        else:
+            self._restart = True
 
     def is_ready(self) -> bool:
         return self.owned is not None
@@ -114,7 +121,7 @@ class SharedFeeds:
         self._lock = threading.Lock()
         self._enabled: list[FeedConfig] = []
         self.ownership = FeedOwnership(settings, self._apply)
-        state.transactions.on_fenced = self.ownership.fenced
+        state.transactions.on_lost = self.ownership.lost
 
     def set_feeds(self, enabled: Sequence[FeedConfig]) -> None:
         with self._lock:

@@ -82,7 +82,7 @@ def test_transient_errors_that_last_fail_the_poll_after_three_attempts(
 def test_a_fenced_producer_gives_its_partition_up_and_says_so_once(
         transactions: PollTransactions, caplog: pytest.LogCaptureFixture) -> None:
     fenced: list[int] = []
-    transactions.on_fenced = fenced.append
+    transactions.on_lost = lambda partition, is_fenced: fenced.append(partition)
     transactions.own({1, 2}, generation=7)
     ScriptedProducer.script = [ProducerFencedError()]
     failure = transactions.commit(2, [], [(b"wire", b"{}")])
@@ -101,3 +101,18 @@ def test_a_new_generation_restarts_the_producers_it_keeps(
     transactions.own({2, 3}, generation=8)  # lost and regained unnoticed? start afresh
     assert ScriptedProducer.started == ["poll-1", "poll-2", "poll-2", "poll-3"]
     assert not transactions.owns(1)
+
+
+def test_a_fence_reported_inside_kafka_pythons_generic_error_is_a_fence(
+        transactions: PollTransactions) -> None:
+    """"Cannot perform send because at least one previous ... request has failed" wraps the
+    ProducerFencedError of an earlier request: restarting that producer would fence the
+    partition's rightful owner in turn."""
+    fenced: list[int] = []
+    transactions.on_lost = lambda partition, is_fenced: fenced.append(partition)
+    transactions.own({1}, generation=7)
+    ScriptedProducer.script = [KafkaError("Cannot perform send because at least one previous "
+                                          "transactional or idempotent request has failed "
+                                          "with errors.", ProducerFencedError())]
+    assert transactions.commit(1, [], [(b"wire", b"{}")])
+    assert fenced == [1] and ScriptedProducer.started == ["poll-1"]  # not started again
