@@ -90,7 +90,7 @@ def test_a_poller_taken_over_mid_transaction_commits_nothing_and_no_item_is_doub
     old = KafkaPollState(settings)
     states.append(old)
     fenced: list[int] = []
-    old.transactions.on_fenced = fenced.append
+    old.transactions.on_lost = lambda partition, _fenced: fenced.append(partition)
     old.own({partition}, generation=1)
     first = old.commit_poll(old, replace(FeedState("wire"), etag='"v1"', last_success_at=1.0),
                             stories(range(0, 4)), now=1.0)
@@ -233,9 +233,16 @@ def test_chaos_kills_of_every_stage_and_a_broker_restart_lose_and_repeat_nothing
     def start(name: str) -> None:  # the same name: the same transactional id after a restart
         processes[name] = Process(env, feeds, tmp_path, name, commands[name[:-1]])
 
+    def up(name: str) -> bool:
+        """Ready and in its group (a process still starting is not what is being tested)."""
+        process = processes[name]
+        return process.readyz() == 200 and any(
+            "partitions assigned" in r["message"] or "now owns control partitions" in r["message"]
+            for r in process.records())
+
     for name in ("poll0", "poll1", "match0", "match1", "alert0", "alert1"):
         start(name)
-    eventually(lambda: all(p.readyz() == 200 for p in processes.values()), 90, "all ready")
+    eventually(lambda: all(up(name) for name in processes), 180, "every process up")
     eventually(lambda: all(len(feed_server.hits(f"/{f}.xml")) >= 2 for f in FEEDS), 60,
                "every feed's first poll past")
 
@@ -245,6 +252,7 @@ def test_chaos_kills_of_every_stage_and_a_broker_restart_lose_and_repeat_nothing
         processes[name].process.wait()
         wires.file(2)
         start(name)
+        eventually(lambda name=name: up(name), 180, f"{name} up again")
         wires.file(3)
     broker.stop()
     wires.file(3)
