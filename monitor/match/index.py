@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from monitor.config.claims import ClaimConfig
 from monitor.match.text import keys, mostly_cyrillic, normalized
@@ -65,6 +66,9 @@ class PreparedClaim:
     # language -> its keys with their weights in the claim's index, filled when first scored
     # (:func:`monitor.match.score.weighted`): a prepared claim belongs to one index.
     weighted: dict[str, tuple[tuple[tuple[str, float], ...], float]] = field(
+        default_factory=dict, compare=False, repr=False)
+    # language -> its keys' weight per key bucket, and in all (:mod:`monitor.match.reach`).
+    bucket_weights: dict[str, tuple[dict[str, float], float]] = field(
         default_factory=dict, compare=False, repr=False)
 
 
@@ -149,24 +153,49 @@ class ClaimIndex:
         """
         postings, weights = [], []
         for key in set(item_keys):
-            found = self._postings.get(bucket(key))
+            found = self._postings.get(key[:PREFIX_CHARS])
             if found is not None and key not in self.common_keys:
                 postings.append(found)
                 weights.append(self.idf.get(key, self.unknown_idf))
         if not postings:
             return []
-        claims, at = np.unique(np.concatenate(postings), return_inverse=True)
-        # Summed key by key in the order of the loop above, as a running sum per claim is.
-        strength = np.bincount(at, np.repeat(weights, [len(p) for p in postings]))
+        claims, strength = _summed(postings, weights)
         keyword = self._keyword[claims]
-        textual, textual_strength = claims[~keyword], strength[~keyword]
-        # The strongest first; of equal strength, the later claim (as heapq.nlargest of
-        # (strength, position) pairs picks).
-        best = textual[np.lexsort((-textual, -textual_strength))[:limit]]
-        return [int(p) for p in claims[keyword]] + [int(p) for p in best]
+        best = _strongest(claims[~keyword], strength[~keyword], limit)
+        picked: list[int] = claims[keyword].tolist() + best.tolist()
+        return picked
 
     def weight(self, key: str) -> float:
         return self.idf.get(key, self.unknown_idf)
 
     def __len__(self) -> int:
         return len(self.claims)
+
+
+def _summed(postings: list[npt.NDArray[np.intp]], weights: list[float]
+            ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """The claims in any of the postings, ascending, each with the sum of the weights of the
+    postings it is in, added in the postings' order (so sums are equal to the last bit
+    whatever way they are computed). A stable sort keeps that order within each claim."""
+    found = np.concatenate(postings)
+    order = np.argsort(found, kind="stable")
+    ordered = found[order]
+    first = np.empty(len(ordered), dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    shares = np.repeat(weights, [len(p) for p in postings])[order]
+    strength = np.bincount(np.cumsum(first) - 1, shares).astype(np.float64, copy=False)
+    return ordered[first], strength
+
+
+def _strongest(claims: npt.NDArray[np.intp], strength: npt.NDArray[np.float64], limit: int
+               ) -> npt.NDArray[np.intp]:
+    """The ``limit`` strongest of ascending ``claims``, strongest first; of equal strength,
+    the later claim (as heapq.nlargest of (strength, position) pairs picks)."""
+    if len(claims) > limit:
+        cut = np.partition(strength, len(strength) - limit)[len(strength) - limit]
+        above = np.flatnonzero(strength > cut)
+        tied = np.flatnonzero(strength == cut)[::-1][:limit - len(above)]
+        chosen = np.concatenate((above, tied))
+        claims, strength = claims[chosen], strength[chosen]
+    return claims[np.lexsort((-claims, -strength))]

@@ -24,6 +24,7 @@ import numpy as np
 
 from monitor.match.features import ItemFeatures, item_features, semantic_text
 from monitor.match.index import ClaimIndex, PreparedClaim
+from monitor.match.reach import reachable
 from monitor.match.score import ItemText, Score, score_claim
 from monitor.match.semantic import Vectors
 from monitor.match.stance import decide_relation
@@ -67,7 +68,7 @@ def match_features(item: Item, features: ItemFeatures, index: ClaimIndex, *, tod
     vector = features.vector32() if index.vectors is not None else None
     scored = scored_candidates(index, features.text(item.language),
                                semantic_text(item.title, item.summary), today=today,
-                               vector=vector, only=only)
+                               vector=vector, only=only, linkable_only=True)
     return [_link(item, index, index.claims[position], score, vector)
             for position, score in scored
             if score.value >= index.claims[position].claim.threshold]
@@ -75,11 +76,13 @@ def match_features(item: Item, features: ItemFeatures, index: ClaimIndex, *, tod
 
 def scored_candidates(index: ClaimIndex, text: ItemText, meaning_text: str,
                       today: date | None = None, vector: Vectors | None = None,
-                      only: Container[int] | None = None) -> list[tuple[int, Score]]:
+                      only: Container[int] | None = None, linkable_only: bool = False
+                      ) -> list[tuple[int, Score]]:
     """(claim position, score) of every candidate that passes its keyword groups and
     excludes, best first; claims inactive on ``today``, and those not in ``only`` when it is
     given, are left out. ``vector`` is ``meaning_text`` already embedded (evaluations embed
-    in batches)."""
+    in batches). ``linkable_only``: on words alone, a candidate sure to score under its
+    threshold may be left out unscored (:mod:`monitor.match.reach`)."""
     scores: dict[int, Score] = {}
 
     def consider(position: int) -> None:
@@ -92,7 +95,10 @@ def scored_candidates(index: ClaimIndex, text: ItemText, meaning_text: str,
         if score is not None:
             scores[position] = score
 
-    for position in index.candidates(text.all_keys):
+    positions = index.candidates(text.all_keys)
+    if linkable_only and index.vectors is None:  # meaning can lift any score
+        positions = reachable(index.claims, positions, text, index.weight)
+    for position in positions:
         consider(position)
     if index.vectors is not None and index.embedder is not None:
         if vector is None:

@@ -33,13 +33,18 @@ class ItemText:
     title_buckets: dict[str, tuple[str, ...]] = field(init=False)
     # The title keys with their weights, once per item (see :func:`weighted`).
     title_weighted: dict[str, Weighted] = field(init=False, compare=False, repr=False)
+    # The title keys' weight per key bucket, and in all (:mod:`monitor.match.reach`).
+    title_bucket_weights: dict[str, tuple[dict[str, float], float]] = field(
+        init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "title_set", frozenset(self.title_keys or self.all_keys))
         object.__setattr__(self, "all_set", frozenset(self.all_keys))
         object.__setattr__(self, "all_buckets", bucketed(self.all_keys))
-        object.__setattr__(self, "title_buckets", bucketed(self.title_set))
+        object.__setattr__(self, "title_buckets", self.all_buckets
+                           if self.title_set == self.all_set else bucketed(self.title_set))
         object.__setattr__(self, "title_weighted", {})
+        object.__setattr__(self, "title_bucket_weights", {})
 
 
 @dataclass(frozen=True, slots=True)
