@@ -396,7 +396,8 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
     database = Database(state_dir / "state.sqlite3")
     fetcher = Fetcher(limits)
     processes = parse_processes_for(args.parse_processes, args.feeds)  # as the service does
-    body_parser = build_parser(processes, args.parse_threads)
+    body_parser = build_parser(processes, args.parse_threads,
+                               *([] if args.parse_overflow is None else [args.parse_overflow]))
     pool = body_parser if isinstance(body_parser, ParsePool) else None
     workers = Workers(pool)
     poller = TimedPoller(
@@ -487,6 +488,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parse-processes", type=int, default=None,
                         help="parse worker processes (default: as the service picks them, "
                              "MONITOR_POLL__PARSE_PROCESSES unset; 0: parse in-process)")
+    parser.add_argument("--parse-overflow", type=int, default=None,
+                        help="with parse processes: bodies parsed in-process at once while "
+                             "every parse process is busy (default: the service's; 0: wait)")
     parser.add_argument("--sample", type=int, default=0, metavar="LINES",
                         help="sample the poll threads' stacks every 10 ms, print the top LINES "
                              "places they were in (waiting included) to stderr")

@@ -141,7 +141,7 @@ class PollSettings(BaseModel):
     workers: int = Field(default=32, ge=1)
     jitter_ratio: float = Field(default=0.1, ge=0, le=1)
     # Processes that parse fetched bodies beside the poller (the cores outside its GIL);
-    # 0: parse in the polling process. Unset: the cores from 2,000 enabled feeds, else 0.
+    # 0: parse in the polling process. Unset: the cores from 6,000 enabled feeds, else 0.
     parse_processes: int | None = Field(default=None, ge=0)
     backoff_cap_seconds: float = Field(default=3600.0, gt=0)
     max_age_cap_seconds: float = Field(default=6 * 3600.0, gt=0)

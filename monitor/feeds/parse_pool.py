@@ -6,8 +6,9 @@ process's time at 10,000 feeds even when 90 % of them answer 304). In the pollin
 take turns on the GIL and slow down the polls waiting on the network. :class:`ParsePool` runs
 ``parse_feed`` in worker processes instead (``parse_worker.py``), so parsing uses the other
 cores and leaves the polling process's GIL to the fetches; each worker is given one body at a
-time (the same cap: at most ``processes`` parse at once), a body is already size-bounded by the
-fetcher, and the items coming back by the text limits.
+time, a body is already size-bounded by the fetcher, and the items coming back by the text
+limits. While every worker is busy, up to ``OVERFLOW_SLOTS`` polls parse in-process rather than
+wait (so at most ``processes + OVERFLOW_SLOTS`` bodies are being parsed at once).
 
 A worker that dies mid-parse (killed, out of memory, a crash in a C extension) or does not
 answer within ``PARSE_TIMEOUT_SECONDS`` (killed then) fails that one parse with a ParseError
@@ -34,13 +35,18 @@ from monitor.feeds.parse_worker import ParseWorker, WorkerDied
 log = logging.getLogger(__name__)
 
 # With fewer enabled feeds than this the pool is not started unless asked for
-# (MONITOR_POLL__PARSE_PROCESSES): at 1,000 feeds a minute parsing takes a few per cent of a
-# core, and each worker costs ~60 MiB of memory.
-POOL_FROM_FEEDS = 2000
+# (MONITOR_POLL__PARSE_PROCESSES): below, parsing in-process leaves the GIL room enough
+# (5,000 feeds at 60 s: ~half a core), the pool's pickling and pipes cost more CPU in all,
+# and each worker ~100 MiB of memory (bench/README.md, "Parse processes").
+POOL_FROM_FEEDS = 6000
 # A parse that has not answered by then is a worker stuck (a bug, or a document that makes
 # the parser loop): it is killed and the poll fails. The largest bench document (2.5 MB)
 # parses in ~0.5 s; a 10 MiB body (the fetch limit) in seconds on a loaded machine.
 PARSE_TIMEOUT_SECONDS = 120.0
+# While every worker is busy, this many polls parse in the polling process instead of waiting:
+# the workers share the machine with everything else on it, and a poll waiting for one holds
+# a poll thread that 304s queue behind (bench/README.md, "Parse processes").
+OVERFLOW_SLOTS = 1
 
 
 class BodyParser(Protocol):
@@ -71,14 +77,17 @@ class InlineParser:
 
 class ParsePool:
     """Parses in ``processes`` worker processes, each started by the first parse that needs
-    it. ``parse`` is what the workers run (a module-level function: sent to them by name)."""
+    it. ``parse`` is what the workers run (a module-level function: sent to them by name).
+    With ``overflow``, a parse that finds every worker busy runs there (in this process)
+    instead of waiting for one."""
 
     def __init__(self, processes: int, parse: Callable[..., ParsedFeed] = parse_feed, *,
-                 timeout_seconds: float = PARSE_TIMEOUT_SECONDS) -> None:
+                 timeout_seconds: float = PARSE_TIMEOUT_SECONDS,
+                 overflow: BodyParser | None = None) -> None:
         if processes < 1:
             raise ValueError(f"a parse pool needs at least one process, not {processes}")
         self._processes, self._parse = processes, parse
-        self._timeout_seconds = timeout_seconds
+        self._timeout_seconds, self._overflow = timeout_seconds, overflow
         # A slot holds an idle worker, or None for one not started (yet, or again).
         self._idle: queue.LifoQueue[ParseWorker | None] = queue.LifoQueue()
         for _ in range(processes):
@@ -94,7 +103,12 @@ class ParsePool:
 
     def parse(self, body: bytes, content_type: str | None, source: FeedSource,
               fetched_at: datetime, limits: TextLimits) -> ParsedFeed:
-        worker = self._idle.get()  # the cap: one body per worker at a time
+        try:
+            worker = self._idle.get_nowait()
+        except queue.Empty:
+            if self._overflow is not None:
+                return self._overflow.parse(body, content_type, source, fetched_at, limits)
+            worker = self._idle.get()  # the cap: one body per worker at a time
         try:
             worker = worker or self._start()
             return worker.ask((body, content_type, source, fetched_at, limits),
@@ -108,6 +122,10 @@ class ParsePool:
             ) from exc
         finally:
             self._idle.put(worker)
+
+    def busy_workers(self) -> int:
+        """How many workers are parsing (or being handed a body) now."""
+        return self._processes - self._idle.qsize()
 
     def process_ids(self) -> list[int]:
         """The worker processes' ids (for benchmarks that count their CPU and memory)."""
@@ -150,6 +168,10 @@ def parse_processes_for(setting: int | None, feeds: int) -> int:
     return (os.cpu_count() or 1) if feeds >= POOL_FROM_FEEDS else 0
 
 
-def build_parser(processes: int, inline_slots: int | None = None) -> BodyParser:
-    """A ParsePool of ``processes`` workers, or an InlineParser when that is 0."""
-    return ParsePool(processes) if processes > 0 else InlineParser(inline_slots)
+def build_parser(processes: int, inline_slots: int | None = None,
+                 overflow_slots: int = OVERFLOW_SLOTS) -> BodyParser:
+    """A ParsePool of ``processes`` workers (parsing up to ``overflow_slots`` more bodies
+    in-process while they are all busy), or an InlineParser when ``processes`` is 0."""
+    if processes == 0:
+        return InlineParser(inline_slots)
+    return ParsePool(processes, overflow=InlineParser(overflow_slots) if overflow_slots else None)
