@@ -183,7 +183,11 @@ class PollTransactions:
             transactional_id=transactional_id(settings, partition),
             max_block_ms=int(settings.max_block_seconds * 1000),
             request_timeout_ms=min(10_000, int(settings.delivery_timeout_seconds * 1000) - 20),
-            delivery_timeout_ms=int(settings.delivery_timeout_seconds * 1000))
+            delivery_timeout_ms=int(settings.delivery_timeout_seconds * 1000),
+            # A transaction left open (its process frozen or its abort failed) holds back every
+            # read_committed reader of its partitions until the broker aborts it: not for the
+            # default minute, but soon after its sends would have expired anyway.
+            transaction_timeout_ms=int((settings.delivery_timeout_seconds + 10) * 1000))
         try:
             producer.init_transactions()  # fences the last owner, aborts its open transaction
         except BaseException:
