@@ -15,7 +15,8 @@ from monitor.model import Item
 @dataclass(frozen=True, slots=True)
 class PublishReport:
     """Which items the bus durably acknowledged; ``failure`` says why the rest were not.
-    ``handed_over``: because the feed now belongs to another poller (not the feed's fault)."""
+    ``handed_over``: because the feed now belongs to another poller, or its partition's producer
+    is being started again (not the feed's fault; said once where it happens)."""
 
     acknowledged: tuple[Item, ...]
     failure: str | None = None

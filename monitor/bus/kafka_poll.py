@@ -24,8 +24,9 @@ by :meth:`PollTransactions.own`, which the caller follows with a read of the fee
 that broke otherwise (its abort failed) is closed and ``on_lost(partition, False)`` asks for
 that again, so no producer commits what was computed from a state read before it started.
 
-Failure windows: ``commit_transaction`` waits for the broker without a deadline of its own
-(kafka-python's), so during an outage a poll may wait in it until the broker is back.
+Failure windows: a commit or abort waits at most the delivery timeout + 5 s (kafka-python's
+own wait has no deadline); a commit that timed out may still complete at the broker, which the
+next producer's init_transactions settles before the feed state is read again.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.kafka import client_config
@@ -145,12 +146,19 @@ class PollTransactions:
             return f"kafka: the producer of control partition {partition} is restarting", False
         try:
             producer.begin_transaction()
-            for item in items:
-                producer.send(self._settings.items_topic, key=item.item_id.encode(),
-                              value=encode_item(item))
-            for key, value in state_records:
-                producer.send(self._settings.feed_state_topic, key=key, value=value)
-            producer.commit_transaction()  # flushes; fails when any send failed
+            sent = [producer.send(self._settings.items_topic, key=item.item_id.encode(),
+                                  value=encode_item(item)) for item in items]
+            sent += [producer.send(self._settings.feed_state_topic, key=key, value=value)
+                     for key, value in state_records]
+            self._finish(producer, commit=True)  # flushes; fails when any send failed
+            # ... except when it does not: kafka-python 3.0.12 was seen to commit after a broker
+            # outage although every batch of the transaction had expired unsent (the poll's
+            # items then counted as published, never written). What was not written fails
+            # the poll here, so its items stay unseen and the next poll sends them again.
+            unsent = [future.exception for future in sent if not future.succeeded()]
+            if unsent:
+                raise KafkaError(f"{len(unsent)} of {len(sent)} record(s) of the transaction "
+                                 f"not written: {unsent[0]!r}")
         except KafkaError as exc:
             return self._failed(partition, exc), bool(getattr(exc, "retriable", False))
         return None, False
@@ -169,11 +177,28 @@ class PollTransactions:
         producer = self._producers.get(partition)
         try:
             if producer is not None:
-                producer.abort_transaction()
-        except KafkaError:  # beyond repair: a new one (own()) aborts its transaction on start
+                self._finish(producer, commit=False)
+        except KafkaError as abort_error:  # beyond repair: a new one (own()) aborts its
+            log.info("poll: producer %r given up (%r, then %r); starting it again", tid,
+                     exc, abort_error)  # transaction on start
             self._drop(partition)
             self.on_lost(partition, False)
         return f"kafka: transaction of {tid!r} aborted: {exc!r}"
+
+    def _finish(self, producer: Any, *, commit: bool) -> None:
+        """``commit_transaction``/``abort_transaction`` with a deadline. kafka-python waits for
+        them without one, and its sender thread can die in a transaction (seen after a broker
+        restart: "Invalid transition attempted from state READY to state READY"), which left
+        the poll waiting for ever and every later poll of the partition skipped. On the
+        deadline the producer is given up (``_failed``); its successor's init_transactions
+        completes or aborts what it left open. Uses kafka-python 3's internals (pinned < 4)."""
+        manager = producer._transaction_manager
+        result = manager.begin_commit() if commit else manager.begin_abort()
+        producer._sender.wakeup()
+        deadline = self._settings.delivery_timeout_seconds + 5
+        if not result.wait(timeout_ms=deadline * 1000):  # raises the broker's error, if any
+            raise KafkaTimeoutError(f"transaction {'commit' if commit else 'abort'} not "
+                                    f"finished in {deadline:g} s")
 
     def _start(self, partition: int) -> KafkaProducer:
         settings = self._settings
@@ -200,11 +225,26 @@ class PollTransactions:
     def _drop(self, partition: int) -> None:
         producer: Any = self._producers.pop(partition, None)
         self._started_in.pop(partition, None)
-        if producer is not None:
+        if producer is None:
+            return
+        try:
             producer.close(timeout=5)
+        except KafkaError as exc:
+            # Its records cannot be flushed (its sender died, or the broker is away): they
+            # belong to a transaction given up and go with it. The sender stops without them.
+            log.debug("poll: producer of control partition %d closed unflushed: %r",
+                      partition, exc)
+            sender = producer._sender
+            if sender is not None and sender.is_alive():
+                sender.force_close()
 
     def owns(self, partition: int) -> bool:
         return partition in self._owned
+
+    def restarting(self, partition: int) -> bool:
+        """Ours, but its producer was given up and the ownership loop starts it again (and
+        reads the state again): a poll failing meanwhile is part of that, not a fault."""
+        return partition in self._owned and partition not in self._producers
 
     def failure_level(self, exc: BaseException | None) -> int:
         return self._watch.level_for_failure(exc)

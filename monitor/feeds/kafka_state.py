@@ -127,7 +127,8 @@ class KafkaPollState:
         failure = self._commit(state.feed_id, (), value)
         if failure:  # kept in memory; written with the feed's next record
             level = (self.transactions.failure_level(None) if self._owns(state.feed_id)
-                     else logging.DEBUG)  # handed over: its new owner writes it
+                     and not self._restarting(state.feed_id)
+                     else logging.DEBUG)  # handed over (its new owner writes it) or restarting
             log.log(level, "poll state: feed %s not written to %s: %s", state.feed_id,
                     self._settings.feed_state_topic, failure)
 
@@ -144,7 +145,8 @@ class KafkaPollState:
         failure = self._commit(state.feed_id, items, encode_feed_record(state, seen),
                                lambda: loaded == self._epoch)
         if failure:
-            moved = not self._owns(state.feed_id) or loaded != self._epoch
+            moved = (not self._owns(state.feed_id) or loaded != self._epoch
+                     or self._restarting(state.feed_id))  # its state is read again
             return PublishReport((), failure, handed_over=moved)
         with self._lock:
             self._states[state.feed_id] = state
@@ -197,6 +199,9 @@ class KafkaPollState:
 
     def _owns(self, feed_id: str) -> bool:
         return self.transactions.owns(self._partition(feed_id))
+
+    def _restarting(self, feed_id: str) -> bool:
+        return self.transactions.restarting(self._partition(feed_id))
 
     def is_ready(self) -> bool:
         return self.transactions.is_ready()

@@ -98,15 +98,16 @@ def test_a_poller_taken_over_mid_transaction_commits_nothing_and_no_item_is_doub
 
     # The old owner's next poll sends its items, then stalls before committing (a long GC
     # pause, a frozen VM): the group moves the feed meanwhile.
-    producer: Any = old.transactions._producers[partition]  # the stall is injected there
-    real_commit, stalled, resume = producer.commit_transaction, threading.Event(), threading.Event()
+    transactions: Any = old.transactions  # the stall is injected where a commit is finished
+    real_finish, stalled, resume = transactions._finish, threading.Event(), threading.Event()
 
-    def stall_then_commit() -> None:
-        stalled.set()
-        resume.wait(60)
-        real_commit()
+    def stall_then_commit(producer: Any, *, commit: bool) -> None:
+        if commit:
+            stalled.set()
+            resume.wait(60)
+        real_finish(producer, commit=commit)
 
-    producer.commit_transaction = stall_then_commit
+    transactions._finish = stall_then_commit
     outcome: list[Any] = []
     second_poll = threading.Thread(target=lambda: outcome.append(old.commit_poll(
         old, replace(FeedState("wire"), etag='"v2"', last_success_at=2.0),

@@ -18,9 +18,37 @@ from monitor.bus.kafka_poll import PollTransactions
 from monitor.config.settings import KafkaSettings
 from tests.support.clock import ManualClock
 
+HANGS = KafkaError("the sender thread died: this commit never finishes")
+
+
+class Result:
+    """kafka-python's TransactionalRequestResult as PollTransactions waits on it."""
+
+    def __init__(self, error: KafkaError | None = None) -> None:
+        self.error = error
+
+    def wait(self, timeout_ms: float | None = None) -> bool:
+        if self.error is HANGS:
+            assert timeout_ms is not None, "a wait without a deadline would never return"
+            return False
+        if self.error is not None:
+            raise self.error
+        return True
+
+
+class Sent:
+    """A record's future, written."""
+
+    exception = None
+
+    def succeeded(self) -> bool:
+        return True
+
 
 class ScriptedProducer:
-    """Commits fail with the scripted errors, in order, then succeed."""
+    """Commits fail with the scripted errors, in order, then succeed. Speaks the parts of
+    kafka-python's internals PollTransactions uses to bound a commit (its transaction manager
+    and sender)."""
 
     script: list[KafkaError] = []
     started: list[str] = []
@@ -29,6 +57,8 @@ class ScriptedProducer:
         self.tid = config["transactional_id"]
         self.sent: list[tuple[str, bytes]] = []
         self.aborted = self.closed = 0
+        self.committing = False
+        self._transaction_manager = self._sender = self
 
     def init_transactions(self) -> None:
         ScriptedProducer.started.append(self.tid)
@@ -36,15 +66,23 @@ class ScriptedProducer:
     def begin_transaction(self) -> None:
         self.sent = []
 
-    def send(self, topic: str, key: bytes, value: bytes) -> None:
+    def send(self, topic: str, key: bytes, value: bytes) -> Sent:
         self.sent.append((topic, key))
+        return Sent()
 
-    def commit_transaction(self) -> None:
-        if ScriptedProducer.script:
-            raise ScriptedProducer.script.pop(0)
+    def begin_commit(self) -> Result:
+        result = Result(ScriptedProducer.script.pop(0) if ScriptedProducer.script else None)
+        self.committing = result.error is HANGS
+        return result
 
-    def abort_transaction(self) -> None:
+    def begin_abort(self) -> Result:
         self.aborted += 1
+        if self.committing:  # as kafka-python: no abort of a transaction being committed
+            raise KafkaError("Invalid transition attempted from COMMITTING_TRANSACTION")
+        return Result()
+
+    def wakeup(self) -> None:
+        """The sender thread is told there is work."""
 
     def close(self, timeout: float) -> None:
         self.closed += 1
@@ -116,3 +154,19 @@ def test_a_fence_reported_inside_kafka_pythons_generic_error_is_a_fence(
                                           "with errors.", ProducerFencedError())]
     assert transactions.commit(1, [], [(b"wire", b"{}")])
     assert fenced == [1] and ScriptedProducer.started == ["poll-1"]  # not started again
+
+
+def test_a_commit_that_never_finishes_fails_the_poll_and_the_producer_is_started_again(
+        transactions: PollTransactions) -> None:
+    lost: list[tuple[int, bool]] = []
+    transactions.on_lost = lambda partition, fenced: lost.append((partition, fenced))
+    transactions.own({2}, generation=7)
+    producer: Any = transactions._producers[2]
+    ScriptedProducer.script = [HANGS]
+    failure = transactions.commit(2, [], [(b"wire", b"{}")])
+    assert failure and "restarting" in failure
+    assert producer.aborted == 1 and producer.closed == 1  # given up, not waited on for ever
+    assert lost == [(2, False)]  # the ownership loop starts it again and re-reads the state
+    transactions.own({2}, generation=7)
+    assert ScriptedProducer.started == ["poll-2", "poll-2"]
+    assert transactions.commit(2, [], [(b"wire", b"{}")]) is None
