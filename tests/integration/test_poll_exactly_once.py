@@ -282,8 +282,19 @@ def test_chaos_kills_of_every_stage_and_a_broker_restart_lose_and_repeat_nothing
     sent_ids = Counter(match_id for r in sent for match_id in r.match_ids)
     assert set(sent_ids) == set(matches)
     assert set(sent_ids.values()) == {1}, [m for m, n in sent_ids.items() if n > 1]
-    assert len(hook.accepted) == len(sent)  # one webhook message per notification
-    assert set(alerted_ids(hook).values()) == {1}
+    # One message per notification as a receiver that reads Idempotency-Key sees them: an
+    # alerter killed between the POST and its "sent" record leaves the notification in doubt,
+    # and the next owner sends it again with the same key (monitor/alerting/alert_log.py).
+    by_key = {d.headers.get("idempotency-key"): d for d in hook.accepted}
+    assert None not in by_key and len(by_key) == len(sent), (len(hook.accepted), len(sent))
+    assert set(alerted_ids(ByKey(list(by_key.values()))).values()) == {1}
+
+
+class ByKey:
+    """The webhook's accepted messages, one per idempotency key (what alerted_ids reads)."""
+
+    def __init__(self, accepted: list[Any]) -> None:
+        self.accepted = accepted
 
 
 def all_handled(settings: KafkaSettings) -> bool:
