@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -163,27 +163,49 @@ def consumer_lag(consumer: KafkaConsumer) -> int:
     return lag
 
 
-def topic_reader(settings: KafkaSettings) -> KafkaConsumer:
-    """A group-less read_committed consumer for :func:`read_partitions`; close it after."""
+def topic_reader(settings: KafkaSettings, *,
+                 isolation_level: str = "read_committed") -> KafkaConsumer:
+    """A group-less consumer for :func:`read_partitions`; close it after."""
     return KafkaConsumer(**client_config(settings), group_id=None, enable_auto_commit=False,
-                         isolation_level="read_committed", auto_offset_reset="earliest")
+                         isolation_level=isolation_level, auto_offset_reset="earliest")
+
+
+def written_ends(settings: KafkaSettings, topic: str) -> dict[int, int]:
+    """Each partition's high watermark: the offset after every record written so far,
+    committed or not (a record of a transaction still open included)."""
+    reader = topic_reader(settings, isolation_level="read_uncommitted")
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        return {tp.partition: offset for tp, offset in reader.end_offsets(tps).items()}
+    finally:
+        reader.close()
 
 
 def read_partitions(reader: KafkaConsumer, topic: str, partitions: Sequence[int] | None = None,
-                    *, timeout_seconds: float = 60.0) -> list[TopicRecord]:
+                    *, ends: Mapping[int, int] | None = None,
+                    timeout_seconds: float = 60.0) -> list[TopicRecord]:
     """Every committed record of ``topic`` (all partitions when None), from the start up to
-    the end as it was when called. MonitorError when the end is not reached in time."""
+    ``ends`` (partition -> offset) or, without, up to the end as it was when called.
+    MonitorError when the end is not reached in time.
+
+    A read_committed reader's own end is the last stable offset, the first record of the
+    oldest transaction still open: what other transactions committed after that one began
+    lies beyond it and is not read. With ``ends`` from :func:`written_ends`, every record
+    committed before the call is read, once the transactions open at the call have ended.
+    """
     if partitions is None:
-        partitions = sorted(reader.partitions_for_topic(topic) or ())
+        partitions = (sorted(ends) if ends is not None
+                      else sorted(reader.partitions_for_topic(topic) or ()))
     tps = [TopicPartition(topic, p) for p in partitions]
     reader.assign(tps)
     if not tps:
         return []
-    ends = reader.end_offsets(tps)
+    ends_of = ({tp: ends[tp.partition] for tp in tps} if ends is not None
+               else reader.end_offsets(tps))
     starts = reader.beginning_offsets(tps)
     for tp in tps:
         reader.seek(tp, starts[tp])
-    remaining = {tp for tp in tps if ends[tp] > starts[tp]}
+    remaining = {tp for tp in tps if ends_of[tp] > starts[tp]}
     found: list[TopicRecord] = []
     deadline = time.monotonic() + timeout_seconds
     while remaining:
@@ -191,8 +213,8 @@ def read_partitions(reader: KafkaConsumer, topic: str, partitions: Sequence[int]
             raise MonitorError(f"kafka: could not read {topic} to its end within "
                                f"{timeout_seconds:g} s")
         for tp, records in reader.poll(timeout_ms=200).items():
-            found.extend(_topic_record(r) for r in records if r.offset < ends[tp])
-        remaining = {tp for tp in remaining if reader.position(tp) < ends[tp]}
+            found.extend(_topic_record(r) for r in records if r.offset < ends_of[tp])
+        remaining = {tp for tp in remaining if reader.position(tp) < ends_of[tp]}
     return found
 
 

@@ -73,6 +73,13 @@ def transactional_id(settings: KafkaSettings, partition: int) -> str:
     return f"{settings.poll_group}-{partition}"
 
 
+def transaction_timeout_seconds(settings: KafkaSettings) -> float:
+    """A transaction left open (its process frozen or its abort failed) holds back every
+    read_committed reader of its partitions until the broker aborts it: not for
+    kafka-python's default minute, but soon after its sends would have expired anyway."""
+    return settings.delivery_timeout_seconds + 10
+
+
 class PollTransactions:
     """The transactional producers of the control partitions this poller owns (see module doc).
 
@@ -209,10 +216,7 @@ class PollTransactions:
             max_block_ms=int(settings.max_block_seconds * 1000),
             request_timeout_ms=min(10_000, int(settings.delivery_timeout_seconds * 1000) - 20),
             delivery_timeout_ms=int(settings.delivery_timeout_seconds * 1000),
-            # A transaction left open (its process frozen or its abort failed) holds back every
-            # read_committed reader of its partitions until the broker aborts it: not for the
-            # default minute, but soon after its sends would have expired anyway.
-            transaction_timeout_ms=int((settings.delivery_timeout_seconds + 10) * 1000))
+            transaction_timeout_ms=int(transaction_timeout_seconds(settings) * 1000))
         try:
             producer.init_transactions()  # fences the last owner, aborts its open transaction
         except BaseException:

@@ -26,8 +26,12 @@ from dataclasses import asdict
 
 from monitor.bus import ItemPublisher, PublishReport
 from monitor.bus.connectivity import BrokerWatch
-from monitor.bus.kafka import TopicRecord, read_partitions, topic_reader
-from monitor.bus.kafka_poll import PollTransactions, control_partition
+from monitor.bus.kafka import TopicRecord, read_partitions, topic_reader, written_ends
+from monitor.bus.kafka_poll import (
+    PollTransactions,
+    control_partition,
+    transaction_timeout_seconds,
+)
 from monitor.config.settings import KafkaSettings
 from monitor.errors import MonitorError
 from monitor.model import FeedState, Item
@@ -74,6 +78,9 @@ class KafkaPollState:
         self._epoch = 0
         self._loaded: dict[str, int] = {}  # feed_id -> the epoch its poll loaded in
         self.transactions = PollTransactions(settings, self._watch)
+        # A transaction left open (its poller frozen) is aborted by the broker at its
+        # timeout, found at the broker's next check (every 10 s by default).
+        self._read_timeout_seconds = transaction_timeout_seconds(settings) + 30
         self.refresh()
 
     def own(self, partitions: Iterable[int], generation: int) -> None:
@@ -85,11 +92,21 @@ class KafkaPollState:
     def refresh(self) -> None:
         """Read every feed's latest committed record. No poll commits meanwhile: what this
         process committed is on the topic, so the topic is as new as memory or newer (another
-        poller polled the feed since)."""
+        poller polled the feed since).
+
+        Read up to the high watermark, not to the last stable offset where a read_committed
+        reader stops by itself: a transaction another poller has open for other feeds (a
+        poll in flight, every second) holds that back, and the record a feed's last owner
+        committed after that transaction began would be missed, its items published again.
+        The read waits for such transactions to end (the broker aborts one left open after
+        its timeout)."""
+        topic = self._settings.feed_state_topic
         with self.transactions.paused():
+            ends = written_ends(self._settings, topic)
             reader = topic_reader(self._settings)  # read_committed: no aborted poll's state
             try:
-                records = read_partitions(reader, self._settings.feed_state_topic)
+                records = read_partitions(reader, topic, ends=ends,
+                                          timeout_seconds=self._read_timeout_seconds)
             finally:
                 reader.close()
             self._apply(records)

@@ -146,6 +146,51 @@ def test_a_poller_taken_over_mid_transaction_commits_nothing_and_no_item_is_doub
         item.item_id for item in candidates}
 
 
+def test_a_takeover_reads_the_state_committed_behind_another_feeds_open_transaction(
+        kafka_broker: LocalKafka, states: list[KafkaPollState]) -> None:
+    """Feed-state records of all feeds share one partition, and a read_committed reader stops
+    at its last stable offset: the first record of a transaction still open. Another feed's
+    poll in flight (here stalled) must not hide what the taken-over feed's last owner
+    committed after that poll began: the new owner would publish those items again."""
+    settings = settings_of(kafka_broker.bootstrap)
+    ensure_topics(settings, [*item_topics(settings), *poll_topics(settings)])
+    wire, other = (control_partition(feed, settings.poll_control_partitions)
+                   for feed in ("wire", "agency"))
+    assert wire != other
+    old = KafkaPollState(settings)
+    states.append(old)
+    old.own({wire, other}, generation=1)
+
+    transactions: Any = old.transactions  # the other feed's commit stalls, its records sent
+    real_finish, stalled, resume = transactions._finish, threading.Event(), threading.Event()
+
+    def stall_then_commit(producer: Any, *, commit: bool) -> None:
+        if commit and producer is transactions._producers[other]:
+            producer.flush()
+            stalled.set()
+            resume.wait(60)
+        real_finish(producer, commit=commit)
+
+    transactions._finish = stall_then_commit
+    agency = [replace(item, item_id=f"agency-{n}", feed_id="agency")
+              for n, item in enumerate(stories(range(100, 102)))]
+    in_flight = threading.Thread(target=lambda: old.commit_poll(
+        old, replace(FeedState("agency"), last_success_at=1.0), agency, now=1.0))
+    in_flight.start()
+    assert stalled.wait(30)
+    done = old.commit_poll(old, replace(FeedState("wire"), etag='"v1"', last_success_at=1.0),
+                           stories(range(0, 4)), now=1.0)
+    assert done.failure is None and len(done.acknowledged) == 4
+
+    threading.Timer(3.0, resume.set).start()  # the other poll commits a little later
+    new = KafkaPollState(settings)  # its first read: after the wire feed's commit
+    states.append(new)
+    in_flight.join(60)
+    assert new.load("wire").etag == '"v1"'
+    assert set(new.seen_hashes([f"wire-{n}" for n in range(4)])) == {
+        f"wire-{n}" for n in range(4)}
+
+
 class Wires:
     """The FEEDS, each filing one more denial per round: ``stories`` so far per feed."""
 
