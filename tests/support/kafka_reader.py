@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
@@ -21,16 +20,22 @@ def read_items(bootstrap: str, topic: str, *, expect: int, timeout_seconds: floa
 
     Reads until ``expect`` records arrived and nothing more came for ``settle_seconds``, or the
     deadline passed; extra records are returned too, so that duplicates can be seen.
+
+    No group: every partition is assigned by hand once the topic exists (a test often starts
+    reading before its processes created the topic). A group member that subscribed before
+    the topic existed was seen never to get its partitions (kafka-python 3.0.12: 3 joins in
+    25 here), and read nothing for the whole deadline.
     """
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
-        isolation_level="read_committed", consumer_timeout_ms=500,
+        bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        enable_auto_commit=False, isolation_level="read_committed",
     )
     records: list[tuple[bytes, Item]] = []
     deadline = time.monotonic() + timeout_seconds
-    quiet_since = time.monotonic()
     try:
+        partitions = _partitions_once_created(consumer, topic, deadline)
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=500)
             for messages in batch.values():
@@ -41,6 +46,15 @@ def read_items(bootstrap: str, topic: str, *, expect: int, timeout_seconds: floa
     finally:
         consumer.close()
     return records
+
+
+def _partitions_once_created(consumer: KafkaConsumer, topic: str, deadline: float) -> set[int]:
+    """The topic's partitions; an empty set when it is not created by the deadline."""
+    while True:
+        partitions: set[int] = consumer.partitions_for_topic(topic)
+        if partitions or time.monotonic() > deadline:
+            return partitions
+        time.sleep(0.2)  # the processes under test create it as they start
 
 
 def committed_offsets(settings: KafkaSettings, group: str) -> dict[TopicPartition, int]:
