@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaProducer
@@ -44,6 +44,7 @@ from monitor.bus.kafka import (
     topic_reader,
 )
 from monitor.bus.log import DeadLetter, LogName, Output, Polled, Record
+from monitor.bus.startup import transient
 from monitor.config.settings import KafkaSettings
 from monitor.errors import BusError, MonitorError
 
@@ -104,10 +105,14 @@ class KafkaStageLog:
                                             "features": settings.item_features_topic}
         self._transactional = transactional_id is not None
         self._healthy = False
-        self._consumer = group_consumer(settings, group, batch_max=batch_max,
-                                        session_timeout_seconds=session_timeout_seconds)
-        self._producer = self._new_producer(transactional_id)
-        self._reader = topic_reader(settings)
+        with ExitStack() as opened:  # a client that fails to open closes the others
+            self._consumer = group_consumer(settings, group, batch_max=batch_max,
+                                            session_timeout_seconds=session_timeout_seconds)
+            opened.callback(self._consumer.close, autocommit=False)
+            self._producer = self._new_producer(transactional_id)
+            opened.callback(self._producer.close, timeout=0)
+            self._reader = topic_reader(settings)
+            opened.pop_all()
         self._rebalances = _Rebalances(stage)
         self._consumer.subscribe([source], listener=self._rebalances)
 
@@ -126,8 +131,9 @@ class KafkaStageLog:
         try:
             producer.init_transactions()  # also aborts a crashed predecessor's transaction
         except KafkaError as exc:
-            self._consumer.close(autocommit=False)
             producer.close(timeout=5)
+            if transient(exc):  # the broker away: waited for by open_when_reachable
+                raise
             raise MonitorError(f"{self._stage}: cannot start transactions as "
                                f"{transactional_id!r}: {exc}") from exc
         return producer

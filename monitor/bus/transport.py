@@ -137,11 +137,18 @@ class KafkaTransport:
         return KafkaItemPublisher(self._settings.kafka)
 
     def stage_log(self, stage: StageName) -> StageLog:
-        from monitor.bus.kafka import check_paired_partitions
-        from monitor.bus.kafka_log import KafkaStageLog
+        """The stage's log, once the broker answers (a start during an outage waits)."""
+        from monitor.bus.startup import open_when_reachable
 
         if not self._prepared:
             raise MonitorError("kafka: prepare() the transport before building stages")
+        return open_when_reachable(self._settings.kafka, f"{stage}: open its log",
+                                   lambda: self._open_stage_log(stage))
+
+    def _open_stage_log(self, stage: StageName) -> StageLog:
+        from monitor.bus.kafka import check_paired_partitions
+        from monitor.bus.kafka_log import KafkaStageLog
+
         kafka = self._settings.kafka
         session = kafka.session_timeout_seconds
         if stage == "match":
