@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from tests.conftest import REPO
 from tests.contract.test_match_contract import CLAIMS, MATCHING, UNRELATED
 from tests.desk.factory import CLAIM
 from tests.desk.test_timeline_cli import claims_file, story
+from tests.support.at_the_end import AtTheEnd, at_the_end  # noqa: F401 (a fixture)
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port, isolated_kafka_settings
 from tests.support.waiting import eventually
@@ -82,11 +82,8 @@ class Process:
 
 
 @pytest.fixture
-def processes() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for process in started:
-        process.stop()
+def processes(at_the_end: AtTheEnd) -> list[Process]:  # noqa: F811
+    return at_the_end([])
 
 
 @pytest.fixture

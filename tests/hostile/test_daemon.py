@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO
+from tests.support.at_the_end import AtTheEnd, at_the_end  # noqa: F401 (a fixture)
 from tests.support.hostile_server import HostileServer, rss
 from tests.support.kafka_broker import free_port
 from tests.support.waiting import eventually
@@ -70,11 +70,8 @@ class Daemon:
 
 
 @pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
+def daemons(at_the_end: AtTheEnd) -> list[Daemon]:  # noqa: F811
+    return at_the_end([])
 
 
 def test_a_hanging_feed_is_cut_off_counted_and_does_not_stop_its_host(

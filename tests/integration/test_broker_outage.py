@@ -29,6 +29,7 @@ from tests.conftest import REPO
 from tests.integration.test_alert_kafka import hook_routes
 from tests.integration.test_match_kafka import read_topic
 from tests.integration.test_poll_shared import Poller
+from tests.support.at_the_end import AtTheEnd, at_the_end  # noqa: F401 (a fixture)
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka
 from tests.support.kafka_reader import read_items
@@ -78,11 +79,8 @@ class Process(Poller):
 
 
 @pytest.fixture
-def processes() -> Iterator[dict[str, Process]]:
-    started: dict[str, Process] = {}
-    yield started
-    for process in started.values():
-        process.stop()
+def processes(at_the_end: AtTheEnd) -> dict[str, Process]:  # noqa: F811
+    return at_the_end({})
 
 
 @pytest.fixture

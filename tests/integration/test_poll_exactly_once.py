@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +46,7 @@ from tests.integration.test_poll_shared import (
     wait_for_steady_state,
     write_feeds,
 )
+from tests.support.at_the_end import AtTheEnd, at_the_end  # noqa: F401 (a fixture)
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka
 from tests.support.kafka_reader import consumed_to_the_end, read_items
@@ -75,11 +75,8 @@ def stories(numbers: range) -> list[Item]:
 
 
 @pytest.fixture
-def states() -> Iterator[list[KafkaPollState]]:
-    opened: list[KafkaPollState] = []
-    yield opened
-    for state in opened:
-        state.close()
+def states(at_the_end: AtTheEnd) -> list[KafkaPollState]:  # noqa: F811
+    return at_the_end([], "close")
 
 
 def test_a_poller_taken_over_mid_transaction_commits_nothing_and_no_item_is_doubled(

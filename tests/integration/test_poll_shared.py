@@ -14,7 +14,6 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,7 @@ from monitor.alerting.archive import KafkaArchive
 from monitor.config.settings import KafkaSettings
 from tests.conftest import REPO
 from tests.integration.test_alert_kafka import alerted_ids, hook_routes
+from tests.support.at_the_end import AtTheEnd, at_the_end  # noqa: F401 (a fixture)
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
 from tests.support.kafka_reader import consumed_to_the_end, read_items
@@ -110,11 +110,8 @@ class Poller:
 
 
 @pytest.fixture
-def pollers() -> Iterator[list[Poller]]:
-    started: list[Poller] = []
-    yield started
-    for poller in started:
-        poller.stop()
+def pollers(at_the_end: AtTheEnd) -> list[Poller]:  # noqa: F811
+    return at_the_end([])
 
 
 def pollers_of_each_feed(pollers: list[Poller], seconds: float = 4.0) -> dict[str, set[int]]:

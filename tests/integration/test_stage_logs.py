@@ -10,13 +10,13 @@ WARNING or above.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 from tests.integration.test_broker_outage import Process, env_for
+from tests.support.at_the_end import AtTheEnd, at_the_end  # noqa: F401 (a fixture)
 from tests.support.kafka_broker import LocalKafka
 from tests.support.waiting import eventually
 
@@ -26,11 +26,8 @@ ASSIGNED, REVOKED = "match: partitions assigned: ", "match: partitions revoked: 
 
 
 @pytest.fixture
-def matchers() -> Iterator[dict[str, Process]]:
-    started: dict[str, Process] = {}
-    yield started
-    for process in started.values():
-        process.stop()
+def matchers(at_the_end: AtTheEnd) -> dict[str, Process]:  # noqa: F811
+    return at_the_end({})
 
 
 def changes(process: Process) -> list[str]:
