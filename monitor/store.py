@@ -129,6 +129,20 @@ class Database:
                     raise
                 raise StoreError(f"state file {self.path}: {exc}") from exc
 
+    @contextmanager
+    def statement(self) -> Iterator[sqlite3.Connection]:
+        """Run one SQL statement, which SQLite makes a transaction of its own: the lock is
+        held for one call into SQLite instead of three (BEGIN, the statement, COMMIT). Every
+        call gives up the GIL and waits to take it back, and with 32 poll threads that wait,
+        paid under the lock, was what a busy poller queued on. Errors as ``transaction``."""
+        with self._lock:
+            try:
+                yield self._connection
+            except sqlite3.OperationalError as exc:
+                if not _transient(exc):
+                    raise
+                raise StoreError(f"state file {self.path}: {exc}") from exc
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()
