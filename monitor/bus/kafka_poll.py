@@ -22,7 +22,10 @@ the partition over: its producer is closed, ``on_lost(partition, True)`` is call
 every later commit for it fails until the group gives it back. A producer is only ever started
 by :meth:`PollTransactions.own`, which the caller follows with a read of the feed state: one
 that broke otherwise (its abort failed) is closed and ``on_lost(partition, False)`` asks for
-that again, so no producer commits what was computed from a state read before it started.
+that again. A started producer commits nothing until :meth:`PollTransactions.state_read` says
+the state was read after it started: a poll that read memory before (a pause longer than the
+session, during which another poller took the feeds and published; a commit that timed out
+and completed at the broker) would publish its items again.
 
 Failure windows: a commit or abort waits at most the delivery timeout + 5 s (kafka-python's
 own wait has no deadline); a commit that timed out may still complete at the broker, which the
@@ -97,6 +100,7 @@ class PollTransactions:
         self._locks = [threading.Lock() for _ in range(settings.poll_control_partitions)]
         self._producers: dict[int, KafkaProducer] = {}
         self._started_in: dict[int, int] = {}  # partition -> group generation of its producer
+        self._unread: set[int] = set()  # started since the feed state was last read
         self._owned: frozenset[int] = frozenset()
         self._generation = -1
         self._healthy = True
@@ -149,7 +153,9 @@ class PollTransactions:
         if partition not in self._owned:
             return f"kafka: control partition {partition} is no longer this poller's", False
         producer = self._producers.get(partition)
-        if producer is None:  # restarted by own(), with the state read again
+        if producer is None or partition in self._unread:  # own() starts it again, then the
+            # state is read: what this poll computed from memory may miss what the
+            # partition's other owner or an unsure commit wrote meanwhile
             return f"kafka: the producer of control partition {partition} is restarting", False
         try:
             producer.begin_transaction()
@@ -224,6 +230,7 @@ class PollTransactions:
             raise
         self._producers[partition] = producer
         self._started_in[partition] = self._generation
+        self._unread.add(partition)
         return producer
 
     def _drop(self, partition: int) -> None:
@@ -248,7 +255,13 @@ class PollTransactions:
     def restarting(self, partition: int) -> bool:
         """Ours, but its producer was given up and the ownership loop starts it again (and
         reads the state again): a poll failing meanwhile is part of that, not a fault."""
-        return partition in self._owned and partition not in self._producers
+        return partition in self._owned and (partition not in self._producers
+                                             or partition in self._unread)
+
+    def state_read(self) -> None:
+        """The feed state was read (inside :meth:`paused`) after every producer started so
+        far: they may commit. Until then a started producer commits nothing."""
+        self._unread.clear()
 
     def failure_level(self, exc: BaseException | None) -> int:
         return self._watch.level_for_failure(exc)

@@ -111,6 +111,7 @@ class KafkaPollState:
                 reader.close()
             self._apply(records)
             self._epoch += 1
+            self.transactions.state_read()
 
     def _apply(self, records: Sequence[TopicRecord]) -> None:
         latest: dict[str, bytes] = {}

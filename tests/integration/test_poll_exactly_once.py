@@ -89,6 +89,7 @@ def test_a_poller_taken_over_mid_transaction_commits_nothing_and_no_item_is_doub
     fenced: list[int] = []
     old.transactions.on_lost = lambda partition, _fenced: fenced.append(partition)
     old.own({partition}, generation=1)
+    old.refresh()  # as the ownership loop does: the state read after own()
     first = old.commit_poll(old, replace(FeedState("wire"), etag='"v1"', last_success_at=1.0),
                             stories(range(0, 4)), now=1.0)
     assert first.failure is None and len(first.acknowledged) == 4
@@ -157,6 +158,7 @@ def test_a_takeover_reads_the_state_committed_behind_another_feeds_open_transact
     old = KafkaPollState(settings)
     states.append(old)
     old.own({wire, other}, generation=1)
+    old.refresh()
 
     transactions: Any = old.transactions  # the other feed's commit stalls, its records sent
     real_finish, stalled, resume = transactions._finish, threading.Event(), threading.Event()
@@ -186,6 +188,46 @@ def test_a_takeover_reads_the_state_committed_behind_another_feeds_open_transact
     assert new.load("wire").etag == '"v1"'
     assert set(new.seen_hashes([f"wire-{n}" for n in range(4)])) == {
         f"wire-{n}" for n in range(4)}
+
+
+def test_a_poller_back_from_a_pause_commits_nothing_before_it_read_the_state_again(
+        kafka_broker: LocalKafka, states: list[KafkaPollState]) -> None:
+    """Paused longer than the session, a poller comes back in a new generation with the same
+    partition: its producer starts afresh (fencing the poller that took the feed over
+    meanwhile), but its memory misses what that one published. A poll computed from that
+    memory commits nothing until the state is read again."""
+    settings = settings_of(kafka_broker.bootstrap)
+    ensure_topics(settings, [*item_topics(settings), *poll_topics(settings)])
+    partition = control_partition("wire", settings.poll_control_partitions)
+    paused = KafkaPollState(settings)
+    states.append(paused)
+    paused.own({partition}, generation=1)
+    paused.refresh()
+    assert paused.commit_poll(paused, replace(FeedState("wire"), last_success_at=1.0),
+                              stories(range(0, 2)), now=1.0).failure is None
+    other = KafkaPollState(settings)  # takes the feed over during the pause
+    states.append(other)
+    other.own({partition}, generation=2)
+    other.refresh()
+    assert other.commit_poll(other, replace(FeedState("wire"), last_success_at=2.0),
+                             stories(range(0, 4))[2:], now=2.0).failure is None
+
+    paused.own({partition}, generation=3)  # back: the same partition, a new producer
+    candidates = stories(range(0, 4))
+    seen = paused.seen_hashes([item.item_id for item in candidates])
+    stale = [item for item in candidates if seen.get(item.item_id) != item.content_hash]
+    assert [item.item_id for item in stale] == ["wire-2", "wire-3"]  # from its memory
+    early = paused.commit_poll(paused, replace(paused.load("wire"), last_success_at=3.0),
+                               stale, now=3.0)
+    assert early.failure and not early.acknowledged and early.handed_over
+
+    paused.refresh()
+    assert set(paused.seen_hashes([item.item_id for item in candidates])) == {
+        item.item_id for item in candidates}
+    records = read_items(kafka_broker.bootstrap, settings.items_topic, expect=4)
+    counts = Counter(item.item_id for _, item in records)
+    assert sorted(counts) == [f"wire-{n}" for n in range(4)]
+    assert set(counts.values()) == {1}, counts
 
 
 class Wires:

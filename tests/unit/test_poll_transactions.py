@@ -101,6 +101,7 @@ def transactions(monkeypatch: pytest.MonkeyPatch) -> PollTransactions:
 def test_a_transient_error_is_tried_again_and_the_transaction_commits(
         transactions: PollTransactions) -> None:
     transactions.own({1, 3}, generation=7)
+    transactions.state_read()  # as its caller does after own()
     assert ScriptedProducer.started == ["poll-1", "poll-3"]
     ScriptedProducer.script = [NotCoordinatorError()]
     assert transactions.commit(1, [], [(b"wire", b"{}")]) is None
@@ -110,6 +111,7 @@ def test_a_transient_error_is_tried_again_and_the_transaction_commits(
 def test_transient_errors_that_last_fail_the_poll_after_three_attempts(
         transactions: PollTransactions) -> None:
     transactions.own({1}, generation=7)
+    transactions.state_read()
     ScriptedProducer.script = [NotCoordinatorError() for _ in range(5)]
     failure = transactions.commit(1, [], [(b"wire", b"{}")])
     assert failure and "aborted" in failure
@@ -122,6 +124,7 @@ def test_a_fenced_producer_gives_its_partition_up_and_says_so_once(
     fenced: list[int] = []
     transactions.on_lost = lambda partition, is_fenced: fenced.append(partition)
     transactions.own({1, 2}, generation=7)
+    transactions.state_read()
     ScriptedProducer.script = [ProducerFencedError()]
     failure = transactions.commit(2, [], [(b"wire", b"{}")])
     assert failure and "fenced" in failure
@@ -149,6 +152,7 @@ def test_a_fence_reported_inside_kafka_pythons_generic_error_is_a_fence(
     fenced: list[int] = []
     transactions.on_lost = lambda partition, is_fenced: fenced.append(partition)
     transactions.own({1}, generation=7)
+    transactions.state_read()
     ScriptedProducer.script = [KafkaError("Cannot perform send because at least one previous "
                                           "transactional or idempotent request has failed "
                                           "with errors.", ProducerFencedError())]
@@ -161,6 +165,7 @@ def test_a_commit_that_never_finishes_fails_the_poll_and_the_producer_is_started
     lost: list[tuple[int, bool]] = []
     transactions.on_lost = lambda partition, fenced: lost.append((partition, fenced))
     transactions.own({2}, generation=7)
+    transactions.state_read()
     producer: Any = transactions._producers[2]
     ScriptedProducer.script = [HANGS]
     failure = transactions.commit(2, [], [(b"wire", b"{}")])
@@ -168,5 +173,21 @@ def test_a_commit_that_never_finishes_fails_the_poll_and_the_producer_is_started
     assert producer.aborted == 1 and producer.closed == 1  # given up, not waited on for ever
     assert lost == [(2, False)]  # the ownership loop starts it again and re-reads the state
     transactions.own({2}, generation=7)
+    transactions.state_read()
     assert ScriptedProducer.started == ["poll-2", "poll-2"]
     assert transactions.commit(2, [], [(b"wire", b"{}")]) is None
+
+
+def test_a_producer_started_again_commits_nothing_until_the_state_is_read_again(
+        transactions: PollTransactions) -> None:
+    """A pause longer than the session: another poller took the feeds, published, and was
+    fenced by this one's new producer. A poll that read this process's memory before the state
+    was read again would publish those items a second time: it fails, and the next one goes."""
+    transactions.own({1}, generation=7)
+    transactions.state_read()
+    transactions.own({1}, generation=8)  # the producer starts afresh (fencing the other)
+    failure = transactions.commit(1, [], [(b"wire", b"{}")])
+    assert failure and "restarting" in failure and transactions.restarting(1)
+    transactions.state_read()
+    assert transactions.commit(1, [], [(b"wire", b"{}")]) is None
+    assert not transactions.restarting(1)
