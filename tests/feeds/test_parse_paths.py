@@ -210,10 +210,10 @@ HOSTILE = [
 
 @pytest.mark.parametrize("body", HOSTILE)
 def test_hostile_documents_are_refused_and_read_by_the_reference(body: bytes) -> None:
-    started = time.monotonic()
+    started = time.process_time()  # CPU seconds: the work a document costs, whatever the load
     assert read_wellformed(body, None) is None
     fast, reference = _both(body, "hostile")
-    assert time.monotonic() - started < 30
+    assert time.process_time() - started < 30
     assert fast == reference
     if isinstance(fast, ParsedFeed):
         assert fast.parser == REFERENCE_PATH

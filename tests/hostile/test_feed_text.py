@@ -90,9 +90,9 @@ def test_an_entity_bomb_is_not_expanded(rig: Rig) -> None:
                        for i in range(8))
             + b']><rss version="2.0"><channel><item><title>&i;</title>'
               b"<link>https://example.org/bomb</link></item></channel></rss>")
-    started = time.monotonic()
+    started = time.process_time()  # CPU seconds: an expansion is work, whatever the load
     rig.poll(bomb)
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
     assert all(len(item.title) <= 500 for item in rig.published)
 
 

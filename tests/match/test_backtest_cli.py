@@ -21,6 +21,9 @@ from tests.support.waiting import eventually
 from tests.test_cli import monitor
 
 HOSTILE = "\x1b[2J\x1b[31mTASS: Lukashenko hockey\x1b[0m"
+# A hang guard, not a speed limit: a backtest command takes ~6 CPU seconds (start-up, the claim
+# index, the stored items), which on the 2-core CI machine under -n 2 went past monitor()'s 60 s.
+CLI_HANG_SECONDS = 240
 
 
 def test_add_with_backtest_then_apply_twice(tmp_path: Path) -> None:
@@ -36,19 +39,19 @@ def test_add_with_backtest_then_apply_twice(tmp_path: Path) -> None:
     added = monitor("claims", "add", "--claims", claims, "--id", "hockey",
                     "--text", "Lukashenko plays ice hockey in Minsk", "--keywords",
                     "Lukashenko|Лукашенко", "--keywords", "hockey|хоккей", "--threshold", "30",
-                    "--backtest", "3650d", env=env)
+                    "--backtest", "3650d", env=env, timeout=CLI_HANG_SECONDS)
     assert added.returncode == 0, added.stderr
     assert "\x1b" not in added.stdout
     assert "TASS: Lukashenko hockey" in added.stdout and "1 link(s)" in added.stdout
     assert "backtest hockey" in added.stderr  # the progress bar
     assert "stored item(s) seen since" in added.stderr
     first = monitor("claims", "backtest", "generals", "--claims", claims, "--since",
-                    "2020-01-01", "--apply", env=env)
+                    "2020-01-01", "--apply", env=env, timeout=CLI_HANG_SECONDS)
     assert first.returncode == 0, first.stderr
     assert "applied: 0 new background link(s)" in first.stdout  # the stage linked them all
     for _ in range(2):
         again = monitor("claims", "backtest", "hockey", "--claims", claims, "--since",
-                        "2020-01-01", "--apply", env=env)
+                        "2020-01-01", "--apply", env=env, timeout=CLI_HANG_SECONDS)
         assert again.returncode == 0, again.stderr
     assert "applied: 0 new background link(s) on the match log (1 already there)" in again.stdout
     db = Database(tmp_path / "state.sqlite3")
@@ -64,7 +67,7 @@ def test_backtest_of_an_unknown_claim_says_so(tmp_path: Path) -> None:
     match_all(tmp_path, None)[0].close()
     result = monitor("claims", "backtest", "nope", "--claims", str(tmp_path / "claims.yaml"),
                      env={"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
-                          "MONITOR_MATCH__SEMANTIC": "false"})
+                          "MONITOR_MATCH__SEMANTIC": "false"}, timeout=CLI_HANG_SECONDS)
     assert result.returncode == 2 and "no claim with id 'nope'" in result.stderr
 
 
@@ -72,7 +75,8 @@ def test_backtest_without_a_state_file_names_the_path(tmp_path: Path) -> None:
     match_all(tmp_path, None)[0].close()
     missing = tmp_path / "elsewhere" / "state.sqlite3"
     result = monitor("claims", "backtest", "generals", "--claims", str(tmp_path / "claims.yaml"),
-                     env={"MONITOR_STATE_PATH": str(missing), "MONITOR_MATCH__SEMANTIC": "false"})
+                     env={"MONITOR_STATE_PATH": str(missing), "MONITOR_MATCH__SEMANTIC": "false"},
+                     timeout=CLI_HANG_SECONDS)
     assert result.returncode == 2 and f"no state file at {missing}" in result.stderr
     assert not missing.exists()  # not made empty on the way
 
@@ -107,11 +111,11 @@ def test_backtest_on_the_items_topic(tmp_path: Path, kafka_broker: LocalKafka) -
     added = monitor("claims", "add", "--claims", str(claims), "--id", "hockey",
                     "--text", "Lukashenko plays ice hockey in Minsk", "--keywords",
                     "Lukashenko|Лукашенко", "--keywords", "hockey|хоккей", "--threshold", "30",
-                    "--backtest", "3650d", "--apply", env=env, timeout=120)
+                    "--backtest", "3650d", "--apply", env=env, timeout=CLI_HANG_SECONDS)
     assert added.returncode == 0, added.stderr
     assert "Lukashenko plays ice hockey in Minsk" in added.stdout
     assert "applied: 1 new background link(s)" in added.stdout
     again = monitor("claims", "backtest", "hockey", "--claims", str(claims), "--apply",
-                    env=env, timeout=120)
+                    env=env, timeout=CLI_HANG_SECONDS)
     assert again.returncode == 0, again.stderr
     assert "applied: 0 new background link(s) on the match log (1 already there)" in again.stdout
