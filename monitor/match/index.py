@@ -30,6 +30,9 @@ COMMON_KEY_SHARE = 0.01
 COMMON_KEY_FLOOR = 50
 MAX_TEXT_CANDIDATES = 15  # claims without keywords scored per item, best shared keys first
 UNKNOWN_KEY_WEIGHT = 0.5  # a headline word no claim uses weighs this share of the rarest
+# A claim's keys' weight per key bucket, their total weight, and the least weight an item
+# must share for the claim to reach its threshold: with a headline alone, and with a body.
+ClaimReach = tuple[dict[str, float], float, float, float]
 
 
 def keys_match(item_key: str, term_key: str) -> bool:
@@ -67,16 +70,17 @@ class PreparedClaim:
     # (:func:`monitor.match.score.weighted`): a prepared claim belongs to one index.
     weighted: dict[str, tuple[tuple[tuple[str, float], ...], float]] = field(
         default_factory=dict, compare=False, repr=False)
-    # language -> its keys' weight per key bucket, and in all (:mod:`monitor.match.reach`).
-    bucket_weights: dict[str, tuple[dict[str, float], float]] = field(
-        default_factory=dict, compare=False, repr=False)
+    # language -> what :mod:`monitor.match.reach` bounds its score with, filled when first
+    # a candidate.
+    reach: dict[str, ClaimReach] = field(default_factory=dict, compare=False, repr=False)
 
 
 def bucketed(keys_: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    grouped: dict[str, list[str]] = defaultdict(list)
-    for key in set(keys_):
-        grouped[bucket(key)].append(key)
-    return {prefix: tuple(members) for prefix, members in grouped.items()}
+    grouped: dict[str, tuple[str, ...]] = {}
+    for key in set(keys_):  # once per item: no call per key (a bucket has one key or two)
+        prefix = key[:PREFIX_CHARS]
+        grouped[prefix] = grouped.get(prefix, ()) + (key,)
+    return grouped
 
 
 def prepare(claim: ClaimConfig) -> PreparedClaim:
@@ -130,6 +134,7 @@ class ClaimIndex:
         limit = max(COMMON_KEY_FLOOR, COMMON_KEY_SHARE * len(self.claims))
         self.common_keys = frozenset(k for k, n in frequency.items() if n > limit)
         self._keyword = np.array([bool(p.groups) for p in self.claims], dtype=bool)
+        self._keyword_count = int(self._keyword.sum())
         postings: dict[str, set[int]] = defaultdict(set)
         for position, prepared in enumerate(self.claims):
             for key in self._index_keys(prepared):
@@ -160,9 +165,15 @@ class ClaimIndex:
         if not postings:
             return []
         claims, strength = _summed(postings, weights)
+        # Numpy's cost here is per call, not per claim: no call for a kind the index lacks.
+        if not self._keyword_count:
+            return _strongest(claims, strength, limit).tolist()  # type: ignore[no-any-return]
+        if self._keyword_count == len(self.claims):
+            return claims.tolist()  # type: ignore[no-any-return]
         keyword = self._keyword[claims]
-        best = _strongest(claims[~keyword], strength[~keyword], limit)
-        picked: list[int] = claims[keyword].tolist() + best.tolist()
+        text = ~keyword
+        picked: list[int] = (claims[keyword].tolist()
+                             + _strongest(claims[text], strength[text], limit).tolist())
         return picked
 
     def weight(self, key: str) -> float:
@@ -177,6 +188,8 @@ def _summed(postings: list[npt.NDArray[np.intp]], weights: list[float]
     """The claims in any of the postings, ascending, each with the sum of the weights of the
     postings it is in, added in the postings' order (so sums are equal to the last bit
     whatever way they are computed). A stable sort keeps that order within each claim."""
+    if len(postings) == 1:
+        return postings[0], np.full(len(postings[0]), weights[0])
     found = np.concatenate(postings)
     order = np.argsort(found, kind="stable")
     ordered = found[order]
@@ -192,10 +205,9 @@ def _strongest(claims: npt.NDArray[np.intp], strength: npt.NDArray[np.float64], 
                ) -> npt.NDArray[np.intp]:
     """The ``limit`` strongest of ascending ``claims``, strongest first; of equal strength,
     the later claim (as heapq.nlargest of (strength, position) pairs picks)."""
-    if len(claims) > limit:
+    if len(claims) > limit:  # keep those as strong as the limit-th strongest, ties included
         cut = np.partition(strength, len(strength) - limit)[len(strength) - limit]
-        above = np.flatnonzero(strength > cut)
-        tied = np.flatnonzero(strength == cut)[::-1][:limit - len(above)]
-        chosen = np.concatenate((above, tied))
-        claims, strength = claims[chosen], strength[chosen]
-    return claims[np.lexsort((-claims, -strength))]
+        near = np.flatnonzero(strength >= cut)
+        claims, strength = claims[near], strength[near]
+    # Ascending by strength, and by position among equals: the last ones, reversed.
+    return claims[np.argsort(strength, kind="stable")[:-limit - 1:-1]]

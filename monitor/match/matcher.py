@@ -65,9 +65,10 @@ def match_features(item: Item, features: ItemFeatures, index: ClaimIndex, *, tod
     """:func:`match_item` with the item's features already computed (the stage keeps them;
     a backtest reads them back). ``only``: the claim positions that may be linked; the
     others still count as the item's nearest claims, as they do in :func:`match_item`."""
-    vector = features.vector32() if index.vectors is not None else None
-    scored = scored_candidates(index, features.text(item.language),
-                               semantic_text(item.title, item.summary), today=today,
+    vector, meaning_text = None, ""  # what the model reads: only with vectors
+    if index.vectors is not None:
+        vector, meaning_text = features.vector32(), semantic_text(item.title, item.summary)
+    scored = scored_candidates(index, features.text(item.language), meaning_text, today=today,
                                vector=vector, only=only, linkable_only=True)
     return [_link(item, index, index.claims[position], score, vector)
             for position, score in scored

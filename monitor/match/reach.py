@@ -8,6 +8,10 @@ the weight of the keys in the buckets both sides have bounds each coverage from 
 the verbatim ratio at its best (1) that bounds the score. A candidate whose bound is under
 its threshold is never linked, so it need not be scored: links are exactly those of scoring
 every candidate (tests/match/test_reach.py).
+
+The claim side of the bound is worked out once per claim (its weight per key bucket, and
+the least shared weight that can reach its threshold), so that most candidates cost one sum
+over the item's buckets and a comparison.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from itertools import compress, repeat
 
-from monitor.match.index import PREFIX_CHARS, PreparedClaim
+from monitor.match.index import PREFIX_CHARS, ClaimReach, PreparedClaim
 from monitor.match.score import KEYWORD_FLOOR, OVERLAP_WEIGHT, ItemText, Weight
 
 # Covers score_claim's rounding to 0.01 and the bound's sums being added in another order.
 ROUNDING_MARGIN = 0.01
+# The least shared weight is found by inverting the bound: a little under it, so that float
+# rounding in the inversion never drops a candidate the bound itself would keep.
+INVERSION_SLACK = 1e-9
 BucketWeights = tuple[dict[str, float], float]  # bucket -> weight of its keys; all keys' weight
 _ZEROS = repeat(0.0)
 
@@ -30,29 +37,34 @@ def reachable(claims: Sequence[PreparedClaim], positions: Iterable[int], item: I
     over their threshold for ``item``; a claim left out is sure to score under it (or None)."""
     if not item.all_set:
         return [p for p in positions if _reaches(claims[p], 0.0)]
-    title_buckets, title_total = (item.title_bucket_weights.get("")
-                                  or _title_weights(item, weight))
-    item_buckets, title_shares = tuple(item.all_buckets), tuple(title_buckets.values())
+    item_buckets = tuple(item.all_buckets)
     with_body = len(item.all_set) > len(item.title_set)
     found = []
-    for position in positions:  # map() and compress(): this runs for every candidate
+    for position in positions:  # map() and no calls: this runs for every candidate
         prepared = claims[position]
         language = item.language if item.language in prepared.texts else ""
-        claim_buckets, claim_total = (prepared.bucket_weights.get(language)
-                                      or _claim_weights(prepared, language, weight))
-        if not claim_total:
-            if _reaches(prepared, 0.0):
-                found.append(position)
-            continue
-        claim_cover = min(1.0, sum(map(claim_buckets.get, item_buckets, _ZEROS)) / claim_total)
-        # Most candidates fail here already, with the headline taken as wholly covered.
-        if not _reaches(prepared, _similarity(claim_cover, 1.0, with_body)):
-            continue
-        title_cover = min(1.0, sum(compress(title_shares, map(
-            claim_buckets.__contains__, title_buckets))) / title_total)
-        if _reaches(prepared, _similarity(claim_cover, title_cover, with_body)):
+        claim = prepared.reach.get(language) or _claim_reach(prepared, language, weight)
+        least = claim[3] if with_body else claim[2]
+        # Most candidates fail here, with the headline taken as wholly covered.
+        if sum(map(claim[0].get, item_buckets, _ZEROS)) >= least and _bound_reaches(
+                prepared, claim, item, weight, with_body):
             found.append(position)
     return found
+
+
+def _bound_reaches(prepared: PreparedClaim, claim: ClaimReach, item: ItemText, weight: Weight,
+                   with_body: bool) -> bool:
+    claim_buckets, claim_total = claim[0], claim[1]
+    if not claim_total:
+        return _reaches(prepared, 0.0)
+    claim_cover = min(1.0, sum(map(claim_buckets.get, item.all_buckets, _ZEROS)) / claim_total)
+    if not _reaches(prepared, _similarity(claim_cover, 1.0, with_body)):
+        return False
+    title_buckets, title_total = (item.title_bucket_weights.get("")
+                                  or _title_weights(item, weight))
+    title_cover = min(1.0, sum(compress(title_buckets.values(), map(
+        claim_buckets.__contains__, title_buckets))) / title_total)
+    return _reaches(prepared, _similarity(claim_cover, title_cover, with_body))
 
 
 def _similarity(claim_cover: float, title_cover: float, with_body: bool) -> float:
@@ -64,6 +76,14 @@ def _similarity(claim_cover: float, title_cover: float, with_body: bool) -> floa
     return max(headline, claim_cover) if with_body else headline
 
 
+def _least_similarity(prepared: PreparedClaim) -> float:
+    """The least similarity at which :func:`_reaches` holds."""
+    threshold = prepared.claim.threshold - ROUNDING_MARGIN
+    if prepared.groups:
+        return (threshold - KEYWORD_FLOOR) / (100 - KEYWORD_FLOOR)
+    return threshold / 100
+
+
 def _reaches(prepared: PreparedClaim, similarity: float) -> bool:
     if prepared.groups:
         value = KEYWORD_FLOOR + (100 - KEYWORD_FLOOR) * similarity
@@ -72,9 +92,29 @@ def _reaches(prepared: PreparedClaim, similarity: float) -> bool:
     return value + ROUNDING_MARGIN >= prepared.claim.threshold
 
 
-def _claim_weights(prepared: PreparedClaim, language: str, weight: Weight) -> BucketWeights:
-    found = prepared.bucket_weights[language] = bucket_weights(prepared.key_sets[language],
-                                                               weight)
+def least_covers(least_similarity: float) -> tuple[float, float]:
+    """The least claim coverage at which :func:`_similarity` with the headline wholly
+    covered reaches ``least_similarity``: without a body, and with one (then the coverage
+    alone may do). Infinite when none does."""
+    fixed = 1 - OVERLAP_WEIGHT  # the headline's value when nothing overlaps
+    if least_similarity <= fixed:
+        headline = 0.0
+    else:
+        overlap = (least_similarity - fixed) / OVERLAP_WEIGHT  # of 2c / (c + 1), increasing
+        headline = overlap / (2 - overlap) if overlap <= 1 else float("inf")
+    with_body = min(headline, max(0.0, least_similarity))
+    return (headline, with_body) if with_body <= 1 else (float("inf"), float("inf"))
+
+
+def _claim_reach(prepared: PreparedClaim, language: str, weight: Weight) -> ClaimReach:
+    buckets, total = bucket_weights(prepared.key_sets[language], weight)
+    if not total:  # no word can be shared: _bound_reaches decides on the threshold alone
+        found: ClaimReach = (buckets, total, float("-inf"), float("-inf"))
+    else:
+        headline, with_body = least_covers(_least_similarity(prepared))
+        found = (buckets, total, (headline - INVERSION_SLACK) * total,
+                 (with_body - INVERSION_SLACK) * total)
+    prepared.reach[language] = found
     return found
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Literal
 
 CueKind = Literal["denial", "corroboration", "hedge"]
@@ -122,6 +123,13 @@ def cue_languages(text: str) -> tuple[str, ...]:
 def find_cues(text: str, prefer: str = "") -> list[Cue]:
     """Every cue in ``text`` by position; a stem both Cyrillic tables share is reported once,
     under ``prefer`` when that is one of them."""
+    return list(_cues_of(text, prefer))
+
+
+# A claim's cues are looked for at every link to it, an item's headline's at every claim it
+# links: nine patterns over the text each time, the most of a link's time on words alone.
+@lru_cache(maxsize=4096)
+def _cues_of(text: str, prefer: str) -> tuple[Cue, ...]:
     langs = cue_languages(text)
     found = [
         Cue(kind, m.group(0), lang, m.start(), is_negated(text, m.start()))
@@ -142,10 +150,10 @@ def find_cues(text: str, prefer: str = "") -> list[Cue]:
                 unique[key] = replace(cue, negated=True)
     # "не соответствует действительности" is one denial, not also a negated confirmation
     spans = [(c.start, c.start + len(c.phrase), c.kind) for c in unique.values()]
-    return [c for c in unique.values()
-            if not any(a <= c.start and c.start + len(c.phrase) <= b and kind != c.kind
-                       and (a, b) != (c.start, c.start + len(c.phrase))
-                       for a, b, kind in spans)]
+    return tuple(c for c in unique.values()
+                 if not any(a <= c.start and c.start + len(c.phrase) <= b and kind != c.kind
+                            and (a, b) != (c.start, c.start + len(c.phrase))
+                            for a, b, kind in spans))
 
 
 _DOUBTED_DENIAL = re.compile(

@@ -10,7 +10,7 @@ import random
 from monitor.config.claims import ClaimConfig
 from monitor.match.index import ClaimIndex
 from monitor.match.matcher import scored_candidates
-from monitor.match.reach import reachable
+from monitor.match.reach import _similarity, least_covers, reachable
 from monitor.match.score import ItemText, score_claim
 from monitor.match.text import keys
 from tests.match.test_words_fast_path import vocabulary
@@ -75,3 +75,17 @@ def test_the_links_of_scored_candidates_are_those_of_scoring_them_all() -> None:
                                                          linkable_only=linkable_only)
                     if s.value >= index.claims[p].claim.threshold]
         assert links(True) == links(False)
+
+
+def test_the_least_coverage_is_under_every_coverage_that_reaches() -> None:
+    """The shared weight a claim needs (reach.least_covers, an inversion of the bound) never
+    exceeds a coverage at which the bound itself reaches the similarity: a candidate the
+    bound keeps is never left out before the bound is computed."""
+    covers = [n / 1000 for n in range(1001)] + [1e-9, 0.5 + 1e-12, 1 - 1e-12]
+    for least in [n / 200 - 0.2 for n in range(260)] + [0.15, 0.15 + 1e-12, 1.0]:
+        headline, with_body = least_covers(least)
+        for cover in covers:
+            if _similarity(cover, 1.0, with_body=False) >= least:
+                assert cover >= headline - 1e-9, (least, cover)
+            if _similarity(cover, 1.0, with_body=True) >= least:
+                assert cover >= with_body - 1e-9, (least, cover)

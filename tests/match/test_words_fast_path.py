@@ -65,6 +65,24 @@ def test_candidates_are_those_of_the_plain_rule_ties_included() -> None:
     assert picked > 300 * 15, "the items should share keys with many claims"
 
 
+def test_candidates_of_an_index_of_one_kind_and_of_a_single_key() -> None:
+    """candidates() skips numpy calls for a kind of claim the index lacks, and sums nothing
+    for an item with one indexed key: the same candidates as the plain rule all the same."""
+    chance = random.Random(14)
+    words = vocabulary(chance)
+    for keyword_every in (0, 1):  # no claim has keyword groups; every claim has them
+        claims = [ClaimConfig(id=f"c{n}", text=" ".join(chance.sample(words, 5)),
+                              keywords=[[chance.choice(words)]] if keyword_every else [])
+                  for n in range(300)]
+        index = ClaimIndex(claims)
+        for size in (1, 1, 2, 6):
+            item_keys = keys(" ".join(chance.sample(words, size)))
+            keyworded, textual = reference_candidates(index, item_keys)
+            found = index.candidates(item_keys)
+            assert set(found[:len(keyworded)]) == keyworded
+            assert found[len(keyworded):] == textual
+
+
 def reference_covered(wanted: frozenset[str], present: frozenset[str],
                       present_buckets: dict[str, tuple[str, ...]], weight: Weight) -> float:
     total = found = 0.0
