@@ -40,6 +40,7 @@ from tests.integration.test_poll_shared import (
     FEEDS,
     SESSION_TIMEOUT_SECONDS,
     Poller,
+    all_handled,
     denials,
     pollers,  # noqa: F401 (a fixture)
     shared_env,
@@ -379,13 +380,3 @@ class ByKey:
 
     def __init__(self, accepted: list[Any]) -> None:
         self.accepted = accepted
-
-
-def all_handled(settings: KafkaSettings) -> bool:
-    """Every item matched and every match's notification closed (sent or dead), all
-    committed by the groups: nothing is left that could still be sent."""
-    archived = KafkaArchive(settings).records()
-    closed = {r.id for r in archived if r.event != "pending"}
-    return ({r.id for r in archived if r.event == "pending"} <= closed
-            and consumed_to_the_end(settings, settings.match_group, settings.items_topic)
-            and consumed_to_the_end(settings, settings.alert_group, settings.matches_topic))

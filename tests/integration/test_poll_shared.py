@@ -220,22 +220,24 @@ def test_three_pollers_two_matchers_two_alerters_alert_every_match_once(
     eventually(lambda: len(sent_match_ids()) >= 2 * len(FEEDS), SESSION_TIMEOUT_SECONDS + 90,
                "the second denials sent")
 
-    def all_handled() -> bool:
-        """Every item matched and every match's notification closed (sent or dead), all
-        committed by the groups: nothing is left that could still be sent."""
-        records = KafkaArchive(settings).records()
-        closed = {r.id for r in records if r.event != "pending"}
-        return ({r.id for r in records if r.event == "pending"} <= closed
-                and consumed_to_the_end(settings, settings.match_group, settings.items_topic)
-                and consumed_to_the_end(settings, settings.alert_group, settings.matches_topic))
-
-    eventually(all_handled, 60, "every item matched and every match alerted, all committed")
+    eventually(lambda: all_handled(settings), 60,
+               "every item matched and every match alerted, all committed")
     counts = sent_match_ids()
     assert len(counts) == 2 * len(FEEDS)
     assert set(counts.values()) == {1}, [m for m, n in counts.items() if n > 1]
     sent = [r for r in KafkaArchive(settings).records() if r.event == "sent"]
     assert len(hook.accepted) == len(sent)  # one webhook message per notification, no repeat
     assert set(alerted_ids(hook).values()) == {1}
+
+
+def all_handled(settings: KafkaSettings) -> bool:
+    """Every item matched and every match's notification closed (sent or dead), all
+    committed by the groups: nothing is left that could still be sent."""
+    archived = KafkaArchive(settings).records()
+    closed = {r.id for r in archived if r.event != "pending"}
+    return ({r.id for r in archived if r.event == "pending"} <= closed
+            and consumed_to_the_end(settings, settings.match_group, settings.items_topic)
+            and consumed_to_the_end(settings, settings.alert_group, settings.matches_topic))
 
 
 def test_sigterm_under_load_exits_0_and_the_restart_loses_and_repeats_nothing(
