@@ -186,7 +186,7 @@ def read_partitions(reader: KafkaConsumer, topic: str, partitions: Sequence[int]
                     timeout_seconds: float = 60.0) -> list[TopicRecord]:
     """Every committed record of ``topic`` (all partitions when None), from the start up to
     ``ends`` (partition -> offset) or, without, up to the end as it was when called.
-    MonitorError when the end is not reached in time.
+    BusError when the end is not reached in time.
 
     A read_committed reader's own end is the last stable offset, the first record of the
     oldest transaction still open: what other transactions committed after that one began
@@ -210,8 +210,8 @@ def read_partitions(reader: KafkaConsumer, topic: str, partitions: Sequence[int]
     deadline = time.monotonic() + timeout_seconds
     while remaining:
         if time.monotonic() > deadline:
-            raise MonitorError(f"kafka: could not read {topic} to its end within "
-                               f"{timeout_seconds:g} s")
+            raise BusError(f"kafka: could not read {topic} to its end within "
+                           f"{timeout_seconds:g} s")  # a transaction open that long: retried
         for tp, records in reader.poll(timeout_ms=200).items():
             found.extend(_topic_record(r) for r in records if r.offset < ends_of[tp])
         remaining = {tp for tp in remaining if reader.position(tp) < ends_of[tp]}

@@ -42,6 +42,7 @@ from monitor.bus.kafka import (
     group_consumer,
     read_partitions,
     topic_reader,
+    written_ends,
 )
 from monitor.bus.log import DeadLetter, LogName, Output, Polled, Record
 from monitor.bus.startup import transient
@@ -154,8 +155,14 @@ class KafkaStageLog:
         return Polled(records, assigned=assigned, revoked=revoked)
 
     def read_back(self, log_name: LogName, partitions: Sequence[int] | None) -> list[Record]:
+        """Every record committed before the call: up to the high watermark, not to the last
+        stable offset where read_committed stops (another matcher's transaction open on the
+        partition would hide what was committed after it began, and the match ids read back
+        to be written once would miss those)."""
+        topic = self._topics[log_name]
         with self._translated("read back", rewind=False):
-            found = read_partitions(self._reader, self._topics[log_name], partitions)
+            ends = written_ends(self._settings, topic)
+            found = read_partitions(self._reader, topic, partitions, ends=ends)
         return [Record(r.partition, r.offset, r.key, r.value) for r in found]
 
     def lag(self) -> int:
