@@ -400,8 +400,9 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
                                *([] if args.parse_overflow is None else [args.parse_overflow]))
     pool = body_parser if isinstance(body_parser, ParsePool) else None
     workers = Workers(pool)
+    poll_state = SQLitePollState(database, write_behind=True)  # as the service has it
     poller = TimedPoller(
-        fetcher, SQLitePollState(database), EmbeddedItemLog(database),
+        fetcher, poll_state, EmbeddedItemLog(database),
         Metrics(CollectorRegistry()),
         policy=SchedulePolicy(settings.backoff_cap_seconds, settings.max_age_cap_seconds,
                               settings.jitter_ratio),
@@ -454,6 +455,7 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
     finish = replace(finish, server_cpu=stop_server(server))
     fetcher.close()
     body_parser.close()
+    poll_state.close()
     database.close()
     if args.profile:
         poller.print_profile(args.profile)

@@ -109,7 +109,8 @@ class PollPart:
         self._settings, self.feeds, self._metrics = settings, list(feeds), metrics
         self._db, self._transport, self._add_check = database, transport, add_check
         self.fetcher = build_fetcher(settings)
-        self.state: SQLitePollState | KafkaPollState = SQLitePollState(database)
+        self.state: SQLitePollState | KafkaPollState = SQLitePollState(database,
+                                                                       write_behind=True)
         self.publisher: ItemPublisher | None = None
         self._scheduler: PollScheduler | None = None
         self._parser: BodyParser | None = None
@@ -125,6 +126,7 @@ class PollPart:
     def start(self, stopping: threading.Event, failed: StageFailed) -> None:
         settings, transport, poll = self._settings, self._transport, self._settings.poll
         if poll.shared:  # its items go in the feed state's transactions
+            self.state.close()  # the state file's store, unused by shared pollers
             self.state = self._shared_state()
             self.publisher = self.state
         else:
@@ -224,8 +226,7 @@ class PollPart:
             thread.join(timeout=_STAGE_JOIN_SECONDS)
         if self._shared is not None:  # only now: no poll of ours runs when the feeds move
             self._shared.ownership.close()
-        if not isinstance(self.state, SQLitePollState):  # the state file is the service's
-            self.state.close()
+        self.state.close()  # a state file's own: the service closes it, after this
         if self.publisher is not None and self.publisher is not self.state:
             self.publisher.close()
         if self._parser is not None:  # after the polls: they wait for their parses

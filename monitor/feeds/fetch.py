@@ -25,11 +25,6 @@ What the client did that matters is kept here: the configured URL's own userinfo
 Basic auth, cookies are kept in one jar (read only when a response sets one), and httpx's
 request line is logged as httpx logs it. A client given to the constructor (tests:
 ``httpx.MockTransport``) is used as it is.
-
-Each poll thread has its own connection pool (:class:`ThreadPools`). One pool shared by 32
-threads was where a busy poller waited most: httpcore holds the pool's lock while it checks
-every idle connection with a system call, and each of those calls gives up the GIL, so at
-10,000 feeds a minute poll threads spent a third of their time queued on that lock.
 """
 
 from __future__ import annotations
@@ -70,7 +65,6 @@ _ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, "
 # Only what inflate.py decodes with a bound; httpx would also offer br/zstd when installed.
 _ACCEPT_ENCODING = "gzip, deflate"
 _SLOT_POLL_SECONDS = 0.5
-_KEEPALIVE_PER_THREAD = 4  # idle connections a poll thread keeps (httpx's shared pool: 20)
 _httpx_log = logging.getLogger("httpx")  # the request line httpx's client would log
 
 
@@ -122,36 +116,6 @@ class HostLimiter:
             return self._slots[host]
 
 
-class ThreadPools:
-    """One guarded transport (connection pool) per thread, made on the thread's first request.
-
-    A thread reuses its own kept-alive connections only; with keep-alive expiring after 5 s
-    (httpx's default) a feed's next poll a minute later opens a new connection either way."""
-
-    def __init__(self, backend: GuardedBackend) -> None:
-        self._backend = backend
-        self._ssl_context = httpx.create_ssl_context()  # ~20 ms to build: one for all threads
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list[GuardedTransport] = []
-
-    def current(self) -> GuardedTransport:
-        transport: GuardedTransport | None = getattr(self._local, "transport", None)
-        if transport is None:
-            transport = GuardedTransport(self._backend, self._ssl_context,
-                                         max_keepalive_connections=_KEEPALIVE_PER_THREAD)
-            self._local.transport = transport
-            with self._lock:
-                self._all.append(transport)
-        return transport
-
-    def close(self) -> None:
-        with self._lock:
-            transports, self._all = self._all, []
-        for transport in transports:
-            transport.close()
-
-
 class Fetcher:
     """Conditional GET of feed URLs over one shared httpx client (thread-safe)."""
 
@@ -161,7 +125,7 @@ class Fetcher:
         self._deadlines = Deadlines()
         self._client = client
         # No proxy from the environment either: it would bypass the address guard.
-        self._transports = ThreadPools(GuardedBackend(
+        self._transport = GuardedTransport(GuardedBackend(
             AddressPolicy(limits.allowed_networks), self._deadlines, resolver))
         self._cookies = httpx.Cookies()
         self._extensions = {"timeout": httpx.Timeout(limits.timeout_seconds).as_dict()}
@@ -174,7 +138,7 @@ class Fetcher:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
-        self._transports.close()
+        self._transport.close()
 
     def fetch(self, url: str, validators: Validators, now: datetime) -> FetchResult:
         permanent: str | None = None
@@ -251,7 +215,7 @@ class Fetcher:
             request.headers["Authorization"] = authorization
         if len(self._cookies.jar):
             self._cookies.set_cookie_header(request)
-        response = self._transports.current().handle_request(request)
+        response = self._transport.handle_request(request)
         response.request = request
         if "set-cookie" in response.headers:
             self._cookies.extract_cookies(response)

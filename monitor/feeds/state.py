@@ -19,6 +19,7 @@ from typing import Protocol
 
 from monitor.bus import ItemPublisher, PublishReport
 from monitor.bus.embedded import EmbeddedItemLog
+from monitor.feeds.state_writer import StateWriter
 from monitor.model import FeedState, Item
 from monitor.store import Database
 
@@ -56,9 +57,13 @@ class SQLitePollState:
     lock. The poller of this process is the only writer of ``feed_state`` (other processes
     only read the file), so what it last committed is what the file holds."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, write_behind: bool = False) -> None:
+        """``write_behind``: the state of a poll that published nothing is written by a
+        thread of its own, with others (``state_writer``; the service's choice). Without it
+        every state is on disk when ``commit_poll`` returns."""
         self._db = database
         self._states: dict[str, FeedState] = {}  # as committed; a dict read is atomic
+        self._writer = StateWriter(database, _save_all) if write_behind else None
 
     def load(self, feed_id: str) -> FeedState:
         state = self._states.get(feed_id)
@@ -73,6 +78,8 @@ class SQLitePollState:
         return state
 
     def load_all(self) -> list[FeedState]:
+        if self._writer is not None:  # the file first holds what waits to be written
+            self._writer.flush()
         with self._db.transaction() as conn:
             rows = conn.execute(f"SELECT feed_id, {', '.join(_FIELDS)} FROM feed_state").fetchall()
         states = [FeedState(*row) for row in rows]
@@ -81,19 +88,23 @@ class SQLitePollState:
 
     def save(self, state: FeedState) -> None:
         with self._db.statement() as conn:
-            _save(conn, state)
+            self._save_now(conn, state)
         self._states[state.feed_id] = state
 
     def commit_poll(self, publisher: ItemPublisher, state: FeedState, items: Sequence[Item],
                     now: float) -> PublishReport:
-        if not items:  # most polls (a 304, nothing new): the state alone, one statement
-            self.save(state)
+        if not items:  # most polls (a 304, nothing new): the state alone
+            if self._writer is None:
+                self.save(state)
+            else:
+                self._writer.put(state)
+                self._states[state.feed_id] = state
             return PublishReport(())
         if isinstance(publisher, EmbeddedItemLog) and publisher.database is self._db:
             with self._db.transaction() as conn:  # items, seen-marks and state: all or none
                 publisher.append(conn, items, now)
                 _mark_seen(conn, items, now)
-                _save(conn, state)
+                self._save_now(conn, state)
             self._states[state.feed_id] = state
             publisher.announce(items)
             return PublishReport(tuple(items))
@@ -101,10 +112,20 @@ class SQLitePollState:
         with self._db.transaction() as conn:
             _mark_seen(conn, report.acknowledged, now)
             if report.failure is None:
-                _save(conn, state)
+                self._save_now(conn, state)
         if report.failure is None:
             self._states[state.feed_id] = state
         return report
+
+    def close(self) -> None:
+        """Write the states still waiting (the state file itself is the service's)."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def _save_now(self, conn: sqlite3.Connection, state: FeedState) -> None:
+        if self._writer is not None:  # an older state of the feed may wait: this one is newer
+            self._writer.discard(state.feed_id)
+        _save(conn, state)
 
     def seen_hashes(self, item_ids: Sequence[str]) -> Mapping[str, str]:
         found: dict[str, str] = {}
@@ -134,12 +155,20 @@ class SQLitePollState:
             ).rowcount
 
 
+_SAVE = (f"INSERT OR REPLACE INTO feed_state (feed_id, {', '.join(_FIELDS)}) "
+         f"VALUES (?, {', '.join('?' for _ in _FIELDS)})")
+
+
 def _save(conn: sqlite3.Connection, state: FeedState) -> None:
-    conn.execute(
-        f"INSERT OR REPLACE INTO feed_state (feed_id, {', '.join(_FIELDS)}) "
-        f"VALUES (?, {', '.join('?' for _ in _FIELDS)})",
-        (state.feed_id, *(getattr(state, name) for name in _FIELDS)),
-    )
+    conn.execute(_SAVE, _row(state))
+
+
+def _save_all(conn: sqlite3.Connection, states: Sequence[FeedState]) -> None:
+    conn.executemany(_SAVE, [_row(state) for state in states])
+
+
+def _row(state: FeedState) -> tuple[object, ...]:
+    return (state.feed_id, *(getattr(state, name) for name in _FIELDS))
 
 
 def _mark_seen(conn: sqlite3.Connection, items: Iterable[Item], now: float) -> None:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
 
 from monitor.bus.embedded import EmbeddedItemLog
 from monitor.errors import StoreError
-from monitor.feeds.fetch import ThreadPools
-from monitor.feeds.netguard import AddressPolicy, Deadlines, GuardedBackend
 from monitor.feeds.state import SQLitePollState
+from monitor.feeds.state_writer import StateWriter
 from monitor.model import FeedState
 from monitor.store import Database
+from tests.support.waiting import eventually
 
 
 def test_a_poll_without_items_writes_its_state_to_the_file(tmp_path: Path) -> None:
@@ -61,13 +60,58 @@ def test_a_busy_state_file_is_a_store_error(tmp_path: Path) -> None:
         other._connection.execute("ROLLBACK")  # noqa: SLF001
 
 
-def test_each_thread_has_its_own_connection_pool() -> None:
-    pools = ThreadPools(GuardedBackend(AddressPolicy(), Deadlines()))
-    mine = pools.current()
-    assert pools.current() is mine
-    theirs: list[object] = []
-    thread = threading.Thread(target=lambda: theirs.append(pools.current()))
-    thread.start()
-    thread.join()
-    assert theirs and theirs[0] is not mine
-    pools.close()
+def test_written_behind_a_state_reaches_the_file_and_a_newer_poll_is_not_overwritten(
+        tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.sqlite3")
+    store = SQLitePollState(db, write_behind=True)
+    reader = SQLitePollState(Database(tmp_path / "state.sqlite3"))
+    for n in range(200):  # 200 feeds' polls that published nothing
+        store.commit_poll(EmbeddedItemLog(db), FeedState(f"f{n}", etag=f'"{n}"'), [], 1.0)
+    store.commit_poll(EmbeddedItemLog(db), FeedState("f7", etag='"old"'), [], 1.0)
+    store.save(FeedState("f7", etag='"newer"', consecutive_failures=1))  # a later, failed poll
+    store.close()  # writes what still waits
+    on_disk = {state.feed_id: state for state in reader.load_all()}
+    assert len(on_disk) == 200
+    assert on_disk["f7"].etag == '"newer"' and on_disk["f7"].consecutive_failures == 1
+    assert on_disk["f150"].etag == '"150"'
+    assert store.load("f7").etag == '"newer"'
+
+
+def test_load_all_reads_the_states_still_waiting(tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.sqlite3")
+    store = SQLitePollState(db, write_behind=True)
+    try:
+        store.commit_poll(EmbeddedItemLog(db), FeedState("wire", etag='"v3"'), [], 1.0)
+        assert [state.etag for state in store.load_all()] == ['"v3"']
+    finally:
+        store.close()
+
+
+def test_a_busy_file_keeps_the_states_for_the_next_try(tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state.sqlite3"
+    db = Database(path)
+    db._connection.execute("PRAGMA busy_timeout = 20")  # noqa: SLF001
+    other = Database(path)
+    other._connection.execute("BEGIN IMMEDIATE")  # noqa: SLF001 - another process writing
+    store = SQLitePollState(db, write_behind=True)
+    store.commit_poll(EmbeddedItemLog(db), FeedState("wire", etag='"v1"'), [], 1.0)
+    eventually(lambda: "not written yet" in caplog.text, 10, "the busy warning")
+    other._connection.execute("ROLLBACK")  # noqa: SLF001
+    eventually(lambda: SQLitePollState(other).load("wire").etag == '"v1"', 10,
+               "the state written")
+    store.close()
+    assert caplog.text.count("not written yet") == 1
+
+
+def test_a_bug_in_the_writer_stops_the_next_poll(tmp_path: Path) -> None:
+    db = Database(tmp_path / "state.sqlite3")
+
+    def broken(_conn: object, _states: object) -> None:
+        raise ValueError("a bug")
+
+    writer = StateWriter(db, broken)
+    writer.put(FeedState("wire"))
+    with pytest.raises(RuntimeError, match="writer stopped"):
+        eventually(lambda: writer.put(FeedState("wire")), 10, "the bug raised to a poll")
+    writer.close()
