@@ -80,33 +80,61 @@ LATE_SECONDS = 1.0  # APScheduler's default misfire_grace_time
 # --- the server, in a child process -----------------------------------------------------------
 
 
-def serve(conn: Connection, data_dir: str, feeds: int, changed: float, seed: int) -> None:
+class Servers:
+    """``hosts`` FeedServers on ports of their own (origins, as many wires' hosts are); feed
+    ``i`` is on server ``i mod hosts``."""
+
+    def __init__(self, hosts: int) -> None:
+        self.servers = [FeedServer() for _ in range(hosts)]
+
+    def of(self, feed: int) -> FeedServer:
+        return self.servers[feed % len(self.servers)]
+
+    @property
+    def requests(self) -> list[Any]:
+        return [request for server in self.servers for request in server.requests]
+
+
+def serve(conn: Connection, data_dir: str, feeds: int, changed: float, seed: int,
+          hosts: int = 1) -> None:
     """Child: serve ``feeds`` paths; ("change", generation) gives a random share new bodies;
-    ("stats",) answers (requests served, CPU seconds of this process); ("stop",)."""
+    ("ports",) answers every server's port; ("stats",) answers (requests served, CPU seconds
+    of this process); ("stop",)."""
     docs = load_documents(Path(data_dir))
     rng = random.Random(seed)
-    with FeedServer() as server:
+    servers = Servers(hosts)
+    with contextlib.ExitStack() as stack:
+        for server in servers.servers:
+            stack.enter_context(server)
         for i in range(feeds):
-            server.set(f"/f{i}", docs[i % len(docs)].body, content_type=CONTENT_TYPE)
-        conn.send(("ready", server.port))
+            servers.of(i).set(f"/f{i}", docs[i % len(docs)].body, content_type=CONTENT_TYPE)
+        conn.send(("ready", servers.servers[0].port))
 
         def change(command: tuple[Any, ...]) -> Any:
+            if command[0] == "ports":
+                return [server.port for server in servers.servers]
             if command[0] == "validators":  # what a poller that polled them all would hold
                 return [(route.etag, route.last_modified) for i in range(feeds)
-                        if (route := server.route(f"/f{i}")) is not None]
+                        if (route := servers.of(i).route(f"/f{i}")) is not None]
             bodies: dict[int, bytes] = {}  # one new body per document and round
             for i in rng.sample(range(feeds), round(feeds * changed)):
                 doc = i % len(docs)
                 if doc not in bodies:
                     bodies[doc] = changed_body(docs[doc].body, "titles", command[1])
-                server.set(f"/f{i}", bodies[doc], content_type=CONTENT_TYPE)
+                servers.of(i).set(f"/f{i}", bodies[doc], content_type=CONTENT_TYPE)
             return len(bodies)
 
-        obey(conn, server, change)
+        obey(conn, servers, change)  # type: ignore[arg-type]  # FeedServer's requests alone
 
 
-def start_server(data_dir: Path, feeds: int, changed: float, seed: int) -> ServerProcess:
-    return ServerProcess(data_dir, 300, serve, (feeds, changed, seed))
+def start_server(data_dir: Path, feeds: int, changed: float, seed: int,
+                 hosts: int = 1) -> ServerProcess:
+    return ServerProcess(data_dir, 300, serve, (feeds, changed, seed, hosts))
+
+
+def feed_urls(server: ServerProcess, feeds: int) -> list[str]:
+    ports = server.ask(("ports",), 60)[1]
+    return [f"http://127.0.0.1:{ports[i % len(ports)]}/f{i}" for i in range(feeds)]
 
 
 def stop_server(server: ServerProcess) -> float:
@@ -409,8 +437,9 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
         text_limits=TextLimits(settings.max_title_chars, settings.max_summary_chars),
         bus_name="embedded", rng=random.Random(1), profile=args.profile > 0,
         parser=body_parser)
-    server = start_server(data_dir, args.feeds, args.changed, args.seed)
-    feeds = [FeedConfig.model_validate({"id": f"f{i}", "url": server.url(f"f{i}"),
+    server = start_server(data_dir, args.feeds, args.changed, args.seed, args.hosts)
+    urls = feed_urls(server, args.feeds)
+    feeds = [FeedConfig.model_validate({"id": f"f{i}", "url": urls[i],
                                         "source": f"bench {i}", "interval": args.interval})
              for i in range(args.feeds)]
     if args.start == "restart":
@@ -480,6 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--changed", type=float, default=0.1,
                         help="share of the feeds given a new body every interval")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--hosts", type=int, default=1,
+                        help="serve the feeds from this many servers (origins), feed i from "
+                             "server i mod N")
     parser.add_argument("--start", choices=("empty", "restart"), default="empty",
                         help="empty: no stored state, every first poll parses its feed; "
                              "restart: every feed's validators stored, as after a restart")
@@ -513,7 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_file.close()
         lines = log_lines(Path(tmp) / "monitor.log")
     phases = result.phases
-    print(f"{args.feeds} feeds every {args.interval:g} s, {args.changed:.0%} changed a round, "
+    print(f"{args.feeds} feeds on {args.hosts} host(s) every {args.interval:g} s, "
+          f"{args.changed:.0%} changed a round, "
           f"start {args.start}, {result.workers} workers, {result.parse_processes} parse "
           f"processes, {args.duration:g} s; load average "
           f"at start {load}; "
@@ -532,7 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{result.peak_rss_mib:.0f} MiB; CPU {result.cpu_seconds:.0f} s, parse processes "
           f"{result.workers_cpu_seconds:.0f} s")
     figures = {
-        "benchmark": "poll-live", "feeds": args.feeds, "interval": args.interval,
+        "benchmark": "poll-live", "feeds": args.feeds, "hosts": args.hosts,
+        "interval": args.interval,
         "changed": args.changed, "duration": args.duration, "workers": result.workers,
         "start": args.start,
         "cold_seconds": None if cold is None else round(cold, 1),

@@ -233,13 +233,17 @@ class GuardedBackend(httpcore.NetworkBackend):
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's HTTP/1.1 transport with its connection pool built over :class:`GuardedBackend`."""
 
-    def __init__(self, backend: GuardedBackend) -> None:
+    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext | None = None,
+                 max_keepalive_connections: int | None = None) -> None:
         super().__init__(http2=False)
         limits = httpx.Limits()  # httpx's own defaults, which httpcore's pool does not share
         # HTTPTransport builds its pool in __init__ and accepts no backend; replace the pool.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
+            ssl_context=ssl_context or httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=(limits.max_keepalive_connections
+                                       if max_keepalive_connections is None
+                                       else max_keepalive_connections),
             keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False,
             network_backend=backend,
         )
