@@ -183,10 +183,11 @@ def written_ends(settings: KafkaSettings, topic: str) -> dict[int, int]:
 
 def read_partitions(reader: KafkaConsumer, topic: str, partitions: Sequence[int] | None = None,
                     *, ends: Mapping[int, int] | None = None,
+                    starts: Mapping[int, int] | None = None,
                     timeout_seconds: float = 60.0) -> list[TopicRecord]:
-    """Every committed record of ``topic`` (all partitions when None), from the start up to
-    ``ends`` (partition -> offset) or, without, up to the end as it was when called.
-    BusError when the end is not reached in time.
+    """Every committed record of ``topic`` (all partitions when None), from the start (or
+    ``starts``, partition -> offset) up to ``ends`` (partition -> offset) or, without, up to
+    the end as it was when called. BusError when the end is not reached in time.
 
     A read_committed reader's own end is the last stable offset, the first record of the
     oldest transaction still open: what other transactions committed after that one began
@@ -202,10 +203,11 @@ def read_partitions(reader: KafkaConsumer, topic: str, partitions: Sequence[int]
         return []
     ends_of = ({tp: ends[tp.partition] for tp in tps} if ends is not None
                else reader.end_offsets(tps))
-    starts = reader.beginning_offsets(tps)
+    firsts = reader.beginning_offsets(tps)
+    starts_of = {tp: max(firsts[tp], (starts or {}).get(tp.partition, 0)) for tp in tps}
     for tp in tps:
-        reader.seek(tp, starts[tp])
-    remaining = {tp for tp in tps if ends_of[tp] > starts[tp]}
+        reader.seek(tp, starts_of[tp])
+    remaining = {tp for tp in tps if ends_of[tp] > starts_of[tp]}
     found: list[TopicRecord] = []
     deadline = time.monotonic() + timeout_seconds
     while remaining:
