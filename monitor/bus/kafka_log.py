@@ -10,7 +10,10 @@
   with its offsets. The broker aborts a crashed predecessor's open transaction when this
   producer initialises; a producer fenced by a newer one raises MonitorError: stop.
 - Without it (the alert stage): an idempotent producer, acks=all; :meth:`write` waits for every
-  acknowledgement and offsets are committed on their own (:meth:`commit`).
+  acknowledgement and offsets are committed on their own (:meth:`commit`). A write that
+  failed may still have been stored (the broker wrote it, its answer was lost in an outage):
+  before its records are written again, the partitions are read from the last acknowledged
+  offset and the records found there (by their ``record-id`` header) are not written twice.
 
 Every KafkaError becomes a :class:`monitor.errors.BusError` after the consumer is rewound to
 the committed offsets (and an open transaction aborted), so the stage's runner retries.
@@ -50,6 +53,9 @@ from monitor.config.settings import KafkaSettings
 from monitor.errors import BusError, MonitorError
 
 log = logging.getLogger(__name__)
+
+# Names each output record (Output.id): how a write tried again finds what its failed try stored.
+RECORD_ID_HEADER = "record-id"
 
 # Producer errors after which a transactional producer can never be used again.
 FATAL_ERRORS = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError,
@@ -115,6 +121,10 @@ class KafkaStageLog:
             self._reader = topic_reader(settings)
             opened.pop_all()
         self._rebalances = _Rebalances(stage)
+        # For writes tried again (see the module doc): the offset after the last record
+        # acknowledged per (topic, partition), and the ids of a failed write's outputs.
+        self._acknowledged: dict[tuple[str, int], int] = {}
+        self._unsure: dict[str, tuple[str, int | None]] = {}  # id -> (topic, partition)
         self._consumer.subscribe([source], listener=self._rebalances)
 
     def _new_producer(self, transactional_id: str | None) -> KafkaProducer:
@@ -199,9 +209,44 @@ class KafkaStageLog:
         if self._transactional:
             raise MonitorError(f"{self._stage}: a transactional log writes with transact")
         with self._translated("write", rewind=False):
+            outputs = self._not_stored_yet(outputs)
             futures = self._send(outputs, dead)
-            for future in futures:
-                future.get(timeout=self._settings.delivery_timeout_seconds + 5)
+            try:
+                for future in futures:
+                    written = future.get(timeout=self._settings.delivery_timeout_seconds + 5)
+                    place = (written.topic, written.partition)
+                    self._acknowledged[place] = max(self._acknowledged.get(place, 0),
+                                                    written.offset + 1)
+            except KafkaError:
+                self._unsure.update({o.id: (self._topics[o.log], o.partition)
+                                     for o in outputs})
+                raise
+
+    def _not_stored_yet(self, outputs: Sequence[Output]) -> Sequence[Output]:
+        """``outputs`` without those a failed write stored after all. Reads each partition
+        that write went to, from the offset after its last acknowledged record to the
+        high watermark; a read that fails leaves the question for the next try."""
+        again = {o.id for o in outputs} & set(self._unsure)
+        if not again:
+            self._unsure.clear()  # the stage gave those up (their partition moved away)
+            return outputs
+        places: dict[str, set[int | None]] = {}
+        for record_id in again:
+            topic, partition = self._unsure[record_id]
+            places.setdefault(topic, set()).add(partition)
+        stored: set[str] = set()
+        for topic, partitions in places.items():
+            ends = written_ends(self._settings, topic)
+            read = sorted(ends) if None in partitions else sorted(p for p in partitions
+                                                                   if p is not None)
+            starts = {p: self._acknowledged.get((topic, p), 0) for p in read}
+            found = read_partitions(self._reader, topic, read, ends=ends, starts=starts)
+            stored.update(r.headers.get(RECORD_ID_HEADER, "") for r in found)
+        self._unsure.clear()
+        if stored & again:
+            log.info("%s: %d of %d record(s) of a failed write were stored after all; "
+                     "they are not written again", self._stage, len(stored & again), len(again))
+        return [o for o in outputs if o.id not in stored]
 
     def commit(self, positions: Mapping[int, int]) -> None:
         owned = {tp.partition for tp in self._consumer.assignment()}
@@ -214,7 +259,9 @@ class KafkaStageLog:
 
     def _send(self, outputs: Sequence[Output], dead: Sequence[DeadLetter]) -> list[Any]:
         futures = [self._producer.send(self._topics[o.log], key=o.key, value=o.value,
-                                       partition=o.partition) for o in outputs]
+                                       partition=o.partition,
+                                       headers=[(RECORD_ID_HEADER, o.id.encode("utf-8"))])
+                   for o in outputs]
         for letter in dead:
             more = {k: v for k, v in letter.headers.items() if k not in ("stage", "error")}
             futures.append(self._producer.send(

@@ -132,7 +132,9 @@ class StageLog(Protocol):
         ...
 
     def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = ()) -> None:
-        """Write and wait until every record is acknowledged."""
+        """Write and wait until every record is acknowledged. Outputs written again after a
+        failed write are stored once (by ``Output.id``), also when the failed write was
+        stored after all."""
         ...
 
     def commit(self, positions: Mapping[int, int]) -> None:

@@ -1,0 +1,128 @@
+"""A stage log's write tried again after a failure stores each record once (issue 13).
+
+The alert stage writes its records (``pending``, ``sent`` ...) with a plain idempotent
+producer. In a broker outage a write can fail although the broker stored it (its answer was
+lost); the stage keeps the records and writes them again, and the chaos test saw two ``sent``
+records for one match on the alerts topic. Here, on the real broker, a write's answer is
+"lost" after the broker stored it (the producer's futures raise after they resolved), and the
+write tried again must find the records and not store them twice; a write that really failed
+(nothing sent) must store them on the next try.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kafka.errors import KafkaTimeoutError
+
+from monitor.bus.kafka import read_partitions, topic_reader, written_ends
+from monitor.bus.kafka_log import RECORD_ID_HEADER, KafkaStageLog
+from monitor.bus.log import Output
+from monitor.config.settings import KafkaSettings
+from monitor.errors import BusError
+from tests.support.kafka_broker import LocalKafka, isolated_kafka_settings
+
+pytestmark = pytest.mark.kafka
+
+
+class AnswerLost:
+    """A future whose record the broker stored, but whose answer never came back."""
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def get(self, timeout: float | None = None) -> Any:
+        self._future.get(timeout=timeout)
+        raise KafkaTimeoutError("answer lost (test)")
+
+
+class NeverSent:
+    def get(self, timeout: float | None = None) -> Any:
+        raise KafkaTimeoutError("not sent (test)")
+
+
+class FailingOnce:
+    """The stage log's producer, whose next ``send`` calls fail the given way."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self.failure: str | None = None
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failure == "answer lost":
+            return AnswerLost(self._producer.send(*args, **kwargs))
+        if self.failure == "never sent":
+            return NeverSent()
+        return self._producer.send(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+
+@pytest.fixture
+def settings(kafka_broker: LocalKafka) -> KafkaSettings:
+    return isolated_kafka_settings(kafka_broker.bootstrap)
+
+
+@pytest.fixture
+def alert_log(settings: KafkaSettings) -> Iterator[tuple[KafkaStageLog, FailingOnce]]:
+    stage_log = KafkaStageLog(settings, "alert", settings.matches_topic, settings.alert_group)
+    producer = FailingOnce(stage_log._producer)
+    stage_log._producer = producer  # type: ignore[assignment]
+    yield stage_log, producer
+    stage_log.close()
+
+
+def stored_ids(settings: KafkaSettings) -> Counter[str]:
+    reader = topic_reader(settings)
+    try:
+        ends = written_ends(settings, settings.alerts_topic)
+        records = read_partitions(reader, settings.alerts_topic, ends=ends)
+    finally:
+        reader.close()
+    return Counter(r.headers[RECORD_ID_HEADER] for r in records)
+
+
+def outputs(*names: str, partition: int = 1) -> list[Output]:
+    return [Output("alerts", b"claim", f'{{"n": "{name}"}}'.encode(), name, partition=partition)
+            for name in names]
+
+
+def test_a_write_whose_answer_was_lost_is_not_stored_twice(
+        settings: KafkaSettings, alert_log: tuple[KafkaStageLog, FailingOnce]) -> None:
+    stage_log, producer = alert_log
+    stage_log.write(outputs("before"))  # acknowledged: the read-back starts after it
+    producer.failure = "answer lost"
+    with pytest.raises(BusError):
+        stage_log.write(outputs("a:sent", "b:sent"))
+    producer.failure = None
+    stage_log.write(outputs("a:sent", "b:sent", "c:pending"))  # the stage tries all again
+    assert stored_ids(settings) == {"before": 1, "a:sent": 1, "b:sent": 1, "c:pending": 1}
+
+
+def test_a_write_that_failed_unsent_is_stored_on_the_next_try(
+        settings: KafkaSettings, alert_log: tuple[KafkaStageLog, FailingOnce]) -> None:
+    stage_log, producer = alert_log
+    producer.failure = "never sent"
+    with pytest.raises(BusError):
+        stage_log.write(outputs("a:sent", "b:sent", partition=0))
+    producer.failure = None
+    stage_log.write(outputs("a:sent", "b:sent", partition=0))
+    assert stored_ids(settings) == {"a:sent": 1, "b:sent": 1}
+
+
+def test_records_of_a_failed_write_the_stage_gave_up_are_not_looked_for(
+        settings: KafkaSettings, alert_log: tuple[KafkaStageLog, FailingOnce]) -> None:
+    """A partition that moved away takes its unwritten records with it: the next write
+    (other records) goes out as it is, and the same id later is a new record."""
+    stage_log, producer = alert_log
+    producer.failure = "answer lost"
+    with pytest.raises(BusError):
+        stage_log.write(outputs("a:sent"))
+    producer.failure = None
+    stage_log.write(outputs("z:pending"))
+    stage_log.write(outputs("a:sent"))
+    assert stored_ids(settings) == {"a:sent": 2, "z:pending": 1}
