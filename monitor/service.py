@@ -151,7 +151,7 @@ class PollPart:
         enabled = [feed for feed in self.feeds if feed.enabled]
         self._metrics.feeds_configured.set(len(enabled))
         if poll.shared:
-            self._start_shared(enabled, stopping)
+            self._start_shared(enabled, stopping, failed)
             return
         states = {state.feed_id: state for state in self.state.load_all()}
         for feed in enabled:  # failures and last success as stored: a restart forgets none
@@ -173,7 +173,8 @@ class PollPart:
         ensure_topics(kafka, poll_topics(kafka))
         return KafkaPollState(kafka, getattr(self._transport, "watch", None))
 
-    def _start_shared(self, enabled: list[FeedConfig], stopping: threading.Event) -> None:
+    def _start_shared(self, enabled: list[FeedConfig], stopping: threading.Event,
+                      failed: StageFailed) -> None:
         from monitor.feeds.kafka_state import KafkaPollState
         from monitor.feeds.ownership import SharedFeeds
 
@@ -183,8 +184,16 @@ class PollPart:
         self._add_check("poll-group", self._shared.ownership.is_ready)
         self.scheduler.start([], {})  # the group decides which feeds are ours
         self._shared.set_feeds(enabled)
-        thread = threading.Thread(target=self._shared.run, args=(stopping,), name="poll-group",
-                                  daemon=True)
+        shared = self._shared
+
+        def keep_membership() -> None:  # a bug here stops the process, not just the thread
+            try:
+                shared.run(stopping)
+            except BaseException as exc:
+                log.exception("poll: the poll group's membership stopped on an error")
+                _stop(stopping, failed, "poll", exc)
+
+        thread = threading.Thread(target=keep_membership, name="poll-group", daemon=True)
         thread.start()
         self._threads.append(thread)
 

@@ -18,8 +18,9 @@ that lost a partition could still commit for its feeds until it noticed the reba
 A transaction that fails loses nothing: it is aborted and the poll fails (the items stay
 unseen and are published again by the next poll, here or at the next owner). Known-transient
 broker errors are tried again a few times first. A fenced producer means another poller took
-the partition over: its producer is closed, ``on_lost(partition, True)`` is called once, and
-every later commit for it fails until the group gives it back. A producer is only ever started
+the partition over (or the broker aborted its transaction on its timeout): its producer is
+closed, ``on_lost(partition, True)`` is called once, and every later commit for it fails until
+the ownership loop takes it again (:mod:`monitor.feeds.ownership`). A producer is only ever started
 by :meth:`PollTransactions.own`, which the caller follows with a read of the feed state: one
 that broke otherwise (its abort failed) is closed and ``on_lost(partition, False)`` asks for
 that again. A started producer commits nothing until :meth:`PollTransactions.state_read` says
@@ -182,9 +183,10 @@ class PollTransactions:
         if fenced(exc):
             self._drop(partition)
             self._owned = self._owned - {partition}
-            log.warning("poll: control partition %d was taken over by another poller "
-                        "(producer %r fenced: %s); this poller stops polling its feeds",
-                        partition, tid, type(exc).__name__)
+            log.warning("poll: producer %r of control partition %d fenced (%s): another "
+                        "poller took the partition over, or the broker aborted a transaction "
+                        "on its timeout; this poller stops polling its feeds until the group "
+                        "says which", tid, partition, type(exc).__name__)
             self.on_lost(partition, True)
             return f"kafka: producer {tid!r} fenced by the feed's new owner ({exc!r})"
         producer = self._producers.get(partition)

@@ -11,20 +11,28 @@ Each control partition also has a transactional id (:mod:`monitor.bus.kafka_poll
 that takes a partition over starts its producer first, which fences the last owner and aborts
 that owner's open transaction, and only then reads the feeds' committed state. A poller whose
 producer was fenced (it lost the partition before the group told it) stops polling those feeds
-and takes them back only after the group's next rebalance, when the group still says so.
+and takes them back after the group's next rebalance, when the group still says so, or when
+the group still gives them to it a session timeout later in the same generation: a poller
+that really lost them would have heard of the rebalance by then (its heartbeats fail), so the
+fence came from the broker itself (a transaction it aborted on its timeout, seen after a
+broker restart) and nobody else polls those feeds. Taking a partition back is always safe:
+its producer starts afresh, fencing any other, and the state is read again before a commit.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from kafka import KafkaConsumer
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from kafka.errors import KafkaError
 
 from monitor.bus.kafka import broker_errors_as_bus_errors, client_config
 from monitor.bus.kafka_poll import control_partition
+from monitor.bus.startup import transient
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import KafkaSettings
 from monitor.errors import BusError
@@ -52,7 +60,10 @@ class FeedOwnership:
         self._consumer.subscribe([settings.poll_control_topic])
         self._on_change = on_change
         self.owned: frozenset[int] | None = None  # None until the group has answered
-        self._fenced: dict[int, int] = {}  # partition -> the group generation it was lost in
+        # partition -> (group generation, monotonic time) of its producer's fence
+        self._fenced: dict[int, tuple[int, float]] = {}
+        self._fence_hold_seconds = settings.session_timeout_seconds
+        self._fence_lock = threading.Lock()  # lost() runs on poll threads
         self._generation = -1
         self.generation = -1  # of the group when ``owned`` was taken
         self._restart = False  # a producer broke: start it and read the state again
@@ -61,10 +72,21 @@ class FeedOwnership:
     def run(self, stopping: threading.Event) -> None:
         previous: frozenset[int] | None = None
         while not stopping.is_set():
-            self._consumer.poll(timeout_ms=500)
+            try:
+                self._consumer.poll(timeout_ms=500)
+            except KafkaError as exc:
+                if not transient(exc):
+                    raise
+                # kafka-python 3.0.12 raises a broker outage out of poll (seen in the chaos
+                # test: the thread died, the poller left its group and its feeds stood
+                # still). The membership resumes when the broker is back; the broker watch
+                # says the outage once.
+                log.debug("poll: group membership waits for the broker: %r", exc)
+                stopping.wait(0.5)
+                continue
             self._generation = self._consumer.group_metadata().generation_id
             seen = frozenset(tp.partition for tp in self._consumer.assignment())
-            usable = seen - {p for p, gen in self._fenced.items() if gen == self._generation}
+            usable = seen - self._held_back(seen)
             # Act on an assignment only once it held for two polls: during a rebalance it is
             # empty for a moment, and acting on that would drop every feed and take them back.
             # A new generation with the same partitions: we may have lost and regained them
@@ -74,6 +96,25 @@ class FeedOwnership:
                 self._restart = False
                 self._change(usable, self._generation)
             previous = seen
+
+    def _held_back(self, seen: frozenset[int]) -> frozenset[int]:
+        """The fenced partitions not to be polled (yet): see the module doc."""
+        now, held = time.monotonic(), set()
+        with self._fence_lock:
+            fenced = list(self._fenced.items())
+        for partition, (generation, at) in fenced:
+            if generation == self._generation and now - at < self._fence_hold_seconds:
+                held.add(partition)
+                continue
+            with self._fence_lock:
+                if self._fenced.get(partition) == (generation, at):
+                    del self._fenced[partition]
+            if generation == self._generation and partition in seen:
+                log.info("poll: control partition %d is still this poller's %g s after its "
+                         "producer was fenced, in the same generation of the group: the "
+                         "broker fenced it, not another poller; polling its feeds again",
+                         partition, self._fence_hold_seconds)
+        return frozenset(held)
 
     def _change(self, owned: frozenset[int], generation: int) -> None:
         try:
@@ -94,7 +135,8 @@ class FeedOwnership:
         """``partition``'s producer is gone. Fenced: another poller took it, drop it until the
         group's next rebalance; else start it again. Called from a poll's thread."""
         if fenced:
-            self._fenced[partition] = self._generation
+            with self._fence_lock:
+                self._fenced[partition] = (self._generation, time.monotonic())
         else:
             self._restart = True
 

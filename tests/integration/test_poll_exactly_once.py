@@ -9,6 +9,7 @@ a read_committed reader sees every item once and every match once.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaProducer
 
 from monitor.alerting.archive import KafkaArchive
 from monitor.bus.alert_topics import read_topic
@@ -301,6 +303,45 @@ def test_two_shared_pollers_frozen_and_killed_mid_stream_publish_every_item_and_
     assert set(matched.values()) == {1}, [m for m, n in matched.items() if n > 1]
 
 
+def test_a_poller_fenced_by_the_broker_not_by_another_poller_polls_its_feeds_again(
+        kafka_broker: LocalKafka, feed_server: FeedServer, tmp_path: Path,
+        pollers: list[Poller]) -> None:  # noqa: F811
+    """A transaction the broker aborts on its timeout (seen after a broker restart) fences its
+    producer although no other poller took the partition. The poller stops polling those
+    feeds, and must take them back: a fresh-clone CI run of 33b798b never polled four feeds
+    again after the chaos test's broker restart, and their stories were lost."""
+    wires = Wires(feed_server)
+    feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
+    env = {**shared_env(kafka_broker.bootstrap), "MONITOR_LOG_FORMAT": "json"}
+    poller = Process(env, feeds, tmp_path, "poller", ("poll", "--feeds", str(feeds)))
+    pollers.append(poller)
+
+    def said(text: str) -> bool:
+        return any(text in record["message"] for record in poller.records())
+
+    eventually(lambda: all(len(feed_server.hits(f"/{f}.xml")) >= 2 for f in FEEDS), 60,
+               "every feed's first poll past")  # what comes next is news, not backlog
+    wires.file(2)
+    # What the broker does to the producer of a transaction it aborts on its timeout: bump
+    # the epoch of its transactional id. Every control partition's, with no poller behind.
+    for partition in range(KafkaSettings().poll_control_partitions):
+        fence = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, transactional_id=(
+            f"{env['MONITOR_KAFKA__POLL_GROUP']}-{partition}"))
+        fence.init_transactions()
+        fence.close()
+    wires.file(3)
+    eventually(lambda: said("fenced"), 30, "a commit refused")
+    wires.file(3)
+
+    records = read_items(kafka_broker.bootstrap, env["MONITOR_KAFKA__ITEMS_TOPIC"],
+                         expect=len(wires.urls()), timeout_seconds=SESSION_TIMEOUT_SECONDS + 60)
+    counts = Counter(item.url for _, item in records)
+    assert set(counts) == wires.urls()  # no loss
+    assert set(counts.values()) == {1}, [url for url, n in counts.items() if n > 1]
+    assert said("polling its feeds again")
+    assert not said("backlog"), "stories filed after the first poll are news"
+
+
 def test_chaos_kills_of_every_stage_and_a_broker_restart_lose_and_repeat_nothing(
         broker: LocalKafka, feed_server: FeedServer, hook: WebhookReceiver, tmp_path: Path,  # noqa: F811
         processes: dict[str, Process]) -> None:  # noqa: F811
@@ -317,6 +358,9 @@ def test_chaos_kills_of_every_stage_and_a_broker_restart_lose_and_repeat_nothing
                           str(hook_routes(tmp_path, hook, group_wait="0.5s")))}
 
     def start(name: str) -> None:  # the same name: the same transactional id after a restart
+        log = tmp_path / f"{name}.log"
+        if log.exists():  # a killed instance's log is kept for the failure report
+            log.rename(tmp_path / f"{name}.killed-{time.monotonic_ns()}.log")
         processes[name] = Process(env, feeds, tmp_path, name, commands[name[:-1]])
 
     def up(name: str) -> bool:
@@ -345,14 +389,37 @@ def test_chaos_kills_of_every_stage_and_a_broker_restart_lose_and_repeat_nothing
     broker.start()
     wires.file(3)
 
+    try:
+        check_chaos_outcome(broker.bootstrap, env, wires, hook)
+    except AssertionError:
+        print(log_summary(tmp_path))  # CI keeps no files: what the stages said goes with it
+        raise
+
+
+def log_summary(folder: Path) -> str:
+    """Every process's INFO and louder lines, in time order (DEBUG is kafka-python's noise)."""
+    lines = []
+    for log in sorted(folder.glob("*.log")):
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            record = json.loads(line) if line.startswith("{") else None
+            if record is None:
+                lines.append(("", log.stem, line[:300]))
+            elif record.get("level") != "DEBUG":
+                lines.append((str(record.get("time", "")), log.stem,
+                              f'{record.get("level")} {str(record.get("message"))[:300]}'))
+    return "\n".join(f"{when} {name}: {text}" for when, name, text in sorted(lines))
+
+
+def check_chaos_outcome(bootstrap: str, env: dict[str, str], wires: Wires,
+                        hook: WebhookReceiver) -> None:
     settings = KafkaSettings(
-        bootstrap_servers=(broker.bootstrap,), items_topic=env["MONITOR_KAFKA__ITEMS_TOPIC"],
+        bootstrap_servers=(bootstrap,), items_topic=env["MONITOR_KAFKA__ITEMS_TOPIC"],
         matches_topic=env["MONITOR_KAFKA__MATCHES_TOPIC"],
         alerts_topic=env["MONITOR_KAFKA__ALERTS_TOPIC"],
         match_group=env["MONITOR_KAFKA__MATCH_GROUP"],
         alert_group=env["MONITOR_KAFKA__ALERT_GROUP"])
     stories = wires.urls()
-    records = read_items(broker.bootstrap, settings.items_topic, expect=len(stories),
+    records = read_items(bootstrap, settings.items_topic, expect=len(stories),
                          timeout_seconds=180)
     items = Counter(item.url for _, item in records)
     assert set(items) == stories  # no loss

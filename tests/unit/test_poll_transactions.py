@@ -132,7 +132,7 @@ def test_a_fenced_producer_gives_its_partition_up_and_says_so_once(
     again = transactions.commit(2, [], [(b"wire", b"{}")])  # no retry, no second line
     assert again and "no longer this poller's" in again
     assert fenced == [2]
-    assert len([r for r in caplog.records if "taken over" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "stops polling its feeds" in r.getMessage()]) == 1
 
 
 def test_a_new_generation_restarts_the_producers_it_keeps(
