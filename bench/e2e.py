@@ -10,7 +10,9 @@ alerts, with the latency of the burst's first and last alert. Grouping waits are
 so that the pipeline, not the configured waits, is measured. Each measured alert is split in
 three by the times its records were logged (the state file's tables, or the topics' record
 timestamps): feed response -> match logged (poll and match), -> ``pending`` alert record
-logged (the alert stage's intake), -> webhook (delivery).
+logged (the alert stage's intake), -> webhook (delivery). The figures are given again without
+the first batch, whose alerts also pay what a process pays once (through Kafka: the topics'
+metadata, the group coordinator's lookup, the first read of the silences topic).
 
     .venv/bin/python bench/e2e.py [--alerts 200] [--batch 10] [--burst 200]
     deploy/kafka/local-kafka start        # prints bootstrap=127.0.0.1:PORT
@@ -157,7 +159,7 @@ def main() -> int:
                   else logged_at_kafka(settings))
         parts = split_latency(responses, arrivals.times[:args.alerts], hook, logged)
     report(latencies, burst, parts, hook, "e2e-kafka" if args.kafka else "e2e-embedded",
-           (load_before, os.getloadavg()[0]))
+           (load_before, os.getloadavg()[0]), args.batch)
     return 0
 
 
@@ -263,15 +265,19 @@ def _number(claim_id: str) -> int:
     return int(found.group(1))
 
 
+# One measured alert's parts in seconds: (poll and match, alert intake, delivery)
+Parts = tuple[float, float, float]
+
+
 def split_latency(responses: dict[int, float], arrived: list[float], hook: WebhookReceiver,
-                  logged: Logged) -> list[tuple[float, float, float]]:
-    """(poll and match, alert intake, delivery) in seconds for every measured alert."""
-    parts = []
+                  logged: Logged) -> dict[int, Parts]:
+    """Every measured alert's parts, by item number (the order items were added)."""
+    parts = {}
     for delivery, at in zip(hook.requests, arrived, strict=False):
         n = _number(json.dumps(delivery.body))
         if n in responses and n in logged:
             matched, pending = logged[n]
-            parts.append((matched - responses[n], pending - matched, at - pending))
+            parts[n] = (matched - responses[n], pending - matched, at - pending)
     return parts
 
 
@@ -280,8 +286,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, int(len(ordered) * share + 0.5) - 1)]
 
 
-def report(latencies: list[float], burst: Burst, parts: list[tuple[float, float, float]],
-           hook: WebhookReceiver, name: str, load: tuple[float, float]) -> None:
+def report(latencies: list[float], burst: Burst, by_item: dict[int, Parts],
+           hook: WebhookReceiver, name: str, load: tuple[float, float], batch: int) -> None:
+    parts = list(by_item.values())
     p50 = statistics.median(latencies)
     p95, p99 = percentile(latencies, 0.95), percentile(latencies, 0.99)
     claims = {json.dumps(d.body, ensure_ascii=False).count("bench-claim") > 0
@@ -302,6 +309,18 @@ def report(latencies: list[float], burst: Burst, parts: list[tuple[float, float,
     slowest = sorted(parts, key=sum)[-max(1, len(parts) // 20):]  # the alerts at p95 and above
     match_share = statistics.median(p[0] / sum(p) for p in slowest)
     print(f"  of the slowest 5% of alerts, poll and match are {match_share:.0%} (median)")
+    later = latencies[batch:]  # measure_latency keeps them in batch order
+    later_intake = [p[1] for n, p in by_item.items() if n >= batch]
+    later_p50, later_p95 = statistics.median(later), percentile(later, 0.95)
+    intake_p50 = statistics.median(later_intake)
+    intake_p95 = percentile(later_intake, 0.95)
+    first_max = max(latencies[:batch])
+    print(f"after the first batch ({len(later)} alerts): p50 {later_p50 * 1000:.0f} ms, p95 "
+          f"{later_p95 * 1000:.0f} ms; alert intake p50 {intake_p50 * 1000:.0f} ms, p95 "
+          f"{intake_p95 * 1000:.0f} ms; the first batch's slowest alert {first_max * 1000:.0f} ms")
+    warm = {"p50_ms": round(later_p50 * 1000), "p95_ms": round(later_p95 * 1000),
+            "alert_intake_p50_p95_ms": [round(intake_p50 * 1000), round(intake_p95 * 1000)],
+            "first_batch_max_ms": round(first_max * 1000)}
     print(json.dumps({"benchmark": name, "alerts": len(latencies),
                       "p50_ms": round(p50 * 1000), "p95_ms": round(p95 * 1000),
                       "p99_ms": round(p99 * 1000), "alerts_per_second":
@@ -309,6 +328,7 @@ def report(latencies: list[float], burst: Burst, parts: list[tuple[float, float,
                       "burst_first_ms": round(burst.first_seconds * 1000),
                       "burst_last_ms": round(burst.last_seconds * 1000),
                       "split_p50_p95_ms": split, "slowest_match_share": round(match_share, 2),
+                      "after_first_batch": warm,
                       "load": [round(x, 2) for x in load], "bodies_name_claims": all(claims)}))
 
 
