@@ -8,6 +8,7 @@ the broker is back.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from monitor.bus.transport import KafkaTransport
 from monitor.config.settings import Settings
 from tests.integration.test_broker_outage import broker  # noqa: F401 (a fixture)
 from tests.support.kafka_broker import LocalKafka, isolated_kafka_settings
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.kafka
 
@@ -33,7 +35,9 @@ def transport(broker: LocalKafka) -> Iterator[KafkaTransport]:  # noqa: F811
 
 
 def test_stage_logs_opened_while_the_broker_is_down_wait_for_it(
-        broker: LocalKafka, transport: KafkaTransport) -> None:  # noqa: F811
+        broker: LocalKafka, transport: KafkaTransport,  # noqa: F811
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="monitor.bus.startup")
     broker.stop()
     opened: dict[str, Any] = {}
     failed: list[BaseException] = []
@@ -47,9 +51,12 @@ def test_stage_logs_opened_while_the_broker_is_down_wait_for_it(
     threads = [threading.Thread(target=open_log, args=(stage,)) for stage in ("alert", "match")]
     for thread in threads:
         thread.start()
-    for thread in threads:  # past kafka-python's first connection timeout (30 s), which
-        thread.join(45)  # stopped them before: both still waiting
+    # Both past kafka-python's first connection timeout (30 s), which stopped them before:
+    # each has said it waits for the broker, and both are still waiting.
+    eventually(lambda: waiting_said(caplog) == {"alert", "match"} or failed, 90,
+               "both stages waiting for the broker")
     assert not failed and not opened
+    assert all(thread.is_alive() for thread in threads)
     broker.start()
     for thread in threads:
         thread.join(180)
@@ -60,3 +67,9 @@ def test_stage_logs_opened_while_the_broker_is_down_wait_for_it(
     finally:
         for log in opened.values():
             log.close()
+
+
+def waiting_said(caplog: pytest.LogCaptureFixture) -> set[str]:
+    """The stages whose "waiting for the broker" line (monitor/bus/startup.py) was logged."""
+    return {r.getMessage().split(":")[0] for r in caplog.records
+            if r.name == "monitor.bus.startup" and "waiting for the broker" in r.getMessage()}
