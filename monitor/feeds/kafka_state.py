@@ -21,11 +21,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 
+from kafka.errors import KafkaError
+
 from monitor.bus import ItemPublisher, PublishReport
 from monitor.bus.connectivity import BrokerWatch
+from monitor.bus.hanging import abort_hanging
 from monitor.bus.kafka import TopicRecord, read_partitions, topic_reader, written_ends
 from monitor.bus.kafka_poll import (
     PollTransactions,
@@ -33,7 +37,7 @@ from monitor.bus.kafka_poll import (
     transaction_timeout_seconds,
 )
 from monitor.config.settings import KafkaSettings
-from monitor.errors import MonitorError
+from monitor.errors import BusError, MonitorError
 from monitor.model import FeedState, Item
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,7 @@ class KafkaPollState:
         # A transaction left open (its poller frozen) is aborted by the broker at its
         # timeout, found at the broker's next check (every 10 s by default).
         self._read_timeout_seconds = transaction_timeout_seconds(settings) + 30
+        self._hanging_checked = float("-inf")
         self.refresh()
 
     def own(self, partitions: Iterable[int], generation: int) -> None:
@@ -107,11 +112,30 @@ class KafkaPollState:
             try:
                 records = read_partitions(reader, topic, ends=ends,
                                           timeout_seconds=self._read_timeout_seconds)
+            except BusError:  # a transaction that never ends? Then the next read gets past it
+                self.abort_hanging()
+                raise
             finally:
                 reader.close()
             self._apply(records)
             self._epoch += 1
             self.transactions.state_read()
+
+    def abort_hanging(self, every_seconds: float = 0.0) -> int:
+        """Abort this poll group's transactions left hanging on the state and item topics
+        (:mod:`monitor.bus.hanging`), at most once per ``every_seconds``; how many. A broker
+        that cannot be asked is asked again next time."""
+        if time.monotonic() - self._hanging_checked < every_seconds:
+            return 0
+        self._hanging_checked = time.monotonic()
+        settings = self._settings
+        try:
+            return abort_hanging(settings, [settings.feed_state_topic, settings.items_topic],
+                                 f"{settings.poll_group}-",
+                                 older_than_seconds=transaction_timeout_seconds(settings) + 10)
+        except KafkaError as exc:
+            log.debug("poll state: hanging transactions not looked for: %r", exc)
+            return 0
 
     def _apply(self, records: Sequence[TopicRecord]) -> None:
         latest: dict[str, bytes] = {}

@@ -42,6 +42,8 @@ from monitor.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+HANGING_CHECK_SECONDS = 60.0
+
 
 __all__ = ["FeedOwnership", "SharedFeeds", "control_partition"]
 
@@ -69,9 +71,12 @@ class FeedOwnership:
         self._restart = False  # a producer broke: start it and read the state again
         self._failure: str | None = None
 
-    def run(self, stopping: threading.Event) -> None:
+    def run(self, stopping: threading.Event,
+            housekeeping: Callable[[], object] = lambda: None) -> None:
+        """Until ``stopping``; ``housekeeping`` is called once a round (it keeps its own pace)."""
         previous: frozenset[int] | None = None
         while not stopping.is_set():
+            housekeeping()
             try:
                 self._consumer.poll(timeout_ms=500)
             except KafkaError as exc:
@@ -193,4 +198,7 @@ class SharedFeeds:
                  changed or "none")
 
     def run(self, stopping: threading.Event) -> None:
-        self.ownership.run(stopping)
+        # A transaction left hanging after a broker restart would hold back every reader of
+        # the items and the feed state for good (monitor.bus.hanging): looked for each minute.
+        self.ownership.run(stopping, lambda: self._state.abort_hanging(
+            every_seconds=HANGING_CHECK_SECONDS))
