@@ -43,6 +43,7 @@ from monitor.bus.kafka import (
     consumer_lag,
     dead_letter_headers,
     group_consumer,
+    learn_topics,
     read_partitions,
     topic_reader,
     written_ends,
@@ -133,12 +134,18 @@ class KafkaStageLog:
             **client_config(settings), "acks": "all", "linger_ms": 5,
             "enable_idempotence": True,  # explicit: a conflicting setting silently disables it
             "max_block_ms": int(settings.max_block_seconds * 1000)}
+        outputs = [*self._topics.values(), settings.dlq_topic]
         if transactional_id is None:
-            return KafkaProducer(
+            producer = KafkaProducer(
                 **common, delivery_timeout_ms=int(settings.delivery_timeout_seconds * 1000),
                 request_timeout_ms=min(10_000,
                                        int(settings.delivery_timeout_seconds * 1000) - 20))
-        producer = KafkaProducer(**common, transactional_id=transactional_id)
+            learn_topics(producer, outputs)
+            return producer
+        # 20 ms as the Java client retries a transaction's AddPartitions and coordinator
+        # lookups: kafka-python's 100 ms default was most of a process's first transaction.
+        producer = KafkaProducer(**common, transactional_id=transactional_id,
+                                 retry_backoff_ms=20)
         try:
             producer.init_transactions()  # also aborts a crashed predecessor's transaction
         except KafkaError as exc:
@@ -147,6 +154,7 @@ class KafkaStageLog:
                 raise
             raise MonitorError(f"{self._stage}: cannot start transactions as "
                                f"{transactional_id!r}: {exc}") from exc
+        learn_topics(producer, outputs)
         return producer
 
     # -- reading ---------------------------------------------------------------------------
