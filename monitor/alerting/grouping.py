@@ -176,13 +176,19 @@ class Grouper:
         return min(times, default=None)
 
     def drop(self, pairs: set[tuple[str, str]]) -> int:
-        """Forget pending (match_id, receiver) pairs this process no longer owns (a Kafka
-        rebalance moved their partition); returns how many were dropped."""
+        """Forget (match_id, receiver) pairs this process no longer owns (a Kafka rebalance
+        moved their partition), waiting or handed over but not recorded yet; returns how many
+        were waiting. Handed-over ones are forgotten too: were the partition to come back to
+        this process, they must be taken in again, not skipped as sent (a chaos run lost five
+        alerts that way: their "pending" write failed in a broker outage, the partition left
+        and came back, and the group still listed them as sent)."""
         dropped = 0
         for group in self._groups.values():
-            kept = [m for m in group.pending if (m.match_id, group.key.receiver) not in pairs]
+            receiver = group.key.receiver
+            kept = [m for m in group.pending if (m.match_id, receiver) not in pairs]
             dropped += len(group.pending) - len(kept)
             group.pending = kept
+            group.sent_ids -= {match_id for match_id, to in pairs if to == receiver}
             if not kept:
                 group.first_pending_at = None
         return dropped

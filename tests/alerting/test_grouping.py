@@ -152,3 +152,27 @@ def test_state_round_trips_through_its_json_form() -> None:
     later = WAIT + 600
     assert restored.due(later) == grouper.due(later)
     assert not restored.add(wire("a1", claim_id="a"), DESK, WAIT + 2)  # sent ids survive
+
+
+def test_pairs_dropped_after_hand_over_are_taken_in_again_when_the_partition_returns() -> None:
+    """A rebalance moved the partition after the notification was handed over but before its
+    "pending" record was written (the write failed in a broker outage): dropping its pairs
+    must forget them as sent too, or the partition coming back to this process skips them,
+    commits past them, and the alerts are lost (a chaos run lost five that way)."""
+    grouper = Grouper()
+    for match_id in ("ria", "tass"):
+        assert grouper.add(wire(match_id), DESK, 0)
+    send_all(grouper, WAIT)  # handed over; the pending write then fails
+    grouper.add(wire("belta"), DESK, WAIT + 1)  # still waiting in the group
+    assert grouper.drop({("ria", "desk"), ("tass", "desk"), ("belta", "desk")}) == 1
+    assert grouper.add(wire("ria"), DESK, WAIT + 2)  # the partition is back: taken in again
+    assert grouper.add(wire("belta"), DESK, WAIT + 2)
+    assert not grouper.add(wire("ria"), DESK, WAIT + 3)  # still known once taken in
+
+
+def test_dropping_another_receivers_pairs_leaves_a_group_alone() -> None:
+    grouper = Grouper()
+    grouper.add(wire("ria"), DESK, 0)
+    send_all(grouper, WAIT)
+    assert grouper.drop({("ria", "other-desk")}) == 0
+    assert not grouper.add(wire("ria"), DESK, WAIT + 1)  # still sent to this receiver
