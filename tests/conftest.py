@@ -11,7 +11,6 @@ import pytest
 
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
-from tests.support.long_first import longest_first
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,10 +28,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # Daemons started by tests run side by side (two xdist workers): the desk they serve
     # takes any free port unless a test names one.
     os.environ.setdefault("MONITOR_DESK__ADDRESS", "127.0.0.1:0")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    longest_first(items)  # neither xdist worker ends the run alone with a long test
 
 
 @pytest.fixture
