@@ -241,7 +241,16 @@ def test_two_alerters_in_one_group_alert_every_match_once(
     # A repeat would come from a match not yet committed or an alert still in hand.
     eventually(settled(kafka_settings, *(stage for stage, _, _ in running.stages)), 40,
                "every match handled and committed")
-    assert alerted_ids(hook) == Counter(expected)
+    # Counted by idempotency key: a partition that moves while one of its notifications is
+    # in flight leaves that notification in doubt, and the new owner sends it again with the
+    # same key (the documented window, monitor/alerting/stage.py); a receiver that reads the
+    # key drops the repeat. Any other repeat has a new key and fails here. Counting bodies
+    # failed twice on 2026-11-30 (fresh-clone CI of 6d46938: mx-13 and mx-19, logged as
+    # "pending when its last owner stopped; sending it again with the same id").
+    by_key = {delivery.headers.get("idempotency-key"): delivery for delivery in hook.accepted}
+    assert None not in by_key
+    assert Counter(found for delivery in by_key.values()
+                   for found in MATCH_ID.findall(json.dumps(delivery.body))) == Counter(expected)
     eventually(lambda: all(stage.is_ready() for stage, _, _ in running.stages), 40,
                "both stages ready")
 
