@@ -239,8 +239,9 @@ def test_a_pending_notification_without_outcome_is_sent_again_with_the_same_id(
     produce(pipeline, denial("ria", "RIA Novosti"))
     step_until(dying, lambda: dying.pending() == 1, "the denial grouped")
     clock.advance(WAIT)
-    with pytest.raises(Crash):
-        dying.step()  # "pending" written, the webhook accepted, then the process died
+    with pytest.raises(Crash):  # "pending" written, the webhook accepted, then it died;
+        for _ in range(20):  # the delivery thread's crash comes back in this step or the
+            dying.step()  # next (Kafka, under -n 2: seen in the next, CI of d632b1f)
     dying.close()  # as the runner does when a step raises what it cannot retry
     assert len(hook.accepted) == 1
 
