@@ -234,6 +234,8 @@ class KafkaStageLog:
         """``outputs`` without those a failed write stored after all. Reads each partition
         that write went to, from the offset after its last acknowledged record to the
         high watermark; a read that fails leaves the question for the next try."""
+        if not self._unsure:  # every write but one after a failure
+            return outputs
         again = {o.id for o in outputs} & set(self._unsure)
         if not again:
             self._unsure.clear()  # the stage gave those up (their partition moved away)
