@@ -14,6 +14,9 @@
   failed may still have been stored (the broker wrote it, its answer was lost in an outage):
   before its records are written again, the partitions are read from the last acknowledged
   offset and the records found there (by their ``record-id`` header) are not written twice.
+  A write that timed out leaves a producer that may never send again (kafka-python 3.0.12
+  after a broker restart: every later write timed out for minutes while the consumer and a
+  new producer worked); the next write starts a new producer first.
 
 Every KafkaError becomes a :class:`monitor.errors.BusError` after the consumer is rewound to
 the committed offsets (and an open transaction aborted), so the stage's runner retries.
@@ -32,6 +35,7 @@ from kafka.errors import (
     AuthorizationError,
     InvalidProducerEpochError,
     KafkaError,
+    KafkaTimeoutError,
     ProducerFencedError,
     UnsupportedVersionError,
 )
@@ -126,6 +130,7 @@ class KafkaStageLog:
         # acknowledged per (topic, partition), and the ids of a failed write's outputs.
         self._acknowledged: dict[tuple[str, int], int] = {}
         self._unsure: dict[str, tuple[str, int | None]] = {}  # id -> (topic, partition)
+        self._stale_producer = False  # a write timed out: start a new producer first
         self._consumer.subscribe([source], listener=self._rebalances)
 
     def _new_producer(self, transactional_id: str | None) -> KafkaProducer:
@@ -217,6 +222,8 @@ class KafkaStageLog:
         if self._transactional:
             raise MonitorError(f"{self._stage}: a transactional log writes with transact")
         with self._translated("write", rewind=False):
+            if self._stale_producer:
+                self._renew_producer()
             outputs = self._not_stored_yet(outputs)
             futures = self._send(outputs, dead)
             try:
@@ -225,10 +232,19 @@ class KafkaStageLog:
                     place = (written.topic, written.partition)
                     self._acknowledged[place] = max(self._acknowledged.get(place, 0),
                                                     written.offset + 1)
-            except KafkaError:
+            except KafkaError as exc:
                 self._unsure.update({o.id: (self._topics[o.log], o.partition)
                                      for o in outputs})
+                self._stale_producer = isinstance(exc, KafkaTimeoutError)
                 raise
+
+    def _renew_producer(self) -> None:
+        """Close the producer whose write timed out (what it still holds is dropped: the
+        read-back of the next write finds what it stored) and start another."""
+        self._producer.close(timeout=0)
+        self._producer = self._new_producer(None)  # a KafkaError leaves the flag: next try
+        self._stale_producer = False
+        log.info("%s: a write timed out; writing with a new producer", self._stage)
 
     def _not_stored_yet(self, outputs: Sequence[Output]) -> Sequence[Output]:
         """``outputs`` without those a failed write stored after all. Reads each partition

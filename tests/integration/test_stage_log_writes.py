@@ -45,7 +45,8 @@ class NeverSent:
 
 
 class FailingOnce:
-    """The stage log's producer, whose next ``send`` calls fail the given way."""
+    """The stage log's producer, whose next ``send`` calls fail the given way ("stuck": for
+    good, as a producer whose sender no longer sends)."""
 
     def __init__(self, producer: Any) -> None:
         self._producer = producer
@@ -54,7 +55,7 @@ class FailingOnce:
     def send(self, *args: Any, **kwargs: Any) -> Any:
         if self.failure == "answer lost":
             return AnswerLost(self._producer.send(*args, **kwargs))
-        if self.failure == "never sent":
+        if self.failure in ("never sent", "stuck"):
             return NeverSent()
         return self._producer.send(*args, **kwargs)
 
@@ -126,3 +127,17 @@ def test_records_of_a_failed_write_the_stage_gave_up_are_not_looked_for(
     stage_log.write(outputs("z:pending"))
     stage_log.write(outputs("a:sent"))
     assert stored_ids(settings) == {"a:sent": 2, "z:pending": 1}
+
+
+def test_a_producer_whose_write_timed_out_is_replaced(
+        settings: KafkaSettings, alert_log: tuple[KafkaStageLog, FailingOnce]) -> None:
+    """kafka-python 3.0.12 after a broker restart: a producer whose every write times out
+    while the broker answers others (the chaos test's alerter, for minutes). The write after
+    a timeout goes through a new producer."""
+    stage_log, producer = alert_log
+    producer.failure = "stuck"
+    with pytest.raises(BusError):
+        stage_log.write(outputs("a:pending"))
+    stage_log.write(outputs("a:pending", "b:sent"))
+    assert stage_log._producer is not producer
+    assert stored_ids(settings) == {"a:pending": 1, "b:sent": 1}
