@@ -17,7 +17,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.structs import TopicPartition
 
 from monitor.bus import PublishReport
@@ -256,6 +256,28 @@ def learn_topics(producer: KafkaProducer, topics: Iterable[str]) -> None:
             log.info("kafka: metadata of %s not fetched ahead (the first send will): %r",
                      topic, exc)
             return
+
+
+def transaction_timeout_seconds(settings: KafkaSettings) -> float:
+    """A transaction left open (its process frozen or its abort failed) holds back every
+    read_committed reader of its partitions until the broker aborts it: not for
+    kafka-python's default minute, but soon after its sends would have expired anyway."""
+    return settings.delivery_timeout_seconds + 10
+
+
+def end_transaction(producer: KafkaProducer, *, commit: bool, deadline_seconds: float) -> None:
+    """``commit_transaction``/``abort_transaction`` with a deadline. kafka-python waits for
+    them without one, and its sender thread can die in a transaction (seen after a broker
+    restart: "Invalid transition attempted from state READY to state READY"), which left the
+    caller waiting for ever. KafkaTimeoutError on the deadline: the caller gives the producer
+    up, and its successor's init_transactions completes or aborts what it left open. Uses
+    kafka-python 3's internals (pinned < 4)."""
+    manager = producer._transaction_manager
+    result = manager.begin_commit() if commit else manager.begin_abort()
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=deadline_seconds * 1000):  # raises the broker's error, if any
+        raise KafkaTimeoutError(f"transaction {'commit' if commit else 'abort'} not finished "
+                                f"in {deadline_seconds:g} s")
 
 
 class KafkaItemPublisher:

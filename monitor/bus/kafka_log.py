@@ -9,14 +9,25 @@
   with the group's metadata, KIP-447), so read_committed readers see a batch's outputs only
   with its offsets. The broker aborts a crashed predecessor's open transaction when this
   producer initialises; a producer fenced by a newer one raises MonitorError: stop.
-- Without it (the alert stage): an idempotent producer, acks=all; :meth:`write` waits for every
-  acknowledgement and offsets are committed on their own (:meth:`commit`). A write that
-  failed may still have been stored (the broker wrote it, its answer was lost in an outage):
-  before its records are written again, the partitions are read from the last acknowledged
-  offset and the records found there (by their ``record-id`` header) are not written twice.
-  A write that timed out leaves a producer that may never send again (kafka-python 3.0.12
-  after a broker restart: every later write timed out for minutes while the consumer and a
-  new producer worked); the next write starts a new producer first.
+- ``fenced_writes`` (the alert stage): :meth:`write` and :meth:`commit` are transactions too,
+  each with offsets of the group (the last ones committed, for a write), so the group
+  coordinator checks the member's generation before anything becomes visible (KIP-447). A
+  member the group dropped without its knowing yet (a frozen process, heartbeats lost around
+  a broker restart) cannot write: otherwise its ``pending`` records could land after the
+  partition's next owner read the alert log, and the same matches would go out twice under
+  two notification ids. The transactional id is new at every start (``<group>-<random>``),
+  as Kafka Streams names its producers; the short transaction timeout bounds how long a
+  killed process's open transaction holds readers back.
+- Neither (tests only): an idempotent producer, acks=all, and plain offset commits.
+
+A write that failed may still have been stored (the broker wrote it, its answer was lost in
+an outage): before its records are written again, the partitions are read from the last
+acknowledged offset and the records found there (by their ``record-id`` header) are not
+written twice. A write that timed out or whose transaction could not be ended leaves a
+producer that may never send again (kafka-python 3.0.12 after a broker restart: every later
+write timed out for minutes while the consumer and a new producer worked); the next write
+starts a new producer first (with the same transactional id, which aborts what the old one
+left open).
 
 Every KafkaError becomes a :class:`monitor.errors.BusError` after the consumer is rewound to
 the committed offsets (and an open transaction aborted), so the stage's runner retries.
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -46,10 +58,12 @@ from monitor.bus.kafka import (
     client_config,
     consumer_lag,
     dead_letter_headers,
+    end_transaction,
     group_consumer,
     learn_topics,
     read_partitions,
     topic_reader,
+    transaction_timeout_seconds,
     written_ends,
 )
 from monitor.bus.log import DeadLetter, LogName, Output, Polled, Record
@@ -65,6 +79,14 @@ RECORD_ID_HEADER = "record-id"
 # Producer errors after which a transactional producer can never be used again.
 FATAL_ERRORS = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError,
                 UnsupportedVersionError)
+
+
+def fenced(exc: KafkaError) -> bool:
+    """Whether the producer can never commit again: fenced (or not allowed) itself, or
+    kafka-python's "previous request failed" / "in an error state" KafkaError around that."""
+    causes = (exc, *exc.args)
+    return (any(isinstance(cause, FATAL_ERRORS) for cause in causes)
+            or any(error.__name__ in str(exc) for error in FATAL_ERRORS))
 
 
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -106,9 +128,11 @@ class KafkaStageLog:
     """
 
     def __init__(self, settings: KafkaSettings, stage: str, source: str, group: str, *,
-                 transactional_id: str | None = None, batch_max: int = 200,
-                 session_timeout_seconds: float = 45.0, watch: BrokerWatch | None = None
-                 ) -> None:
+                 transactional_id: str | None = None, fenced_writes: bool = False,
+                 batch_max: int = 200, session_timeout_seconds: float = 45.0,
+                 watch: BrokerWatch | None = None) -> None:
+        if transactional_id is not None and fenced_writes:
+            raise MonitorError(f"{stage}: a transactional log cannot also fence its writes")
         self._settings, self._stage, self.source = settings, stage, source
         self._watch = watch or BrokerWatch(settings)
         self._topics: dict[LogName, str] = {"items": settings.items_topic,
@@ -116,12 +140,13 @@ class KafkaStageLog:
                                             "alerts": settings.alerts_topic,
                                             "features": settings.item_features_topic}
         self._transactional = transactional_id is not None
+        self._write_tid = f"{group}-{uuid.uuid4().hex[:12]}" if fenced_writes else None
         self._healthy = False
         with ExitStack() as opened:  # a client that fails to open closes the others
             self._consumer = group_consumer(settings, group, batch_max=batch_max,
                                             session_timeout_seconds=session_timeout_seconds)
             opened.callback(self._consumer.close, autocommit=False)
-            self._producer = self._new_producer(transactional_id)
+            self._producer = self._new_producer(transactional_id or self._write_tid)
             opened.callback(self._producer.close, timeout=0)
             self._reader = topic_reader(settings)
             opened.pop_all()
@@ -131,6 +156,9 @@ class KafkaStageLog:
         self._acknowledged: dict[tuple[str, int], int] = {}
         self._unsure: dict[str, tuple[str, int | None]] = {}  # id -> (topic, partition)
         self._stale_producer = False  # a write timed out: start a new producer first
+        # fenced_writes: the offset committed last per owned partition (sent again with a
+        # write, for the generation check); forgotten when the partition moves.
+        self._committed_offsets: dict[int, int] = {}
         self._consumer.subscribe([source], listener=self._rebalances)
 
     def _new_producer(self, transactional_id: str | None) -> KafkaProducer:
@@ -149,6 +177,8 @@ class KafkaStageLog:
             return producer
         # 20 ms as the Java client retries a transaction's AddPartitions and coordinator
         # lookups: kafka-python's 100 ms default was most of a process's first transaction.
+        if transactional_id == self._write_tid:
+            common["transaction_timeout_ms"] = int(transaction_timeout_seconds(settings) * 1000)
         producer = KafkaProducer(**common, transactional_id=transactional_id,
                                  retry_backoff_ms=20)
         try:
@@ -170,6 +200,8 @@ class KafkaStageLog:
             polled = self._consumer.poll(timeout_ms=max(0, int(timeout_seconds * 1000)),
                                          max_records=max_records)
         assigned, revoked = self._rebalances.take()
+        for partition in assigned | revoked:  # its next commit is read from the group again
+            self._committed_offsets.pop(partition, None)
         owned = {tp.partition for tp in self._consumer.assignment()}
         records = [Record(r.partition, r.offset, r.key, r.value or b"")
                    for batch in polled.values() for r in batch if r.partition in owned]
@@ -225,8 +257,11 @@ class KafkaStageLog:
             if self._stale_producer:
                 self._renew_producer()
             outputs = self._not_stored_yet(outputs)
-            futures = self._send(outputs, dead)
             try:
+                if self._write_tid is None:
+                    futures = self._send(outputs, dead)
+                else:
+                    futures = self._in_transaction(outputs, dead, self._fence_offsets())
                 for future in futures:
                     written = future.get(timeout=self._settings.delivery_timeout_seconds + 5)
                     place = (written.topic, written.partition)
@@ -235,16 +270,69 @@ class KafkaStageLog:
             except KafkaError as exc:
                 self._unsure.update({o.id: (self._topics[o.log], o.partition)
                                      for o in outputs})
-                self._stale_producer = isinstance(exc, KafkaTimeoutError)
+                self._stale_producer |= isinstance(exc, KafkaTimeoutError)
                 raise
 
+    def _in_transaction(self, outputs: Sequence[Output], dead: Sequence[DeadLetter],
+                        offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> list[Any]:
+        """Send ``outputs``, ``dead`` and ``offsets`` (checked against the member's generation)
+        in one transaction; the sends' futures. A failed transaction is aborted, or its
+        producer given up (the next write starts another)."""
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            futures = self._send(outputs, dead)
+            producer.send_offsets_to_transaction(dict(offsets), self._consumer.group_metadata())
+            # ... and a commit may report success with sends that expired unsent (kafka-python
+            # 3.0.12, see kafka_poll): the caller reads every future.
+            end_transaction(producer, commit=True, deadline_seconds=self._end_deadline())
+        except KafkaError as exc:
+            if fenced(exc) or not self._aborted(producer):
+                self._stale_producer = True  # its successor aborts what is left open
+            raise
+        return futures
+
+    def _aborted(self, producer: KafkaProducer) -> bool:
+        try:
+            end_transaction(producer, commit=False, deadline_seconds=self._end_deadline())
+        except KafkaError as exc:
+            log.debug("%s: transaction not aborted: %r", self._stage, exc)
+            return False
+        return True
+
+    def _end_deadline(self) -> float:
+        return self._settings.delivery_timeout_seconds + 5
+
+    def _fence_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Offsets to send with a write: those this member committed last, or (none yet) the
+        group's committed offset of one owned partition, else its log start: committing them
+        again changes nothing, and the broker checks the generation of the commit. KafkaError
+        when nothing is owned: the group took the partitions, and the next poll says so."""
+        owned = sorted(self._consumer.assignment(), key=lambda tp: tp.partition)
+        if not owned:
+            raise KafkaError("the group has given this member no partition (the write waits "
+                             "for the group)")
+        known = {tp: OffsetAndMetadata(self._committed_offsets[tp.partition], "", -1)
+                 for tp in owned if tp.partition in self._committed_offsets}
+        if known:
+            return known
+        tp = owned[0]
+        committed = self._consumer.committed(tp)
+        if committed is None:
+            committed = self._consumer.beginning_offsets([tp])[tp]
+        self._committed_offsets[tp.partition] = committed
+        return {tp: OffsetAndMetadata(committed, "", -1)}
+
     def _renew_producer(self) -> None:
-        """Close the producer whose write timed out (what it still holds is dropped: the
-        read-back of the next write finds what it stored) and start another."""
+        """Close the producer whose write timed out or whose transaction could not be ended
+        (what it still holds is dropped: the read-back of the next write finds what it
+        stored) and start another; with a transactional id, that aborts what the old one
+        left open."""
         self._producer.close(timeout=0)
-        self._producer = self._new_producer(None)  # a KafkaError leaves the flag: next try
+        self._producer = self._new_producer(self._write_tid)  # a KafkaError: next try
         self._stale_producer = False
-        log.info("%s: a write timed out; writing with a new producer", self._stage)
+        log.info("%s: a write failed in a way its producer may not recover from; writing "
+                 "with a new producer", self._stage)
 
     def _not_stored_yet(self, outputs: Sequence[Output]) -> Sequence[Output]:
         """``outputs`` without those a failed write stored after all. Reads each partition
@@ -280,7 +368,14 @@ class KafkaStageLog:
                    for p, o in positions.items() if p in owned}
         if offsets:
             with self._translated("commit", rewind=False):
-                self._consumer.commit(offsets)
+                if self._write_tid is None:
+                    self._consumer.commit(offsets)
+                else:
+                    if self._stale_producer:
+                        self._renew_producer()
+                    self._in_transaction((), (), offsets)
+                self._committed_offsets.update({tp.partition: o.offset
+                                                for tp, o in offsets.items()})
         self._lag = self._unread  # what the last poll returned is taken in (or held)
 
     def _send(self, outputs: Sequence[Output], dead: Sequence[DeadLetter]) -> list[Any]:

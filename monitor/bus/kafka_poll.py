@@ -43,11 +43,11 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError
 
 from monitor.bus.connectivity import BrokerWatch
-from monitor.bus.kafka import client_config
-from monitor.bus.kafka_log import FATAL_ERRORS
+from monitor.bus.kafka import client_config, end_transaction, transaction_timeout_seconds
+from monitor.bus.kafka_log import fenced
 from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.settings import KafkaSettings
 from monitor.model import Item, encode_item
@@ -65,23 +65,8 @@ def control_partition(feed_id: str, partitions: int) -> int:
     return zlib.crc32(feed_id.encode()) % partitions
 
 
-def fenced(exc: KafkaError) -> bool:
-    """Whether the producer can never commit again: fenced (or not allowed) itself, or
-    kafka-python's "previous request failed" / "in an error state" KafkaError around that."""
-    causes = (exc, *exc.args)
-    return (any(isinstance(cause, FATAL_ERRORS) for cause in causes)
-            or any(error.__name__ in str(exc) for error in FATAL_ERRORS))
-
-
 def transactional_id(settings: KafkaSettings, partition: int) -> str:
     return f"{settings.poll_group}-{partition}"
-
-
-def transaction_timeout_seconds(settings: KafkaSettings) -> float:
-    """A transaction left open (its process frozen or its abort failed) holds back every
-    read_committed reader of its partitions until the broker aborts it: not for
-    kafka-python's default minute, but soon after its sends would have expired anyway."""
-    return settings.delivery_timeout_seconds + 10
 
 
 class PollTransactions:
@@ -201,19 +186,8 @@ class PollTransactions:
         return f"kafka: transaction of {tid!r} aborted: {exc!r}"
 
     def _finish(self, producer: Any, *, commit: bool) -> None:
-        """``commit_transaction``/``abort_transaction`` with a deadline. kafka-python waits for
-        them without one, and its sender thread can die in a transaction (seen after a broker
-        restart: "Invalid transition attempted from state READY to state READY"), which left
-        the poll waiting for ever and every later poll of the partition skipped. On the
-        deadline the producer is given up (``_failed``); its successor's init_transactions
-        completes or aborts what it left open. Uses kafka-python 3's internals (pinned < 4)."""
-        manager = producer._transaction_manager
-        result = manager.begin_commit() if commit else manager.begin_abort()
-        producer._sender.wakeup()
-        deadline = self._settings.delivery_timeout_seconds + 5
-        if not result.wait(timeout_ms=deadline * 1000):  # raises the broker's error, if any
-            raise KafkaTimeoutError(f"transaction {'commit' if commit else 'abort'} not "
-                                    f"finished in {deadline:g} s")
+        end_transaction(producer, commit=commit,
+                        deadline_seconds=self._settings.delivery_timeout_seconds + 5)
 
     def _start(self, partition: int) -> KafkaProducer:
         settings = self._settings

@@ -158,8 +158,8 @@ class KafkaTransport:
                                  session_timeout_seconds=session, watch=self.watch)
         check_paired_partitions(kafka)  # partition p of alerts records partition p of matches
         return KafkaStageLog(kafka, "alert", kafka.matches_topic, kafka.alert_group,
-                             batch_max=kafka.alert_batch_max, session_timeout_seconds=session,
-                             watch=self.watch)
+                             fenced_writes=True, batch_max=kafka.alert_batch_max,
+                             session_timeout_seconds=session, watch=self.watch)
 
     def checks(self) -> Mapping[str, Check]:
         grace = self._settings.http.readiness_grace_seconds

@@ -30,11 +30,16 @@ from kafka.errors import KafkaError
 from monitor.bus import ItemPublisher, PublishReport
 from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.hanging import abort_hanging
-from monitor.bus.kafka import TopicRecord, read_partitions, topic_reader, written_ends
+from monitor.bus.kafka import (
+    TopicRecord,
+    read_partitions,
+    topic_reader,
+    transaction_timeout_seconds,
+    written_ends,
+)
 from monitor.bus.kafka_poll import (
     PollTransactions,
     control_partition,
-    transaction_timeout_seconds,
 )
 from monitor.config.settings import KafkaSettings
 from monitor.errors import BusError, MonitorError

@@ -1,12 +1,13 @@
 """A stage log's write tried again after a failure stores each record once (issue 13).
 
-The alert stage writes its records (``pending``, ``sent`` ...) with a plain idempotent
-producer. In a broker outage a write can fail although the broker stored it (its answer was
-lost); the stage keeps the records and writes them again, and the chaos test saw two ``sent``
-records for one match on the alerts topic. Here, on the real broker, a write's answer is
-"lost" after the broker stored it (the producer's futures raise after they resolved), and the
-write tried again must find the records and not store them twice; a write that really failed
-(nothing sent) must store them on the next try.
+The alert stage writes its records (``pending``, ``sent`` ...) in transactions fenced by the
+group's generation. In a broker outage a write can fail although the broker stored it (its
+answer was lost); the stage keeps the records and writes them again, and the chaos test saw
+two ``sent`` records for one match on the alerts topic. Here, on the real broker, a write's
+answer is "lost" after the broker stored it (the producer's futures raise after they
+resolved), and the write tried again must find the records and not store them twice; a write
+that really failed (nothing sent) must store them on the next try. And a member the group
+dropped without its knowing (a zombie) cannot write at all.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from monitor.bus.log import Output
 from monitor.config.settings import KafkaSettings
 from monitor.errors import BusError
 from tests.support.kafka_broker import LocalKafka, isolated_kafka_settings
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.kafka
 
@@ -70,11 +72,19 @@ def settings(kafka_broker: LocalKafka) -> KafkaSettings:
 
 @pytest.fixture
 def alert_log(settings: KafkaSettings) -> Iterator[tuple[KafkaStageLog, FailingOnce]]:
-    stage_log = KafkaStageLog(settings, "alert", settings.matches_topic, settings.alert_group)
+    stage_log = joined(KafkaStageLog(settings, "alert", settings.matches_topic,
+                                     settings.alert_group, fenced_writes=True,
+                                     session_timeout_seconds=6))
     producer = FailingOnce(stage_log._producer)
     stage_log._producer = producer  # type: ignore[assignment]
     yield stage_log, producer
     stage_log.close()
+
+
+def joined(stage_log: KafkaStageLog) -> KafkaStageLog:
+    """``stage_log`` once the group gave it partitions (a write needs some)."""
+    eventually(lambda: stage_log.poll(0.5) and stage_log.is_ready(), 60, "partitions assigned")
+    return stage_log
 
 
 def stored_ids(settings: KafkaSettings) -> Counter[str]:
@@ -141,3 +151,27 @@ def test_a_producer_whose_write_timed_out_is_replaced(
     stage_log.write(outputs("a:pending", "b:sent"))
     assert stage_log._producer is not producer
     assert stored_ids(settings) == {"a:pending": 1, "b:sent": 1}
+
+
+def test_a_member_the_group_dropped_without_its_knowing_cannot_write(
+        settings: KafkaSettings, alert_log: tuple[KafkaStageLog, FailingOnce]) -> None:
+    """A zombie: its heartbeats stop (a frozen process, or lost around a broker restart), the
+    group gives its partitions to another member, and it has not polled since. Its ``pending``
+    record would land after the new owner read the alert log: the same matches would go out
+    twice, under two notification ids (the CI run of 3838e56). The broker refuses the write's
+    transaction: wrong generation."""
+    zombie, _ = alert_log
+    zombie.write(outputs("before"))
+    zombie._consumer._coordinator._close_heartbeat()  # kafka-python 3.0 internals
+    owner = KafkaStageLog(settings, "alert", settings.matches_topic, settings.alert_group,
+                          fenced_writes=True, session_timeout_seconds=6)
+    try:
+        eventually(lambda: owner.poll(0.5) is not None and len(
+            owner._consumer.assignment()) == settings.topic_partitions, 90,
+            "every partition the new owner's")
+        with pytest.raises(BusError, match="UnknownMemberId|IllegalGeneration"):
+            zombie.write(outputs("zombie:pending"))
+        owner.write(outputs("owner:pending"))
+    finally:
+        owner.close()
+    assert stored_ids(settings) == {"before": 1, "owner:pending": 1}

@@ -53,7 +53,7 @@ def build_stage(kafka: KafkaSettings, claims: Path, routes: Path, metrics: Metri
     core = AlertCore(load_stage_config(routes, {}), lambda: by_id,
                      build_channels(timeout_seconds=5.0), metrics, retry=retry)
     transport = KafkaStageLog(kafka, "alert", kafka.matches_topic, kafka.alert_group,
-                              session_timeout_seconds=session_timeout_seconds)
+                              fenced_writes=True, session_timeout_seconds=session_timeout_seconds)
     return AlertStage(transport, core, lambda now: [], metrics)
 
 
