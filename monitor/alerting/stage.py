@@ -36,6 +36,10 @@ A transport failure (:class:`monitor.errors.BusError`) loses nothing: what was n
 in memory and is written first on the next try, and nothing is committed past it; the runner
 retries the step. Anything else raised here is a bug and stops the process.
 
+In Kafka mode an alerter the group dropped without its knowing cannot write (the stage log's
+writes are fenced by the group generation, :mod:`monitor.bus.kafka_log`), so a part is only
+ever sent by the partition's owner of the moment, or again with the same id by the next one.
+
 Windows that can repeat (never lose): a crash between a channel accepting and the outcome
 record repeats that part once, with the same idempotency key (an outcome waits for its group
 write at most until the step's wait ends, ``SETTLE_SECONDS``); a partition revoked while one
