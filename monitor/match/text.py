@@ -4,7 +4,8 @@
     "Купянск", "Куп'янськ", "Kupiansk", "Kupyansk"          ->  "kupiansk"
 
 Steps per word: Unicode NFKC and case-fold; a dictionary lemma where simplemma knows the word
-(Russian, Ukrainian, English); a Snowball stem for Cyrillic words, because names and rare words
+(Russian, Ukrainian, English; its dictionaries read from tries cached on disk, see
+lemma_dictionaries); a Snowball stem for Cyrillic words, because names and rare words
 inflect without being in any dictionary; transliteration to ASCII (anyascii); then a spelling
 key that forgives the usual romanisation variants (y/i, doubled letters, apostrophes, a final
 vowel). Keys are cached: wire text repeats the same few thousand words all day.
@@ -16,9 +17,12 @@ import re
 import unicodedata
 from functools import lru_cache
 
-import simplemma
 import Stemmer
 from anyascii import anyascii
+from simplemma import Lemmatizer
+from simplemma.strategies import DefaultStrategy
+
+from monitor.match.lemma_dictionaries import TrieCachedDictionaries, default_directory
 
 _WORD = re.compile(r"[^\W_]+(?:['’ʼ`][^\W_]+)*", re.UNICODE)
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
@@ -50,13 +54,22 @@ def words(text: str) -> list[str]:
     return _WORD.findall(fold(text))
 
 
+@lru_cache(maxsize=1)
+def lemmatizer() -> Lemmatizer:
+    """simplemma's default lemmatizer (what ``simplemma.lemmatize`` uses) over its
+    dictionaries cached as tries: the same lemmas, without decoding them at every start."""
+    dictionaries = TrieCachedDictionaries(default_directory())
+    return Lemmatizer(lemmatization_strategy=DefaultStrategy(dictionary_factory=dictionaries))
+
+
 def _lemma(word: str, language: str | None) -> str:
+    lemmatize = lemmatizer().lemmatize
     if language in _LEMMA_LANGUAGES:
-        return str(simplemma.lemmatize(word, lang=language))
+        return lemmatize(word, lang=language)
     if _CYRILLIC.search(word):
         # Unknown language but Cyrillic: Russian and Ukrainian dictionaries, in that order.
-        return str(simplemma.lemmatize(word, lang=("ru", "uk")))
-    return str(simplemma.lemmatize(word, lang="en"))
+        return lemmatize(word, lang=("ru", "uk"))
+    return lemmatize(word, lang="en")
 
 
 def spelling_key(latin: str) -> str:
