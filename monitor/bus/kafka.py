@@ -280,6 +280,18 @@ def end_transaction(producer: KafkaProducer, *, commit: bool, deadline_seconds: 
                                 f"in {deadline_seconds:g} s")
 
 
+def send_offsets(producer: KafkaProducer, offsets: Mapping[TopicPartition, Any],
+                 group_metadata: Any, *, deadline_seconds: float) -> None:
+    """``send_offsets_to_transaction`` with a deadline, for the reason of
+    :func:`end_transaction` (kafka-python waits for it without one: a chaos run's alerters
+    hung there for good after a broker restart, no error, no log line)."""
+    manager = producer._transaction_manager
+    result = manager.send_offsets_to_transaction(dict(offsets), group_metadata)
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=deadline_seconds * 1000):  # raises the broker's error, if any
+        raise KafkaTimeoutError(f"offsets not added to the transaction in {deadline_seconds:g} s")
+
+
 class KafkaItemPublisher:
     """ItemPublisher on Kafka. Thread-safe (kafka-python's producer is)."""
 

@@ -8,7 +8,10 @@
   dead letters and the consumed offsets in one transaction (``send_offsets_to_transaction``
   with the group's metadata, KIP-447), so read_committed readers see a batch's outputs only
   with its offsets. The broker aborts a crashed predecessor's open transaction when this
-  producer initialises; a producer fenced by a newer one raises MonitorError: stop.
+  producer initialises; a producer fenced by a newer one raises MonitorError: stop. Every
+  wait of a transaction has a deadline (kafka-python 3.0.12 waits without one, and after a
+  broker restart some never ended); a transaction that cannot be aborted in time gives its
+  producer up, and the next batch starts another with the same id.
 - ``fenced_writes`` (the alert stage): :meth:`write` and :meth:`commit` are transactions too,
   each with offsets of the group (the last ones committed, for a write), so the group
   coordinator checks the member's generation before anything becomes visible (KIP-447). A
@@ -63,6 +66,7 @@ from monitor.bus.kafka import (
     group_consumer,
     learn_topics,
     read_partitions,
+    send_offsets,
     topic_reader,
     transaction_timeout_seconds,
     written_ends,
@@ -143,12 +147,13 @@ class KafkaStageLog:
                                             "features": settings.item_features_topic}
         self._transactional = transactional_id is not None
         self._write_tid = f"{group}-{uuid.uuid4().hex[:12]}" if fenced_writes else None
+        self._tid = transactional_id or self._write_tid  # None: a plain idempotent producer
         self._healthy = False
         with ExitStack() as opened:  # a client that fails to open closes the others
             self._consumer = group_consumer(settings, group, batch_max=batch_max,
                                             session_timeout_seconds=session_timeout_seconds)
             opened.callback(self._consumer.close, autocommit=False)
-            self._producer = self._new_producer(transactional_id or self._write_tid)
+            self._producer = self._new_producer(self._tid)
             opened.callback(self._producer.close, timeout=0)
             self._reader = topic_reader(settings)
             opened.pop_all()
@@ -256,13 +261,16 @@ class KafkaStageLog:
         if not self._transactional:
             raise MonitorError(f"{self._stage}: transact needs a transactional_id")
         try:
-            self._producer.begin_transaction()
-            self._send(outputs, dead)
-            self._producer.send_offsets_to_transaction(_next_offsets(self.source, consumed),
-                                                       self._consumer.group_metadata())
-            self._producer.commit_transaction()
+            if self._stale_producer:
+                self._renew_producer()
+            self._in_transaction(outputs, dead, _next_offsets(self.source, consumed))
         except KafkaError as exc:
-            self._abort(exc, consumed)
+            self._healthy = False
+            if fenced(exc):
+                raise MonitorError(f"{self._stage}: producer {self._tid!r} can no longer write "
+                                   f"({exc}); another process may use the same "
+                                   "transactional_id") from exc
+            self._rewind({r.partition for r in consumed})
             raise BusError(f"{self._stage}: batch of {len(consumed)} record(s) aborted and "
                            f"will be read again: {exc!r}", exc) from exc
         self._healthy = True
@@ -300,7 +308,8 @@ class KafkaStageLog:
         try:
             producer.begin_transaction()
             futures = self._send(outputs, dead)
-            producer.send_offsets_to_transaction(dict(offsets), self._consumer.group_metadata())
+            send_offsets(producer, offsets, self._consumer.group_metadata(),
+                         deadline_seconds=self._end_deadline())
             # ... and a commit may report success with sends that expired unsent (kafka-python
             # 3.0.12, see kafka_poll): the caller reads every future.
             end_transaction(producer, commit=True, deadline_seconds=self._end_deadline())
@@ -347,7 +356,7 @@ class KafkaStageLog:
         stored) and start another; with a transactional id, that aborts what the old one
         left open."""
         self._producer.close(timeout=0)
-        self._producer = self._new_producer(self._write_tid)  # a KafkaError: next try
+        self._producer = self._new_producer(self._tid)  # a KafkaError: next try
         self._stale_producer = False
         log.info("%s: a write failed in a way its producer may not recover from; writing "
                  "with a new producer", self._stage)
@@ -409,20 +418,6 @@ class KafkaStageLog:
         return futures
 
     # -- failures --------------------------------------------------------------------------
-
-    def _abort(self, exc: KafkaError, consumed: Sequence[Record]) -> None:
-        """Abort the open transaction and rewind, or stop when the producer is done for."""
-        self._healthy = False
-        tid = self._producer.config.get("transactional_id")
-        if isinstance(exc, FATAL_ERRORS):
-            raise MonitorError(f"{self._stage}: producer {tid!r} can no longer write ({exc}); "
-                               "another process may use the same transactional_id") from exc
-        try:
-            self._producer.abort_transaction()
-        except KafkaError as abort_exc:  # the producer is in a fatal state
-            raise MonitorError(f"{self._stage}: producer {tid!r} cannot abort its transaction "
-                               f"after {exc!r}: {abort_exc}; restart it") from abort_exc
-        self._rewind({r.partition for r in consumed})
 
     def _rewind(self, partitions: set[int]) -> None:
         """Seek each partition back to its committed offset (revoked ones: their next owner

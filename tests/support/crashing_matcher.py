@@ -4,7 +4,7 @@
                                                 "crash_at": 2, "batch_max": 3}'
 
 It matches batches as the real stage does, and immediately before the ``crash_at``-th
-``commit_transaction`` it flushes the transaction's records to the broker (so they are written
+transaction commit it flushes the transaction's records to the broker (so they are written
 but never committed) and calls ``os._exit(9)``: no abort, no close, no leave-group, like a
 SIGKILL or a lost machine.
 """
@@ -19,9 +19,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
+from monitor.bus import kafka_log
 from monitor.bus.kafka_log import KafkaStageLog
 from monitor.config.settings import KafkaSettings
 from monitor.match.registry import ClaimRegistry
@@ -33,20 +33,22 @@ CRASH_EXIT_CODE = 9
 
 
 def crash_before_commit(nth: int) -> None:
-    """Make the ``nth`` KafkaProducer.commit_transaction in this process kill the process."""
-    original = KafkaProducer.commit_transaction
+    """Make the ``nth`` transaction commit of the stage log in this process kill the process
+    (the stage log ends its transactions through ``end_transaction``, with a deadline)."""
+    original = kafka_log.end_transaction
     calls = 0
 
-    def commit_transaction(producer: Any) -> None:
+    def end_transaction(producer: Any, *, commit: bool, deadline_seconds: float) -> None:
         nonlocal calls
-        calls += 1
-        if calls == nth:
-            producer.flush()  # the batch's matches and offsets reach the broker, uncommitted
-            print(f"crashing before commit {nth}", file=sys.stderr, flush=True)
-            os._exit(CRASH_EXIT_CODE)
-        original(producer)
+        if commit:
+            calls += 1
+            if calls == nth:
+                producer.flush()  # the batch's matches and offsets reach the broker, uncommitted
+                print(f"crashing before commit {nth}", file=sys.stderr, flush=True)
+                os._exit(CRASH_EXIT_CODE)
+        original(producer, commit=commit, deadline_seconds=deadline_seconds)
 
-    KafkaProducer.commit_transaction = commit_transaction
+    kafka_log.end_transaction = end_transaction  # type: ignore[assignment]
 
 
 def main(argv: list[str]) -> int:
