@@ -163,6 +163,7 @@ class KafkaStageLog:
         self._acknowledged: dict[tuple[str, int], int] = {}
         self._unsure: dict[str, tuple[str, int | None]] = {}  # id -> (topic, partition)
         self._stale_producer = False  # a write timed out: start a new producer first
+        self._outcome_unknown = False  # a transaction given up: the stage reads its log again
         # fenced_writes: the offset committed last per owned partition (sent again with a
         # write, for the generation check); forgotten when the partition moves.
         self._committed_offsets: dict[int, int] = {}
@@ -202,7 +203,7 @@ class KafkaStageLog:
     # -- reading ---------------------------------------------------------------------------
 
     def poll(self, timeout_seconds: float, max_records: int | None = None) -> Polled:
-        with self._translated("poll", rewind=False):
+        with self._translated("poll"):
             # Records fetched beyond max_records stay buffered in the consumer for the next poll.
             polled = self._consumer.poll(timeout_ms=max(0, int(timeout_seconds * 1000)),
                                          max_records=max_records)
@@ -210,6 +211,8 @@ class KafkaStageLog:
         for partition in assigned | revoked:  # its next commit is read from the group again
             self._committed_offsets.pop(partition, None)
         owned = {tp.partition for tp in self._consumer.assignment()}
+        if self._outcome_unknown:
+            assigned, self._outcome_unknown = assigned | owned, False
         records = [Record(r.partition, r.offset, r.key, r.value or b"")
                    for batch in polled.values() for r in batch if r.partition in owned]
         self._healthy = True  # a round that went through, idle or not
@@ -223,7 +226,7 @@ class KafkaStageLog:
         to be written once would miss those)."""
         topic = self._topics[log_name]
         try:
-            with self._translated("read back", rewind=False):
+            with self._translated("read back"):
                 ends = written_ends(self._settings, topic)
                 found = read_partitions(self._reader, topic, partitions, ends=ends)
         except BusError:
@@ -250,7 +253,7 @@ class KafkaStageLog:
     def _measure_lag(self, records: Sequence[Record]) -> None:
         """Records after the last poll's position, plus those it returned (not committed
         yet): from the highwater of the last fetch, no extra request to the broker."""
-        with self._translated("measure lag", rewind=False):
+        with self._translated("measure lag"):
             self._unread = consumer_lag(self._consumer)
         self._lag = self._unread + len(records)
 
@@ -270,7 +273,7 @@ class KafkaStageLog:
                 raise MonitorError(f"{self._stage}: producer {self._tid!r} can no longer write "
                                    f"({exc}); another process may use the same "
                                    "transactional_id") from exc
-            self._rewind({r.partition for r in consumed})
+            self._rewind(consumed)
             raise BusError(f"{self._stage}: batch of {len(consumed)} record(s) aborted and "
                            f"will be read again: {exc!r}", exc) from exc
         self._healthy = True
@@ -279,7 +282,7 @@ class KafkaStageLog:
     def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = ()) -> None:
         if self._transactional:
             raise MonitorError(f"{self._stage}: a transactional log writes with transact")
-        with self._translated("write", rewind=False):
+        with self._translated("write"):
             if self._stale_producer:
                 self._renew_producer()
             outputs = self._not_stored_yet(outputs)
@@ -314,10 +317,23 @@ class KafkaStageLog:
             # 3.0.12, see kafka_poll): the caller reads every future.
             end_transaction(producer, commit=True, deadline_seconds=self._end_deadline())
         except KafkaError as exc:
-            if fenced(exc) or not self._aborted(producer):
-                self._stale_producer = True  # its successor aborts what is left open
+            if fenced(exc):
+                if self._write_tid is not None:  # an id of our own: the broker fenced it
+                    self._give_up_producer()
+            elif not self._aborted(producer):
+                self._give_up_producer()
             raise
         return futures
+
+    def _give_up_producer(self) -> None:
+        """The transaction may have committed or not: a new producer with the same id ends
+        it (init_transactions), now or at the next write, and the next poll hands every owned
+        partition back as assigned, so the stage reads its log again before going on."""
+        self._stale_producer, self._outcome_unknown = True, True
+        try:
+            self._renew_producer()
+        except KafkaError as exc:  # the broker still away: the next write tries again
+            log.debug("%s: new producer not started yet: %r", self._stage, exc)
 
     def _aborted(self, producer: KafkaProducer) -> bool:
         try:
@@ -344,7 +360,7 @@ class KafkaStageLog:
         if known:
             return known
         tp = owned[0]
-        committed = self._consumer.committed(tp)
+        committed = self._consumer.committed(tp, timeout_ms=self._end_deadline() * 1000)
         if committed is None:
             committed = self._consumer.beginning_offsets([tp])[tp]
         self._committed_offsets[tp.partition] = committed
@@ -394,7 +410,7 @@ class KafkaStageLog:
         offsets = {TopicPartition(self.source, p): OffsetAndMetadata(o, "", -1)
                    for p, o in positions.items() if p in owned}
         if offsets:
-            with self._translated("commit", rewind=False):
+            with self._translated("commit"):
                 if self._write_tid is None:
                     self._consumer.commit(offsets)
                 else:
@@ -419,31 +435,25 @@ class KafkaStageLog:
 
     # -- failures --------------------------------------------------------------------------
 
-    def _rewind(self, partitions: set[int]) -> None:
-        """Seek each partition back to its committed offset (revoked ones: their next owner
-        starts from there anyway)."""
+    def _rewind(self, consumed: Sequence[Record]) -> None:
+        """Seek each partition of an aborted batch back to the batch's first record (where
+        the group's commit stands: the batch's offsets were part of the transaction).
+        Revoked ones are left: their next owner starts from the commit anyway."""
         assigned = self._consumer.assignment()
-        for partition in partitions:
+        first: dict[int, int] = {}
+        for record in consumed:
+            first.setdefault(record.partition, record.offset)
+        for partition, offset in first.items():
             tp = TopicPartition(self.source, partition)
-            if tp not in assigned:
-                continue
-            try:
-                committed = self._consumer.committed(tp)
-            except KafkaError:
-                committed = None
-            if committed is None:
-                self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
+            if tp in assigned:
+                self._consumer.seek(tp, offset)
 
     @contextmanager
-    def _translated(self, action: str, *, rewind: bool) -> Iterator[None]:
+    def _translated(self, action: str) -> Iterator[None]:
         try:
             yield
         except KafkaError as exc:
             self._healthy = False
-            if rewind:
-                self._rewind({tp.partition for tp in self._consumer.assignment()})
             raise BusError(f"{self._stage}: cannot {action} on Kafka: {exc!r}", exc) from exc
 
     def failure_level(self, error: BaseException) -> int:

@@ -25,6 +25,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from monitor.bus import kafka_log
 from monitor.bus.kafka_log import KafkaStageLog
 from monitor.bus.log import DeadLetter, Output
 from monitor.config.settings import KafkaSettings
@@ -257,6 +258,39 @@ def test_a_failed_transaction_is_aborted_and_its_batch_retried(
     finally:
         stage.close()
     assert FlakyLog.failed and failures == 1
+    records = read_topic(kafka_settings, kafka_settings.matches_topic, expect=len(items),
+                         isolation="read_committed")
+    assert Counter(decode_match(r.value).match_id for r in records) == Counter(
+        set(expected_matches(claims, items)))
+
+
+def test_a_commit_whose_answer_is_lost_writes_no_match_twice(
+    kafka_settings: KafkaSettings, claims: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker commits a batch's transaction, its answer never comes back (a broker
+    restart) and the abort that follows cannot work: the stage log gives the producer up, the
+    batch is read again, and the match ids committed meanwhile are read back first, so no
+    match is written twice."""
+    original = kafka_log.end_transaction
+    lost: list[bool] = []
+
+    def end_transaction(producer: Any, *, commit: bool, deadline_seconds: float) -> None:
+        original(producer, commit=commit, deadline_seconds=deadline_seconds)
+        if commit and not lost:
+            lost.append(True)
+            raise KafkaTimeoutError("test: the commit's answer was lost")
+
+    monkeypatch.setattr(kafka_log, "end_transaction", end_transaction)
+    items = [make_item(n, *MATCHING[n % len(MATCHING)]) for n in range(9)]
+    ends = produce(kafka_settings, [(i.item_id.encode(), encode_item(i)) for i in items])
+    metrics = Metrics(CollectorRegistry())
+    stage = MatchStage(match_log(kafka_settings), MatchProcessor(ClaimRegistry(claims), metrics),
+                       metrics)
+    try:
+        failures = run_until(stage, caught_up(kafka_settings, ends))
+    finally:
+        stage.close()
+    assert lost and failures == 1
     records = read_topic(kafka_settings, kafka_settings.matches_topic, expect=len(items),
                          isolation="read_committed")
     assert Counter(decode_match(r.value).match_id for r in records) == Counter(
