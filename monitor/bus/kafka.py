@@ -265,6 +265,12 @@ def transaction_timeout_seconds(settings: KafkaSettings) -> float:
     return settings.delivery_timeout_seconds + 10
 
 
+def transaction_deadline_seconds(settings: KafkaSettings) -> float:
+    """How long a transaction's commit, abort or offsets may take before its producer is
+    given up: a little longer than its sends may take."""
+    return settings.delivery_timeout_seconds + 5
+
+
 def end_transaction(producer: KafkaProducer, *, commit: bool, deadline_seconds: float) -> None:
     """``commit_transaction``/``abort_transaction`` with a deadline. kafka-python waits for
     them without one, and its sender thread can die in a transaction (seen after a broker

@@ -68,6 +68,7 @@ from monitor.bus.kafka import (
     read_partitions,
     send_offsets,
     topic_reader,
+    transaction_deadline_seconds,
     transaction_timeout_seconds,
     written_ends,
 )
@@ -140,6 +141,7 @@ class KafkaStageLog:
             raise MonitorError(f"{stage}: a transactional log cannot also fence its writes")
         self._settings, self._stage, self.source = settings, stage, source
         self._group = group
+        self._deadline = transaction_deadline_seconds(settings)  # for any wait on the broker
         self._watch = watch or BrokerWatch(settings)
         self._topics: dict[LogName, str] = {"items": settings.items_topic,
                                             "matches": settings.matches_topic,
@@ -292,7 +294,7 @@ class KafkaStageLog:
                 else:
                     futures = self._in_transaction(outputs, dead, self._fence_offsets())
                 for future in futures:
-                    written = future.get(timeout=self._settings.delivery_timeout_seconds + 5)
+                    written = future.get(timeout=self._deadline)
                     place = (written.topic, written.partition)
                     self._acknowledged[place] = max(self._acknowledged.get(place, 0),
                                                     written.offset + 1)
@@ -312,10 +314,10 @@ class KafkaStageLog:
             producer.begin_transaction()
             futures = self._send(outputs, dead)
             send_offsets(producer, offsets, self._consumer.group_metadata(),
-                         deadline_seconds=self._end_deadline())
+                         deadline_seconds=self._deadline)
             # ... and a commit may report success with sends that expired unsent (kafka-python
             # 3.0.12, see kafka_poll): the caller reads every future.
-            end_transaction(producer, commit=True, deadline_seconds=self._end_deadline())
+            end_transaction(producer, commit=True, deadline_seconds=self._deadline)
         except KafkaError as exc:
             if fenced(exc):
                 if self._write_tid is not None:  # an id of our own: the broker fenced it
@@ -337,14 +339,11 @@ class KafkaStageLog:
 
     def _aborted(self, producer: KafkaProducer) -> bool:
         try:
-            end_transaction(producer, commit=False, deadline_seconds=self._end_deadline())
+            end_transaction(producer, commit=False, deadline_seconds=self._deadline)
         except KafkaError as exc:
             log.debug("%s: transaction not aborted: %r", self._stage, exc)
             return False
         return True
-
-    def _end_deadline(self) -> float:
-        return self._settings.delivery_timeout_seconds + 5
 
     def _fence_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """Offsets to send with a write: those this member committed last, or (none yet) the
@@ -360,7 +359,7 @@ class KafkaStageLog:
         if known:
             return known
         tp = owned[0]
-        committed = self._consumer.committed(tp, timeout_ms=self._end_deadline() * 1000)
+        committed = self._consumer.committed(tp, timeout_ms=self._deadline * 1000)
         if committed is None:
             committed = self._consumer.beginning_offsets([tp])[tp]
         self._committed_offsets[tp.partition] = committed

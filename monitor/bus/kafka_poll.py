@@ -46,7 +46,12 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from monitor.bus.connectivity import BrokerWatch
-from monitor.bus.kafka import client_config, end_transaction, transaction_timeout_seconds
+from monitor.bus.kafka import (
+    client_config,
+    end_transaction,
+    transaction_deadline_seconds,
+    transaction_timeout_seconds,
+)
 from monitor.bus.kafka_log import fenced
 from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.settings import KafkaSettings
@@ -187,7 +192,7 @@ class PollTransactions:
 
     def _finish(self, producer: Any, *, commit: bool) -> None:
         end_transaction(producer, commit=commit,
-                        deadline_seconds=self._settings.delivery_timeout_seconds + 5)
+                        deadline_seconds=transaction_deadline_seconds(self._settings))
 
     def _start(self, partition: int) -> KafkaProducer:
         settings = self._settings
