@@ -30,7 +30,10 @@ but the logs (see :mod:`monitor.alerting.alert_log` for the record and
    one write: ``sent``, or after the last retry a dead letter (headers
    stage/error/receiver/id/partition/attempts) with a ``dead`` record. A notification waiting
    for its retry does not hold up its group's next one.
-5. **Commit** each partition up to its first record still held.
+5. **Commit** each partition up to its first record still held: with the step's next write
+   (one transaction for the records and the offsets), or alone when nothing is to be written.
+   Matches that come in while the step waits for its deliveries end the step there: they
+   are taken in at once, and the outcomes and the commit go with their ``pending`` records.
 
 A transport failure (:class:`monitor.errors.BusError`) loses nothing: what was not written stays
 in memory and is written first on the next try, and nothing is committed past it; the runner
@@ -166,8 +169,10 @@ class AlertStage:
         self._write()
         done += self._deliver_due(now)
         self._settle()
-        self._write()
-        self._commit()
+        if not any(self._inbox.values()):
+            self._write()
+        # else new matches came in while we waited: they are taken in first, and these
+        # outcomes and this commit go with their pending records, in one write
         self._update_gauges(now)
         return done
 
@@ -287,15 +292,20 @@ class AlertStage:
         return parts
 
     def _write(self) -> None:
-        """Write every record and dead letter not written yet, in one write; a BusError
-        leaves all of them for the next try."""
+        """Write every record and dead letter not written yet, and commit what earlier writes
+        released (step 5), in one write: one transaction, not one for the records and one
+        for the commit. A BusError leaves all of it for the next try."""
         if not (self._dead or self._unlogged or self._unwritten):
+            self._commit()
             return
         pending = [(part.partition, _pending_record(part)) for part in self._unlogged]
         outcomes = [(o.partition, o.record) for o in self._unwritten]
         dead = [letter for _, letter in self._dead]
         dead += [o.dead for o in self._unwritten if o.dead is not None]
-        self._log.write([alert_output(p, r) for p, r in pending + outcomes], dead)
+        positions = self._positions_to_commit()
+        self._log.write([alert_output(p, r) for p, r in pending + outcomes], dead,
+                        positions or None)
+        self._committed.update(positions)
         for partition, record in pending + outcomes:
             self._ledger.apply(partition, record)
         for part in self._unlogged:
@@ -368,11 +378,16 @@ class AlertStage:
     # -- 5. commit, gauges ---------------------------------------------------------------------
 
     def _commit(self) -> None:
-        changed = {p: o for p, o in self._tracker.positions().items()
-                   if p in self._owned and self._committed.get(p) != o}
+        changed = self._positions_to_commit()
         if changed:
             self._log.commit(changed)
             self._committed.update(changed)
+
+    def _positions_to_commit(self) -> dict[int, int]:
+        """Each owned partition's position up to its first record still held, where it moved
+        since the last commit."""
+        return {p: o for p, o in self._tracker.positions().items()
+                if p in self._owned and self._committed.get(p) != o}
 
     def _update_gauges(self, now: float) -> None:
         self._metrics.alert_outbox_size.set(self._outbox.size())
@@ -452,7 +467,7 @@ class AlertStage:
         try:
             self._collect()
             self._write()
-            self._commit()
+            self._commit()  # what that write released
         except BusError as exc:
             log.warning("alert: stopping; %d outcome(s) not recorded (%s): sent again with "
                         "the same id at the next start", len(self._unwritten), exc)

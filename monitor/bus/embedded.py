@@ -200,15 +200,21 @@ class EmbeddedStageLog:
         self._committed = max(self._committed, position)
         self._wake(outputs)
 
-    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = ()) -> None:
+    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = (),
+              positions: Mapping[int, int] | None = None) -> None:
+        position = _stored_position(positions)
         with self._translated("write"), self._db.transaction() as conn:
             self._write(conn, outputs, dead)
+            if position is not None:
+                self._store_position(conn, position)
+        if position is not None:
+            self._committed = position
         self._wake(outputs)
 
     def commit(self, positions: Mapping[int, int]) -> None:
-        if PARTITION not in positions:
+        position = _stored_position(positions)
+        if position is None:
             return
-        position = positions[PARTITION] - 1  # Kafka commits the next offset; we store the last
         with self._translated("commit"), self._db.transaction() as conn:
             self._store_position(conn, position)
         self._committed = position
@@ -286,3 +292,11 @@ def read_dead_letters(database: Database) -> list[tuple[str, Mapping[str, str], 
         named.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)))
         found.append((f"dead_letters#{row_id}", named, bytes(payload)))
     return found
+
+
+def _stored_position(positions: Mapping[int, int] | None) -> int | None:
+    """The position to store for a commit of ``positions`` (None: nothing of ours): Kafka
+    commits the next offset to read, the state file keeps the last one read."""
+    if positions is None or PARTITION not in positions:
+        return None
+    return positions[PARTITION] - 1

@@ -281,9 +281,13 @@ class KafkaStageLog:
         self._healthy = True
         self._lag = max(0, self._lag - len(consumed))
 
-    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = ()) -> None:
+    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = (),
+              positions: Mapping[int, int] | None = None) -> None:
+        """Fenced (the alert stage): ``positions`` are the transaction's offsets, so the
+        write and the commit are one transaction, checked against the generation once."""
         if self._transactional:
             raise MonitorError(f"{self._stage}: a transactional log writes with transact")
+        commit = self._owned_offsets(positions or {})
         with self._translated("write"):
             if self._stale_producer:
                 self._renew_producer()
@@ -292,7 +296,8 @@ class KafkaStageLog:
                 if self._write_tid is None:
                     futures = self._send(outputs, dead)
                 else:
-                    futures = self._in_transaction(outputs, dead, self._fence_offsets())
+                    futures = self._in_transaction(outputs, dead,
+                                                   commit or self._fence_offsets())
                 for future in futures:
                     written = future.get(timeout=self._deadline)
                     place = (written.topic, written.partition)
@@ -303,6 +308,10 @@ class KafkaStageLog:
                                      for o in outputs})
                 self._stale_producer |= isinstance(exc, KafkaTimeoutError)
                 raise
+            if commit and self._write_tid is None:  # tests' plain log: commit after the write
+                self._consumer.commit(commit)
+        if commit:
+            self._note_committed(commit)
 
     def _in_transaction(self, outputs: Sequence[Output], dead: Sequence[DeadLetter],
                         offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> list[Any]:
@@ -405,9 +414,7 @@ class KafkaStageLog:
         return [o for o in outputs if o.id not in stored]
 
     def commit(self, positions: Mapping[int, int]) -> None:
-        owned = {tp.partition for tp in self._consumer.assignment()}
-        offsets = {TopicPartition(self.source, p): OffsetAndMetadata(o, "", -1)
-                   for p, o in positions.items() if p in owned}
+        offsets = self._owned_offsets(positions)
         if offsets:
             with self._translated("commit"):
                 if self._write_tid is None:
@@ -416,8 +423,17 @@ class KafkaStageLog:
                     if self._stale_producer:
                         self._renew_producer()
                     self._in_transaction((), (), offsets)
-                self._committed_offsets.update({tp.partition: o.offset
-                                                for tp, o in offsets.items()})
+        self._note_committed(offsets)
+
+    def _owned_offsets(self, positions: Mapping[int, int]
+                       ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """``positions`` of the partitions this member owns, as offsets to commit."""
+        owned = {tp.partition for tp in self._consumer.assignment()}
+        return {TopicPartition(self.source, p): OffsetAndMetadata(o, "", -1)
+                for p, o in positions.items() if p in owned}
+
+    def _note_committed(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+        self._committed_offsets.update({tp.partition: o.offset for tp, o in offsets.items()})
         self._lag = self._unread  # what the last poll returned is taken in (or held)
 
     def _send(self, outputs: Sequence[Output], dead: Sequence[DeadLetter]) -> list[Any]:

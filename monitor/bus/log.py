@@ -131,10 +131,13 @@ class StageLog(Protocol):
         nothing."""
         ...
 
-    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = ()) -> None:
-        """Write and wait until every record is acknowledged. Outputs written again after a
-        failed write are stored once (by ``Output.id``), also when the failed write was
-        stored after all."""
+    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = (),
+              positions: Mapping[int, int] | None = None) -> None:
+        """Write and wait until every record is acknowledged; with ``positions``, commit
+        them in the same step (as :meth:`commit`; one SQLite or Kafka transaction where the
+        log has them, so a stage that writes and commits pays for one). Outputs written again
+        after a failed write are stored once (by ``Output.id``), also when the failed write
+        was stored after all."""
         ...
 
     def commit(self, positions: Mapping[int, int]) -> None:

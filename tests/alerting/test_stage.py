@@ -220,9 +220,10 @@ class FailingWrites:
             self.failures -= 1
             raise BusError(f"alert: cannot {action} the state file: database is locked")
 
-    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = ()) -> None:
+    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = (),
+              positions: Mapping[int, int] | None = None) -> None:
         self._fail("write")
-        self._inner.write(outputs, dead)
+        self._inner.write(outputs, dead, positions)
 
     def commit(self, positions: Mapping[int, int]) -> None:
         self._fail("commit")

@@ -114,7 +114,8 @@ class CountingLog:
 
     inner: EmbeddedStageLog
     writes: list[list[str]] = field(default_factory=list)  # alert events per write
-    commits: int = 0
+    positions: list[Mapping[int, int] | None] = field(default_factory=list)  # per write
+    commits: int = 0  # commits on their own
 
     @property
     def source(self) -> str:
@@ -123,9 +124,11 @@ class CountingLog:
     def poll(self, timeout_seconds: float) -> Polled:
         return self.inner.poll(timeout_seconds)
 
-    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = ()) -> None:
-        self.inner.write(outputs, dead)
+    def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = (),
+              positions: Mapping[int, int] | None = None) -> None:
+        self.inner.write(outputs, dead, positions)
         self.writes.append([decode_alert_record(o.value).event for o in outputs])
+        self.positions.append(positions)
 
     def commit(self, positions: Mapping[int, int]) -> None:
         self.inner.commit(positions)
@@ -164,9 +167,43 @@ def test_a_rounds_alert_records_are_written_in_groups_not_one_commit_per_alert(
     outcome_writes = [events for events in counted.writes[1:] if events]
     assert sorted(e for events in outcome_writes for e in events) == ["sent"] * 10
     assert len(outcome_writes) == 1  # the round's outcomes together, not one per alert
-    assert counted.commits == 1
+    # ... and the commit with them: one write (one transaction in Kafka mode), no commit alone
+    assert len(counted.positions) == 2 and counted.positions[1] == {0: 11}  # past the ten
+    assert counted.commits == 0
     stage.close()
 
+
+
+def test_matches_that_come_in_during_deliveries_are_taken_in_before_anything_is_recorded(
+        tmp_path: Path, db: Database, slow: WebhookReceiver, hook: WebhookReceiver) -> None:
+    """A step that sees new matches while it waits for its deliveries ends there: their
+    ``pending`` records are the next write, with the outcomes and the commit the step had
+    (one transaction in Kafka mode), not two writes first."""
+    counted = CountingLog(embedded(db))
+    stage = alert_stage(counted, two_receivers(tmp_path, slow, hook), lambda: T0,
+                        max_poll_seconds=0.0)
+    slow.slow(30.0)  # answers when released
+    log_matches(db, denial("held", "Slow Wire"))
+    later = threading.Timer(0.3, log_matches, (db, denial("news", "TASS")))
+    later.start()
+    try:
+        stage.step()  # pending for "held", then waits for its delivery until "news" comes
+        later.join()
+        assert counted.writes == [["pending"]]
+        assert counted.commits == 0  # nothing was committed alone either
+        slow.release()
+        (held,) = slow.wait_for(1, timeout_seconds=20.0)
+        stage.step()
+    finally:
+        slow.release()
+        later.cancel()
+    assert counted.writes[1][0] == "pending"  # "news" taken in first
+    (news,) = hook.wait_for(1, timeout_seconds=20.0)
+    assert "TASS" in str(news.body)
+    stage.close()
+    assert sorted(e for events in counted.writes for e in events) == ["pending"] * 2 + ["sent"] * 2
+    assert counted.commits == 0
+    assert counted.positions[-1] == {0: 3}  # past both matches
 
 def _entry(n: int, receiver: str = "r") -> PendingAlert:
     return PendingAlert(f"n{n}", receiver, b"[]", 0, ("c",), (f"m{n}",), T0, T0)
