@@ -205,7 +205,11 @@ class AlertStage:
 
     def _read_back(self) -> None:
         """Read the alert records of newly assigned partitions (a failure leaves them, and
-        their polled matches, for the next try)."""
+        their polled matches, for the next try), and the silences: the first read opens
+        the silence book (through Kafka a consumer, metadata, end offsets: ~150 ms that the
+        first matches would otherwise wait for)."""
+        if not self._unread:
+            return
         for partition in sorted(self._unread):
             records = self._log.read_back("alerts", [partition])
             for record in records:
@@ -219,6 +223,7 @@ class AlertStage:
             self._owned.add(partition)
             log.info("alert: partition %d: %d alert record(s) read back", partition,
                      len(records))
+        self._silences(self._clock())
 
     def _queue_in_doubt(self, partition: int) -> None:
         now = self._clock()

@@ -213,6 +213,8 @@ class KafkaStageLog:
         for partition in assigned | revoked:  # its next commit is read from the group again
             self._committed_offsets.pop(partition, None)
         owned = {tp.partition for tp in self._consumer.assignment()}
+        if assigned and owned and self._tid is not None and not self._stale_producer:
+            self._warm_up()
         if self._outcome_unknown:
             assigned, self._outcome_unknown = assigned | owned, False
         records = [Record(r.partition, r.offset, r.key, r.value or b"")
@@ -220,6 +222,17 @@ class KafkaStageLog:
         self._healthy = True  # a round that went through, idle or not
         self._measure_lag(records)
         return Polled(records, assigned=assigned, revoked=revoked)
+
+    def _warm_up(self) -> None:
+        """After an assignment, a transaction with an owned partition's committed offset,
+        aborted: a producer's first transaction looks up the group's coordinator for its
+        offsets (~100 ms here, most of a process's first batch through Kafka), and that is
+        paid now rather than by the first items. Nothing is written or committed. Best
+        effort: a failure is left to the first real write."""
+        try:
+            self._in_transaction((), (), self._fence_offsets(), commit=False)
+        except KafkaError as exc:
+            log.debug("%s: transactions not warmed up: %r", self._stage, exc)
 
     def read_back(self, log_name: LogName, partitions: Sequence[int] | None) -> list[Record]:
         """Every record committed before the call: up to the high watermark, not to the last
@@ -314,10 +327,12 @@ class KafkaStageLog:
             self._note_committed(commit)
 
     def _in_transaction(self, outputs: Sequence[Output], dead: Sequence[DeadLetter],
-                        offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> list[Any]:
+                        offsets: Mapping[TopicPartition, OffsetAndMetadata],
+                        commit: bool = True) -> list[Any]:
         """Send ``outputs``, ``dead`` and ``offsets`` (checked against the member's generation)
-        in one transaction; the sends' futures. A failed transaction is aborted, or its
-        producer given up (the next write starts another)."""
+        in one transaction, committed (``commit=False``: aborted); the sends' futures. A
+        failed transaction is aborted, or its producer given up (the next write starts
+        another)."""
         producer = self._producer
         try:
             producer.begin_transaction()
@@ -326,7 +341,7 @@ class KafkaStageLog:
                          deadline_seconds=self._deadline)
             # ... and a commit may report success with sends that expired unsent (kafka-python
             # 3.0.12, see kafka_poll): the caller reads every future.
-            end_transaction(producer, commit=True, deadline_seconds=self._deadline)
+            end_transaction(producer, commit=commit, deadline_seconds=self._deadline)
         except KafkaError as exc:
             if fenced(exc):
                 if self._write_tid is not None:  # an id of our own: the broker fenced it

@@ -21,6 +21,7 @@ from monitor.alerting.progress import PendingAlert
 from monitor.alerting.stage import AlertStage
 from monitor.bus.embedded import EmbeddedLog, EmbeddedStageLog
 from monitor.bus.log import DeadLetter, Output, Polled, Record
+from monitor.config.silences import Silence
 from monitor.model import Match, encode_match
 from monitor.runner import run_stage
 from monitor.store import Database
@@ -306,3 +307,26 @@ def test_a_stage_with_nothing_in_flight_closes_at_once(tmp_path: Path, db: Datab
     # machine (2 cores, -n 2) does not fail a close that waited for nothing.
     assert time.monotonic() - began < 2.5
 
+
+
+def test_the_silences_are_read_when_partitions_are_assigned_not_at_the_first_match(
+        tmp_path: Path, db: Database, slow: WebhookReceiver, hook: WebhookReceiver) -> None:
+    """The first read opens the silence book (through Kafka a consumer, metadata and end
+    offsets): done when the stage gets its partitions, the first matches do not wait for it.
+    Every intake still reads them again (a silence acknowledged before a match applies)."""
+    reads: list[float] = []
+
+    def silences(now: float) -> list[Silence]:
+        reads.append(now)
+        return []
+
+    stage = alert_stage(embedded(db), two_receivers(tmp_path, slow, hook), lambda: T0,
+                        silences=silences, max_poll_seconds=0.0)
+    stage.step()  # the assignment, no match yet
+    assert reads == [T0]
+    stage.step()
+    assert reads == [T0]  # nothing new assigned, nothing taken in
+    log_matches(db, denial("news", "TASS"))
+    stage.step()
+    assert reads == [T0, T0]
+    stage.close()
