@@ -3,8 +3,10 @@
 ``read_wellformed`` returns the document's ``RawEntry``s exactly as feedparser would give
 them, or None when it is not sure it can, and the caller then asks feedparser. It refuses:
 bytes whose encoding feedparser would have to guess (``xml_charset``), anything libxml2 does
-not find well-formed, a DOCTYPE other than a bare ``<!DOCTYPE name>`` that feedparser strips
-(entities, DTDs: the bomb and XXE cases), an unknown root, entries outside their usual
+not find well-formed (but for the faults ``loose_repair`` repairs as feedparser's loose
+parser reads them: undefined entities, a script after the root, control characters), a
+DOCTYPE other than a bare ``<!DOCTYPE name>`` that feedparser strips (entities, DTDs: the
+bomb and XXE cases), an unknown root, entries outside their usual
 place, and entries holding an element that feedparser maps onto the fields read here in a
 way this module does not copy (an image or a source with elements inside, unless a source
 closes its entry; XHTML or base64 content, nested markup in a title...).
@@ -38,6 +40,7 @@ from feedparser.urls import _urifixer, _urljoin, make_safe_absolute_uri
 from lxml import etree
 
 from monitor.feeds.entry import RawDocument, RawEntry
+from monitor.feeds.loose_repair import marks_in, repaired, unmarked
 from monitor.feeds.xml_charset import false_utf16, utf8_document
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
@@ -103,15 +106,25 @@ def read_wellformed(body: bytes, content_type: str | None) -> RawDocument | None
         if stripped is None:
             return None
         data = stripped
+    warning, marked = None, False
     try:
-        root = etree.fromstring(data, _parser())
+        try:
+            root = etree.fromstring(data, _parser())
+        except etree.XMLSyntaxError:
+            repair = repaired(data)  # read as feedparser's loose parser reads it
+            if repair is None:
+                return None
+            data, warning, marked = repair
+            root = etree.fromstring(data, _parser())
+            if marked and _marked_attribute(root):
+                return None
         if root.getroottree().docinfo.doctype:
             return None
         head, entries = _layout(root)
         # No element carries a base URI when no attribute named base can be in the bytes.
         bases = _BASE_ATTRIBUTE.search(data) is not None
-        raw = tuple(_entry(element, bases) for element in entries)
-        return RawDocument(raw, _language(root, head), encoding, None)
+        raw = tuple(_entry(element, bases, marked) for element in entries)
+        return RawDocument(raw, _language(root, head, marked), encoding, warning)
     except (etree.XMLSyntaxError, Refused):
         return None
 
@@ -206,12 +219,16 @@ def _compute_name(tag: str, given: str | None) -> str:
     return f"{prefix.lower()}_{local.lower()}" if prefix else local.lower()
 
 
-def _text(element: Any, base: str | None = None) -> str:
-    """An element's text as feedparser's ``pop`` leaves it (``base``: resolved as a URI);
-    Refused if it holds markup."""
+def _text(element: Any, base: str | None = None, marked: bool = False) -> str:
+    """An element's text as feedparser's ``pop`` leaves it (``base``: resolved as a URI;
+    ``marked``: a document whose control characters ``loose_repair`` marked); Refused if it
+    holds markup."""
     if len(element):  # child elements, comments or PIs: feedparser would serialize them
         raise Refused
-    text = (element.text or "").strip()
+    text = element.text or ""
+    if marked and not text.isascii():
+        text = unmarked(text)
+    text = text.strip()
     if base is not None and text and (base or _has_extra_slashes(text)):
         text = _urljoin(base, text)
     if not text.isascii():
@@ -252,8 +269,8 @@ def _plain_text_element(element: Any) -> Any:
     return element
 
 
-def _text_of_type(element: Any) -> str:
-    return _text(_plain_text_element(element))
+def _text_of_type(element: Any, marked: bool) -> str:
+    return _text(_plain_text_element(element), None, marked)
 
 
 def _base(current: str, element: Any) -> str:
@@ -291,10 +308,12 @@ class _Entry:
     has_content: bool = False
     contents: list[Any] = field(default_factory=list)
     times: list[time.struct_time | None] = field(default_factory=lambda: [None, None, None])
+    marked: bool = False  # texts hold control characters loose_repair marked
 
     def read(self, name: str, element: Any, depth: int, base: str) -> None:
         if name in _TITLES or name == "media_title":
-            self._title(_text_of_type(element), depth, proper=name != "media_title")
+            self._title(_text_of_type(element, self.marked), depth,
+                        proper=name != "media_title")
         elif name in _SUMMARIES:
             self._summary(_plain_text_element(element), depth)
         elif depth > 1:
@@ -302,7 +321,7 @@ class _Entry:
         elif name in _CONTENTS:
             self._content(_plain_text_element(element))
         elif name in _TIMES:
-            self.times[_TIMES[name]] = _parse_date(_text(element))
+            self.times[_TIMES[name]] = _parse_date(_text(element, None, self.marked))
         elif name == "link":
             self._link(element, base)
         elif name in _RESETS:  # feedparser forgets which title came first
@@ -335,7 +354,7 @@ class _Entry:
         attributes = _attributes(element)
         href = attributes.get("url", attributes.get("uri", attributes.get("href")))
         if not href and "href" not in attributes:  # feedparser: href="" is still an href
-            text = _text(element, base)
+            text = _text(element, base, self.marked)
             if "&" in text:
                 text = _LINK_AMP.sub(r"&\1", text.replace("&amp;", "&"))
             self.link = text
@@ -348,13 +367,14 @@ class _Entry:
 
     def _guid(self, element: Any, base: str) -> None:
         permalink = _attributes(element).get("ispermalink", "true") == "true"
-        self.guid = _text(element, base if permalink else None)
+        self.guid = _text(element, base if permalink else None, self.marked)
         if permalink and self.link is None:
             self.link = self.guid
 
     def raw(self) -> RawEntry:
         candidates = (self.summary, *self.contents) if self.summary is not None else ()
-        summary = next((text for text in map(_text, candidates) if text.strip()), "")
+        texts = (_text(candidate, None, self.marked) for candidate in candidates)
+        summary = next((text for text in texts if text.strip()), "")
         return RawEntry(link=self.link, guid=self.guid, title=self.title,
                         summary_html=summary, times=tuple(self.times))
 
@@ -379,7 +399,7 @@ def _closing_source(name: str, element: Any) -> bool:
     return True
 
 
-def _entry(element: Any, bases: bool) -> RawEntry:
+def _entry(element: Any, bases: bool, marked: bool) -> RawEntry:
     if len(element.attrib) and (
             element.get("lastmod") is not None or element.get("href") is not None):
         raise Refused  # CDF attributes feedparser reads as a date and a link
@@ -387,7 +407,7 @@ def _entry(element: Any, bases: bool) -> RawEntry:
     if bases:
         for holder in (*reversed(tuple(element.iterancestors())), element):
             base = _base(base, holder)
-    entry = _Entry(guid=element.get(_RDF_ABOUT))
+    entry = _Entry(guid=element.get(_RDF_ABOUT), marked=marked)
     _walk(entry, element, 1, base, bases)
     return entry.raw()
 
@@ -407,13 +427,18 @@ def _walk(entry: _Entry, parent: Any, depth: int, base: str, bases: bool) -> Non
             _walk(entry, child, depth + 1, child_base, bases)
 
 
-def _language(root: Any, head: Any) -> str | None:
+def _marked_attribute(root: Any) -> bool:
+    """Whether an attribute value holds a marked control character (never unmarked)."""
+    return any(marks_in(value) for element in root.iter() for value in element.attrib.values())
+
+
+def _language(root: Any, head: Any, marked: bool) -> str | None:
     """feedparser's feed language: the last language element of the channel, else the
     root's xml:lang."""
     language = None
     for child in head.iterchildren(etree.Element):
         if _name(child) in ("language", "dc_language"):
-            language = _text(child)
+            language = _text(child, None, marked)
     if language is not None:
         return language
     lang = root.get(_XML_LANG) or root.get("lang")
