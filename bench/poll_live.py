@@ -458,8 +458,9 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
             generation += 1
 
     changer = threading.Thread(target=change_every_interval, daemon=True)
+    states = {state.feed_id: state for state in poll_state.load_all()}  # as the service does
     begin = mark(server, workers)
-    scheduler.start(feeds, {})
+    scheduler.start(feeds, states)
     changer.start()
     sampler = StackSampler() if args.sample else None
     cold_done: float | None = None

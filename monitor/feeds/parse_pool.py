@@ -7,8 +7,8 @@ take turns on the GIL and slow down the polls waiting on the network. :class:`Pa
 ``parse_feed`` in worker processes instead (``parse_worker.py``), so parsing uses the other
 cores and leaves the polling process's GIL to the fetches; each worker is given one body at a
 time, a body is already size-bounded by the fetcher, and the items coming back by the text
-limits. While every worker is busy, up to ``OVERFLOW_SLOTS`` polls parse in-process rather than
-wait (so at most ``processes + OVERFLOW_SLOTS`` bodies are being parsed at once).
+limits. While every worker is busy, a poll waits for one (with ``overflow``, up to that many
+polls parse in-process instead; none by default).
 
 A worker that dies mid-parse (killed, out of memory, a crash in a C extension) or does not
 answer within ``PARSE_TIMEOUT_SECONDS`` (killed then) fails that one parse with a ParseError
@@ -43,10 +43,12 @@ POOL_FROM_FEEDS = 6000
 # the parser loop): it is killed and the poll fails. The largest bench document (2.5 MB)
 # parses in ~0.5 s; a 10 MiB body (the fetch limit) in seconds on a loaded machine.
 PARSE_TIMEOUT_SECONDS = 120.0
-# While every worker is busy, this many polls parse in the polling process instead of waiting:
-# the workers share the machine with everything else on it, and a poll waiting for one holds
-# a poll thread that 304s queue behind (bench/README.md, "Parse processes").
-OVERFLOW_SLOTS = 1
+# While every worker is busy, this many polls parse in the polling process instead of waiting
+# (build_parser's default). None: a parse here takes the GIL every poll thread needs; in a
+# cold round (every first poll parses a whole body) the overflow parses took two thirds of
+# this process's GIL time, and the workers sat half idle waiting for bodies
+# (bench/README.md, "The cold round").
+OVERFLOW_SLOTS = 0
 
 
 class BodyParser(Protocol):

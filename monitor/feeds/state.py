@@ -63,12 +63,17 @@ class SQLitePollState:
         every state is on disk when ``commit_poll`` returns."""
         self._db = database
         self._states: dict[str, FeedState] = {}  # as committed; a dict read is atomic
+        # Once load_all has read the table, a feed missing from _states has no row: its first
+        # poll after a cold start needs no SELECT (one per feed, under the file's lock).
+        self._all_loaded = False
         self._writer = StateWriter(database, _save_all) if write_behind else None
 
     def load(self, feed_id: str) -> FeedState:
         state = self._states.get(feed_id)
         if state is not None:
             return state
+        if self._all_loaded:
+            return FeedState(feed_id)
         with self._db.statement() as conn:
             row = conn.execute(
                 f"SELECT {', '.join(_FIELDS)} FROM feed_state WHERE feed_id = ?", (feed_id,)
@@ -84,6 +89,7 @@ class SQLitePollState:
             rows = conn.execute(f"SELECT feed_id, {', '.join(_FIELDS)} FROM feed_state").fetchall()
         states = [FeedState(*row) for row in rows]
         self._states.update((state.feed_id, state) for state in states)
+        self._all_loaded = True
         return states
 
     def save(self, state: FeedState) -> None:
@@ -101,8 +107,9 @@ class SQLitePollState:
                 self._states[state.feed_id] = state
             return PublishReport(())
         if isinstance(publisher, EmbeddedItemLog) and publisher.database is self._db:
+            rows = publisher.rows(items, now)  # encoded before the lock is taken
             with self._db.transaction() as conn:  # items, seen-marks and state: all or none
-                publisher.append(conn, items, now)
+                publisher.append(conn, rows)
                 _mark_seen(conn, items, now)
                 self._save_now(conn, state)
             self._states[state.feed_id] = state

@@ -317,6 +317,21 @@ def test_a_feeds_first_poll_is_backlog_and_later_items_and_versions_are_news(
         ("Story 3", False), ("UPDATE 2: Story 2", False)]
 
 
+def test_backlog_items_are_logged_at_debug_and_news_at_info(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    # A cold start of 10,000 feeds logged a line for every item every feed listed
+    # (bench/README.md, "The cold round"); the first poll's INFO line gives the count.
+    rig.server.set("/wire.xml", rss(1, 2))
+    feed = rig.feed("wire", "/wire.xml")
+    with caplog.at_level(logging.DEBUG, logger="monitor.bus.embedded"):
+        rig.poller.poll(feed)
+        rig.server.set("/wire.xml", rss(1, 3))
+        rig.poller.poll(feed)
+    logged = sorted((r.levelname, r.getMessage().rpartition(": ")[2]) for r in caplog.records
+                    if r.getMessage().startswith("item wire "))
+    assert logged == [("DEBUG", "Story 1"), ("DEBUG", "Story 2"), ("INFO", "Story 3")]
+
+
 def test_a_feed_added_later_has_its_own_backlog(rig: Rig) -> None:
     rig.server.set("/old.xml", rss(1))
     rig.poller.poll(rig.feed("old", "/old.xml"))  # the feed already polled: its backlog is past

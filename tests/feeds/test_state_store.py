@@ -36,6 +36,20 @@ def test_loads_come_from_what_this_store_committed(tmp_path: Path) -> None:
     assert SQLitePollState(db).load("wire").last_error == "changed"
 
 
+def test_after_load_all_a_feed_without_a_row_loads_fresh_without_a_query(
+        tmp_path: Path) -> None:
+    # A cold start: 10,000 feeds' first polls each asked the file for a row it did not have.
+    db = Database(tmp_path / "state.sqlite3")
+    SQLitePollState(db).save(FeedState("old", etag='"v1"'))
+    store = SQLitePollState(db)
+    assert [state.feed_id for state in store.load_all()] == ["old"]
+    statements: list[str] = []
+    db._connection.set_trace_callback(statements.append)  # noqa: SLF001
+    assert store.load("new") == FeedState("new")
+    assert store.load("old").etag == '"v1"'
+    assert statements == []
+
+
 def test_a_failed_write_leaves_the_loaded_state_as_it_was(tmp_path: Path) -> None:
     db = Database(tmp_path / "state.sqlite3")
     store = SQLitePollState(db)
