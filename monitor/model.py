@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,11 +62,16 @@ def _parse_iso(value: Any, field: str) -> datetime | None:
 
 def encode_item(item: Item) -> bytes:
     """Serialize an item as compact UTF-8 JSON carrying ``schema``."""
-    fields = asdict(item)
+    # The fields one by one, in their order: asdict() deep-copies the dates first, ~3x the
+    # cost of the whole encoding (a first poll encodes ~30 items in the poller's process).
+    fields = {name: getattr(item, name) for name in _ITEM_FIELDS}
     fields["published_at"] = _iso(item.published_at)
     fields["fetched_at"] = _iso(item.fetched_at)
     return json.dumps({"schema": ITEM_SCHEMA, **fields}, ensure_ascii=False,
                       separators=(",", ":")).encode("utf-8")
+
+
+_ITEM_FIELDS = tuple(f.name for f in dataclass_fields(Item))
 
 
 _REQUIRED_TEXT = ("item_id", "feed_id", "source", "title", "summary", "content_hash")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -68,6 +68,14 @@ def test_encoding_is_utf8_json_with_schema_and_utc() -> None:
     decoded = decode_item(raw)
     assert decoded.published_at is not None
     assert decoded.published_at.utcoffset() == timedelta(0)
+
+
+def test_encoding_carries_every_field_in_declaration_order() -> None:
+    """Keys in the order of the dataclass, as ``asdict`` gave them before (same bytes on the
+    topic from old and new pollers)."""
+    doc = json.loads(encode_item(replace(ITEM, backlog=True)))
+    assert list(doc) == ["schema", *(f.name for f in fields(Item))]
+    assert doc["backlog"] is True
 
 
 def test_naive_timestamp_read_as_utc() -> None:
