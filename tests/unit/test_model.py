@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -74,7 +75,7 @@ def test_encoding_carries_every_field_in_declaration_order() -> None:
     """Keys in the order of the dataclass, as ``asdict`` gave them before (same bytes on the
     topic from old and new pollers)."""
     doc = json.loads(encode_item(replace(ITEM, backlog=True)))
-    assert list(doc) == ["schema", *(f.name for f in fields(Item))]
+    assert list(doc) == ["schema", *(f.name for f in dataclasses.fields(Item))]
     assert doc["backlog"] is True
 
 
