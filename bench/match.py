@@ -12,7 +12,8 @@ rapidfuzz's ``process.extractOne`` of each item over every claim text.
 
 "per core" is items over the process's CPU seconds (every thread counted); "wall" is items
 over elapsed seconds. ``--semantic`` matches as the stage does: items go to the model in
-batches of ``--batch`` (one call each), then each is matched with its vector. Claim vectors come
+batches of ``--batch`` (one call each), compared with the claims together (one pass over the
+claim matrix for 64 items), then each is matched with its vector and cosines. Claim vectors come
 from the machine's embedding cache, copied into a scratch cache so that no item vector is read
 from an earlier run and nothing here is written to the machine's file. Only the first
 ``--embedded-claims`` claims (default 1,000; a real claim missing from the cache costs ~0.2 s
@@ -47,13 +48,14 @@ from monitor.match.matcher import match_features, match_item
 from monitor.match.semantic import (
     EMBED_BATCH,
     MODEL_NAMES,
+    BatchCosines,
     ClaimVectors,
     Embedder,
     Vectors,
     _digest,
 )
 from monitor.match.vector_cache import VectorStore
-from monitor.model import Item
+from monitor.model import Item, Match
 
 REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 11, 28)
@@ -141,6 +143,16 @@ def semantic_index(claims: list[ClaimConfig], real: int, embedder: Embedder) -> 
     return full
 
 
+def match_batch(items: Sequence[Item], index: ClaimIndex) -> list[list[Match]]:
+    """The items' matches as the stage makes them: embedded in one call, compared with the
+    claims together (:class:`monitor.match.semantic.BatchCosines`), then matched one by one."""
+    assert index.embedder is not None and index.vectors is not None
+    features = items_features(items, index.embedder)
+    cosines = BatchCosines(index.vectors, np.stack([f.vector32() for f in features]))
+    return [match_features(item, f, index, today=TODAY, cosines=cosines.row(n))
+            for n, (item, f) in enumerate(zip(items, features, strict=True))]
+
+
 def run_words(claims: list[ClaimConfig], items: list[Item]) -> dict[str, float]:
     with timed() as build:
         index = ClaimIndex(claims)
@@ -161,9 +173,7 @@ def run_semantic(claims: list[ClaimConfig], real: int, items: list[Item], thread
         with timed() as run:
             linked = 0
             for start in range(0, len(items), batch):
-                chunk = items[start:start + batch]
-                for item, features in zip(chunk, items_features(chunk, embedder), strict=True):
-                    linked += bool(match_features(item, features, index, today=TODAY))
+                linked += sum(map(bool, match_batch(items[start:start + batch], index)))
         embedded = embedder.embedded
         with timed() as again:  # the same items redelivered: every vector from the cache
             for start in range(0, len(items), batch):

@@ -1,10 +1,16 @@
-"""Words alone: a hash of every match the matcher makes, to show a faster matcher changes none.
+"""A hash of every match the matcher makes, to show a faster matcher changes none.
 
 Run it on two trees (old in a worktree, new here) with the same ``PYTHONHASHSEED``; equal lines
 mean equal matches: ids, claims, scores, relations and the whole evidence of each.
 
     PYTHONHASHSEED=0 PYTHONPATH=<tree> .venv/bin/python bench/match_hashes.py \
-        [--sets 10375,100000,mixed]
+        [--sets 10375,100000,mixed] [--semantic]
+
+Words alone by default. ``--semantic``: with sentence vectors, claim vectors as
+``bench/match.py --semantic`` has them (a CLEF claim beyond the first 1,000 borrows one; the
+mixed set's claims embedded, into the machine's cache once) and the items embedded into a
+scratch cache; items go in batches of 100 as the stage takes them, each batch embedded in one
+call, and a tree with batched cosines compares a batch with the claims together.
 
 Sets: CLEF claims (``bench/match.py``'s sets, 10,375 real or with synthetic variants) against
 the bench items; ``mixed``: claims.yaml and 3,000 CLEF claims with keyword groups on a tenth,
@@ -20,31 +26,65 @@ import hashlib
 import json
 import random
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 # Appended, not put first: PYTHONPATH=<tree> decides which tree's matcher runs.
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from bench.match import REPO, TODAY, claim_set, load_claim_texts, load_items  # noqa: E402
+from bench.match import (  # noqa: E402
+    REPO,
+    TODAY,
+    claim_set,
+    load_claim_texts,
+    load_items,
+    scratch_embedder,
+    semantic_index,
+)
 from monitor.config.claims import ClaimConfig, load_claims  # noqa: E402
+from monitor.config.settings import match_settings  # noqa: E402
 from monitor.errors import ParseError  # noqa: E402
 from monitor.feeds.parse import FeedSource, parse_feed  # noqa: E402
+from monitor.match.features import items_features  # noqa: E402
 from monitor.match.index import ClaimIndex  # noqa: E402
 from monitor.match.matcher import match_item  # noqa: E402
+from monitor.match.semantic import Embedder  # noqa: E402
 from monitor.match.text import mostly_cyrillic  # noqa: E402
-from monitor.model import Item  # noqa: E402
+from monitor.model import Item, Match  # noqa: E402
 
 
-def digest(index: ClaimIndex, items: Iterable[Item]) -> list[object]:
+def digest(index: ClaimIndex, items: Sequence[Item]) -> list[object]:
     found, count = hashlib.sha256(), 0
-    for item in items:
-        for m in match_item(item, index, today=TODAY):
-            found.update(repr((m.match_id, m.claim_id, m.score, m.relation,
-                               m.evidence)).encode())
-            count += 1
+    for m in (m for found_ in matches(index, items) for m in found_):
+        found.update(repr((m.match_id, m.claim_id, m.score, m.relation, m.evidence)).encode())
+        count += 1
     return [count, found.hexdigest()[:16]]
+
+
+def matches(index: ClaimIndex, items: Sequence[Item]) -> Iterator[list[Match]]:
+    """Each item's matches: in batches as the stage makes them when the tree can."""
+    if index.vectors is None or index.embedder is None:
+        yield from (match_item(item, index, today=TODAY) for item in items)
+        return
+    for start in range(0, len(items), 100):
+        batch = items[start:start + 100]
+        if hasattr(index.vectors, "similarities"):
+            from bench.match import match_batch
+
+            yield from match_batch(batch, index)
+            continue
+        # The older stage: the batch embedded in one call (the model's vectors move by ~4e-8
+        # with the texts beside them), then each item matched from the cache.
+        items_features(batch, index.embedder)
+        yield from (match_item(item, index, today=TODAY) for item in batch)
+
+
+def clef_index(claims: list[ClaimConfig], embedder: Embedder | None) -> ClaimIndex:
+    if embedder is None:
+        return ClaimIndex(claims)
+    return semantic_index(claims, min(len(claims), 1000), embedder)
 
 
 def feed_items(feeds: Path) -> list[Item]:
@@ -90,22 +130,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--sets", default="10375,100000,mixed")
+    parser.add_argument("--semantic", action="store_true", help="with sentence vectors")
     args = parser.parse_args()
     if not (args.data / "clef2020-task2").is_dir():
         print(f"skipped: evaluation data not found at {args.data}")
         return 0
     texts, items = load_claim_texts(args.data), load_items(args.data, 2000)
     hashes: dict[str, list[object]] = {}
-    for name in args.sets.split(","):
-        if name != "mixed":
-            hashes[name] = digest(ClaimIndex(claim_set(texts, int(name))), items)
-            continue
-        russian = [i for i in load_items(args.data, 100_000) if i.language == "ru"]
-        index = ClaimIndex(mixed_claims(texts, russian))
-        hashes["mixed-feeds"] = digest(index, feed_items(args.data.parent / "feeds" / "real"))
-        hashes["mixed-bench"] = digest(index, items)
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in args.sets.split(","):
+            hashes.update(set_hashes(name, args, texts, items, Path(scratch) / name))
     print(json.dumps(hashes))
     return 0
+
+
+def set_hashes(name: str, args: argparse.Namespace, texts: list[str], items: list[Item],
+               scratch: Path) -> dict[str, list[object]]:
+    engine = match_settings().engine
+    if name != "mixed":
+        claims = claim_set(texts, int(name))
+        embedder = (scratch_embedder(claims, min(len(claims), 1000), 1, scratch, engine)
+                    if args.semantic else None)
+        return {name: digest(clef_index(claims, embedder), items)}
+    russian = [i for i in load_items(args.data, 100_000) if i.language == "ru"]
+    claims = mixed_claims(texts, russian)
+    embedder = (scratch_embedder(claims, len(claims), 1, scratch, engine)
+                if args.semantic else None)
+    index = ClaimIndex(claims, embedder)
+    return {"mixed-feeds": digest(index, feed_items(args.data.parent / "feeds" / "real")),
+            "mixed-bench": digest(index, items)}
 
 
 if __name__ == "__main__":

@@ -93,6 +93,12 @@ def item_vectors(items: Sequence[Item], embedder: Embedder) -> Vectors:
     return embedder.embed_cached([semantic_text(i.title, i.summary) for i in items])
 
 
+def matched_vectors(items: Sequence[Item], embedder: Embedder) -> Vectors:
+    """The items' vectors as the matcher compares them: rounded to float16 as their features
+    keep them (:meth:`ItemFeatures.vector32`)."""
+    return item_vectors(items, embedder).astype(np.float16).astype(np.float32)
+
+
 def item_features(item: Item, embedder: Embedder | None) -> ItemFeatures:
     """The features of one item (embeds it when ``embedder`` is given)."""
     return items_features([item], embedder)[0]

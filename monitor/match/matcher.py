@@ -26,7 +26,7 @@ from monitor.match.features import ItemFeatures, item_features, semantic_text
 from monitor.match.index import ClaimIndex, PreparedClaim
 from monitor.match.reach import reachable
 from monitor.match.score import ItemText, Score, score_claim
-from monitor.match.semantic import Vectors
+from monitor.match.semantic import Cosines, Vectors
 from monitor.match.stance import decide_relation
 from monitor.match.text import keys, mostly_cyrillic
 from monitor.model import Evidence, Item, Match
@@ -61,15 +61,18 @@ def match_item(item: Item, index: ClaimIndex, *, today: date) -> list[Match]:
 
 
 def match_features(item: Item, features: ItemFeatures, index: ClaimIndex, *, today: date,
-                   only: Container[int] | None = None) -> list[Match]:
+                   only: Container[int] | None = None, cosines: Cosines | None = None
+                   ) -> list[Match]:
     """:func:`match_item` with the item's features already computed (the stage keeps them;
     a backtest reads them back). ``only``: the claim positions that may be linked; the
-    others still count as the item's nearest claims, as they do in :func:`match_item`."""
+    others still count as the item's nearest claims, as they do in :func:`match_item`.
+    ``cosines``: the features' vector against every claim, computed with its batch's
+    (:class:`monitor.match.semantic.BatchCosines`)."""
     vector, meaning_text = None, ""  # what the model reads: only with vectors
     if index.vectors is not None:
         vector, meaning_text = features.vector32(), semantic_text(item.title, item.summary)
     scored = scored_candidates(index, features.text(item.language), meaning_text, today=today,
-                               vector=vector, only=only, linkable_only=True)
+                               vector=vector, only=only, linkable_only=True, cosines=cosines)
     return [_link(item, index, index.claims[position], score, vector)
             for position, score in scored
             if score.value >= index.claims[position].claim.threshold]
@@ -77,13 +80,14 @@ def match_features(item: Item, features: ItemFeatures, index: ClaimIndex, *, tod
 
 def scored_candidates(index: ClaimIndex, text: ItemText, meaning_text: str,
                       today: date | None = None, vector: Vectors | None = None,
-                      only: Container[int] | None = None, linkable_only: bool = False
-                      ) -> list[tuple[int, Score]]:
+                      only: Container[int] | None = None, linkable_only: bool = False,
+                      cosines: Cosines | None = None) -> list[tuple[int, Score]]:
     """(claim position, score) of every candidate that passes its keyword groups and
     excludes, best first; claims inactive on ``today``, and those not in ``only`` when it is
     given, are left out. ``vector`` is ``meaning_text`` already embedded (evaluations embed
-    in batches). ``linkable_only``: on words alone, a candidate sure to score under its
-    threshold may be left out unscored (:mod:`monitor.match.reach`)."""
+    in batches) and ``cosines`` its cosine with every claim (the stage compares a batch at
+    once). ``linkable_only``: on words alone, a candidate sure to score under its threshold
+    may be left out unscored (:mod:`monitor.match.reach`)."""
     scores: dict[int, Score] = {}
 
     def consider(position: int) -> None:
@@ -102,9 +106,10 @@ def scored_candidates(index: ClaimIndex, text: ItemText, meaning_text: str,
     for position in positions:
         consider(position)
     if index.vectors is not None and index.embedder is not None:
-        if vector is None:
-            vector = index.embedder.embed_cached([meaning_text])[0]
-        cosines = index.vectors.similarity(vector)
+        if cosines is None:
+            if vector is None:
+                vector = index.embedder.embed_cached([meaning_text])[0]
+            cosines = index.vectors.similarity(vector)
         nearest = np.argpartition(-cosines, min(SEMANTIC_NEIGHBOURS, len(cosines) - 1))
         for position in nearest[:SEMANTIC_NEIGHBOURS]:
             consider(int(position))

@@ -48,6 +48,7 @@ DIMENSIONS = 384
 MAX_CHARS = 1200  # ~250 tokens: a headline and the lead; the cost grows with the length
 EMBED_BATCH = 256  # texts a call: the engine's per-call cost is shared, progress is stored
 ITEMS_IN_MEMORY = 10_000  # item vectors a process keeps (15 MB); the cache file keeps more
+Cosines = npt.NDArray[np.float32]  # an item's cosine with each claim
 
 
 class Embedder:
@@ -160,6 +161,17 @@ def _model_dir(cache_path: Path | None) -> Path:
     return MatchSettings(embedding_cache=None).embedding_cache_path().parent
 
 
+# The batch cosines (:meth:`ClaimVectors.similarities`) are the per-item ones to the last bit:
+# OpenBLAS's float32 matrix-vector product rounds a row by where it falls in its 4-row group,
+# and splits a call over its threads from 24 rows of 384 up. Calls of 16 rows run on one thread
+# (split over 2 or 4, still on group bounds) with the groups where a whole-matrix call on
+# one thread has them; a span of them (1.5 MB) stays in cache while every item of the batch is
+# compared with it.
+BLOCK_ROWS = 16
+SPAN_ROWS = 1024
+BATCH_ITEMS = 64  # items compared with the claims in one pass over the matrix
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimVectors:
     """Every text of every claim (main text and per-language texts) as one matrix row."""
@@ -176,15 +188,64 @@ class ClaimVectors:
                                        passage=True)
         return cls(matrix, np.asarray(owners, dtype=np.intp), len(texts_per_claim))
 
-    def similarity(self, vector: Vectors) -> npt.NDArray[np.float32]:
+    def similarity(self, vector: Vectors) -> Cosines:
         """Per claim, the cosine of its closest text with ``vector`` (-1 for a claim with
         no text)."""
-        cosines = self.matrix @ vector
-        if len(cosines) == self.claims:  # one text a claim: rows are already claims
-            return cosines
-        best = np.full(self.claims, -1.0, dtype=np.float32)
-        np.maximum.at(best, self.owners, cosines)
+        best: Cosines = self._closest((self.matrix @ vector)[None])[0]
         return best
+
+    def similarities(self, vectors: Vectors) -> npt.NDArray[np.float32]:
+        """:meth:`similarity` of each row of ``vectors`` (items x claims), equal to it to the
+        last bit when one thread computes that (on two, wherever their split falls on a group:
+        the bench's sizes; bench/README.md); the matrix is read once for the batch."""
+        columns = np.ascontiguousarray(vectors, dtype=np.float32)[:, None, :, None]
+        rows = len(self.matrix)
+        whole = rows - rows % BLOCK_ROWS
+        cosines = np.empty((len(vectors), rows), dtype=np.float32)
+        for start in range(0, whole, SPAN_ROWS):
+            stop = min(whole, start + SPAN_ROWS)
+            blocks = self.matrix[start:stop].reshape(-1, BLOCK_ROWS, self.matrix.shape[1])
+            cosines[:, start:stop] = np.matmul(blocks, columns).reshape(len(vectors), -1)
+        if whole < rows:
+            cosines[:, whole:] = np.matmul(self.matrix[whole:], columns[:, 0])[..., 0]
+        return self._closest(cosines)
+
+    def _closest(self, cosines: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Row cosines (items x rows) to claim cosines: each claim's best row, as a maximum
+        over each claim's run of rows (build() lays a claim's rows out together)."""
+        if cosines.shape[1] == self.claims:  # one text a claim: rows are already claims
+            return cosines
+        best = np.full((len(cosines), self.claims), -1.0, dtype=np.float32)
+        if len(self.owners):
+            order = np.argsort(self.owners, kind="stable")
+            owners = self.owners[order]
+            firsts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+            if not (order[1:] > order[:-1]).all():
+                cosines = cosines[:, order]
+            closest = np.maximum.reduceat(cosines, firsts, axis=1)
+            best[:, owners[firsts]] = np.maximum(closest, -1.0)  # never under -1, as before
+        return best
+
+
+class BatchCosines:
+    """A batch of items' per-claim cosines (:meth:`ClaimVectors.similarities`), computed
+    ``chunk`` items at a time when first asked for: a step of 1,000 items against 100,000
+    claims would otherwise hold 400 MB of them."""
+
+    def __init__(self, claims: ClaimVectors, vectors: Vectors, chunk: int = BATCH_ITEMS
+                 ) -> None:
+        self._claims, self._vectors, self._chunk = claims, vectors, chunk
+        self._first = -1
+        self._rows = np.zeros((0, claims.claims), dtype=np.float32)
+
+    def row(self, n: int) -> Cosines:
+        """Item ``n``'s cosine with every claim."""
+        first = n - n % self._chunk
+        if first != self._first:
+            self._rows = self._claims.similarities(self._vectors[first:first + self._chunk])
+            self._first = first
+        row: Cosines = self._rows[n - first]
+        return row
 
 
 @lru_cache(maxsize=1)

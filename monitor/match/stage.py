@@ -40,10 +40,18 @@ from monitor.bus.log import (
 )
 from monitor.errors import InvalidInputError
 from monitor.match.committed import CommittedMatches
-from monitor.match.features import ItemFeatures, encode_features, item_features, item_vectors
+from monitor.match.features import (
+    ItemFeatures,
+    encode_features,
+    feature_id,
+    item_features,
+    matched_vectors,
+)
+from monitor.match.index import ClaimIndex
 from monitor.match.matcher import match_features
 from monitor.match.registry import ClaimRegistry
 from monitor.match.reprints import ReprintTracker
+from monitor.match.semantic import BatchCosines, Cosines
 from monitor.metrics import Metrics
 from monitor.model import Item, Match, decode_item, encode_match
 
@@ -110,6 +118,8 @@ class MatchProcessor:
         self._registry, self._metrics, self._today = registry, metrics, today
         self._clock = clock
         self._reprints = ReprintTracker()
+        # The last prepared batch: its index, item positions and cosines with the claims.
+        self._batch: tuple[ClaimIndex, dict[str, int], BatchCosines] | None = None
         metrics.claims_tracked.set(registry.tracked())
 
     def refresh_claims(self) -> None:
@@ -122,11 +132,25 @@ class MatchProcessor:
 
     def prepare(self, items: Sequence[Item]) -> None:
         """Embed the items' texts in one call (the model's threads share the batch), so
-        that :meth:`match` finds each vector in the embedder's cache."""
+        that :meth:`match` finds each vector in the embedder's cache, and compare them with
+        the claims together: the claim matrix is read once for many items, not once each."""
         index = self._registry.index
+        self._batch = None
         if index.vectors is not None and index.embedder is not None and items:
             with self._metrics.embed_duration.time():
-                item_vectors(items, index.embedder)
+                vectors = matched_vectors(items, index.embedder)
+            self._batch = (index, {feature_id(i.item_id, i.content_hash): n
+                                   for n, i in enumerate(items)},
+                           BatchCosines(index.vectors, vectors))
+
+    def _prepared_cosines(self, item: Item) -> Cosines | None:
+        """The item's cosines from :meth:`prepare`'s batch, if it was in it (against the
+        claims matched now)."""
+        if self._batch is None or self._batch[0] is not self._registry.index:
+            return None
+        index, positions, cosines = self._batch
+        position = positions.get(feature_id(item.item_id, item.content_hash))
+        return None if position is None else cosines.row(position)
 
     def match(self, item: Item) -> tuple[ItemFeatures, list[Match]]:
         """The item's features (what the stage keeps of it) and its matches. The duration
@@ -134,7 +158,8 @@ class MatchProcessor:
         index = self._registry.index
         with self._metrics.match_duration.time():
             features = item_features(item, index.embedder if index.vectors is not None else None)
-            matches = match_features(item, features, index, today=self._today())
+            matches = match_features(item, features, index, today=self._today(),
+                                     cosines=self._prepared_cosines(item))
         now = self._clock()
         matches = [self._reprints.mark(match, now) for match in matches]
         self._metrics.match_items.labels("matched" if matches else "unmatched").inc()
