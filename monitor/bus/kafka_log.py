@@ -174,7 +174,7 @@ class KafkaStageLog:
     def _new_producer(self, transactional_id: str | None) -> KafkaProducer:
         settings = self._settings
         common: dict[str, Any] = {
-            **client_config(settings), "acks": "all", "linger_ms": 5,
+            **client_config(settings), "acks": "all", "linger_ms": 0,
             "enable_idempotence": True,  # explicit: a conflicting setting silently disables it
             "max_block_ms": int(settings.max_block_seconds * 1000)}
         outputs = [*self._topics.values(), settings.dlq_topic]
