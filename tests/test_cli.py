@@ -115,10 +115,12 @@ def test_embedded_run_once_keeps_state_across_restarts(tmp_path: Path,
     feed_server.set("/wire.xml", RSS, content_type="application/rss+xml", conditional=False)
     feeds = write_feeds(tmp_path / "feeds.yaml", feed_server)
     env = {"MONITOR_STATE_PATH": str(tmp_path / "state.sqlite3"),
-           "MONITOR_HTTP__ADDRESS": "127.0.0.1:0"}
+           "MONITOR_HTTP__ADDRESS": "127.0.0.1:0",
+           "MONITOR_LOG_LEVEL": "debug"}  # a first poll's items (backlog) are DEBUG lines
     first = monitor("run", "--once", "--feeds", str(feeds), env=env)
     assert first.returncode == 0, first.stderr
     assert "Лукашенко ответил" in first.stderr  # embedded mode logs each new item
+    assert "first poll of the feed: 2 item(s) published as backlog" in first.stderr
     feed_server.set("/wire.xml", RSS + b"\n", content_type="application/rss+xml",
                     conditional=False)
     second = monitor("run", "--once", "--feeds", str(feeds), env=env)
