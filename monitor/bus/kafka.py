@@ -6,7 +6,9 @@ an acknowledged item is on every in-sync replica and a retried send is not writt
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -299,7 +301,14 @@ def send_offsets(producer: KafkaProducer, offsets: Mapping[TopicPartition, Any],
 
 
 class KafkaItemPublisher:
-    """ItemPublisher on Kafka. Thread-safe (kafka-python's producer is)."""
+    """ItemPublisher on Kafka. Thread-safe (kafka-python's producer is).
+
+    A send the producer gave up on may still have been stored: a batch sent just before its
+    delivery timeout, stored by a broker that was coming back, is expired by the client all
+    the same (and the producer's epoch bumped, so idempotence cannot drop the new copy). So an
+    item whose send failed is looked for on the topic, from the failed attempt's time on,
+    before it is sent again; found, it counts as acknowledged and is not sent twice.
+    """
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
@@ -315,11 +324,21 @@ class KafkaItemPublisher:
         )
         learn_topics(self._producer, [settings.items_topic])
         self._healthy = True
+        self._lock = threading.Lock()
+        # (item_id, content_hash) of items whose send failed -> when that attempt began (ms)
+        self._unsure: dict[tuple[str, str], int] = {}
 
     def publish(self, items: Sequence[Item]) -> PublishReport:
+        began_ms = int(time.time() * 1000)
+        try:
+            stored = self._stored_after_failure(items)
+        except (KafkaError, BusError) as exc:  # the broker still away: nothing is sent now
+            self._healthy = False
+            return PublishReport((), f"kafka: {self._settings.items_topic} not read back after "
+                                     f"a failed send: {exc!r}")
         pending: list[tuple[Item, Any]] = []
         failure: str | None = None
-        for item in items:
+        for item in (i for i in items if i not in stored):
             try:
                 future = self._producer.send(
                     self._settings.items_topic, key=item.item_id.encode(), value=encode_item(item)
@@ -329,8 +348,43 @@ class KafkaItemPublisher:
                 break
             pending.append((item, future))
         acknowledged, failure = self._await(pending, failure)
+        if failure is not None:
+            done = set(acknowledged)
+            with self._lock:
+                for item in items:
+                    if item not in done and item not in stored:
+                        self._unsure.setdefault(_identity(item), began_ms)
         self._healthy = failure is None
-        return PublishReport(tuple(acknowledged), failure)
+        return PublishReport((*stored, *acknowledged), failure)
+
+    def _stored_after_failure(self, items: Sequence[Item]) -> list[Item]:
+        """Those of ``items`` a failed attempt stored after all (read from the topic since
+        that attempt began); forgets them as unsure. Nothing to read in the common case."""
+        with self._lock:
+            since = [self._unsure[key] for key in map(_identity, items) if key in self._unsure]
+        if not since:
+            return []
+        reader = topic_reader(self._settings, isolation_level="read_uncommitted")
+        try:
+            topic = self._settings.items_topic
+            tps = [TopicPartition(topic, p)
+                   for p in sorted(reader.partitions_for_topic(topic) or ())]
+            ends = {tp.partition: o for tp, o in reader.end_offsets(tps).items()}
+            found = reader.offsets_for_times({tp: min(since) for tp in tps})
+            starts = {tp.partition: (at.offset if at is not None else ends[tp.partition])
+                      for tp, at in found.items()}
+            records = read_partitions(reader, topic, ends=ends, starts=starts)
+        finally:
+            reader.close()
+        on_topic = {_identity_of_record(r) for r in records}
+        stored = [item for item in items if _identity(item) in on_topic]
+        with self._lock:
+            for item in items:  # read back: either found, or sent again now
+                self._unsure.pop(_identity(item), None)
+        if stored:
+            log.info("kafka: %d item(s) of a failed send were stored after all; not sent "
+                     "again", len(stored))
+        return stored
 
     def _await(
         self, pending: list[tuple[Item, Any]], failure: str | None
@@ -355,3 +409,16 @@ class KafkaItemPublisher:
             self._producer.flush(timeout=self._settings.delivery_timeout_seconds)
         finally:
             self._producer.close(timeout=5)
+
+
+def _identity(item: Item) -> tuple[str, str]:
+    return item.item_id, item.content_hash
+
+
+def _identity_of_record(record: TopicRecord) -> tuple[str, str]:
+    """(item id, content hash) of an item record; an unreadable one matches nothing."""
+    try:
+        value = json.loads(record.value)
+        return (record.key or b"").decode("utf-8"), str(value.get("content_hash"))
+    except (ValueError, AttributeError):
+        return "", ""
