@@ -360,6 +360,8 @@ class KafkaItemPublisher:
     def _stored_after_failure(self, items: Sequence[Item]) -> list[Item]:
         """Those of ``items`` a failed attempt stored after all (read from the topic since
         that attempt began); forgets them as unsure. Nothing to read in the common case."""
+        if not self._unsure:  # no send failed: every publish but those after a failure
+            return []
         with self._lock:
             since = [self._unsure[key] for key in map(_identity, items) if key in self._unsure]
         if not since:
