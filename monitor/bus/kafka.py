@@ -324,9 +324,7 @@ class KafkaItemPublisher:
         )
         learn_topics(self._producer, [settings.items_topic])
         self._healthy = True
-        self._lock = threading.Lock()
-        # (item_id, content_hash) of items whose send failed -> when that attempt began (ms)
-        self._unsure: dict[tuple[str, str], int] = {}
+        self._unsure = FailedSends()
 
     def publish(self, items: Sequence[Item]) -> PublishReport:
         began_ms = int(time.time() * 1000)
@@ -350,21 +348,16 @@ class KafkaItemPublisher:
         acknowledged, failure = self._await(pending, failure)
         if failure is not None:
             done = set(acknowledged)
-            with self._lock:
-                for item in items:
-                    if item not in done and item not in stored:
-                        self._unsure.setdefault(_identity(item), began_ms)
+            self._unsure.remember([i for i in items if i not in done and i not in stored],
+                                  began_ms)
         self._healthy = failure is None
         return PublishReport((*stored, *acknowledged), failure)
 
     def _stored_after_failure(self, items: Sequence[Item]) -> list[Item]:
         """Those of ``items`` a failed attempt stored after all (read from the topic since
         that attempt began); forgets them as unsure. Nothing to read in the common case."""
-        if not self._unsure:  # no send failed: every publish but those after a failure
-            return []
-        with self._lock:
-            since = [self._unsure[key] for key in map(_identity, items) if key in self._unsure]
-        if not since:
+        since = self._unsure.earliest(items)
+        if since is None:  # no send of these failed: every publish but those after a failure
             return []
         reader = topic_reader(self._settings, isolation_level="read_uncommitted")
         try:
@@ -372,7 +365,7 @@ class KafkaItemPublisher:
             tps = [TopicPartition(topic, p)
                    for p in sorted(reader.partitions_for_topic(topic) or ())]
             ends = {tp.partition: o for tp, o in reader.end_offsets(tps).items()}
-            found = reader.offsets_for_times({tp: min(since) for tp in tps})
+            found = reader.offsets_for_times({tp: since for tp in tps})
             starts = {tp.partition: (at.offset if at is not None else ends[tp.partition])
                       for tp, at in found.items()}
             records = read_partitions(reader, topic, ends=ends, starts=starts)
@@ -380,9 +373,7 @@ class KafkaItemPublisher:
             reader.close()
         on_topic = {_identity_of_record(r) for r in records}
         stored = [item for item in items if _identity(item) in on_topic]
-        with self._lock:
-            for item in items:  # read back: either found, or sent again now
-                self._unsure.pop(_identity(item), None)
+        self._unsure.forget(items)  # read back: either found, or sent again now
         if stored:
             log.info("kafka: %d item(s) of a failed send were stored after all; not sent "
                      "again", len(stored))
@@ -411,6 +402,44 @@ class KafkaItemPublisher:
             self._producer.flush(timeout=self._settings.delivery_timeout_seconds)
         finally:
             self._producer.close(timeout=5)
+
+
+class FailedSends:
+    """Items whose send failed, by (item id, content hash), with the time (ms) the first
+    failed attempt began. Thread-safe.
+
+    An entry is settled when its item is published again (the poller retries a feed whose
+    publish failed within the backoff cap, an hour). One still unsettled after ``horizon_ms``
+    belongs to an item its feed no longer lists, which will not be sent again: it is dropped
+    at the next failure, so that the memory stays bounded whatever the outages."""
+
+    def __init__(self, horizon_ms: int = 24 * 3600 * 1000) -> None:
+        self._horizon_ms = horizon_ms
+        self._lock = threading.Lock()
+        self._began: dict[tuple[str, str], int] = {}
+
+    def __len__(self) -> int:
+        return len(self._began)
+
+    def remember(self, items: Iterable[Item], began_ms: int) -> None:
+        with self._lock:
+            oldest = began_ms - self._horizon_ms
+            self._began = {k: at for k, at in self._began.items() if at >= oldest}
+            for item in items:
+                self._began.setdefault(_identity(item), began_ms)
+
+    def earliest(self, items: Iterable[Item]) -> int | None:
+        """When the earliest failed send of any of ``items`` began; None if none failed."""
+        if not self._began:  # the common case: no send has failed, no lock taken
+            return None
+        with self._lock:
+            times = [self._began[k] for k in map(_identity, items) if k in self._began]
+        return min(times) if times else None
+
+    def forget(self, items: Iterable[Item]) -> None:
+        with self._lock:
+            for item in items:
+                self._began.pop(_identity(item), None)
 
 
 def _identity(item: Item) -> tuple[str, str]:
