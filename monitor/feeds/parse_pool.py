@@ -25,12 +25,13 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
 from monitor.errors import ParseError
 from monitor.feeds.parse import FeedSource, ParsedFeed, TextLimits, parse_feed
-from monitor.feeds.parse_worker import ParseWorker, WorkerDied
+from monitor.feeds.parse_worker import ParseWorker, WorkerDied, unpack
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,14 @@ OVERFLOW_SLOTS = 0
 
 
 class BodyParser(Protocol):
-    """Turns a fetched body into items. ``parse`` blocks while the parse waits for its turn
-    and runs; it raises ParseError for a body that is not a feed (or whose parse could not
-    finish), and lets any other exception (a bug) through. Safe to call from many threads."""
+    """Turns a fetched body into items (marked ``backlog`` when asked: a feed's first poll).
+    ``parse`` blocks while the parse waits for its turn and runs; it raises ParseError for a
+    body that is not a feed (or whose parse could not finish), and lets any other exception
+    (a bug) through. Safe to call from many threads."""
 
     def parse(self, body: bytes, content_type: str | None, source: FeedSource,
-              fetched_at: datetime, limits: TextLimits) -> ParsedFeed: ...
+              fetched_at: datetime, limits: TextLimits, *, backlog: bool = False
+              ) -> ParsedFeed: ...
 
     def close(self) -> None: ...
 
@@ -69,9 +72,14 @@ class InlineParser:
         self._slots = threading.BoundedSemaphore(slots or os.cpu_count() or 1)
 
     def parse(self, body: bytes, content_type: str | None, source: FeedSource,
-              fetched_at: datetime, limits: TextLimits) -> ParsedFeed:
+              fetched_at: datetime, limits: TextLimits, *, backlog: bool = False
+              ) -> ParsedFeed:
         with self._slots:
-            return parse_feed(body, content_type, source, fetched_at, limits)
+            parsed = parse_feed(body, content_type, source, fetched_at, limits)
+        if backlog:
+            return replace(parsed, items=tuple(replace(item, backlog=True)
+                                               for item in parsed.items))
+        return parsed
 
     def close(self) -> None:
         pass
@@ -104,17 +112,19 @@ class ParsePool:
         return self._processes
 
     def parse(self, body: bytes, content_type: str | None, source: FeedSource,
-              fetched_at: datetime, limits: TextLimits) -> ParsedFeed:
+              fetched_at: datetime, limits: TextLimits, *, backlog: bool = False
+              ) -> ParsedFeed:
         try:
             worker = self._idle.get_nowait()
         except queue.Empty:
             if self._overflow is not None:
-                return self._overflow.parse(body, content_type, source, fetched_at, limits)
+                return self._overflow.parse(body, content_type, source, fetched_at, limits,
+                                            backlog=backlog)
             worker = self._idle.get()  # the cap: one body per worker at a time
         try:
             worker = worker or self._start()
-            return worker.ask((body, content_type, source, fetched_at, limits),
-                              self._timeout_seconds)
+            packed = worker.ask(body, (content_type, source, fetched_at, limits),
+                                self._timeout_seconds)
         except WorkerDied as exc:
             self._discard(worker)
             worker = None
@@ -124,6 +134,7 @@ class ParsePool:
             ) from exc
         finally:
             self._idle.put(worker)
+        return unpack(packed, backlog)
 
     def busy_workers(self) -> int:
         """How many workers are parsing (or being handed a body) now."""

@@ -3,9 +3,14 @@ exception the parse raised) comes back. Used by ``parse_pool.ParsePool``, one ca
 
 The calling thread pickles the request and unpickles the answer itself, and waits on the pipe
 with the GIL released: no executor threads in between, which under a busy GIL each add a
-switch interval or more to every parse. A worker that dies mid-parse closes its end of the
-pipe, which the caller sees at once (WorkerDied); one that does not answer within the
-caller's timeout is killed (WorkerDied too).
+switch interval or more to every parse. The body goes as raw bytes after the other arguments
+(not pickled with them: one copy less each side), and the ParsedFeed comes back as plain
+tuples (``pack``): a dataclass with slots pickles through Python-level ``__getstate__`` and
+``__setstate__`` for every item, and the polling process rebuilds the items (``unpack``)
+already marked backlog when they are, instead of copying each one afterwards.
+
+A worker that dies mid-parse closes its end of the pipe, which the caller sees at once
+(WorkerDied); one that does not answer within the caller's timeout is killed (WorkerDied too).
 
 Workers are started by ``forkserver`` (``spawn`` where it is missing), never by fork: the
 polling process has threads, and a forked child would inherit their locks held.
@@ -18,10 +23,14 @@ import multiprocessing
 import pickle
 import traceback
 from collections.abc import Callable
+from dataclasses import fields
+from datetime import datetime
 from multiprocessing.connection import Connection
+from operator import attrgetter
 from typing import Any
 
 from monitor.feeds.parse import ParsedFeed
+from monitor.model import Item
 
 _JOIN_SECONDS = 5.0
 
@@ -50,10 +59,13 @@ class ParseWorker:
         pid: int | None = self._process.pid
         return pid
 
-    def ask(self, arguments: tuple[Any, ...], timeout_seconds: float) -> ParsedFeed:
-        """``parse(*arguments)`` in the worker; re-raises what it raised; WorkerDied."""
+    def ask(self, body: bytes, arguments: tuple[Any, ...], timeout_seconds: float
+            ) -> Packed:
+        """``pack(parse(body, *arguments))`` in the worker; re-raises what it raised;
+        WorkerDied."""
         try:
             self._conn.send(arguments)
+            self._conn.send_bytes(body)
             if not self._conn.poll(timeout_seconds):
                 self.kill()
                 raise WorkerDied(f"no answer within {timeout_seconds:g} s; worker killed")
@@ -63,8 +75,8 @@ class ParseWorker:
         if outcome == "error":
             value.__cause__ = RemoteTraceback(remote)
             raise value
-        parsed: ParsedFeed = value
-        return parsed
+        packed: Packed = value
+        return packed
 
     def stop(self) -> None:
         """Ask the worker to exit; kill it if it does not."""
@@ -86,11 +98,34 @@ class ParseWorker:
             f"killed by signal {-code}" if code < 0 else f"exit code {code}")
 
 
+# A ParsedFeed on the pipe: (item rows, entries_without_id, encoding, warning,
+# bytes_replaced, parser), an item row being the Item's fields but ``backlog``, in order.
+_Row = tuple[str, str, str, str | None, str | None, str, str, str | None, datetime | None,
+             datetime, str]
+Packed = tuple[tuple[_Row, ...], int, str | None, str | None, int, str]
+_ROW_FIELDS = tuple(f.name for f in fields(Item) if f.name != "backlog")
+_row = attrgetter(*_ROW_FIELDS)
+
+
+def pack(parsed: ParsedFeed) -> Packed:
+    return (tuple(_row(item) for item in parsed.items), parsed.entries_without_id,
+            parsed.encoding, parsed.warning, parsed.bytes_replaced, parsed.parser)
+
+
+def unpack(packed: Packed, backlog: bool) -> ParsedFeed:
+    """The ParsedFeed ``pack`` was given, its items marked ``backlog`` when asked."""
+    rows, without_id, encoding, warning, replaced, parser = packed
+    return ParsedFeed(tuple(Item(*row, backlog=backlog) for row in rows), without_id,
+                      encoding, warning, replaced, parser)
+
+
 def _serve(conn: Connection, parse: Callable[..., ParsedFeed]) -> None:
-    """The worker's loop: parse what comes, answer ("ok", ParsedFeed) or ("error", exc)."""
+    """The worker's loop: parse what comes (the arguments, then the body), answer
+    ("ok", packed ParsedFeed) or ("error", exc)."""
     while (arguments := conn.recv()) is not None:
+        body = conn.recv_bytes()
         try:
-            conn.send(("ok", parse(*arguments), None))
+            conn.send(("ok", pack(parse(body, *arguments)), None))
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
             conn.send(("error", _picklable(exc), traceback.format_exc()))
 

@@ -112,17 +112,16 @@ class FeedPoller:
             return _BodyOutcome(PollOutcome.UNCHANGED, 0, fetched.validators, body_hash,
                                 fetched.max_age_seconds)
         source = FeedSource(feed.id, feed.source, feed.language)
+        # The feed's first poll (no success yet): what it lists is backlog.
         parsed = self._parser.parse(fetched.body, fetched.content_type, source,
-                                    datetime.fromtimestamp(now, UTC), self._text_limits)
+                                    datetime.fromtimestamp(now, UTC), self._text_limits,
+                                    backlog=state.last_success_at is None)
         if parsed.warning:
             log.debug("parse %s: feed is malformed but readable: %s", feed.id, parsed.warning,
                       extra={"feed_id": feed.id})
         self._metrics.feed_parses.labels(parsed.parser).inc()
         self._metrics.entries_without_id.labels(feed.id).inc(parsed.entries_without_id)
-        items = parsed.items
-        if state.last_success_at is None:  # the feed's first poll: what it lists is backlog
-            items = tuple(replace(item, backlog=True) for item in items)
-        new = self._new_items(feed, items, now, parsed.bytes_replaced > 0)
+        new = self._new_items(feed, parsed.items, now, parsed.bytes_replaced > 0)
         outcome = PollOutcome.NEW_ITEMS if new else PollOutcome.NO_NEW_ITEMS
         return _BodyOutcome(outcome, len(new), fetched.validators, body_hash,
                             fetched.max_age_seconds, new)

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,6 +119,16 @@ def test_pooled_parse_equals_in_process_on_shared_documents(pool: ParsePool) -> 
     for doc in docs:
         inline, pooled = _both(pool, doc.read_bytes(), None)
         assert pooled == inline, doc.name
+
+
+def test_backlog_items_come_back_marked_from_either_parser(pool: ParsePool) -> None:
+    pooled = pool.parse(rss(1, 2), None, SOURCE, FETCHED, TextLimits(), backlog=True)
+    inline = InlineParser().parse(rss(1, 2), None, SOURCE, FETCHED, TextLimits(), backlog=True)
+    plain = InlineParser().parse(rss(1, 2), None, SOURCE, FETCHED, TextLimits())
+    assert pooled == inline
+    assert [item.backlog for item in pooled.items] == [True, True]
+    assert [replace(item, backlog=False) for item in pooled.items] == list(plain.items)
+    assert not any(item.backlog for item in plain.items)
 
 
 def test_a_worker_killed_mid_parse_fails_that_parse_only(tmp_path: Path) -> None:
