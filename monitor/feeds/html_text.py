@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import html.parser
 import re
+from collections.abc import Iterator
 from html.parser import HTMLParser
 
 _HTML_CHUNK_CHARS = 8192
@@ -139,25 +140,32 @@ _SKIPPED = re.compile(r"<(?:script|style|noscript|template)", re.IGNORECASE)
 
 
 def _bulk_html_text_bounded(value: str, enough: int) -> str | None:
-    """``_bulk_html_text`` over consecutive pieces cut just before a ``<`` (so that no tag
-    or entity is cut, and the pieces' texts join into the whole's), until the text is longer
-    than ``enough``: a full article is not read to its end for the 2,000 characters kept,
-    and no piece is read twice."""
+    """``_bulk_html_text`` over consecutive pieces (``bulk_text_pieces``) until the text is
+    longer than ``enough``: a full article is not read to its end for the 2,000 characters
+    kept, and no piece is read twice."""
     parts: list[str] = []
-    chars = start = 0
-    while start < len(value):
-        end = value.rfind("<", start + 1, start + enough * 2)
-        if end <= start or start + enough * 2 >= len(value):
-            end = len(value)
-        text = _bulk_html_text(value[start:end])
+    chars = 0
+    for text, _ in bulk_text_pieces(value, enough * 2):
         if text is None:
             return None
         parts.append(text)
         chars += len(text)
         if chars > enough:
             break
-        start = end
     return "".join(parts)
+
+
+def bulk_text_pieces(value: str, piece_chars: int) -> Iterator[tuple[str | None, int]]:
+    """(``_bulk_html_text`` of a piece, where the piece ends) for consecutive pieces of about
+    ``piece_chars`` characters, each cut just before a ``<`` so that no tag or entity is cut
+    and the pieces' texts join into the whole's. None for a piece that reading cannot read."""
+    start = 0
+    while start < len(value):
+        end = value.rfind("<", start + 1, start + piece_chars)
+        if end <= start or start + piece_chars >= len(value):
+            end = len(value)
+        yield _bulk_html_text(value[start:end]), end
+        start = end
 
 
 def _bulk_html_text(value: str) -> str | None:

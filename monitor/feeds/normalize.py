@@ -7,13 +7,14 @@ across feeds and across re-issues.
 from __future__ import annotations
 
 import hashlib
+import html.entities
 import re
 import unicodedata
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import ftfy
 
-from monitor.feeds.html_text import html_to_text
+from monitor.feeds.html_text import bulk_text_pieces, html_to_text
 
 # Query parameters that only track the reader; removing them makes one story one URL.
 _TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mc_", "ns_")
@@ -97,7 +98,9 @@ def _drop_invisible(text: str) -> str:
 
 # Latin-1 letters followed by a continuation-looking character: the signature of UTF-8 bytes
 # decoded as Latin-1/cp1252 (mojibake), as in feeds that encode their text twice.
-_MOJIBAKE_HINT = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u0152-\u0178\u2013-\u203a]")
+_HINT_FIRST = "[\u00c2-\u00f4]"
+_HINT_SECOND = "[\u0080-\u00bf\u0152-\u0178\u2013-\u203a]"
+_MOJIBAKE_HINT = re.compile(_HINT_FIRST + _HINT_SECOND)
 
 
 def plain_text(value: str, max_chars: int) -> str:
@@ -106,7 +109,12 @@ def plain_text(value: str, max_chars: int) -> str:
     """
     enough = max_chars * 4  # bound the work on full-article bodies: the rest is cut anyway
     if "<" in value or "&" in value:
-        value = html_to_text(value, enough)
+        text = None
+        if len(value) > _HTML_PIECE_CHARS:
+            kept, text = _html_until_decided(value, max_chars)
+            if kept is not None:
+                return kept
+        value = html_to_text(value, enough) if text is None else text
     value = value[:enough]
     if _MOJIBAKE_HINT.search(value):
         value = ftfy.fix_encoding(value)
@@ -118,6 +126,61 @@ def plain_text(value: str, max_chars: int) -> str:
         if len(text) > max_chars:
             return truncate(text, max_chars)
     return truncate(_visible_folded(value), max_chars)
+
+
+# A long HTML summary is read in pieces of this size until its text decides what is kept:
+# the 2,000 characters kept are most often in the first piece or two of a full article.
+_HTML_PIECE_CHARS = 3000
+# In HTML not yet read: a hint's first letter followed by what can put its second letter
+# right after it in the text (the letter itself, a tag that is dropped, an entity)...
+_HINT_IN_HTML = re.compile(_HINT_FIRST + _HINT_SECOND[:-1] + "<&]")
+# ... or an entity that writes the first letter (decimal, hexadecimal, or a name
+# html.unescape reads, with ";" or without).
+_HINT_FIRST_ENTITY = re.compile(
+    "&(?:#0*(?:19[4-9]|2[0-3][0-9]|24[0-4])|#[xX]0*(?:[cC][2-9a-fA-F]|[dDeE][0-9a-fA-F]|[fF][0-4])"
+    "|" + "|".join(sorted({name.rstrip(";") for name, text in html.entities.html5.items()
+                           if re.search(_HINT_FIRST, text)}, key=len, reverse=True)) + ")")
+
+
+def _html_until_decided(value: str, max_chars: int) -> tuple[str | None, str | None]:
+    """``plain_text``'s reading of HTML, piece after piece: (the kept text, None) as soon as
+    the text read decides it; else (None, the text, exact for at least its first
+    ``max_chars * 4`` characters), or (None, None) when the bulk reading cannot read it.
+
+    The text read so far is a prefix of the whole's, so its folding is a prefix of the
+    folded whole (``plain_text``): once longer than ``max_chars`` it decides the kept text,
+    unless the mojibake repair could apply to the whole, which depends on all of it."""
+    enough = max_chars * 4
+    parts: list[str] = []
+    chars, unsure = 0, False
+    for piece, end in bulk_text_pieces(value, _HTML_PIECE_CHARS):
+        if piece is None:
+            return None, None
+        parts.append(piece)
+        chars += len(piece)
+        if chars >= enough or end == len(value):
+            break
+        if not unsure:
+            text = "".join(parts)
+            folded = _visible_folded(text)
+            if len(folded) > max_chars:
+                if not _mojibake_possible(text, value, end):
+                    return truncate(folded, max_chars), None
+                unsure = True  # read on to ``enough``, as the whole-text path does
+    return None, "".join(parts)
+
+
+def _mojibake_possible(text: str, value: str, end: int) -> bool:
+    """Whether ``_MOJIBAKE_HINT`` can match the whole text of ``value``, knowing ``text``,
+    the text of ``value[:end]`` (``value[end]`` is a "<"): in ``text``, across its end, or
+    in the text still unread. There, only a literal character or an entity writes a
+    character into the text, and the one after a literal letter is the next literal one
+    unless a tag or an entity follows."""
+    if _MOJIBAKE_HINT.search(text) or (text and "\u00c2" <= text[-1] <= "\u00f4"):
+        return True
+    if not value.isascii() and _HINT_IN_HTML.search(value, end):
+        return True
+    return value.find("&", end) >= 0 and _HINT_FIRST_ENTITY.search(value, end) is not None
 
 
 def _visible_folded(text: str) -> str:

@@ -44,6 +44,15 @@ FRAGMENTS = [
     pytest.param("unclosed <a href='x", id="cut-short"),
     pytest.param(("<p>" + "word " * 300 + "</p>") * 40, id="long-article"),
     pytest.param("&notit; &amp &ampx &#0; &#x110000;", id="odd-entities"),
+    # Long articles read until the text decides the kept part, unless the hint of mojibake
+    # (which has the whole text repaired, "itâ€™s" included) can lie in the part not read.
+    *(pytest.param("<p>itâ€™s</p>" + ("<p>" + "word " * 300 + "</p>") * 5 + late + "<p>end</p>",
+                   id=name)
+      for name, late in [("late-mojibake", "CafÃ© ok"), ("late-entities", "Caf&Atilde;&copy;"),
+                         ("late-numeric", "Caf&#195;&#169; &#xC3;&#xa9;"),
+                         ("late-tag-between", "CafÃ<b>©</b>"), ("late-no-hint", "Café, à la")]),
+    pytest.param("itâ€™s " + "x" * 2988 + "Ã<b>©</b>" + ("<p>" + "word " * 300 + "</p>") * 5,
+                 id="hint-across-pieces"),
 ]
 
 
