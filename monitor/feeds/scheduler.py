@@ -6,17 +6,24 @@ for a reason known to be passing (the state file busy) keeps the feed on its int
 other error is a bug: it goes to ``on_bug``, which stops the process (the service's choice),
 rather than being logged once per interval forever.
 
-The first round after a start is spread over the feeds' intervals, so that it asks no more of
-the process than the rounds after it (at 5,000 feeds a 10 s spread made the first round 108 s
-long and thousands of polls late). Every run reports how late it started after APScheduler
-made it due (``on_started``; the service counts the late ones, ``monitor_polls_late_total``).
+The first round after a start is spread over up to half the feeds' intervals, so that it asks
+no more of the process than the rounds after it when few feeds start (at 5,000 feeds a 10 s
+spread made the first round 108 s long and thousands of polls late), and can end inside one
+interval when many do and the cores allow. Runs wait for a worker in the order they fell due,
+but a feed's first poll as if due one interval later: at a cold start (every first poll
+parses a whole document) the feeds already polled keep their interval and the first round
+takes what CPU is left, and no first poll waits more than one interval behind the others.
+Every run reports how late it started after APScheduler made it due (``on_started``; the
+service counts the late ones, ``monitor_polls_late_total``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import logging
+import queue
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -24,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -38,27 +45,68 @@ log = logging.getLogger(__name__)
 
 # The first round after a start (or of feeds just added) is spread over each feed's interval,
 # but no wider than starting the feeds at this many a second needs: a few feeds start at once,
-# 10,000 feeds at 60 s at the pace of the rounds after. A first poll parses the whole body
-# (50-70 ms of CPU for a document of bench/poll.py's corpus), so 10 a second is about half
-# a core. At most the interval: the next round begins then.
+# many at the pace of the rounds after. A first poll parses the whole body (50-70 ms of CPU
+# for a document of bench/poll.py's corpus in 2026-11, ~15 ms since), so 10 a second is a
+# fraction of a core.
 _FIRST_POLLS_PER_SECOND = 10.0
+# At most this share of the interval: a first round that the cores can do faster than one
+# interval then ends before the next round begins (spread over the whole interval, the last
+# first polls fell due just before it, so a cold round of 10,000 feeds never ended inside
+# 60 s), and the rounds after it stay spread by the jitter and the pace of the first.
+_FIRST_ROUND_SHARE = 0.5
 # Below this the spread stays what it was (at most 10 s, within the jitter).
 _MIN_START_SPREAD_SECONDS = 10.0
 
 
-class _TimedThreadPool(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler is untyped
-    """APScheduler's thread pool, noting when each submitted run was due so that the run can
-    tell how late it started (the pool's queue is where a busy poller makes polls wait)."""
+class _OrderedThreadPool(BaseExecutor):  # type: ignore[misc]  # APScheduler is untyped
+    """APScheduler's executor on ``workers`` threads that take the submitted runs in the
+    order of ``rank(job, due)`` (then of submission), noting when each run was due so that
+    it can tell how late it started (this queue is where a busy poller makes polls wait)."""
 
-    def __init__(self, workers: int, due: dict[str, datetime]) -> None:
-        super().__init__(workers)
-        self._due = due
+    def __init__(self, workers: int, due: dict[str, datetime],
+                 rank: Callable[[Any, datetime], float]) -> None:
+        super().__init__()
+        self._workers, self._due, self._rank = workers, due, rank
+        self._queue: queue.PriorityQueue[tuple[float, int, Callable[[], None] | None]] = \
+            queue.PriorityQueue()
+        self._order = itertools.count()
+        self._threads: list[threading.Thread] = []
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         # One run of a job at a time (max_instances=1): the entry cannot be overwritten
         # before the run reads it. Coalesced runs count from the earliest.
         self._due[job.id] = run_times[0]
-        super()._do_submit_job(job, run_times)
+
+        def run() -> None:  # as APScheduler's pool executors report a run
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except BaseException as exc:
+                self._run_job_error(job.id, exc, exc.__traceback__)
+            else:
+                self._run_job_success(job.id, events)
+
+        self._queue.put((self._rank(job, run_times[0]), next(self._order), run))
+        if len(self._threads) < self._workers:  # started as needed, as concurrent.futures'
+            thread = threading.Thread(target=self._work, daemon=True,
+                                      name=f"poll-{len(self._threads)}")
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        while (run := self._queue.get()[2]) is not None:
+            try:
+                run()
+            except Exception:  # reporting the run failed (a listener): keep the thread
+                self._logger.exception("reporting a run failed")
+
+    def shutdown(self, wait: bool = True) -> None:
+        """The runs already queued still run (each ends at once when the fetcher is stopped);
+        then the threads end."""
+        for _ in self._threads:
+            self._queue.put((float("inf"), next(self._order), None))
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 class PollScheduler:
@@ -78,7 +126,7 @@ class PollScheduler:
         # Feeds whose first run start() or update() spread and that have not run yet.
         self._spread: set[str] = set()
         self._scheduler = BackgroundScheduler(
-            executors={"default": _TimedThreadPool(workers, self._due)},
+            executors={"default": _OrderedThreadPool(workers, self._due, self._rank)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -179,6 +227,12 @@ class PollScheduler:
             )
         return trigger
 
+    def _rank(self, job: Any, due: datetime) -> float:
+        """When a run waiting for a worker counts as due: a feed's first poll one interval
+        later than it is (it yields to the feeds already polled, by one interval at most)."""
+        feed: FeedConfig = job.args[0]
+        return due.timestamp() + (feed.interval_seconds if job.id in self._spread else 0.0)
+
     def _run(self, feed: FeedConfig) -> None:
         due = self._due.pop(feed.id, None)
         with self._reschedule_lock:
@@ -237,4 +291,5 @@ class PollScheduler:
 def start_spread_seconds(interval_seconds: float, jitter_ratio: float, starting: int) -> float:
     """The window over which the first polls of ``starting`` feeds of this interval fall."""
     least = min(_MIN_START_SPREAD_SECONDS, interval_seconds * jitter_ratio)
-    return min(interval_seconds, max(least, starting / _FIRST_POLLS_PER_SECOND))
+    return min(interval_seconds * _FIRST_ROUND_SHARE,
+               max(least, starting / _FIRST_POLLS_PER_SECOND))
