@@ -79,8 +79,8 @@ _COMMENT_END = re.compile(r"--\s*>")
 
 
 def _simple_html_text(value: str, enough: int) -> str | None:
-    """What ``_html_text`` gives, for fragments made only of tags, end tags, comments and
-    text, without scripts or styles (html.parser's raw-text elements); None for anything
+    """What ``_html_text`` gives, for fragments made only of tags, end tags, comments,
+    scripts and styles (html.parser's raw-text elements) and text; None for anything
     else (``<!DOCTYPE``, ``<?``, a lone ``<``, a tag cut short), which goes to the reference.
 
     html.parser's method calls per tag were a fifth of the parse path's time."""
@@ -100,10 +100,21 @@ def _simple_html_text(value: str, enough: int) -> str | None:
         if tag is None:
             return None
         name, closing, position = tag
-        if name in ("script", "style") and closing != "end":
-            return None
+        if closing == "start" and name in _RAW_TEXT_END:
+            # html.parser's raw text: skipped up to the end tag its own pattern finds; with
+            # none, the rest of the fragment is the element's (never shown)
+            skipping = _apply_tag(parts, name, closing, skipping)
+            end = _RAW_TEXT_END[name].search(value, position)
+            if end is None:
+                break
+            closing, position = "end", end.end()
         skipping = _apply_tag(parts, name, closing, skipping)
     return "".join(parts)
+
+
+# html.parser's ``set_cdata_mode`` patterns for its raw-text elements.
+_RAW_TEXT_END = {name: re.compile(rf"</\s*{name}\s*>", re.IGNORECASE)
+                 for name in HTMLParser.CDATA_CONTENT_ELEMENTS}
 
 
 def _apply_tag(parts: list[str], name: str, closing: str, skipping: int) -> int:

@@ -39,6 +39,11 @@ FRAGMENTS = [
     pytest.param("a < b and c<d", id="lone-brackets"),
     pytest.param("<![CDATA[x]]><!DOCTYPE html><?php ?>t", id="declarations"),
     pytest.param("tab\tand\fform<i>feed</i>&nbsp;&#x41;&#65", id="separators-present"),
+    pytest.param("a<script>x = '</scr' + 'ipt>'; y = '<p>'</script>b<STYLE a='1'>p{}</ style >c"
+                 "<script/>d<style/>e</script>f", id="raw-text-ends"),
+    pytest.param("a<p>b</p><script>never closed <b>x</b> &amp;", id="raw-text-unclosed"),
+    pytest.param("a<noscript><script>s</script>n</noscript>b<script>c</SCRIPT\t>&#65;",
+                 id="raw-text-nested"),
     pytest.param("<p:x>ns</p:x><h7>h</h7><h6>six</h6>", id="odd-names"),
     pytest.param("<b\xa0x>unicode space in a tag</b>", id="nbsp-in-tag"),
     pytest.param("unclosed <a href='x", id="cut-short"),
