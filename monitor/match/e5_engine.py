@@ -26,8 +26,11 @@ from monitor.match.e5_build import ensure_built
 from monitor.match.e5_tokenizer import E5Tokenizer
 from monitor.match.e5_weights import E5Weights, Floats
 
-PADDED_TOKENS = 4096  # tokens (padding included) a run of the encoder takes at most
-MAX_BATCH = 64  # texts a run
+# A run of the encoder takes at most this many tokens (padding included) and texts: its
+# activations (tokens x 1536 floats in the FFN) then stay in the core's L2 cache. Runs of 4,096
+# tokens and 64 texts spent ~1.8x the CPU a headline (bench/README.md, 2026-12-01).
+PADDED_TOKENS = 192
+MAX_BATCH = 16
 
 
 class OnnxE5:
@@ -84,13 +87,13 @@ class OnnxE5:
 
 def _buckets(lengths: Sequence[int]) -> list[npt.NDArray[np.intp]]:
     """Text positions grouped by similar length (little padding), each group within
-    ``PADDED_TOKENS`` padded tokens and ``MAX_BATCH`` texts."""
+    ``PADDED_TOKENS`` padded tokens (or one longer text alone) and ``MAX_BATCH`` texts."""
     order = np.argsort(lengths, kind="stable")
     groups: list[npt.NDArray[np.intp]] = []
     start = 0
     for end in range(1, len(order) + 1):
         longest = lengths[order[end - 1]]
-        if end - start > MAX_BATCH or (end - start) * longest > PADDED_TOKENS:
+        if end - start > 1 and (end - start > MAX_BATCH or (end - start) * longest > PADDED_TOKENS):
             groups.append(order[start:end - 1])
             start = end - 1
     if start < len(order):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from monitor.match import e5_build, e5_graph
-from monitor.match.e5_engine import OnnxE5, _buckets
+from monitor.match.e5_engine import MAX_BATCH, PADDED_TOKENS, OnnxE5, _buckets
 from monitor.match.e5_tokenizer import E5Tokenizer
 from monitor.match.e5_weights import QK, E5Weights, WeightsError, _dequantize
 from monitor.match.semantic import Embedder
@@ -157,7 +157,8 @@ def test_buckets_cover_every_text_once_sorted_by_length() -> None:
     groups = _buckets(lengths)
     assert sorted(int(n) for g in groups for n in g) == list(range(300))
     for group in groups:
-        assert len(group) * max(lengths[n] for n in group) <= max(4096, max(lengths))
+        assert 1 <= len(group) <= MAX_BATCH
+        assert len(group) == 1 or len(group) * max(lengths[n] for n in group) <= PADDED_TOKENS
 
 
 def test_a_missing_or_corrupt_model_is_rebuilt(engine: OnnxE5, model_dir: Path,
