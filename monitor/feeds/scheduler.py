@@ -10,9 +10,11 @@ The first round after a start is spread over up to half the feeds' intervals, so
 no more of the process than the rounds after it when few feeds start (at 5,000 feeds a 10 s
 spread made the first round 108 s long and thousands of polls late), and can end inside one
 interval when many do and the cores allow. Runs wait for a worker in the order they fell due,
-but a feed's first poll as if due one interval later: at a cold start (every first poll
+but a feed's first poll as if due two intervals later: at a cold start (every first poll
 parses a whole document) the feeds already polled keep their interval and the first round
-takes what CPU is left, and no first poll waits more than one interval behind the others.
+takes what CPU is left. A first poll publishes backlog, which is not alerted; a later poll
+may bring news. No first poll waits more than two intervals behind the others, so a poller
+that cannot keep up still polls feeds just added.
 Every run reports how late it started after APScheduler made it due (``on_started``; the
 service counts the late ones, ``monitor_polls_late_total``).
 """
@@ -56,6 +58,10 @@ _FIRST_POLLS_PER_SECOND = 10.0
 _FIRST_ROUND_SHARE = 0.5
 # Below this the spread stays what it was (at most 10 s, within the jitter).
 _MIN_START_SPREAD_SECONDS = 10.0
+# A first poll waiting for a worker ranks as if due this many intervals later. One was not
+# enough: a cold round of 10,000 feeds on 2 shared cores took ~110 s, and the polls of the
+# second round that fell due after its first polls' rank waited behind them (2,749 late).
+_FIRST_POLL_YIELD_INTERVALS = 2.0
 
 
 class _OrderedThreadPool(BaseExecutor):  # type: ignore[misc]  # APScheduler is untyped
@@ -228,10 +234,11 @@ class PollScheduler:
         return trigger
 
     def _rank(self, job: Any, due: datetime) -> float:
-        """When a run waiting for a worker counts as due: a feed's first poll one interval
-        later than it is (it yields to the feeds already polled, by one interval at most)."""
+        """When a run waiting for a worker counts as due: a feed's first poll later than it
+        is (it yields to the feeds already polled, by _FIRST_POLL_YIELD_INTERVALS at most)."""
         feed: FeedConfig = job.args[0]
-        return due.timestamp() + (feed.interval_seconds if job.id in self._spread else 0.0)
+        first = job.id in self._spread
+        return due.timestamp() + first * _FIRST_POLL_YIELD_INTERVALS * feed.interval_seconds
 
     def _run(self, feed: FeedConfig) -> None:
         due = self._due.pop(feed.id, None)
