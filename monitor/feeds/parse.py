@@ -90,8 +90,9 @@ def parse_feed_reference(
 
 def _parse(body: bytes, content_type: str | None, source: FeedSource, fetched_at: datetime,
            limits: TextLimits, *, fast: bool) -> ParsedFeed:
-    body, replaced = _valid_utf8(_maybe_gunzip(body, limits.max_inflated_bytes), content_type)
-    document = read_wellformed(body, content_type) if fast else None
+    body, replaced, valid = _valid_utf8(_maybe_gunzip(body, limits.max_inflated_bytes),
+                                        content_type)
+    document = read_wellformed(body, content_type, valid) if fast else None
     parser = FAST_PATH
     if document is None:
         document, parser = _reference(body, content_type), REFERENCE_PATH
@@ -173,22 +174,23 @@ _XML_ENCODING = re.compile(
     re.IGNORECASE)
 
 
-def _valid_utf8(body: bytes, content_type: str | None) -> tuple[bytes, int]:
+def _valid_utf8(body: bytes, content_type: str | None) -> tuple[bytes, int, bool]:
     """A document declared UTF-8 with a few invalid bytes keeps its valid text.
 
     feedparser would read the whole document as another encoding (MacRoman) and garble every
-    item; the bad bytes become U+FFFD instead. Returns the body and how many were replaced.
+    item; the bad bytes become U+FFFD instead. Returns the body, how many were replaced, and
+    whether the body returned is known to be valid UTF-8 (it was declared so).
     """
     declared = _CHARSET.search(content_type.encode("ascii", "replace")) if content_type else None
     match = declared or _XML_ENCODING.match(body)
     if match is None or match.group(1).lower() not in (b"utf-8", b"utf8"):
-        return body, 0
+        return body, 0, False
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
         text = body.decode("utf-8", "replace")
-        return text.encode("utf-8"), text.count("\ufffd") - body.count("\ufffd".encode())
-    return body, 0
+        return text.encode("utf-8"), text.count("\ufffd") - body.count("\ufffd".encode()), True
+    return body, 0, True
 
 
 def _short(reason: object) -> str:

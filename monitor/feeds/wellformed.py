@@ -94,10 +94,12 @@ class Refused(Exception):
     """The fast path is not sure it reads this document as feedparser would."""
 
 
-def read_wellformed(body: bytes, content_type: str | None) -> RawDocument | None:
-    """The document's entries as feedparser would read them, or None (ask feedparser)."""
+def read_wellformed(body: bytes, content_type: str | None,
+                    valid_utf8: bool = False) -> RawDocument | None:
+    """The document's entries as feedparser would read them, or None (ask feedparser).
+    ``valid_utf8``: ``body`` is known to decode as UTF-8."""
     fixed = false_utf16(body, content_type)  # as the reference path re-reads it
-    decided = utf8_document(body if fixed is None else fixed, content_type)
+    decided = utf8_document(body if fixed is None else fixed, content_type, valid_utf8)
     if decided is None:
         return None
     data, encoding = decided

@@ -75,10 +75,12 @@ def false_utf16(body: bytes, content_type: str | None) -> bytes | None:
         return None
 
 
-def utf8_document(body: bytes, content_type: str | None) -> tuple[bytes, str] | None:
+def utf8_document(body: bytes, content_type: str | None,
+                  valid_utf8: bool = False) -> tuple[bytes, str] | None:
     """The document as UTF-8 bytes (to be parsed as UTF-8 whatever it declares) and the
     encoding name feedparser would report; None when feedparser would have to guess, or
-    would complain about the encoding."""
+    would complain about the encoding. ``valid_utf8``: the caller has decoded ``body`` as
+    UTF-8 already (a second check of a whole document costs as much as the first)."""
     if body.startswith(codecs.BOM_UTF8):
         body = body[3:]
         if _declared(body) not in ("", "utf-8"):
@@ -91,9 +93,10 @@ def utf8_document(body: bytes, content_type: str | None) -> tuple[bytes, str] | 
     if encoding.lower() == "gb2312":
         encoding = "gb18030"
     try:
-        text = body.decode(encoding)
+        if codecs.lookup(encoding).name == "utf-8":
+            if not valid_utf8:
+                body.decode("utf-8")
+            return body, encoding
+        return body.decode(encoding).encode("utf-8"), encoding
     except (UnicodeDecodeError, LookupError):
         return None
-    if codecs.lookup(encoding).name == "utf-8":
-        return body, encoding
-    return text.encode("utf-8"), encoding

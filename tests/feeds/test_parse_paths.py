@@ -145,6 +145,10 @@ QUIRKS = [
                  "</rss>".encode("cp1251"), id="windows-1251"),
     pytest.param(rss("<item><title>CafÃ© \u0093quoted\u0094</title><link>https://a.b/1</link>"
                      "</item>"), id="latin1-repair-and-cp1252"),
+    # cp1252's characters written as references (only those; the document has no other).
+    *(pytest.param(rss(f"<item><title>a{ref}b</title><link>https://a.b/1</link></item>"),
+                   id=f"cp1252-reference-{ref[2:-1]}")
+      for ref in ("&#150;", "&#0128;", "&#x9F;", "&#x093;", "&#1280;", "&#x800;")),
     # A bare DOCTYPE at the start of a line: no DTD, no entities; feedparser strips it.
     pytest.param(rss("<item><title>A</title><link>https://a.b/1</link></item>").replace(
         b"<rss", b"\n<!DOCTYPE rss >\n<rss", 1), id="bare-doctype"),
