@@ -14,8 +14,12 @@ memory first; then, per repetition, each variant is timed over all documents:
 - ``feedparser``: bare ``feedparser.parse(body)`` with its default options;
 - ``feedparser-nosan``: ``feedparser.parse(body, sanitize_html=False,
   resolve_relative_uris=False)``, the feedparser part of the reference path;
-- ``fastfeedparser``: bare ``fastfeedparser.parse(body)`` (lxml; its own dates and fields,
-  no normalization), the yardstick of issue 12. From the dev extra, never used by monitor/;
+- ``fastfeedparser``: bare ``fastfeedparser.parse(body)`` (its own dates and fields, no
+  normalization), the yardstick of issue 12. From the dev extra, never used by monitor/. Its
+  platform wheels carry a native extractor (``fastfeedparser._core``, compiled) that reads
+  the well-formed UTF-8 documents; lxml reads the rest;
+- ``fastfeedparser-lxml``: the same with that extractor switched off: lxml for every
+  document, as its pure-Python wheel runs;
 - ``fastfeedparser+items``: the same, then the project's normalization of every entry (URL,
   plain text, id, hash; not Items, no fallback): what normalization alone costs.
 
@@ -46,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import fastfeedparser  # type: ignore[import-untyped]
+import fastfeedparser.main as fastfeedparser_main  # type: ignore[import-untyped]
 import feedparser
 
 from monitor.errors import ParseError
@@ -177,6 +182,17 @@ def bare_fastfeedparser(doc: Document) -> Count:
         return Count(entries=0, rejected=True)
 
 
+def fastfeedparser_lxml(doc: Document) -> Count:
+    """``bare_fastfeedparser`` with its native extractor switched off, as its pure-Python
+    wheel runs: lxml for every document."""
+    native = fastfeedparser_main._core
+    fastfeedparser_main._core = None
+    try:
+        return bare_fastfeedparser(doc)
+    finally:
+        fastfeedparser_main._core = native
+
+
 def bare_feedparser(doc: Document) -> Count:
     return Count(len(feedparser.parse(doc.body).entries))
 
@@ -192,6 +208,7 @@ VARIANTS: dict[str, Variant] = {
     "feedparser": bare_feedparser,
     "feedparser-nosan": feedparser_nosan,
     "fastfeedparser": bare_fastfeedparser,
+    "fastfeedparser-lxml": fastfeedparser_lxml,
     "fastfeedparser+items": fastfeedparser_items,
 }
 
