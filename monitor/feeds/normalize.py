@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import ftfy
 
-from monitor.feeds.html_text import bulk_text_pieces, html_to_text
+from monitor.feeds.html_text import bulk_text_pieces, html_to_text, simple_text_prefix
 
 # Query parameters that only track the reader; removing them makes one story one URL.
 _TRACKING_PREFIXES = ("utm_", "at_", "pk_", "mc_", "ns_")
@@ -154,8 +154,8 @@ def _html_until_decided(value: str, max_chars: int) -> tuple[str | None, str | N
     parts: list[str] = []
     chars, unsure = 0, False
     for piece, end in bulk_text_pieces(value, _HTML_PIECE_CHARS):
-        if piece is None:
-            return None, None
+        if piece is None:  # a script, a style, a tag the regex passes do not read...
+            return _tag_by_tag_until_decided(value, max_chars)
         parts.append(piece)
         chars += len(piece)
         if chars >= enough or end == len(value):
@@ -170,9 +170,24 @@ def _html_until_decided(value: str, max_chars: int) -> tuple[str | None, str | N
     return None, "".join(parts)
 
 
+def _tag_by_tag_until_decided(value: str, max_chars: int) -> tuple[str | None, str | None]:
+    """``_html_until_decided`` with the tag-by-tag reading, over ``max_chars * 2``
+    characters of text: (None, None) when those do not decide, to read the whole-text way."""
+    read = simple_text_prefix(value, max_chars * 2)
+    if read is None:
+        return None, None
+    text, end = read
+    if end == len(value):
+        return None, text
+    folded = _visible_folded(text)
+    if len(folded) > max_chars and not _mojibake_possible(text, value, end):
+        return truncate(folded, max_chars), None
+    return None, None
+
+
 def _mojibake_possible(text: str, value: str, end: int) -> bool:
     """Whether ``_MOJIBAKE_HINT`` can match the whole text of ``value``, knowing ``text``,
-    the text of ``value[:end]`` (``value[end]`` is a "<"): in ``text``, across its end, or
+    the text of ``value[:end]`` (cut just before or after a tag): in ``text``, across its end, or
     in the text still unread. There, only a literal character or an entity writes a
     character into the text, and the one after a literal letter is the next literal one
     unless a tag or an entity follows."""

@@ -58,6 +58,13 @@ FRAGMENTS = [
                          ("late-tag-between", "CafÃ<b>©</b>"), ("late-no-hint", "Café, à la")]),
     pytest.param("itâ€™s " + "x" * 2988 + "Ã<b>©</b>" + ("<p>" + "word " * 300 + "</p>") * 5,
                  id="hint-across-pieces"),
+    # ... and the same read tag by tag (a script or noscript the regex passes do not read).
+    *(pytest.param(start + ("<p>" + "word " * 300 + "</p>") * 5 + late + "<p>end</p>", id=name)
+      for name, start, late in [
+          ("script-late-mojibake", "<p>itâ€™s</p><script>a<b</script>", "CafÃ©"),
+          ("script-late-entity", "<p>itâ€™s</p><script>a<b</script>", "Caf&Atilde;&copy;"),
+          ("noscript-no-hint", "<noscript><p>hidden</p></noscript>", "Café, à la"),
+          ("unclosed-script", "<p>" + "word " * 500 + "</p><script>", "CafÃ©")]),
 ]
 
 
