@@ -103,6 +103,10 @@ _HINT_SECOND = "[\u0080-\u00bf\u0152-\u0178\u2013-\u203a]"
 _MOJIBAKE_HINT = re.compile(_HINT_FIRST + _HINT_SECOND)
 
 
+def _has_mojibake_hint(text: str) -> bool:
+    return not text.isascii() and _MOJIBAKE_HINT.search(text) is not None  # isascii: C, fast
+
+
 def plain_text(value: str, max_chars: int) -> str:
     """HTML removed, entities decoded, mojibake repaired, invisible characters dropped,
     whitespace folded; cut at a word boundary with an ellipsis when longer than ``max_chars``.
@@ -116,7 +120,7 @@ def plain_text(value: str, max_chars: int) -> str:
                 return kept
         value = html_to_text(value, enough) if text is None else text
     value = value[:enough]
-    if _MOJIBAKE_HINT.search(value):
+    if _has_mojibake_hint(value):
         value = ftfy.fix_encoding(value)
     head = value[:max_chars * 2]
     if len(head) < len(value):
@@ -191,7 +195,7 @@ def _mojibake_possible(text: str, value: str, end: int) -> bool:
     in the text still unread. There, only a literal character or an entity writes a
     character into the text, and the one after a literal letter is the next literal one
     unless a tag or an entity follows."""
-    if _MOJIBAKE_HINT.search(text) or (text and "\u00c2" <= text[-1] <= "\u00f4"):
+    if _has_mojibake_hint(text) or (text and "\u00c2" <= text[-1] <= "\u00f4"):
         return True
     if not value.isascii() and _HINT_IN_HTML.search(value, end):
         return True
