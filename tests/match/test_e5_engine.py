@@ -3,6 +3,7 @@ tokenizer, the vectors, and the per-machine build of the graph."""
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 from pathlib import Path
@@ -126,21 +127,38 @@ def test_an_int8_product_scales_each_token_alone() -> None:
     rng = np.random.default_rng(5)
     weight = rng.normal(size=(48, 64)).astype(np.float32)
     bias = rng.normal(size=48).astype(np.float32)
-    x = rng.normal(size=(3, 5, 64)).astype(np.float32)
-    x[0, 0] *= 1000  # one loud token: with one scale for the tensor the others would be crushed
+    x = rng.normal(size=(15, 64)).astype(np.float32)  # tokens as rows
+    x[0] *= 1000  # one loud token: with one scale for the tensor the others would be crushed
     got = _run_linear(weight, bias, x)
     expected = x @ weight.T + bias
     error = np.abs(got - expected) / np.abs(expected).max(axis=-1, keepdims=True)
     assert error.max() < 0.03  # int8 steps of each token's own range
-    assert np.abs(_run_linear(weight, bias, x[1:]) - got[1:]).max() < 1e-6
+    assert np.abs(_run_linear(weight, bias, x[5:]) - got[5:]).max() < 1e-6
 
 
-def _run_linear(weight: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
+def test_a_product_of_gelu_values_uses_the_steps_below_zero_too() -> None:
+    # GELU's output is never below -0.17: shifted to start at 0 it gets 255 steps, not 127.
+    rng = np.random.default_rng(7)
+    weight = rng.normal(size=(48, 256)).astype(np.float32)
+    bias = rng.normal(size=48).astype(np.float32)
+    inner = rng.normal(size=(40, 256)).astype(np.float32)
+    gelu = (0.5 * inner * (1 + np.vectorize(math.erf)(inner / math.sqrt(2)))).astype(np.float32)
+    assert gelu.min() >= e5_graph.GELU_FLOOR
+    expected = gelu @ weight.T + bias
+    shifted = np.abs(_run_linear(weight, bias, gelu, floor=e5_graph.GELU_FLOOR) - expected)
+    symmetric = np.abs(_run_linear(weight, bias, gelu) - expected)
+    assert shifted.mean() < 0.75 * symmetric.mean()
+    assert np.abs(_run_linear(weight, bias, gelu[3:], floor=e5_graph.GELU_FLOOR)
+                  - _run_linear(weight, bias, gelu, floor=e5_graph.GELU_FLOOR)[3:]).max() < 1e-6
+
+
+def _run_linear(weight: np.ndarray, bias: np.ndarray, x: np.ndarray,
+                floor: float | None = None) -> np.ndarray:
     import onnxruntime
     from onnx import TensorProto, helper
 
     g = e5_graph._Graph()
-    out = g.linear("x", weight, bias)
+    out = g.linear("x", weight, bias, floor=floor)
     graph = helper.make_graph(
         g.nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], g.initializers)
