@@ -247,6 +247,8 @@ def _text(element: Any, base: str | None = None, marked: bool = False) -> str:
 def _has_extra_slashes(uri: str) -> bool:
     """Whether ``_urljoin("", uri)`` changes ``uri``: against no base, urllib returns it as
     it is, and feedparser only drops the slashes after "scheme://"."""
+    if ":///" not in uri:  # the slashes it drops follow "://"
+        return False
     found = _urifixer.match(uri)
     return found is not None and found.group(2) != ""
 
