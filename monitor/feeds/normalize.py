@@ -149,7 +149,7 @@ _HINT_FIRST_ENTITY = re.compile(
 def _html_until_decided(value: str, max_chars: int) -> tuple[str | None, str | None]:
     """``plain_text``'s reading of HTML, piece after piece: (the kept text, None) as soon as
     the text read decides it; else (None, the text, exact for at least its first
-    ``max_chars * 4`` characters), or (None, None) when the bulk reading cannot read it.
+    ``max_chars * 4`` characters), or (None, None) to read it the whole-text way.
 
     The text read so far is a prefix of the whole's, so its folding is a prefix of the
     folded whole (``plain_text``): once longer than ``max_chars`` it decides the kept text,
@@ -181,7 +181,7 @@ def _tag_by_tag_until_decided(value: str, max_chars: int) -> tuple[str | None, s
     if read is None:
         return None, None
     text, end = read
-    if end == len(value):
+    if end == len(value) or len(text) >= max_chars * 4:  # the whole text, or enough of it
         return None, text
     folded = _visible_folded(text)
     if len(folded) > max_chars and not _mojibake_possible(text, value, end):

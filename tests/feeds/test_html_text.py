@@ -65,6 +65,12 @@ FRAGMENTS = [
           ("script-late-entity", "<p>itâ€™s</p><script>a<b</script>", "Caf&Atilde;&copy;"),
           ("noscript-no-hint", "<noscript><p>hidden</p></noscript>", "Café, à la"),
           ("unclosed-script", "<p>" + "word " * 500 + "</p><script>", "CafÃ©")]),
+    # More than max_chars * 4 characters of text in one run, most of it whitespace: only the
+    # first max_chars * 4 count.
+    pytest.param("<script>x</script>a" + " " * 7000 + "word " * 1000 + "<p>end</p>",
+                 id="long-blank-run-after-script"),
+    pytest.param("<b>a</b>" + " " * 7000 + "word " * 1000 + "<p>end</p>",
+                 id="long-blank-run"),
 ]
 
 
