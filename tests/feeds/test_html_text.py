@@ -3,6 +3,7 @@ the same text for every title and summary in ../shared/feeds and for awkward fra
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
@@ -78,6 +79,28 @@ FRAGMENTS = [
 @pytest.mark.parametrize("max_chars", [20, 500, 2000])
 def test_awkward_fragments(value: str, max_chars: int) -> None:
     assert normalize.plain_text(value, max_chars) == reference_plain_text(value, max_chars)
+
+
+# Pieces of long fragments: text, whitespace runs, tags, scripts, entities, the letters of
+# the mojibake hint as characters and as entities, and pieces no quick reading accepts.
+PIECES = ["word ", "Ã", "©", "é", "Â", "’", "â€™", "\u0093", " ", "\n", " " * 300, "x" * 200,
+          "<p>", "</p>", "<br/>", "<BR/>", "<b>", "</b>", "<div>", "<a href='x'>", "</a>",
+          '<p class="a>b">', "<script>a<b</script>", "</ script >", "<script/>",
+          "<style>x</style>", "<noscript>n</noscript>", "<!-- c -->", "<![CDATA[x]]>",
+          "&amp;", "&nbsp;", "&Atilde;", "&Acirc", "&#195;", "&#xa9;", "&copy;", "&", "<", "< "]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_generated_long_fragments(seed: int) -> None:
+    """Long fragments read piece by piece until the kept text is decided: what the
+    reference gives, whatever mix of pieces they hold."""
+    rng = random.Random(seed)
+    for _ in range(20):
+        weights = [rng.random() ** 4 for _ in PIECES]  # a few pieces make most of it
+        value = "".join(rng.choices(PIECES, weights, k=rng.randint(200, 2500)))
+        for max_chars in (20, 500, 2000):
+            expected = reference_plain_text(value, max_chars)
+            assert normalize.plain_text(value, max_chars) == expected, (seed, value[:300])
 
 
 def _texts() -> list[tuple[str, str]]:
