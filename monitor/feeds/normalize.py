@@ -138,6 +138,10 @@ _HTML_PIECE_CHARS = 3000
 # In HTML not yet read: a hint's first letter followed by what can put its second letter
 # right after it in the text (the letter itself, a tag that is dropped, an entity)...
 _HINT_IN_HTML = re.compile(_HINT_FIRST + _HINT_SECOND[:-1] + "<&]")
+# The same in UTF-8: over the rest of a long article, encoding it and searching the bytes for
+# the first letter's lead byte is three times quicker than the str pattern.
+_HINT_IN_HTML_UTF8 = re.compile(
+    rb"\xc3[\x82-\xb4](?:\xc2[\x80-\xbf]|\xc5[\x92-\xb8]|\xe2\x80[\x93-\xba]|[<&])")
 # ... or an entity that writes the first letter (decimal, hexadecimal, or a name
 # html.unescape reads, with ";" or without).
 _HINT_FIRST_ENTITY = re.compile(
@@ -197,7 +201,8 @@ def _mojibake_possible(text: str, value: str, end: int) -> bool:
     unless a tag or an entity follows."""
     if _has_mojibake_hint(text) or (text and "\u00c2" <= text[-1] <= "\u00f4"):
         return True
-    if not value.isascii() and _HINT_IN_HTML.search(value, end):
+    if not value.isascii() and _HINT_IN_HTML_UTF8.search(
+            value[end:].encode("utf-8", "surrogatepass")):
         return True
     return value.find("&", end) >= 0 and _HINT_FIRST_ENTITY.search(value, end) is not None
 

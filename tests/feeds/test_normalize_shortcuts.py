@@ -16,6 +16,8 @@ import pytest
 from feedparser.urls import _urljoin
 
 from monitor.feeds.normalize import (
+    _HINT_IN_HTML,
+    _HINT_IN_HTML_UTF8,
     _drop_invisible,
     _folded,
     _split_canonical_url,
@@ -75,6 +77,17 @@ def test_folding_mixed_texts() -> None:
     text = path.read_text(encoding="utf-8") + " \u00a0\u2028x\u200b\u202e\x00y\ufeff"
     for end in range(0, len(text), 97):
         assert _visible_folded(text[:end]) == _folded(_drop_invisible(text[:end]))
+
+
+def test_mojibake_hint_in_utf8() -> None:
+    """The UTF-8 form of the hint in HTML not yet read matches where the str form does."""
+    firsts = [chr(point) for point in range(0x80, 0x100)]
+    seconds = [chr(point) for point in (*range(0x300), *range(0x2000, 0x2070))]
+    for first in firsts:
+        for second in seconds:
+            text = f"a{first}{second}b"
+            assert (_HINT_IN_HTML.search(text) is not None) == (
+                _HINT_IN_HTML_UTF8.search(text.encode()) is not None), (first, second)
 
 
 def test_joining_to_no_base() -> None:
