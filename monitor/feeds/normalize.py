@@ -101,10 +101,16 @@ def _drop_invisible(text: str) -> str:
 _HINT_FIRST = "[\u00c2-\u00f4]"
 _HINT_SECOND = "[\u0080-\u00bf\u0152-\u0178\u2013-\u203a]"
 _MOJIBAKE_HINT = re.compile(_HINT_FIRST + _HINT_SECOND)
+# The same in UTF-8: encoding a text and searching its bytes for the first letter's lead byte
+# is two to three times quicker than the str pattern.
+_HINT_FIRST_UTF8 = rb"\xc3[\x82-\xb4]"
+_HINT_SECOND_UTF8 = rb"\xc2[\x80-\xbf]|\xc5[\x92-\xb8]|\xe2\x80[\x93-\xba]"
+_MOJIBAKE_HINT_UTF8 = re.compile(_HINT_FIRST_UTF8 + b"(?:" + _HINT_SECOND_UTF8 + b")")
 
 
 def _has_mojibake_hint(text: str) -> bool:
-    return not text.isascii() and _MOJIBAKE_HINT.search(text) is not None  # isascii: C, fast
+    return not text.isascii() and _MOJIBAKE_HINT_UTF8.search(
+        text.encode("utf-8", "surrogatepass")) is not None
 
 
 def plain_text(value: str, max_chars: int) -> str:
@@ -138,10 +144,7 @@ _HTML_PIECE_CHARS = 3000
 # In HTML not yet read: a hint's first letter followed by what can put its second letter
 # right after it in the text (the letter itself, a tag that is dropped, an entity)...
 _HINT_IN_HTML = re.compile(_HINT_FIRST + _HINT_SECOND[:-1] + "<&]")
-# The same in UTF-8: over the rest of a long article, encoding it and searching the bytes for
-# the first letter's lead byte is three times quicker than the str pattern.
-_HINT_IN_HTML_UTF8 = re.compile(
-    rb"\xc3[\x82-\xb4](?:\xc2[\x80-\xbf]|\xc5[\x92-\xb8]|\xe2\x80[\x93-\xba]|[<&])")
+_HINT_IN_HTML_UTF8 = re.compile(_HINT_FIRST_UTF8 + b"(?:" + _HINT_SECOND_UTF8 + b"|[<&])")
 # ... or an entity that writes the first letter (decimal, hexadecimal, or a name
 # html.unescape reads, with ";" or without).
 _HINT_FIRST_ENTITY = re.compile(

@@ -18,6 +18,8 @@ from feedparser.urls import _urljoin
 from monitor.feeds.normalize import (
     _HINT_IN_HTML,
     _HINT_IN_HTML_UTF8,
+    _MOJIBAKE_HINT,
+    _MOJIBAKE_HINT_UTF8,
     _drop_invisible,
     _folded,
     _split_canonical_url,
@@ -79,15 +81,17 @@ def test_folding_mixed_texts() -> None:
         assert _visible_folded(text[:end]) == _folded(_drop_invisible(text[:end]))
 
 
-def test_mojibake_hint_in_utf8() -> None:
-    """The UTF-8 form of the hint in HTML not yet read matches where the str form does."""
+def test_mojibake_hints_in_utf8() -> None:
+    """The UTF-8 forms of the mojibake hints match where the str forms do."""
     firsts = [chr(point) for point in range(0x80, 0x100)]
     seconds = [chr(point) for point in (*range(0x300), *range(0x2000, 0x2070))]
-    for first in firsts:
-        for second in seconds:
-            text = f"a{first}{second}b"
-            assert (_HINT_IN_HTML.search(text) is not None) == (
-                _HINT_IN_HTML_UTF8.search(text.encode()) is not None), (first, second)
+    for pattern, utf8 in ((_MOJIBAKE_HINT, _MOJIBAKE_HINT_UTF8),
+                          (_HINT_IN_HTML, _HINT_IN_HTML_UTF8)):
+        for first in firsts:
+            for second in seconds:
+                text = f"a{first}{second}b"
+                assert (pattern.search(text) is not None) == (
+                    utf8.search(text.encode()) is not None), (pattern, first, second)
 
 
 def test_joining_to_no_base() -> None:
