@@ -14,7 +14,8 @@ but a feed's first poll as if due two intervals later: at a cold start (every fi
 parses a whole document) the feeds already polled keep their interval and the first round
 takes what CPU is left. A first poll publishes backlog, which is not alerted; a later poll
 may bring news. No first poll waits more than two intervals behind the others, so a poller
-that cannot keep up still polls feeds just added.
+that cannot keep up still polls feeds just added; and first polls leave one poll thread in
+eight to the others, which otherwise found none while every first poll waited for a parse.
 Every run reports how late it started after APScheduler made it due (``on_started``; the
 service counts the late ones, ``monitor_polls_late_total``).
 """
@@ -22,10 +23,10 @@ service counts the late ones, ``monitor_polls_late_total``).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import inspect
 import itertools
 import logging
-import queue
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -62,21 +63,33 @@ _MIN_START_SPREAD_SECONDS = 10.0
 # enough: a cold round of 10,000 feeds on 2 shared cores took ~110 s, and the polls of the
 # second round that fell due after its first polls' rank waited behind them (2,749 late).
 _FIRST_POLL_YIELD_INTERVALS = 2.0
+# First polls may hold all the poll threads but one in this many (at 32 workers, 28): with
+# all of them waiting for a parse process, polls of feeds already polled found no thread
+# (105 of 5,763 late after a cold start's first minute, load 7; bench/README.md).
+_RESERVED_SHARE = 8
 
 
 class _OrderedThreadPool(BaseExecutor):  # type: ignore[misc]  # APScheduler is untyped
     """APScheduler's executor on ``workers`` threads that take the submitted runs in the
     order of ``rank(job, due)`` (then of submission), noting when each run was due so that
-    it can tell how late it started (this queue is where a busy poller makes polls wait)."""
+    it can tell how late it started (this queue is where a busy poller makes polls wait).
+    ``rank`` also says whether a run is a first poll: those hold at most all the threads but
+    ``workers // _RESERVED_SHARE`` (at least one thread for them), so that a poll of a feed
+    already polled finds a thread even while every first poll waits for a parse process."""
 
     def __init__(self, workers: int, due: dict[str, datetime],
-                 rank: Callable[[Any, datetime], float]) -> None:
+                 rank: Callable[[Any, datetime], tuple[float, bool]]) -> None:
         super().__init__()
         self._workers, self._due, self._rank = workers, due, rank
-        self._queue: queue.PriorityQueue[tuple[float, int, Callable[[], None] | None]] = \
-            queue.PriorityQueue()
+        self._first_limit = max(1, workers - workers // _RESERVED_SHARE)
+        self._ready = threading.Condition()
+        # (rank, submission, run): first polls and the others apart, each a heap.
+        self._firsts: list[tuple[float, int, Callable[[], None]]] = []
+        self._others: list[tuple[float, int, Callable[[], None]]] = []
+        self._first_running = 0
         self._order = itertools.count()
         self._threads: list[threading.Thread] = []
+        self._stopping = False
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         # One run of a job at a time (max_instances=1): the entry cannot be overwritten
@@ -91,25 +104,51 @@ class _OrderedThreadPool(BaseExecutor):  # type: ignore[misc]  # APScheduler is 
             else:
                 self._run_job_success(job.id, events)
 
-        self._queue.put((self._rank(job, run_times[0]), next(self._order), run))
-        if len(self._threads) < self._workers:  # started as needed, as concurrent.futures'
-            thread = threading.Thread(target=self._work, daemon=True,
-                                      name=f"poll-{len(self._threads)}")
-            self._threads.append(thread)
-            thread.start()
+        rank, first = self._rank(job, run_times[0])
+        with self._ready:
+            heapq.heappush(self._firsts if first else self._others,
+                           (rank, next(self._order), run))
+            self._ready.notify()
+            if len(self._threads) < self._workers:  # started as needed, as concurrent.futures'
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name=f"poll-{len(self._threads)}")
+                self._threads.append(thread)
+                thread.start()
+
+    def _take(self) -> tuple[Callable[[], None], bool] | None:
+        """The next run a thread may start (and whether it is a first poll), or None."""
+        first_allowed = bool(self._firsts) and self._first_running < self._first_limit
+        if self._others and not (first_allowed and self._firsts[0] < self._others[0]):
+            return heapq.heappop(self._others)[2], False
+        if first_allowed:
+            self._first_running += 1
+            return heapq.heappop(self._firsts)[2], True
+        return None
 
     def _work(self) -> None:
-        while (run := self._queue.get()[2]) is not None:
+        while True:
+            with self._ready:
+                while (taken := self._take()) is None:
+                    if self._stopping and not self._firsts and not self._others:
+                        return
+                    self._ready.wait()
+            run, first = taken
             try:
                 run()
             except Exception:  # reporting the run failed (a listener): keep the thread
                 self._logger.exception("reporting a run failed")
+            finally:
+                if first:
+                    with self._ready:
+                        self._first_running -= 1
+                        self._ready.notify()
 
     def shutdown(self, wait: bool = True) -> None:
         """The runs already queued still run (each ends at once when the fetcher is stopped);
         then the threads end."""
-        for _ in self._threads:
-            self._queue.put((float("inf"), next(self._order), None))
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
         if wait:
             for thread in self._threads:
                 thread.join()
@@ -233,12 +272,14 @@ class PollScheduler:
             )
         return trigger
 
-    def _rank(self, job: Any, due: datetime) -> float:
-        """When a run waiting for a worker counts as due: a feed's first poll later than it
-        is (it yields to the feeds already polled, by _FIRST_POLL_YIELD_INTERVALS at most)."""
+    def _rank(self, job: Any, due: datetime) -> tuple[float, bool]:
+        """When a run waiting for a worker counts as due, and whether it is a feed's first
+        poll: those count later than they are (they yield to the feeds already polled, by
+        _FIRST_POLL_YIELD_INTERVALS at most)."""
         feed: FeedConfig = job.args[0]
         first = job.id in self._spread
-        return due.timestamp() + first * _FIRST_POLL_YIELD_INTERVALS * feed.interval_seconds
+        yielded = first * _FIRST_POLL_YIELD_INTERVALS * feed.interval_seconds
+        return due.timestamp() + yielded, first
 
     def _run(self, feed: FeedConfig) -> None:
         due = self._due.pop(feed.id, None)

@@ -131,6 +131,27 @@ def test_a_few_feeds_start_within_the_jitter_as_before() -> None:
     assert len(delays) == 10 and all(0.0 <= delay < 10.5 for delay in delays), delays
 
 
+def test_first_polls_leave_a_thread_in_eight_to_the_feeds_already_polled() -> None:
+    # 8 workers: first polls may hold 7. f0-f7 are first polls, all held once started; f8
+    # continues a backoff, due 1 s in. f8 starts on the eighth thread while f0-f7 are held,
+    # and the eighth first poll waits for one of the seven.
+    poller = HeldPoller()
+    scheduler = PollScheduler(poller, workers=8, jitter_ratio=0.0,  # type: ignore[arg-type]
+                              rng=random.Random(4))
+    backing_off = FeedState("f8", consecutive_failures=1, next_check_at=time.time() + 1.0)
+    try:
+        scheduler.start(feeds(9, interval=3600.0), {"f8": backing_off})
+        eventually(lambda: "f8" in poller.started, 15, "f8 started")
+        time.sleep(0.5)  # time enough for a wrongly started first poll to show
+        assert sorted(poller.started) != [f"f{i}" for i in range(9)]
+        assert len(poller.started) == 8, poller.started
+        poller.release.set()
+        eventually(lambda: scheduler.completed_polls >= 9, 15, "every feed polled")
+    finally:
+        poller.release.set()
+        scheduler.shutdown()
+
+
 def test_once_brings_the_spread_first_round_to_now_but_not_a_backoff() -> None:
     wanted = feeds(500, interval=3600.0)  # spread over 50 s
     backing_off = FeedState("f0", consecutive_failures=3, next_check_at=time.time() + 900)
