@@ -21,9 +21,9 @@ from pathlib import Path
 
 from monitor.match.e5_weights import E5Weights
 
-# Bump when the graph or its quantization changes. 5: fused ops, the FFN output in int8 (4, a
-# trial of it, was never committed but its vectors reached a machine cache under "b4").
-BUILDER_VERSION = "5"
+# Bump when the graph or its quantization changes. 5: fused ops, all int8 (4, a trial of it,
+# was never committed but its vectors reached a machine cache under "b4"); 6: q/k/v in fp32.
+BUILDER_VERSION = "6"
 log = logging.getLogger(__name__)
 
 

