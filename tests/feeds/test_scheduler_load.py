@@ -103,22 +103,32 @@ def test_the_first_round_of_many_feeds_is_spread_over_half_the_interval() -> Non
         assert 0.12 < share < 0.22, (sixth, share)
 
 
-def test_a_feed_already_polled_goes_before_first_polls_that_fell_due_earlier() -> None:
-    # f0-f2 fall due within 0.3 s (first polls); f3 continues a backoff from before the
-    # start, due 1 s in (not a first poll of the spread). The one worker is held by the first
-    # poll until f3 has fallen due too; then f3 goes before the two first polls still queued.
+@contextmanager
+def first_polls_then_a_backoff(workers: int, first_polls: int
+                               ) -> Iterator[tuple[HeldPoller, PollScheduler]]:
+    """Feeds f0.. (first polls, due within a second) and one more continuing a backoff from
+    before the start, due 1 s in (not a first poll); every poll held until the block ends,
+    then all of them polled."""
     poller = HeldPoller()
-    scheduler = PollScheduler(poller, workers=1, jitter_ratio=0.0,  # type: ignore[arg-type]
-                              rng=random.Random(4))
-    backing_off = FeedState("f3", consecutive_failures=1, next_check_at=time.time() + 1.0)
+    scheduler = PollScheduler(poller, workers=workers,  # type: ignore[arg-type]
+                              jitter_ratio=0.0, rng=random.Random(4))
+    backoff = FeedState(f"f{first_polls}", consecutive_failures=1,
+                        next_check_at=time.time() + 1.0)
     try:
-        scheduler.start(feeds(4, interval=3600.0), {"f3": backing_off})
-        eventually(lambda: "f3" in scheduler._due, 15, "f3 handed to the executor")
+        scheduler.start(feeds(first_polls + 1, interval=3600.0), {backoff.feed_id: backoff})
+        yield poller, scheduler
         poller.release.set()
-        eventually(lambda: scheduler.completed_polls >= 4, 15, "every feed polled")
+        eventually(lambda: scheduler.completed_polls > first_polls, 15, "every feed polled")
     finally:
         poller.release.set()
         scheduler.shutdown()
+
+
+def test_a_feed_already_polled_goes_before_first_polls_that_fell_due_earlier() -> None:
+    # The one worker is held by the first poll until f3 (the backoff) has fallen due too;
+    # then f3 goes before the two first polls still queued.
+    with first_polls_then_a_backoff(workers=1, first_polls=3) as (poller, scheduler):
+        eventually(lambda: "f3" in scheduler._due, 15, "f3 handed to the executor")
     assert poller.started[0] != "f3" and poller.started[1] == "f3", poller.started
 
 
@@ -132,24 +142,12 @@ def test_a_few_feeds_start_within_the_jitter_as_before() -> None:
 
 
 def test_first_polls_leave_a_thread_in_eight_to_the_feeds_already_polled() -> None:
-    # 8 workers: first polls may hold 7. f0-f7 are first polls, all held once started; f8
-    # continues a backoff, due 1 s in. f8 starts on the eighth thread while f0-f7 are held,
-    # and the eighth first poll waits for one of the seven.
-    poller = HeldPoller()
-    scheduler = PollScheduler(poller, workers=8, jitter_ratio=0.0,  # type: ignore[arg-type]
-                              rng=random.Random(4))
-    backing_off = FeedState("f8", consecutive_failures=1, next_check_at=time.time() + 1.0)
-    try:
-        scheduler.start(feeds(9, interval=3600.0), {"f8": backing_off})
+    # 8 workers: first polls may hold 7. f8 (the backoff) starts on the eighth thread while
+    # seven first polls are held, and the eighth first poll waits for one of the seven.
+    with first_polls_then_a_backoff(workers=8, first_polls=8) as (poller, _):
         eventually(lambda: "f8" in poller.started, 15, "f8 started")
         time.sleep(0.5)  # time enough for a wrongly started first poll to show
-        assert sorted(poller.started) != [f"f{i}" for i in range(9)]
         assert len(poller.started) == 8, poller.started
-        poller.release.set()
-        eventually(lambda: scheduler.completed_polls >= 9, 15, "every feed polled")
-    finally:
-        poller.release.set()
-        scheduler.shutdown()
 
 
 def test_once_brings_the_spread_first_round_to_now_but_not_a_backoff() -> None:
