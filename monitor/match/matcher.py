@@ -31,7 +31,9 @@ from monitor.match.stance import decide_relation
 from monitor.match.text import keys, mostly_cyrillic
 from monitor.model import Evidence, Item, Match
 
-MATCHER_VERSION = "match-0.6"  # 0.6: the onnx engine (int8, per-token scales) is the default
+# 0.6: the onnx engine (int8, per-token scales) is the default; 0.7: its builder 6 (every
+# product int8 but q/k/v, onnxruntime's attention op): vectors move by up to ~1e-3 in cosine.
+MATCHER_VERSION = "match-0.7"
 
 # Tuned on Emergent, ParaPhraser and FNC-1 together (bench/README.md): e5 query-passage
 # cosines of an item and a claim about other things sit around 0.78-0.83, of one about the
