@@ -10,14 +10,17 @@ The first round after a start is spread over up to half the feeds' intervals, so
 no more of the process than the rounds after it when few feeds start (at 5,000 feeds a 10 s
 spread made the first round 108 s long and thousands of polls late), and can end inside one
 interval when many do and the cores allow. Runs wait for a worker in the order they fell due,
-but a feed's first poll as if due two intervals later: at a cold start (every first poll
-parses a whole document) the feeds already polled keep their interval and the first round
-takes what CPU is left. A first poll publishes backlog, which is not alerted; a later poll
-may bring news. No first poll waits more than two intervals behind the others, so a poller
-that cannot keep up still polls feeds just added; and first polls leave one poll thread in
-eight to the others, which otherwise found none while every first poll waited for a parse.
-Every run reports how late it started after APScheduler made it due (``on_started``; the
-service counts the late ones, ``monitor_polls_late_total``).
+but the first poll of a feed never polled with success as if due two intervals later: at a
+cold start (every first poll parses a whole document) the feeds already polled keep their
+interval and the first round takes what CPU is left. Such a poll publishes backlog, which is
+not alerted; a later poll, or a restart's first run of a feed polled before, may bring news.
+No first poll waits more than two intervals behind the others, so a poller that cannot keep
+up still polls feeds just added; and first polls leave one poll thread in eight to the
+others, which otherwise found none while every first poll waited for a parse.
+Every run but a first poll reports how late it started after APScheduler made it due
+(``on_started``; the service counts the late ones, ``monitor_polls_late_total``): a first
+poll's due time is a place in the start spread, and its lateness would make every cold start
+of a large poller look like one that cannot keep its intervals.
 """
 
 from __future__ import annotations
@@ -170,6 +173,10 @@ class PollScheduler:
         self._due: dict[str, datetime] = {}
         # Feeds whose first run start() or update() spread and that have not run yet.
         self._spread: set[str] = set()
+        # Feeds never polled with success (no stored state, or only failures) whose next run
+        # has not started: that run brings backlog only, so it yields (``_rank``) and its start
+        # delay is not counted (its due time was a place in the spread, not an interval kept).
+        self._unpolled: set[str] = set()
         self._scheduler = BackgroundScheduler(
             executors={"default": _OrderedThreadPool(workers, self._due, self._rank)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -245,12 +252,15 @@ class PollScheduler:
                 self._add(feed, self._first_run(feed, states.get(feed.id), now, len(new)))
                 added.append(feed.id)
             self._spread.difference_update(removed)
+            self._unpolled.difference_update(removed)
         return added, removed, changed
 
     def _first_run(self, feed: FeedConfig, state: FeedState | None, now: datetime,
                    starting: int) -> datetime:
         """Continue a backoff or Retry-After from before a restart; otherwise a moment in the
         start spread of ``starting`` feeds."""
+        if state is None or state.last_success_at is None:
+            self._unpolled.add(feed.id)
         if state and state.next_check_at and state.consecutive_failures:
             return max(now, datetime.fromtimestamp(state.next_check_at, UTC))
         self._spread.add(feed.id)
@@ -275,9 +285,10 @@ class PollScheduler:
     def _rank(self, job: Any, due: datetime) -> tuple[float, bool]:
         """When a run waiting for a worker counts as due, and whether it is a feed's first
         poll: those count later than they are (they yield to the feeds already polled, by
-        _FIRST_POLL_YIELD_INTERVALS at most)."""
+        _FIRST_POLL_YIELD_INTERVALS at most). A restart's first runs are not first polls:
+        they may bring news."""
         feed: FeedConfig = job.args[0]
-        first = job.id in self._spread
+        first = job.id in self._unpolled
         yielded = first * _FIRST_POLL_YIELD_INTERVALS * feed.interval_seconds
         return due.timestamp() + yielded, first
 
@@ -285,7 +296,9 @@ class PollScheduler:
         due = self._due.pop(feed.id, None)
         with self._reschedule_lock:
             self._spread.discard(feed.id)
-        if due is not None and self._on_started is not None:
+            first = feed.id in self._unpolled
+            self._unpolled.discard(feed.id)
+        if due is not None and self._on_started is not None and not first:
             self._on_started((datetime.now(UTC) - due).total_seconds())
         result: PollResult | None = None
         try:
