@@ -15,7 +15,7 @@ Where it accepts, it copies feedparser's rules (``feedparser/namespaces/_base.py
 ``mixin.py``): which element wins when several give a title, link, id or summary (depth
 and order); a permalink guid standing for a missing link; links resolved against xml:base;
 strip, the UTF-8-read-as-Latin-1 repair and the cp1252 mapping applied to every text;
-dates through feedparser's own date parser. Element
+dates as feedparser's own date parser reads them (``feed_dates``). Element
 names are feedparser's (namespace -> prefix from its own table, lower-cased), so a feed using
 an unusual prefix is read the same way by both paths. tests/feeds/test_parse_paths.py holds
 the two paths to the same entries over every document in ../shared/feeds.
@@ -33,13 +33,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from feedparser.datetimes import _parse_date
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urifixer, _urljoin, make_safe_absolute_uri
 from lxml import etree
 
 from monitor.feeds.entry import RawDocument, RawEntry
+from monitor.feeds.feed_dates import parse_date
 from monitor.feeds.loose_repair import marks_in, repaired, unmarked
 from monitor.feeds.xml_charset import false_utf16, utf8_document
 
@@ -325,7 +325,7 @@ class _Entry:
         elif name in _CONTENTS:
             self._content(_plain_text_element(element))
         elif name in _TIMES:
-            self.times[_TIMES[name]] = _parse_date(_text(element, None, self.marked))
+            self.times[_TIMES[name]] = parse_date(_text(element, None, self.marked))
         elif name == "link":
             self._link(element, base)
         elif name in _RESETS:  # feedparser forgets which title came first
