@@ -70,8 +70,8 @@ class PreparedClaim:
     # (:func:`monitor.match.score.weighted`): a prepared claim belongs to one index.
     weighted: dict[str, tuple[tuple[tuple[str, float], ...], float]] = field(
         default_factory=dict, compare=False, repr=False)
-    # language -> what :mod:`monitor.match.reach` bounds its score with, filled when first
-    # a candidate.
+    # language -> what :mod:`monitor.match.reach` bounds its score with, filled when the
+    # index is built.
     reach: dict[str, ClaimReach] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -141,6 +141,9 @@ class ClaimIndex:
                 postings[bucket(key)].add(position)
         self._postings = {prefix: np.array(sorted(members), dtype=np.intp)
                           for prefix, members in postings.items()}
+        from monitor.match.reach import fill_claim_reach  # reach reads this module's types
+
+        fill_claim_reach(self.claims, self.weight)
 
     def _index_keys(self, prepared: PreparedClaim) -> set[str]:
         if prepared.groups:

@@ -9,9 +9,10 @@ the verbatim ratio at its best (1) that bounds the score. A candidate whose boun
 its threshold is never linked, so it need not be scored: links are exactly those of scoring
 every candidate (tests/match/test_reach.py).
 
-The claim side of the bound is worked out once per claim (its weight per key bucket, and
-the least shared weight that can reach its threshold), so that most candidates cost one sum
-over the item's buckets and a comparison.
+The claim side of the bound is worked out once per claim when its index is built
+(:func:`fill_claim_reach`: its weight per key bucket, and the least shared weight that can
+reach its threshold), so that most candidates cost one sum over the item's buckets and a
+comparison, and the first items after a start or a claim reload cost no more than later ones.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def reachable(claims: Sequence[PreparedClaim], positions: Iterable[int], item: I
     for position in positions:  # map() and no calls: this runs for every candidate
         prepared = claims[position]
         language = item.language if item.language in prepared.texts else ""
-        claim = prepared.reach.get(language) or _claim_reach(prepared, language, weight)
+        claim = prepared.reach[language]
         least = claim[3] if with_body else claim[2]
         # Most candidates fail here, with the headline taken as wholly covered.
         if sum(map(claim[0].get, item_buckets, _ZEROS)) >= least and _bound_reaches(
@@ -106,16 +107,23 @@ def least_covers(least_similarity: float) -> tuple[float, float]:
     return (headline, with_body) if with_body <= 1 else (float("inf"), float("inf"))
 
 
-def _claim_reach(prepared: PreparedClaim, language: str, weight: Weight) -> ClaimReach:
-    buckets, total = bucket_weights(prepared.key_sets[language], weight)
-    if not total:  # no word can be shared: _bound_reaches decides on the threshold alone
-        found: ClaimReach = (buckets, total, float("-inf"), float("-inf"))
-    else:
-        headline, with_body = least_covers(_least_similarity(prepared))
-        found = (buckets, total, (headline - INVERSION_SLACK) * total,
-                 (with_body - INVERSION_SLACK) * total)
-    prepared.reach[language] = found
-    return found
+def fill_claim_reach(claims: Iterable[PreparedClaim], weight: Weight) -> None:
+    """Each claim's bound, for each of its texts: its keys' weight per bucket, their total,
+    and the least weight an item must share (with a headline alone, and with a body)."""
+    for prepared in claims:
+        least = least_covers(_least_similarity(prepared))
+        for language, buckets_ in prepared.buckets.items():
+            grouped: dict[str, float] = {}
+            total = 0.0
+            for prefix, keys_ in buckets_.items():  # most buckets hold one key
+                share = weight(keys_[0]) if len(keys_) == 1 else sum(map(weight, keys_))
+                grouped[prefix] = share
+                total += share
+            if not total:  # no word can be shared: _bound_reaches decides on the threshold
+                prepared.reach[language] = (grouped, total, float("-inf"), float("-inf"))
+            else:
+                prepared.reach[language] = (grouped, total, (least[0] - INVERSION_SLACK) * total,
+                                            (least[1] - INVERSION_SLACK) * total)
 
 
 def _title_weights(item: ItemText, weight: Weight) -> BucketWeights:
