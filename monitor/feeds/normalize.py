@@ -128,14 +128,21 @@ def plain_text(value: str, max_chars: int) -> str:
     value = value[:enough]
     if _has_mojibake_hint(value):
         value = ftfy.fix_encoding(value)
-    head = value[:max_chars * 2]
-    if len(head) < len(value):
-        # Folding a prefix gives a prefix of the folded whole: when it is already longer
-        # than max_chars, truncating it gives what truncating the whole would.
-        text = _visible_folded(head)
-        if len(text) > max_chars:
-            return truncate(text, max_chars)
-    return truncate(_visible_folded(value), max_chars)
+    return truncate(_folded_past(value, max_chars), max_chars)
+
+
+def _folded_past(text: str, max_chars: int) -> str:
+    """``_visible_folded(text)``, or a prefix of it longer than ``max_chars``, which
+    ``truncate`` cuts to the same text. Folding a prefix of a text gives a prefix of the
+    folded whole, so most texts are folded only a little past ``max_chars`` (splitting into
+    words is most of the cost of a long summary's folding)."""
+    for size in (max_chars + max_chars // 8, max_chars * 2):
+        if size >= len(text):
+            break
+        folded = _visible_folded(text[:size])
+        if len(folded) > max_chars:
+            return folded
+    return _visible_folded(text)
 
 
 # A long HTML summary is read in pieces of this size until its text decides what is kept:
@@ -173,7 +180,7 @@ def _html_until_decided(value: str, max_chars: int) -> tuple[str | None, str | N
             break
         if not unsure:
             text = "".join(parts)
-            folded = _visible_folded(text)
+            folded = _folded_past(text, max_chars)
             if len(folded) > max_chars:
                 if not _mojibake_possible(text, value, end):
                     return truncate(folded, max_chars), None
@@ -190,7 +197,7 @@ def _tag_by_tag_until_decided(value: str, max_chars: int) -> tuple[str | None, s
     text, end = read
     if end == len(value) or len(text) >= max_chars * 4:  # the whole text, or enough of it
         return None, text
-    folded = _visible_folded(text)
+    folded = _folded_past(text, max_chars)
     if len(folded) > max_chars and not _mojibake_possible(text, value, end):
         return truncate(folded, max_chars), None
     return None, None

@@ -26,7 +26,6 @@ default size limits (no huge_tree), no recovery from errors.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import time
@@ -64,8 +63,6 @@ _TIMES = {  # feedparser's key for each date element: published, updated, create
 }
 # "image" and "textinput" in an entry: feedparser too forgets which title came first.
 _RESETS = frozenset({"source", "image", "textinput"})
-_READ = _TITLES | _SUMMARIES | _CONTENTS | frozenset(_TIMES) | _RESETS | {
-    "link", "guid", "id", "media_title"}
 # Elements feedparser has a handler for that only write fields Items do not use.
 _HARMLESS = frozenset({
     "author", "category", "cc_license", "cloud", "contributor", "copyright", "rights",
@@ -84,6 +81,16 @@ _HARMLESS = frozenset({
 # reading it, so an element inside one (a title...) must not count; refused instead.
 _CONTENT_LIKE = frozenset({"rights", "copyright", "dc_rights", "subtitle", "tagline",
                            "itunes_subtitle", "info", "feedburner_browserfriendly"})
+# What the walk does with an element, by its name: one dict look-up per element. Names not
+# here are passed over (their children walked).
+_TITLE, _MEDIA_TITLE, _SUMMARY, _CONTENT, _LINK, _GUID, _RESET, _REFUSE, _TIME = range(9)
+_ACTIONS: dict[str, int] = {
+    **dict.fromkeys(_HANDLERS - _HARMLESS, _REFUSE),
+    **dict.fromkeys(_TITLES, _TITLE), "media_title": _MEDIA_TITLE,
+    **dict.fromkeys(_SUMMARIES, _SUMMARY), **dict.fromkeys(_CONTENTS, _CONTENT),
+    **{name: _TIME + index for name, index in _TIMES.items()},  # _TIME + which date
+    "link": _LINK, "guid": _GUID, "id": _GUID, **dict.fromkeys(_RESETS, _RESET),
+}
 _TEXT_TYPES = frozenset({"text", "html", "text/plain", "text/html", "plain"})
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
 _LINK_AMP = re.compile("&([A-Za-z0-9_]+);")
@@ -235,13 +242,25 @@ def _text(element: Any, base: str | None = None, marked: bool = False) -> str:
         text = _urljoin(base, text)
     if not text.isascii():
         # feedparser's repair of UTF-8 that someone read as Latin-1 and encoded again
-        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+        try:
             text = text.encode("iso-8859-1").decode("utf-8")
+            as_read = False
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            as_read = base is None and not marked  # the element's text, but stripped
         # str.translate with a dict is slow on long texts; searching the UTF-8 bytes (where
-        # U+0080-U+009F are exactly C2 80-C2 9F) is three times quicker than the str.
-        if _C1_CONTROLS.search(text.encode("utf-8", "surrogatepass")):
+        # U+0080-U+009F are exactly C2 80-C2 9F) is three times quicker than the str. A long
+        # text's bytes are quicker to have from libxml2 than to encode; they may hold more
+        # (ends stripped), but translating a text without those characters changes nothing.
+        if as_read and len(text) > _LONG_TEXT_CHARS:
+            utf8 = etree.tostring(element, method="text", encoding="utf-8", with_tail=False)
+        else:
+            utf8 = text.encode("utf-8", "surrogatepass")
+        if b"\xc2" in utf8 and _C1_CONTROLS.search(utf8):  # memchr first: most have none
             text = text.translate(_cp1252)
     return text
+
+
+_LONG_TEXT_CHARS = 1000
 
 
 def _has_extra_slashes(uri: str) -> bool:
@@ -265,16 +284,22 @@ def _plain_text_element(element: Any) -> Any:
     if len(element):
         raise Refused
     if len(element.attrib):
-        attributes = _attributes(element)
-        kind = attributes.get("type")
-        if "mode" in attributes or "src" in attributes or (
-                kind is not None and kind.lower() not in _TEXT_TYPES):
-            raise Refused  # feedparser's own handling
+        _check_type(element)
     return element
 
 
+def _check_type(element: Any) -> None:
+    attributes = _attributes(element)
+    kind = attributes.get("type")
+    if "mode" in attributes or "src" in attributes or (
+            kind is not None and kind.lower() not in _TEXT_TYPES):
+        raise Refused  # feedparser's own handling
+
+
 def _text_of_type(element: Any, marked: bool) -> str:
-    return _text(_plain_text_element(element), None, marked)
+    if len(element.attrib):
+        _check_type(element)
+    return _text(element, None, marked)  # Refused too if it holds markup
 
 
 def _base(current: str, element: Any) -> str:
@@ -314,22 +339,21 @@ class _Entry:
     times: list[time.struct_time | None] = field(default_factory=lambda: [None, None, None])
     marked: bool = False  # texts hold control characters loose_repair marked
 
-    def read(self, name: str, element: Any, depth: int, base: str) -> None:
-        if name in _TITLES or name == "media_title":
-            self._title(_text_of_type(element, self.marked), depth,
-                        proper=name != "media_title")
-        elif name in _SUMMARIES:
+    def read(self, action: int, element: Any, depth: int, base: str) -> None:
+        if action <= _MEDIA_TITLE:
+            self._title(_text_of_type(element, self.marked), depth, proper=action == _TITLE)
+        elif action == _SUMMARY:
             self._summary(_plain_text_element(element), depth)
         elif depth > 1:
             raise Refused
-        elif name in _CONTENTS:
+        elif action >= _TIME:
+            self.times[action - _TIME] = parse_date(_text(element, None, self.marked))
+        elif action == _CONTENT:
             self._content(_plain_text_element(element))
-        elif name in _TIMES:
-            self.times[_TIMES[name]] = parse_date(_text(element, None, self.marked))
-        elif name == "link":
+        elif action == _LINK:
             self._link(element, base)
-        elif name in _RESETS:  # feedparser forgets which title came first
-            if len(element) and not _closing_source(name, element):
+        elif action == _RESET:  # feedparser forgets which title came first
+            if len(element) and not _closing_source(element):
                 raise Refused
             self.title_depth = -1
         else:  # guid, id
@@ -376,9 +400,13 @@ class _Entry:
             self.link = self.guid
 
     def raw(self) -> RawEntry:
-        candidates = (self.summary, *self.contents) if self.summary is not None else ()
-        texts = (_text(candidate, None, self.marked) for candidate in candidates)
-        summary = next((text for text in texts if text.strip()), "")
+        summary = ""
+        if self.summary is not None:
+            for candidate in (self.summary, *self.contents):
+                text = _text(candidate, None, self.marked)
+                if text.strip():
+                    summary = text
+                    break
         return RawEntry(link=self.link, guid=self.guid, title=self.title,
                         summary_html=summary, times=tuple(self.times))
 
@@ -390,11 +418,13 @@ _SOURCE_PARTS = frozenset({"title", "link", "id", "updated", "published", "autho
                            "rights"})
 
 
-def _closing_source(name: str, element: Any) -> bool:
+def _closing_source(element: Any) -> bool:
     """A source with elements inside that ends its entry (planet aggregators): feedparser
     changes no field of the entry there, and nothing follows that its leftover state (which
     title came first, whether a guid is the link) could change."""
-    if name != "source" or next(element.itersiblings(etree.Element), None) is not None:
+    tag = element.tag
+    if (_name_of_tag(tag) or _compute_name(tag, element.prefix)) != "source" \
+            or next(element.itersiblings(etree.Element), None) is not None:
         return False
     for inner in element.iterdescendants(etree.Element):
         tag = inner.tag
@@ -421,10 +451,11 @@ def _walk(entry: _Entry, parent: Any, depth: int, base: str, bases: bool) -> Non
         tag = child.tag
         name = _name_of_tag(tag) or _compute_name(tag, child.prefix)
         child_base = _base(base, child) if bases and (base or _has_base(child)) else base
-        if name in _READ:
-            entry.read(name, child, depth, child_base)
-        elif name in _HANDLERS and name not in _HARMLESS:
-            raise Refused
+        action = _ACTIONS.get(name)
+        if action is not None:
+            if action == _REFUSE:
+                raise Refused
+            entry.read(action, child, depth, child_base)
         elif len(child):
             if name in _CONTENT_LIKE:
                 raise Refused
