@@ -18,9 +18,11 @@ records of a step whose read-back failed are held and handled in the next step.
 A step takes as many records as fit in about ``STEP_SECONDS`` of matching (:class:`StepSize`,
 from what the last steps spent on a record and on a commit), not the transport's whole
 batch: with sentence vectors an item costs tens of milliseconds, and in a burst of 200 items
-the first alert would otherwise wait for all 200 to be matched and committed. Steps grow while
-a backlog lasts, so the model still gets many texts per call; without vectors steps are large
-anyway, so the cost of a commit is spread over many items.
+the first alert would otherwise wait for all 200 to be matched and committed. But never fewer
+than ``LEAST_STEP_RECORDS`` when that many wait: the new items of one poll are matched and
+committed together (split, the last of them waited for another model call and commit). Steps
+grow while a backlog lasts, so the model still gets many texts per call; without vectors steps
+are large anyway, so the cost of a commit is spread over many items.
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ STAGE = "match"
 POLL_SECONDS = 1.0  # how long an idle step waits for items before it returns
 STEP_SECONDS = 0.2  # about how long a burst's first step matches before it is committed
 MOST_STEP_SECONDS = 1.0  # ... and its later steps, while a backlog lasts
-FIRST_STEP_RECORDS = 8  # before any step was timed
+# At least this many records a step, when they are there: what one poll of a busy feed brings.
+# On a slow or shared machine 0.2 s held only 6-8 headlines, so a poll's ten were two steps and
+# the last ones waited for a second model call and commit (a Kafka transaction, 20-70 ms): that
+# set the end-to-end p95 (bench/README.md, "End to end"). A burst's first step is that long.
+LEAST_STEP_RECORDS = 16
 MAX_STEP_RECORDS = 1000  # the transport's own batch size bounds a step too
 
 
@@ -73,19 +79,20 @@ class StepSize:
     to the broker). While steps come back full (a backlog), the target doubles up to
     ``most_seconds``: the first items of a burst are committed quickly, the rest in larger
     steps that embed many texts in one call (the model gains ~30% from 1 to 20 texts).
-    Moving averages, so one slow item does not shrink every step.
+    Moving averages, so one slow item does not shrink every step. Never fewer than ``least``.
     """
 
     COMMIT_SHARE = 3.0
 
     def __init__(self, target_seconds: float = STEP_SECONDS,
-                 most_seconds: float = MOST_STEP_SECONDS, first: int = FIRST_STEP_RECORDS,
+                 most_seconds: float = MOST_STEP_SECONDS, least: int = LEAST_STEP_RECORDS,
                  most: int = MAX_STEP_RECORDS) -> None:
         self._base, self._most_seconds, self._most = target_seconds, most_seconds, most
+        self._least = min(least, most)
         self._target = target_seconds
         self._per_record: float | None = None
         self._commit = 0.0
-        self.records = first
+        self.records = self._least  # before any step was timed
 
     def took(self, records: int, matching_seconds: float, commit_seconds: float = 0.0) -> None:
         if records > 0:
@@ -98,7 +105,7 @@ class StepSize:
             self._target = self._base  # idle: the next item is the first of a burst
         if self._per_record is not None:
             work = max(self._target, self.COMMIT_SHARE * self._commit)
-            self.records = max(1, min(self._most, int(work / self._per_record)))
+            self.records = max(self._least, min(self._most, int(work / self._per_record)))
 
 
 def _average(average: float | None, sample: float) -> float:

@@ -53,9 +53,9 @@ def test_claims_changes_apply_without_restart_and_bad_files_are_refused(tmp_path
 
 
 def test_a_step_takes_about_its_target_time_of_work() -> None:
-    size = StepSize(target_seconds=0.2, most_seconds=0.2, first=8, most=1000)
-    assert size.records == 8
-    size.took(8, 8 * 0.07)  # with vectors: ~70 ms an item
+    size = StepSize(target_seconds=0.2, most_seconds=0.2, least=1, most=1000)
+    assert size.records == 1
+    size.took(1, 0.07)  # with vectors: ~70 ms an item
     assert size.records == 2
     for _ in range(20):
         size.took(size.records, size.records * 0.001)  # words alone: ~1 ms an item
@@ -67,7 +67,7 @@ def test_a_step_takes_about_its_target_time_of_work() -> None:
 
 
 def test_steps_grow_while_a_backlog_lasts_and_start_small_after_idle() -> None:
-    size = StepSize(target_seconds=0.2, most_seconds=1.0, first=2, most=1000)
+    size = StepSize(target_seconds=0.2, most_seconds=1.0, least=2, most=1000)
     taken = []
     for _ in range(6):  # every step comes back full: 100 ms an item
         taken.append(size.records)
@@ -84,10 +84,19 @@ def test_steps_grow_while_a_backlog_lasts_and_start_small_after_idle() -> None:
 
 
 def test_a_step_holds_several_times_the_work_of_its_commit() -> None:
-    size = StepSize(target_seconds=0.2, most_seconds=0.2, first=8, most=1000)
+    size = StepSize(target_seconds=0.2, most_seconds=0.2, least=1, most=1000)
     for _ in range(10):  # 70 ms an item, 150 ms a commit (a Kafka transaction)
         size.took(size.records, size.records * 0.07, 0.15)
     assert 6 <= size.records <= 7  # 3 x 150 ms of matching, not the 0.2 s target alone
+
+
+def test_a_step_never_takes_fewer_than_its_least_records() -> None:
+    size = StepSize(target_seconds=0.2, most_seconds=1.0, least=16, most=1000)
+    assert size.records == 16  # before any step was timed
+    size.took(10, 10 * 0.03)  # a slow machine: 30 ms an item, 0.2 s holds 6
+    assert size.records == 16  # a poll's ten new items still make one step
+    size = StepSize(least=16, most=5)
+    assert size.records == 5  # the transport's batch bounds it
 
 
 class SlowProcessor(MatchProcessor):
@@ -108,9 +117,9 @@ def test_a_burst_is_committed_in_steps_so_its_first_matches_leave_early(tmp_path
                        SlowProcessor(ClaimRegistry(claims), metrics), metrics)
     matches = transport.stage_log("alert")
     transport.publisher().publish(
-        [story(n, f"Лукашенко встретился с Путиным, день {n}") for n in range(40)])
+        [story(n, f"Лукашенко встретился с Путиным, день {n}") for n in range(60)])
     first = stage.step()
-    assert 1 <= first <= 8
+    assert first == 16  # LEAST_STEP_RECORDS: 0.2 s holds 4 of these
     assert len(matches.poll(0).records) == first  # committed before the rest is matched
     steps = 1
     while not stage.caught_up():
@@ -118,5 +127,5 @@ def test_a_burst_is_committed_in_steps_so_its_first_matches_leave_early(tmp_path
         assert taken <= 21  # 50 ms an item: at most 1 s of work, as the backlog lasts
         steps += 1
     assert steps >= 4
-    assert len(matches.poll(0).records) == 40 - first
+    assert len(matches.poll(0).records) == 60 - first
     db.close()
