@@ -82,6 +82,9 @@ log = logging.getLogger(__name__)
 # Names each output record (Output.id): how a write tried again finds what its failed try stored.
 RECORD_ID_HEADER = "record-id"
 
+# A poll that returned records waits this long for more of the same write (see _gather).
+GATHER_MS = 5
+
 # Producer errors after which a transactional producer can never be used again.
 FATAL_ERRORS = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError,
                 UnsupportedVersionError)
@@ -140,7 +143,7 @@ class KafkaStageLog:
         if transactional_id is not None and fenced_writes:
             raise MonitorError(f"{stage}: a transactional log cannot also fence its writes")
         self._settings, self._stage, self.source = settings, stage, source
-        self._group = group
+        self._group, self._batch_max = group, batch_max
         self._deadline = transaction_deadline_seconds(settings)  # for any wait on the broker
         self._watch = watch or BrokerWatch(settings)
         self._topics: dict[LogName, str] = {"items": settings.items_topic,
@@ -205,10 +208,14 @@ class KafkaStageLog:
     # -- reading ---------------------------------------------------------------------------
 
     def poll(self, timeout_seconds: float, max_records: int | None = None) -> Polled:
+        # At most batch_max, as embedded: kafka-python's max_records overrides it.
+        limit = self._batch_max if max_records is None else min(max_records, self._batch_max)
         with self._translated("poll"):
-            # Records fetched beyond max_records stay buffered in the consumer for the next poll.
+            # Records fetched beyond the limit stay buffered in the consumer for the next poll.
             polled = self._consumer.poll(timeout_ms=max(0, int(timeout_seconds * 1000)),
-                                         max_records=max_records)
+                                         max_records=limit)
+            if polled and timeout_seconds > 0:
+                self._gather(polled, limit)
         assigned, revoked = self._rebalances.take()
         for partition in assigned | revoked:  # its next commit is read from the group again
             self._committed_offsets.pop(partition, None)
@@ -222,6 +229,18 @@ class KafkaStageLog:
         self._healthy = True  # a round that went through, idle or not
         self._measure_lag(records)
         return Polled(records, assigned=assigned, revoked=revoked)
+
+    def _gather(self, polled: dict[Any, list[Any]], limit: int) -> None:
+        """Add to ``polled`` what comes within ``GATHER_MS``: one write spans partitions
+        (a poll's items, a transaction's matches), which the broker appends one after the
+        other, and a fetch that caught only some of them made two steps of one write (the
+        last records waited for a second model call and commit)."""
+        room = limit - sum(map(len, polled.values()))
+        if room <= 0:
+            return
+        more = self._consumer.poll(timeout_ms=GATHER_MS, max_records=room)
+        for tp, records in more.items():
+            polled.setdefault(tp, []).extend(records)
 
     def _warm_up(self) -> None:
         """After an assignment, a transaction with an owned partition's committed offset,
