@@ -18,13 +18,13 @@ at a time. Against a hostile server:
 message names the URL and what went wrong, and never returns a partial body. ``Fetcher.stop``
 makes every fetch in progress end within a grace period (shutdown).
 
-Requests go straight to the guarded transport, not through ``httpx.Client``: the client's
-per-request work (merging defaults, auth and cookie flows, building the request twice) was a
-third of the CPU of a 304 poll, which at 10,000 feeds a minute is most of what the poller does.
-What the client did that matters is kept here: the configured URL's own userinfo is sent as
-Basic auth, cookies are kept in one jar (read only when a response sets one), and httpx's
-request line is logged as httpx logs it. A client given to the constructor (tests:
-``httpx.MockTransport``) is used as it is.
+Requests go straight to the guarded connection pool as httpcore's requests, not through
+``httpx.Client`` nor httpx's Request and Response (``direct.py``): the client's per-request work
+(merging defaults, auth and cookie flows, building the request twice) was a third of the CPU of
+a 304 poll, and httpx's wrapping of httpcore a third of what was left. What the client did that
+matters is kept here: the configured URL's own userinfo is sent as Basic auth, cookies are kept
+in one jar (read only when a response sets one), and httpx's request line is logged as httpx
+logs it. A client given to the constructor (tests: ``httpx.MockTransport``) is used as it is.
 
 Connections are kept in several pools, each origin (scheme, host, port) always in the same one
 (:class:`OriginPools`), so a host's polls still share its kept-alive connections. One pool for
@@ -35,7 +35,6 @@ so at 10,000 feeds a minute the poll threads queued on that one lock.
 
 from __future__ import annotations
 
-import base64
 import logging
 import socket
 import threading
@@ -47,9 +46,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+import httpcore
 import httpx
 
 from monitor.errors import FetchError
+from monitor.feeds.direct import CORE_ERRORS, Answer, DirectResponse, Target, Targets, encoded
 from monitor.feeds.inflate import BoundedInflater, DecompressionError
 from monitor.feeds.netguard import (
     AddressPolicy,
@@ -73,6 +74,8 @@ _ACCEPT_ENCODING = "gzip, deflate"
 _SLOT_POLL_SECONDS = 0.5
 _POOLS = 8
 _KEEPALIVE_PER_POOL = 8  # idle connections a pool keeps (httpx's one pool: 20)
+# A request that failed, on either path (httpx's client, or httpcore's pool directly).
+_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, *CORE_ERRORS)
 _httpx_log = logging.getLogger("httpx")  # the request line httpx's client would log
 
 
@@ -153,6 +156,10 @@ class Fetcher:
             AddressPolicy(limits.allowed_networks), self._deadlines, resolver))
         self._cookies = httpx.Cookies()
         self._extensions = {"timeout": httpx.Timeout(limits.timeout_seconds).as_dict()}
+        self._targets = Targets()
+        self._base_headers = [
+            (b"User-Agent", limits.user_agent.encode()), (b"Accept", _ACCEPT.encode()),
+            (b"Accept-Encoding", _ACCEPT_ENCODING.encode()), (b"Connection", b"keep-alive")]
         self._hosts = HostLimiter(limits.per_host_concurrency)
 
     def stop(self, grace_seconds: float = 2.0) -> None:
@@ -182,7 +189,7 @@ class Fetcher:
         raise FetchError(f"more than {self._limits.max_redirects} redirects from {redact_url(url)}")
 
     def _request(self, url: str, validators: Validators, budget: list[float]
-                 ) -> tuple[httpx.Response, bytes]:
+                 ) -> tuple[Answer, bytes]:
         if budget[0] <= 0:
             raise self._timed_out(url)
         with self._turn(urlsplit(url).hostname or "", url):
@@ -190,11 +197,11 @@ class Fetcher:
             try:
                 with self._deadlines.request(budget[0]):
                     return self._stream(url, validators)
-            except httpx.TimeoutException as exc:
+            except (httpx.TimeoutException, httpcore.TimeoutException) as exc:
                 if self._deadlines.stopping:
                     raise FetchCancelled(f"fetch of {redact_url(url)} abandoned: stopping") from exc
                 raise self._timed_out(url) from exc
-            except httpx.HTTPError as exc:
+            except _ERRORS as exc:
                 raise _translate(url, exc) from exc
             finally:
                 budget[0] -= time.monotonic() - started
@@ -217,7 +224,16 @@ class Fetcher:
             f"(MONITOR_POLL__TIMEOUT_SECONDS) from {redact_url(url)}"
         )
 
-    def _stream(self, url: str, validators: Validators) -> tuple[httpx.Response, bytes]:
+    def _stream(self, url: str, validators: Validators) -> tuple[Answer, bytes]:
+        response = (self._send_direct(url, validators) if self._client is None
+                    else self._send_client(url, validators))
+        try:
+            return response, self._read_body(url, response)
+        finally:
+            response.close()
+
+    def _send_client(self, url: str, validators: Validators) -> httpx.Response:
+        """Through the client given to the constructor (tests: ``httpx.MockTransport``)."""
         headers = {"User-Agent": self._limits.user_agent, "Accept": _ACCEPT,
                    "Accept-Encoding": _ACCEPT_ENCODING, "Connection": "keep-alive"}
         if validators.etag:
@@ -225,35 +241,49 @@ class Fetcher:
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
         request = httpx.Request("GET", url, headers=headers, extensions=self._extensions)
-        response = (self._send(request) if self._client is None
-                    else self._client.send(request, stream=True, follow_redirects=False))
-        try:
-            return response, self._read_body(url, response)
-        finally:
-            response.close()
+        assert self._client is not None
+        return self._client.send(request, stream=True, follow_redirects=False)
 
-    def _send(self, request: httpx.Request) -> httpx.Response:
-        """What httpx.Client.send does for us, without its per-request machinery."""
-        authorization = _basic_auth(request.url)
-        if authorization:
-            request.headers["Authorization"] = authorization
+    def _send_direct(self, url: str, validators: Validators) -> DirectResponse:
+        """What httpx.Client.send did for us (Host, the URL's own userinfo as Basic auth,
+        cookies, httpx's request line in the log), on httpcore's request and response."""
+        target = self._targets.get(url)
+        headers = [(b"Host", target.host), *self._base_headers]
+        if validators.etag:
+            headers.append((b"If-None-Match", encoded(validators.etag)))
+        if validators.last_modified:
+            headers.append((b"If-Modified-Since", encoded(validators.last_modified)))
+        if target.authorization:
+            headers.append((b"Authorization", target.authorization))
         if len(self._cookies.jar):
-            self._cookies.set_cookie_header(request)
-        response = self._transports.for_url(request.url).handle_request(request)
-        response.request = request
+            headers.extend(self._cookie_header(target))
+        request = httpcore.Request(b"GET", target.core_url, headers=headers,
+                                   extensions=self._extensions)
+        response = DirectResponse(self._transports.for_url(target.url).handle_core(request))
         if "set-cookie" in response.headers:
-            self._cookies.extract_cookies(response)
-        _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url,
-                        response.http_version, response.status_code, response.reason_phrase)
+            self._cookies.extract_cookies(httpx.Response(
+                response.status_code, headers=response.raw_headers,
+                request=httpx.Request("GET", target.url)))
+        if _httpx_log.isEnabledFor(logging.INFO):
+            _httpx_log.info('HTTP Request: GET %s "%s %d %s"', target.url,
+                            response.http_version, response.status_code,
+                            response.reason_phrase)
         return response
 
-    def _read_body(self, url: str, response: httpx.Response) -> bytes:
+    def _cookie_header(self, target: Target) -> list[tuple[bytes, bytes]]:
+        """The Cookie header the jar holds for this URL (httpx's rules), if any."""
+        request = httpx.Request("GET", target.url)
+        self._cookies.set_cookie_header(request)
+        cookie = request.headers.get("Cookie")
+        return [(b"Cookie", cookie.encode("latin-1"))] if cookie else []
+
+    def _read_body(self, url: str, response: Answer) -> bytes:
         limit = self._limits.max_body_bytes
-        declared = response.headers.get("Content-Length", "")
+        declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise FetchError(f"body of {declared} bytes exceeds the {limit}-byte limit "
                              f"(MONITOR_POLL__MAX_BODY_BYTES): {redact_url(url)}")
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
         inflater = None if encoding in ("", "identity") else BoundedInflater(encoding, limit)
         chunks, size = [], 0
         try:
@@ -271,25 +301,18 @@ class Fetcher:
         return b"".join(chunks)
 
 
-def _basic_auth(url: httpx.URL) -> str | None:
-    """The Authorization header for a URL's own userinfo, as httpx's client builds it."""
-    if not (url.username or url.password):
-        return None
-    userpass = f"{url.username}:{url.password}".encode()
-    return f"Basic {base64.b64encode(userpass).decode('ascii')}"
-
-
-def _translate(url: str, exc: httpx.HTTPError) -> FetchError:
-    """httpx's error -> FetchError naming the URL (without credentials) and the cause."""
-    cause = exc.__cause__
+def _translate(url: str, exc: Exception) -> FetchError:
+    """httpx's or httpcore's error -> FetchError naming the URL (without credentials) and the
+    cause."""
+    cause = exc if isinstance(exc, AddressRefused) else exc.__cause__
     if isinstance(cause, AddressRefused):
         return FetchError(f"{redact_url(url)}: {cause}")
     return FetchError(
         f"{type(exc).__name__} fetching {redact_url(url)}: {redact_urls_in(str(exc))}")
 
 
-def _redirect_target(url: str, response: httpx.Response) -> str:
-    location = response.headers.get("Location")
+def _redirect_target(url: str, response: Answer) -> str:
+    location = response.headers.get("location")
     if not location:
         raise FetchError(f"HTTP {response.status_code} without a Location header from "
                          f"{redact_url(url)}")
@@ -310,23 +333,23 @@ def _without_userinfo(location: str) -> str:
 
 
 def _result(
-    url: str, response: httpx.Response, body: bytes, old: Validators, permanent: str | None,
+    url: str, response: Answer, body: bytes, old: Validators, permanent: str | None,
     now: datetime,
 ) -> FetchResult:
     status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now)
     if status >= 400 or status not in (200, 203, 304):
         raise FetchError(f"HTTP {status} from {redact_url(url)}", retry_after_seconds=retry_after)
-    fresh = Validators(response.headers.get("ETag"), response.headers.get("Last-Modified"))
+    fresh = Validators(response.headers.get("etag"), response.headers.get("last-modified"))
     return FetchResult(
         not_modified=status == 304,
         body=b"" if status == 304 else body,
-        content_type=response.headers.get("Content-Type"),
+        content_type=response.headers.get("content-type"),
         # A 304 may omit validators; the old ones still describe what we hold.
         validators=Validators(fresh.etag or old.etag, fresh.last_modified or old.last_modified)
         if status == 304 else fresh,
         final_url=url,
         permanent_redirect=permanent,
-        max_age_seconds=parse_max_age(response.headers.get("Cache-Control")),
+        max_age_seconds=parse_max_age(response.headers.get("cache-control")),
         retry_after_seconds=retry_after,
     )
