@@ -13,6 +13,7 @@ says which path read a document.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -244,6 +245,11 @@ def _summary_html(entry: Any) -> str:
 def _entry_time(times: tuple[Any, ...]) -> datetime | None:
     for parsed in times:  # published, updated, created
         if parsed:
+            # The instant timegm gives below, when the fields are a valid date (a quarter of
+            # the time); timegm also reads fields out of range (a second 60...).
+            year, month, day, hour, minute, second = parsed[:6]
+            with contextlib.suppress(TypeError, ValueError):
+                return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
             try:
                 return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
             except (OverflowError, ValueError, OSError):

@@ -46,6 +46,9 @@ FRAGMENTS = [
     pytest.param("a<noscript><script>s</script>n</noscript>b<script>c</SCRIPT\t>&#65;",
                  id="raw-text-nested"),
     pytest.param("<p:x>ns</p:x><h7>h</h7><h6>six</h6>", id="odd-names"),
+    # Letters that re.IGNORECASE folds and str.lower does not: no break, no script.
+    pytest.param("a<dıv>b<lı>c</dİv>d<DIV>e</dIv >f<Br/>g", id="unicode-case-names"),
+    pytest.param("<ſcript>x</ſcript>y<SCRİPT>z<ſtyle>w", id="unicode-case-raw-text"),
     pytest.param("<b\xa0x>unicode space in a tag</b>", id="nbsp-in-tag"),
     pytest.param("unclosed <a href='x", id="cut-short"),
     pytest.param(("<p>" + "word " * 300 + "</p>") * 40, id="long-article"),
