@@ -200,14 +200,50 @@ def bulk_text_pieces(value: str, piece_chars: int) -> Iterator[tuple[str | None,
 
 def _bulk_html_text(value: str) -> str | None:
     """``_simple_html_text`` in a few regex passes, for fragments whose every ``<`` opens a
-    plain tag or a comment and that hold nothing to skip; None otherwise.
+    plain tag, a comment, or a script or style closed in the fragment (skipped, as
+    html.parser skips their raw text); None otherwise.
 
     Tags that add nothing become a separator html.unescape cannot read across (a character
     the fragment lacks), so entities are decoded as html.parser decodes them, text run by
     text run; the separator is then dropped."""
     separator = "\f" if "\f" not in value else "\t" if "\t" not in value else None
-    if separator is None or _SKIPPED.search(value):
+    if separator is None:
         return None
+    if _SKIPPED.search(value) is None:
+        return _bulk_run_text(value, separator)
+    texts = []
+    for run in _runs_outside_raw_text(value) or (None,):
+        text = None if run is None else _bulk_run_text(run, separator)
+        if text is None:
+            return None
+        texts.append(text)
+    return "".join(texts)
+
+
+def _runs_outside_raw_text(value: str) -> list[str] | None:
+    """``value`` cut around its script and style elements (each a plain start tag, not
+    self-closing, and html.parser's end pattern), None when it holds a noscript, a template,
+    or a raw-text element not closed in ``value``. Where a run before such an element is
+    read as all tags and text (``_bulk_run_text``), the element starts in html.parser's data,
+    not inside a tag or a comment: its "<" would be left over."""
+    runs, position, search_from = [], 0, 0
+    while (found := _SKIPPED.search(value, search_from)) is not None:
+        tag = _PLAIN_TAG.match(value, found.start())
+        if tag is None or tag.group(1).lower() not in _RAW_TEXT_END:
+            return None
+        if tag.group(2):  # <script/>: a start and an end tag, as any other
+            search_from = tag.end()
+            continue
+        end = _RAW_TEXT_END[tag.group(1).lower()].search(value, tag.end())
+        if end is None:
+            return None
+        runs.append(value[position:found.start()])
+        position = search_from = end.end()
+    runs.append(value[position:])
+    return runs
+
+
+def _bulk_run_text(value: str, separator: str) -> str | None:
     if "/>" in value:  # a pass fewer for most fragments
         value = _BREAK_ALONE.sub("  ", value)
     text = _BREAK.sub(" ", value)

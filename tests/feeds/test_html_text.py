@@ -49,6 +49,12 @@ FRAGMENTS = [
     # Letters that re.IGNORECASE folds and str.lower does not: no break, no script.
     pytest.param("a<dıv>b<lı>c</dİv>d<DIV>e</dIv >f<Br/>g", id="unicode-case-names"),
     pytest.param("<ſcript>x</ſcript>y<SCRİPT>z<ſtyle>w", id="unicode-case-raw-text"),
+    # Scripts read by the regex passes: closed in the piece, in data (not in a tag or comment).
+    pytest.param('a<a title="<script>">x</a>y</script>z<!-- <style> -->w</style>v',
+                 id="raw-text-start-in-attribute-or-comment"),
+    pytest.param("a&am<script>x</script>p;b<script/>c<style a='>'>s</style>d", id="raw-text-runs"),
+    pytest.param(("<p>" + "word " * 300 + "</p>") * 2 + "<script>" + "if (a<b) x;" * 400
+                 + "</script>" + ("<p>" + "word " * 300 + "</p>") * 5, id="script-across-pieces"),
     pytest.param("<b\xa0x>unicode space in a tag</b>", id="nbsp-in-tag"),
     pytest.param("unclosed <a href='x", id="cut-short"),
     pytest.param(("<p>" + "word " * 300 + "</p>") * 40, id="long-article"),
