@@ -2,7 +2,7 @@
 
 ``read_wellformed`` returns the document's ``RawEntry``s exactly as feedparser would give
 them, or None when it is not sure it can, and the caller then asks feedparser. It refuses:
-bytes whose encoding feedparser would have to guess (``xml_charset``), anything libxml2 does
+bytes whose encoding it cannot decide as feedparser does (``xml_charset``), anything libxml2 does
 not find well-formed (but for the faults ``loose_repair`` repairs as feedparser's loose
 parser reads them: undefined entities, a script after the root, control characters), a
 DOCTYPE other than a bare ``<!DOCTYPE name>`` that feedparser strips (entities, DTDs: the
@@ -40,7 +40,7 @@ from lxml import etree
 from monitor.feeds.entry import RawDocument, RawEntry
 from monitor.feeds.feed_dates import parse_date
 from monitor.feeds.loose_repair import marks_in, repaired, unmarked
-from monitor.feeds.xml_charset import false_utf16, utf8_document
+from monitor.feeds.xml_charset import encoding_override, false_utf16, utf8_document
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
@@ -106,20 +106,28 @@ def read_wellformed(body: bytes, content_type: str | None,
     """The document's entries as feedparser would read them, or None (ask feedparser).
     ``valid_utf8``: ``body`` is known to decode as UTF-8."""
     fixed = false_utf16(body, content_type)  # as the reference path re-reads it
-    decided = utf8_document(body if fixed is None else fixed, content_type, valid_utf8)
+    source = body if fixed is None else fixed
+    decided = utf8_document(source, content_type, valid_utf8)
+    warning: str | None = None
     if decided is None:
-        return None
-    data, encoding = decided
+        override = encoding_override(source, content_type)
+        if override is None:
+            return None
+        data, encoding, warning = override
+    else:
+        data, encoding = decided
     if b"<!DOCTYPE" in data[:4096]:
         stripped = _without_bare_doctype(data)
         if stripped is None:
             return None
         data = stripped
-    warning, marked = None, False
+    marked = False
     try:
         try:
             root = etree.fromstring(data, _parser())
         except etree.XMLSyntaxError:
+            if warning is not None:  # feedparser's warning would be expat's error
+                return None
             repair = repaired(data)  # read as feedparser's loose parser reads it
             if repair is None:
                 return None

@@ -4,14 +4,17 @@ Only the unambiguous cases are decided: no byte-order mark other than UTF-8's, a
 Content-Type, an XML media type, or text/xml with a charset (or pure ASCII bytes). In those
 cases feedparser (RFC 3023 rules, in ``feedparser.encodings.convert_to_utf8``) reads the
 document in its first proposed encoding without complaint, and so does this module; anything
-else (UTF-16/32, EBCDIC, text/html, an encoding that does not decode the bytes) answers None
-and the document goes to feedparser.
+else (UTF-16/32, EBCDIC, text/html) answers None and the document goes to feedparser. When the
+first proposed encoding does not decode the bytes (a document declared UTF-16 that is UTF-8),
+``encoding_override`` follows feedparser's next candidates, chardet's guess among them.
 """
 
 from __future__ import annotations
 
 import codecs
 import re
+
+import chardet
 
 _XML_PI_ENCODING = re.compile(rb"""^<\?.*encoding=['"](.*?)['"].*\?>""")  # feedparser's
 _APPLICATION_XML = ("application/xml", "application/xml-dtd",
@@ -100,3 +103,57 @@ def utf8_document(body: bytes, content_type: str | None,
         return body.decode(encoding).encode("utf-8"), encoding
     except (UnicodeDecodeError, LookupError):
         return None
+
+
+# feedparser's signs of UTF-16/32 or EBCDIC without a byte-order mark (``encodings.py``).
+_UNMARKED_WIDE = (b"\x4c\x6f\xa7\x94", b"\x00\x3c\x00\x3f", b"\x3c\x00\x3f\x00",
+                  b"\x00\x00\x00\x3c", b"\x3c\x00\x00\x00")
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE)
+
+
+def encoding_override(body: bytes, content_type: str | None) -> tuple[bytes, str, str] | None:
+    """When the encoding feedparser proposes first does not decode ``body``: the document as
+    UTF-8 bytes, the encoding feedparser reads it in instead and the warning it gives ("document
+    declared as utf-16, but parsed as utf-8"); None in any other case.
+
+    feedparser's next candidates, in its order, each tried once: the XML declaration's
+    encoding, chardet's guess for the whole body (the same call on the same bytes), UTF-8,
+    windows-1252, ISO-8859-2 (which decodes anything). Bodies with a byte-order mark or
+    feedparser's other signs of a wide encoding are left to feedparser."""
+    if body.startswith(_BOMS) or body[:4] in _UNMARKED_WIDE:
+        return None
+    first = _proposed(body, content_type)
+    if first is None:
+        return None
+    if first.lower() == "gb2312":
+        first = "gb18030"
+    if _decodes(body, first):
+        return None
+    declared = _declared(body)
+    if declared == "gb2312":
+        declared = "gb18030"
+    tried = [first]
+    for candidate in (declared, _chardet_guess, "utf-8", "windows-1252", "iso-8859-2"):
+        proposed = candidate(body) if callable(candidate) else candidate
+        if not proposed or proposed in tried:
+            continue
+        tried.append(proposed)
+        try:
+            text = body.decode(proposed)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        warning = f"document declared as {first}, but parsed as {proposed}"
+        return text.encode("utf-8"), proposed, warning
+    return None
+
+
+def _decodes(body: bytes, encoding: str) -> bool:
+    try:
+        body.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def _chardet_guess(body: bytes) -> str:
+    return chardet.detect(body)["encoding"] or ""  # feedparser's lazy_chardet_encoding
