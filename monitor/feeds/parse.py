@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import io
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -148,8 +149,11 @@ def _str(value: Any) -> str | None:
 def _feedparser(body: bytes, content_type: str | None) -> Any:
     headers = {"content-type": content_type} if content_type else {}
     try:
+        # A stream, not bytes: feedparser opens bytes naming a local file and reads that
+        # file instead (a server answering "/etc/..." would have it parse the monitor's files).
         return feedparser.parse(
-            body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+            io.BytesIO(body), response_headers=headers, sanitize_html=False,
+            resolve_relative_uris=False,
         )
     except Exception as exc:  # feedparser is meant not to raise; if it does, the body is bad
         raise ParseError(f"{type(exc).__name__}: {exc}") from exc

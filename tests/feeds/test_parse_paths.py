@@ -323,3 +323,11 @@ def test_an_overridden_encoding_with_a_malformed_body_is_left_to_feedparser() ->
     body = _declared("utf-16", "<item><title>a&colon;b</title><link>https://a.b/1</link></item>")
     fast, reference = _both(body, "override-malformed")
     assert isinstance(fast, ParsedFeed) and fast.parser == REFERENCE_PATH
+
+
+def test_a_body_naming_a_local_file_is_not_read_from_disk(tmp_path: Path) -> None:
+    local = tmp_path / "feed.xml"
+    local.write_bytes(rss("<item><title>LOCAL SECRET</title><link>https://a.b/1</link></item>"))
+    for parse in (parse_feed, parse_feed_reference):
+        with pytest.raises(ParseError):  # the path's own bytes: not a feed
+            parse(str(local).encode(), None, FeedSource("x", "X", None), FETCHED)
