@@ -331,3 +331,21 @@ def test_a_body_naming_a_local_file_is_not_read_from_disk(tmp_path: Path) -> Non
     for parse in (parse_feed, parse_feed_reference):
         with pytest.raises(ParseError):  # the path's own bytes: not a feed
             parse(str(local).encode(), None, FeedSource("x", "X", None), FETCHED)
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    pytest.param(b'{"version": "https://jsonfeed.org/version/1", "items": [{"id": "1", '
+                 b'"content_html": "a <{ b } & c &amp; <3"}]}', None, id="json-feed"),
+    pytest.param(b'[{"title": "x"}]', "application/json", id="json-content-type"),
+    pytest.param(b"Forbidden\n", None, id="plain-text"),
+    pytest.param(b"  \n\t", None, id="blank"),
+    pytest.param(b"", None, id="empty"),
+    pytest.param("Доступ запрещён".encode("cp1251"), "text/plain; charset=windows-1251",
+                 id="not-xml-media-type"),
+    pytest.param(b"a < b and c<d", "application/rss+xml", id="lone-brackets"),
+    pytest.param(b"x <item><title>T</title></item>", None, id="a-tag-in-text"),
+])
+def test_a_body_without_markup_is_no_feed_for_the_same_reason(
+        body: bytes, content_type: str | None) -> None:
+    fast, reference = _both(body, "no-markup", content_type)
+    assert fast == reference  # the same ParseError, or the same feed
