@@ -82,9 +82,6 @@ log = logging.getLogger(__name__)
 # Names each output record (Output.id): how a write tried again finds what its failed try stored.
 RECORD_ID_HEADER = "record-id"
 
-# A poll that returned records waits this long for more of the same write (see _gather).
-GATHER_MS = 5
-
 # Producer errors after which a transactional producer can never be used again.
 FATAL_ERRORS = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError,
                 UnsupportedVersionError)
@@ -172,6 +169,10 @@ class KafkaStageLog:
         # fenced_writes: the offset committed last per owned partition (sent again with a
         # write, for the generation check); forgotten when the partition moves.
         self._committed_offsets: dict[int, int] = {}
+        # Records polled and not committed yet, per partition (the lag counts them: a step may
+        # poll again before it commits, monitor/match/stage.py).
+        self._taken: dict[int, int] = {}
+        self._unread = self._lag = 0
         self._consumer.subscribe([source], listener=self._rebalances)
 
     def _new_producer(self, transactional_id: str | None) -> KafkaProducer:
@@ -214,11 +215,10 @@ class KafkaStageLog:
             # Records fetched beyond the limit stay buffered in the consumer for the next poll.
             polled = self._consumer.poll(timeout_ms=max(0, int(timeout_seconds * 1000)),
                                          max_records=limit)
-            if polled and timeout_seconds > 0:
-                self._gather(polled, limit)
         assigned, revoked = self._rebalances.take()
         for partition in assigned | revoked:  # its next commit is read from the group again
             self._committed_offsets.pop(partition, None)
+            self._taken.pop(partition, None)
         owned = {tp.partition for tp in self._consumer.assignment()}
         if assigned and owned and self._tid is not None and not self._stale_producer:
             self._warm_up()
@@ -229,18 +229,6 @@ class KafkaStageLog:
         self._healthy = True  # a round that went through, idle or not
         self._measure_lag(records)
         return Polled(records, assigned=assigned, revoked=revoked)
-
-    def _gather(self, polled: dict[Any, list[Any]], limit: int) -> None:
-        """Add to ``polled`` what comes within ``GATHER_MS``: one write spans partitions
-        (a poll's items, a transaction's matches), which the broker appends one after the
-        other, and a fetch that caught only some of them made two steps of one write (the
-        last records waited for a second model call and commit)."""
-        room = limit - sum(map(len, polled.values()))
-        if room <= 0:
-            return
-        more = self._consumer.poll(timeout_ms=GATHER_MS, max_records=room)
-        for tp, records in more.items():
-            polled.setdefault(tp, []).extend(records)
 
     def _warm_up(self) -> None:
         """After an assignment, a transaction with an owned partition's committed offset,
@@ -285,11 +273,14 @@ class KafkaStageLog:
         return self._lag
 
     def _measure_lag(self, records: Sequence[Record]) -> None:
-        """Records after the last poll's position, plus those it returned (not committed
-        yet): from the highwater of the last fetch, no extra request to the broker."""
+        """Records after the last poll's position, plus those polled and not committed yet
+        (as embedded: the source's records after the committed position): from the highwater
+        of the last fetch, no extra request to the broker."""
         with self._translated("measure lag"):
             self._unread = consumer_lag(self._consumer)
-        self._lag = self._unread + len(records)
+        for record in records:
+            self._taken[record.partition] = self._taken.get(record.partition, 0) + 1
+        self._lag = self._unread + sum(self._taken.values())
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -311,7 +302,9 @@ class KafkaStageLog:
             raise BusError(f"{self._stage}: batch of {len(consumed)} record(s) aborted and "
                            f"will be read again: {exc!r}", exc) from exc
         self._healthy = True
-        self._lag = max(0, self._lag - len(consumed))
+        for record in consumed:
+            self._taken[record.partition] = max(0, self._taken.get(record.partition, 0) - 1)
+        self._lag = self._unread + sum(self._taken.values())
 
     def write(self, outputs: Sequence[Output], dead: Sequence[DeadLetter] = (),
               positions: Mapping[int, int] | None = None) -> None:
@@ -468,6 +461,7 @@ class KafkaStageLog:
 
     def _note_committed(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
         self._committed_offsets.update({tp.partition: o.offset for tp, o in offsets.items()})
+        self._taken.clear()
         self._lag = self._unread  # what the last poll returned is taken in (or held)
 
     def _send(self, outputs: Sequence[Output], dead: Sequence[DeadLetter]) -> list[Any]:
@@ -496,6 +490,7 @@ class KafkaStageLog:
             tp = TopicPartition(self.source, partition)
             if tp in assigned:
                 self._consumer.seek(tp, offset)
+            self._taken.pop(partition, None)  # polled again, or by their next owner
 
     @contextmanager
     def _translated(self, action: str) -> Iterator[None]:

@@ -20,8 +20,10 @@ from what the last steps spent on a record and on a commit), not the transport's
 batch: with sentence vectors an item costs tens of milliseconds, and in a burst of 200 items
 the first alert would otherwise wait for all 200 to be matched and committed. But never fewer
 than ``LEAST_STEP_RECORDS`` when that many wait: the new items of one poll are matched and
-committed together (split, the last of them waited for another model call and commit). Steps
-grow while a backlog lasts, so the model still gets many texts per call; without vectors steps
+committed together (split, the last of them waited for another model call and commit); for
+the same reason a step polls once more before it commits and matches what came meanwhile
+(through Kafka, a poll's items reach the stage's fetches a few at a time). Steps grow while a
+backlog lasts, so the model still gets many texts per call; without vectors steps
 are large anyway, so the cost of a commit is spread over many items.
 """
 
@@ -35,6 +37,7 @@ from datetime import UTC, date, datetime
 from monitor.bus.log import (
     DeadLetter,
     Output,
+    Polled,
     Record,
     StageLog,
     dead_letter,
@@ -68,7 +71,7 @@ MOST_STEP_SECONDS = 1.0  # ... and its later steps, while a backlog lasts
 # the last ones waited for a second model call and commit (a Kafka transaction, 20-70 ms): that
 # set the end-to-end p95 (bench/README.md, "End to end"). A burst's first step is that long.
 LEAST_STEP_RECORDS = 16
-MAX_STEP_RECORDS = 1000  # the transport's own batch size bounds a step too
+MAX_STEP_RECORDS = 1000  # the transport's own batch size bounds each poll of a step too
 
 
 class StepSize:
@@ -200,7 +203,14 @@ class MatchStage:
         records = self._next_records()
         if records:
             started = time.perf_counter()
-            outputs, dead, ids = self._match(records)
+            outputs: list[Output] = []
+            dead: list[DeadLetter] = []
+            ids: set[str] = set()
+            self._match(records, outputs, dead, ids)
+            if late := self._came_meanwhile(records):
+                self._match(late, outputs, dead, ids)
+            if self._held:  # the group changed meanwhile: matched again once it is applied
+                return 0
             matched = time.perf_counter()
             self._log.transact(records, outputs, dead)
             self._committed.add(ids)
@@ -211,13 +221,32 @@ class MatchStage:
         self._metrics.consumer_lag.labels(STAGE).set(self._log.lag())
         return len(records)
 
-    def _next_records(self) -> list[Record]:
-        """The held records and the next poll's, once the committed match ids are known."""
-        polled = self._log.poll(0.0 if self._held else POLL_SECONDS,
-                                max_records=self._size.records)
+    def _came_meanwhile(self, records: list[Record]) -> list[Record]:
+        """One more poll, for records that came while the step matched (up to its size),
+        added to ``records``: mostly the rest of a write a poll caught half-way (a poll's
+        items span partitions, which the broker appends one by one); in a step of their own
+        they waited for this one's commit. None when the group's partitions changed: the
+        step's records are then held and the change applied, as a poll's (:meth:`_receive`)."""
+        room = self._size.records - len(records)
+        if room <= 0:
+            return []
+        polled = self._log.poll(0.0, max_records=room)
+        if polled.assigned or polled.revoked:
+            self._held = list(records)
+            self._receive(polled)
+            return []
+        records.extend(polled.records)
+        return polled.records
+
+    def _receive(self, polled: Polled) -> None:
         self._held = [r for r in self._held if r.partition not in polled.revoked]
         self._held.extend(polled.records)
         self._read_back_due = self._read_back_due or bool(polled.assigned)
+
+    def _next_records(self) -> list[Record]:
+        """The held records and the next poll's, once the committed match ids are known."""
+        self._receive(self._log.poll(0.0 if self._held else POLL_SECONDS,
+                                     max_records=self._size.records))
         if self._read_back_due:  # a BusError leaves the records held for the next step
             records = self._log.read_back("matches", None)
             learnt = self._committed.learn(records)
@@ -227,11 +256,10 @@ class MatchStage:
         records, self._held = self._held, []
         return records
 
-    def _match(self, records: Sequence[Record]
-               ) -> tuple[list[Output], list[DeadLetter], set[str]]:
-        """Outputs (features, matches not committed before), dead letters, the match ids."""
-        outputs: list[Output] = []
-        dead: list[DeadLetter] = []
+    def _match(self, records: Sequence[Record], outputs: list[Output], dead: list[DeadLetter],
+               ids: set[str]) -> None:
+        """Adds the outputs (features, matches not committed or in ``ids`` before), dead
+        letters and match ids of ``records``."""
         items: list[Item] = []
         for record in records:
             try:
@@ -239,7 +267,6 @@ class MatchStage:
             except InvalidInputError as exc:
                 dead.append(dead_letter(STAGE, record, str(exc), self._log.source))
         self._processor.prepare(items)
-        ids: set[str] = set()
         repeated = 0
         for item in items:
             features, matches = self._processor.match(item)
@@ -253,7 +280,6 @@ class MatchStage:
         if repeated:
             log.info("match: %d match(es) already on the match log not written again (their "
                      "items reached the stage twice)", repeated)
-        return outputs, dead, ids
 
     def caught_up(self) -> bool:
         """Every item the stage can see is matched and committed (read from any thread)."""

@@ -44,8 +44,9 @@ class Twice:
 
     def transact(self, consumed: Sequence[Record], outputs: Sequence[Output],
                  dead: Sequence[DeadLetter]) -> None:
-        if self.fail_next:  # the batch comes again with the next poll, as after a rewind
+        if self.fail_next:  # the batch comes again with the next poll: both logs rewind
             self.fail_next = False
+            self._again = list({(r.partition, r.offset): r for r in consumed}.values())
             raise BusError("test: transaction aborted", RuntimeError("aborted"))
         self._inner.transact(consumed, outputs, dead)
         self.written.extend(o for o in outputs if o.log == "matches")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from monitor.bus.log import Polled, StageLog
 from monitor.bus.transport import EmbeddedTransport
 from monitor.match.features import ItemFeatures
 from monitor.match.registry import ClaimRegistry
@@ -128,4 +130,69 @@ def test_a_burst_is_committed_in_steps_so_its_first_matches_leave_early(tmp_path
         steps += 1
     assert steps >= 4
     assert len(matches.poll(0).records) == 60 - first
+    db.close()
+
+
+class ArrivingProcessor(MatchProcessor):
+    """More items reach the log while the first one is matched (the rest of one write)."""
+
+    def __init__(self, registry: ClaimRegistry, metrics: Metrics, publish: Any,
+                 more: list[Item]) -> None:
+        super().__init__(registry, metrics)
+        self._publish, self._more = publish, more
+
+    def match(self, item: Item) -> tuple[ItemFeatures, list[Match]]:
+        if self._more:
+            self._publish(self._more)
+            self._more = []
+        return super().match(item)
+
+
+class ChangingGroup:
+    """The embedded match log, whose second poll also says a partition was assigned."""
+
+    def __init__(self, inner: StageLog) -> None:
+        self._inner, self.source, self.polls = inner, inner.source, 0
+
+    def poll(self, timeout_seconds: float, max_records: int | None = None) -> Polled:
+        self.polls += 1
+        polled = self._inner.poll(timeout_seconds, max_records)
+        assigned = polled.assigned | ({0} if self.polls == 2 else set())
+        return Polled(polled.records, frozenset(assigned), polled.revoked)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def arriving_stage(tmp_path: Path, wrap: Any = None) -> tuple[MatchStage, StageLog, Database]:
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(CLAIMS.replace("[generals, генералы]", "[Путин, Путина, Putin]"),
+                      encoding="utf-8")
+    db = Database(tmp_path / "state.sqlite3")
+    transport = EmbeddedTransport(db)
+    metrics = Metrics(CollectorRegistry())
+    publisher = transport.publisher()
+    items = [story(n, f"Лукашенко встретился с Путиным, день {n}") for n in range(3)]
+    processor = ArrivingProcessor(ClaimRegistry(claims), metrics, publisher.publish, items[1:])
+    log = transport.stage_log("match")
+    stage = MatchStage(wrap(log) if wrap else log, processor, metrics)
+    publisher.publish(items[:1])
+    return stage, transport.stage_log("alert"), db
+
+
+def test_records_that_came_while_a_step_matched_are_in_its_commit(tmp_path: Path) -> None:
+    stage, matches, db = arriving_stage(tmp_path)
+    assert stage.step() == 3  # one commit: the last two did not wait for a step of their own
+    assert len(matches.poll(0).records) == 3
+    assert stage.caught_up()
+    db.close()
+
+
+def test_a_group_change_seen_before_the_commit_holds_the_step(tmp_path: Path) -> None:
+    stage, matches, db = arriving_stage(tmp_path, ChangingGroup)
+    assert stage.step() == 0  # nothing committed: the change is applied first
+    assert matches.poll(0).records == []
+    assert not stage.caught_up()
+    assert stage.step() == 3  # read back, then the held records matched and committed once
+    assert len(matches.poll(0).records) == 3
     db.close()
