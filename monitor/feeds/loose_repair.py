@@ -62,7 +62,8 @@ def repaired(data: bytes) -> Repair | None:
     escaped = _escaped_undefined_entities(data if cut == tail else data[:-_TAIL_BYTES] + cut)
     if escaped is None:
         return None
-    marked = _CONTROL.search(escaped) is not None
+    # Deleting the bytes and comparing lengths: a few times quicker than the regex search.
+    marked = len(escaped.translate(None, _CONTROL_BYTES)) != len(escaped)
     if marked:
         if _MARK_PREFIX in escaped:
             return None
@@ -74,6 +75,7 @@ def repaired(data: bytes) -> Repair | None:
 
 
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])  # the same bytes
 _MARK_BASE = 0xF0000
 _MARK_PREFIX = chr(_MARK_BASE).encode()[:3]  # U+F0000-U+F003F in UTF-8
 _MARKS = re.compile(f"[{chr(_MARK_BASE)}-{chr(_MARK_BASE + 0x1F)}]")
