@@ -178,7 +178,7 @@ def _html_until_decided(value: str, max_chars: int) -> tuple[str | None, str | N
         chars += len(piece)
         if chars >= enough or end == len(value):
             break
-        if not unsure:
+        if not unsure and chars > max_chars:  # folding never lengthens a text
             text = "".join(parts)
             folded = _folded_past(text, max_chars)
             if len(folded) > max_chars:
