@@ -30,7 +30,7 @@ CORE_ERRORS: tuple[type[Exception], ...] = (
     httpcore.ProxyError, httpcore.ConnectionNotAvailable,
 )
 # URLs kept parsed; past this many (feeds and redirect targets) the cache starts again.
-_TARGETS = 100_000
+_TARGETS = 50_000
 
 
 class Answer(Protocol):
@@ -48,10 +48,12 @@ class Answer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A URL as its requests need it: parsed (for the log, auth and cookies), httpcore's URL,
-    the Host header and the Authorization for the URL's own userinfo."""
+    """A URL as its requests need it: as httpx writes it (the log, cookies), its origin (which
+    connection pool), httpcore's URL, the Host header and the Authorization for the URL's own
+    userinfo. No httpx.URL kept: with one a target took ~2.4 KB, without ~0.75 KB."""
 
-    url: httpx.URL
+    url: str
+    origin: tuple[str, str, int | None]
     core_url: httpcore.URL
     host: bytes
     authorization: bytes | None
@@ -78,8 +80,8 @@ def _target(url: str) -> Target:
     core_url = httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port,
                             target=parsed.raw_path)
     authorization = basic_auth(parsed)
-    return Target(parsed, core_url, parsed.netloc,
-                  None if authorization is None else authorization.encode("ascii"))
+    return Target(str(parsed), (parsed.scheme, parsed.host, parsed.port), core_url,
+                  parsed.netloc, None if authorization is None else authorization.encode("ascii"))
 
 
 def basic_auth(url: httpx.URL) -> str | None:

@@ -135,8 +135,9 @@ class OriginPools:
         self._pools = [GuardedTransport(backend, ssl_context, _KEEPALIVE_PER_POOL)
                        for _ in range(_POOLS)]
 
-    def for_url(self, url: httpx.URL) -> GuardedTransport:
-        return self._pools[hash((url.scheme, url.host, url.port)) % len(self._pools)]
+    def for_origin(self, origin: tuple[str, str, int | None]) -> GuardedTransport:
+        """The pool of an origin (scheme, host, port)."""
+        return self._pools[hash(origin) % len(self._pools)]
 
     def close(self) -> None:
         for pool in self._pools:
@@ -259,7 +260,7 @@ class Fetcher:
             headers.extend(self._cookie_header(target))
         request = httpcore.Request(b"GET", target.core_url, headers=headers,
                                    extensions=self._extensions)
-        response = DirectResponse(self._transports.for_url(target.url).handle_core(request))
+        response = DirectResponse(self._transports.for_origin(target.origin).handle_core(request))
         if "set-cookie" in response.headers:
             self._cookies.extract_cookies(httpx.Response(
                 response.status_code, headers=response.raw_headers,
