@@ -349,3 +349,40 @@ def test_a_body_without_markup_is_no_feed_for_the_same_reason(
         body: bytes, content_type: str | None) -> None:
     fast, reference = _both(body, "no-markup", content_type)
     assert fast == reference  # the same ParseError, or the same feed
+
+
+# Byte sequences that are not UTF-8 (overlong, surrogate, past U+10FFFF, cut short, stray),
+# and U+FFFE, which Python decodes and XML forbids.
+NOT_UTF8 = [b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x80", b"\xc3",
+            b"\xe2\x82", b"\xff", b"\xf0\x80\x80\xaf", b"\xef\xbf\xbe"]
+PLACES = {
+    "text": "<item><title>a{}b</title><link>https://a.b/1</link></item>",
+    "attribute": "<item><title>a</title><link>https://a.b/1</link><category domain='{}'>c"
+                 "</category></item>",
+    "comment": "<item><title>a</title><!-- {} --><link>https://a.b/1</link></item>",
+    "cdata": "<item><title><![CDATA[a{}b]]></title><link>https://a.b/1</link></item>",
+    "pi": "<item><title>a</title><?pi {} ?><link>https://a.b/1</link></item>",
+}
+
+
+@pytest.mark.parametrize("place", list(PLACES))
+def test_libxml2_refuses_what_is_not_utf8_wherever_it_is(place: str) -> None:
+    """What parse._read_unchecked_utf8 relies on: a body libxml2 reads is valid UTF-8."""
+    for sequence in NOT_UTF8:
+        body = rss(PLACES[place].replace("{}", "\x00")).replace(b"\x00", sequence)
+        assert read_wellformed(body, None, True) is None, sequence
+        fast, reference = _both(body, "not-utf8", "application/rss+xml; charset=utf-8")
+        if isinstance(fast, ParsedFeed) and fast.parser == FAST_PATH:
+            _assert_same(fast, reference)
+        else:
+            assert fast == reference or (isinstance(fast, ParsedFeed) and
+                                         fast.parser == REFERENCE_PATH)
+
+
+def test_bytes_cut_by_a_repair_are_checked_too() -> None:
+    body = rss("<item><title>A</title><link>https://a.b/1</link></item>") \
+        + b'\n<script data-cfasync="\xff"></script>\n'
+    fast, reference = _both(body, "repair-not-utf8")
+    assert isinstance(fast, ParsedFeed) and fast.parser == FAST_PATH
+    assert fast.bytes_replaced == 1
+    _assert_same(fast, reference)
