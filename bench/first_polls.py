@@ -1,6 +1,7 @@
 """CPU a first poll: N feeds with no stored state polled once each, every process counted apart.
 
     .venv/bin/python bench/first_polls.py [--feeds 2000] [--hosts 16] [--workers N]
+        [--start empty|restart]
 
 A cold round of ``bench/poll.py --feeds N --start empty`` is CPU-bound on a shared machine, so
 its seconds mostly say how much of the machine the run got. This counts what does not depend on
@@ -17,7 +18,10 @@ thread, woken by every poll that ends (``wait_for_polls``): a cost of the bench,
 Feed i lists the items of feed ``i mod 200``: past the 200th, a first poll finds its items
 already seen (the bench's cold round: ~98 % of its first polls), while a real cold start
 publishes what every feed lists. ``--feeds 200`` measures that case alone: every first poll
-publishes its items. Exits 0 with "skipped: ..." when the documents are absent.
+publishes its items. ``--start restart`` stores every feed's validators first, as
+``bench/poll.py --start restart`` does: the round is then of conditional GETs answered 304 (a
+restart's first round, and nine polls in ten of every round after). Exits 0 with "skipped: ..."
+when the documents are absent.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 
 from bench.parse import data_dir_or_exit, load_average  # noqa: E402
 from bench.poll import log_to_file  # noqa: E402
-from bench.poll_live import cpu_seconds_of, feed_urls, start_server, stop_server  # noqa: E402
+from bench.poll_live import (  # noqa: E402
+    cpu_seconds_of,
+    feed_urls,
+    seed_state,
+    start_server,
+    stop_server,
+)
 from monitor.bus.embedded import EmbeddedItemLog  # noqa: E402
 from monitor.config.feeds import FeedConfig  # noqa: E402
 from monitor.config.settings import DEFAULT_USER_AGENT, PollSettings  # noqa: E402
@@ -100,6 +110,8 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> dict[str, 
              for i in range(args.feeds)]
     scheduler = PollScheduler(poller, workers=args.workers or settings.workers,
                               jitter_ratio=settings.jitter_ratio, rng=random.Random(7))
+    if args.start == "restart":
+        seed_state(SQLitePollState(database), server.ask(("validators",), 120)[1], 60.0)
     states = {state.feed_id: state for state in poll_state.load_all()}
     server_cpu, threads = server.ask(("stats",), 60)[2], thread_cpu_seconds()
     cpu, wall = time.process_time(), time.perf_counter()
@@ -136,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="poll workers (default: the settings' default)")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--start", choices=("empty", "restart"), default="empty",
+                        help="empty: no stored state (first polls parse); restart: every "
+                             "feed's validators stored (conditional GETs, 304s)")
     parser.add_argument("--deadline", type=float, default=600.0,
                         help="seconds to wait for the polls")
     parser.add_argument("--data", type=Path, default=None, help="folder of feed documents")
@@ -152,12 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler.setStream(sys.stderr)
             log_file.close()
     figures = {"benchmark": "first-polls", "feeds": args.feeds, "hosts": args.hosts,
+               "start": args.start,
                **figures, "loadavg_1m_at_start": load, "loadavg_1m_at_end": load_average(),
                "code": str(REPO), "cpus": os.cpu_count()}
     shares = figures["ms_a_first_poll"]
     assert isinstance(shares, dict)
-    print(f"{args.feeds} first polls in {figures['seconds']} s (load {load} at the start); "
-          "CPU ms a first poll: " + ", ".join(f"{kind} {ms:.2f}" for kind, ms in shares.items()))
+    print(f"{args.feeds} polls (start {args.start}) in {figures['seconds']} s (load {load} at "
+          "the start); "
+          "CPU ms a poll: " + ", ".join(f"{kind} {ms:.2f}" for kind, ms in shares.items()))
     print(json.dumps(figures, separators=(",", ":")))
     return 0 if figures["finished"] else 1
 
