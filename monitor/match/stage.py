@@ -207,10 +207,11 @@ class MatchStage:
             dead: list[DeadLetter] = []
             ids: set[str] = set()
             self._match(records, outputs, dead, ids)
-            if late := self._came_meanwhile(records):
-                self._match(late, outputs, dead, ids)
-            if self._held:  # the group changed meanwhile: matched again once it is applied
+            late = self._came_meanwhile(records)
+            if late is None:  # the group changed meanwhile: matched again once it is applied
                 return 0
+            if late:
+                self._match(late, outputs, dead, ids)
             matched = time.perf_counter()
             self._log.transact(records, outputs, dead)
             self._committed.add(ids)
@@ -221,12 +222,14 @@ class MatchStage:
         self._metrics.consumer_lag.labels(STAGE).set(self._log.lag())
         return len(records)
 
-    def _came_meanwhile(self, records: list[Record]) -> list[Record]:
+    def _came_meanwhile(self, records: list[Record]) -> list[Record] | None:
         """One more poll, for records that came while the step matched (up to its size),
         added to ``records``: mostly the rest of a write a poll caught half-way (a poll's
         items span partitions, which the broker appends one by one); in a step of their own
         they waited for this one's commit. None when the group's partitions changed: the
-        step's records are then held and the change applied, as a poll's (:meth:`_receive`)."""
+        step's records are then held and the change applied, as a poll's (:meth:`_receive`):
+        those of a revoked partition are dropped (its new owner matches them), and nothing of
+        the step is committed, even when nothing is left held."""
         room = self._size.records - len(records)
         if room <= 0:
             return []
@@ -234,7 +237,7 @@ class MatchStage:
         if polled.assigned or polled.revoked:
             self._held = list(records)
             self._receive(polled)
-            return []
+            return None
         records.extend(polled.records)
         return polled.records
 

@@ -164,6 +164,17 @@ class ChangingGroup:
         return getattr(self._inner, name)
 
 
+class RevokingGroup(ChangingGroup):
+    """The embedded match log, whose second poll says the step's partition was revoked."""
+
+    def poll(self, timeout_seconds: float, max_records: int | None = None) -> Polled:
+        self.polls += 1
+        polled = self._inner.poll(timeout_seconds, max_records)
+        if self.polls == 2:  # a revoked partition's records are not handed out
+            return Polled([], polled.assigned, frozenset({0}))
+        return polled
+
+
 def arriving_stage(tmp_path: Path, wrap: Any = None) -> tuple[MatchStage, StageLog, Database]:
     claims = tmp_path / "claims.yaml"
     claims.write_text(CLAIMS.replace("[generals, генералы]", "[Путин, Путина, Putin]"),
@@ -195,4 +206,12 @@ def test_a_group_change_seen_before_the_commit_holds_the_step(tmp_path: Path) ->
     assert not stage.caught_up()
     assert stage.step() == 3  # read back, then the held records matched and committed once
     assert len(matches.poll(0).records) == 3
+    db.close()
+
+
+def test_a_step_whose_partition_was_revoked_before_its_commit_commits_nothing(
+        tmp_path: Path) -> None:
+    stage, matches, db = arriving_stage(tmp_path, RevokingGroup)
+    assert stage.step() == 0  # its records are the partition's new owner's now
+    assert matches.poll(0).records == []
     db.close()
