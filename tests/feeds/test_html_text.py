@@ -1,8 +1,12 @@
 """normalize.plain_text's quick HTML paths against html.parser (the reference it replaced):
-the same text for every title and summary in ../shared/feeds and for awkward fragments."""
+the same text for every title and summary in ../shared/feeds and for awkward fragments; and
+the compiled reading (native/, when installed) the same as the Python readings."""
 
 from __future__ import annotations
 
+import html.entities
+import importlib
+import os
 import random
 import re
 from pathlib import Path
@@ -10,7 +14,7 @@ from pathlib import Path
 import ftfy
 import pytest
 
-from monitor.feeds import normalize
+from monitor.feeds import html_text, normalize
 from monitor.feeds.html_text import html_to_text, reference_text
 from monitor.feeds.inflate import inflate_gzip
 from monitor.feeds.wellformed import read_wellformed
@@ -155,3 +159,81 @@ def test_long_texts_read_piece_by_piece() -> None:
         for enough in (40, 300, 2_000):
             read = html_to_text(text, enough)
             assert read[:enough] == whole[:enough]
+
+
+# The compiled reading (native/): where it gives a text, the Python readings' text.
+needs_native = pytest.mark.skipif(
+    html_text._native_html_text is None,
+    reason="monitor_native is not installed (pip install ./native, needs cargo)")
+
+
+def test_native_module_present_when_required() -> None:
+    """CI builds native/ and sets MONITOR_REQUIRE_NATIVE=1: a build that went missing fails
+    here instead of every test below skipping."""
+    if os.environ.get("MONITOR_REQUIRE_NATIVE") != "1":
+        pytest.skip("MONITOR_REQUIRE_NATIVE is not 1")
+    importlib.import_module("monitor_native")  # its ImportError, if any, says why
+    assert html_text._native_html_text is not None
+    assert html_text._native_bulk_html_text is not None
+
+
+def assert_native_reads_as_python(value: str, enough: int) -> bool:
+    """Whether the compiled reading took ``value``; when it did, its text is the Python
+    readings' (and the reference's, for the first ``enough`` characters)."""
+    assert html_text._native_html_text and html_text._native_bulk_html_text
+    piece = html_text._native_bulk_html_text(value)
+    if piece is not None:
+        assert piece == html_text.python_bulk_html_text(value), value[:300]
+    read = html_text._native_html_text(value, enough)
+    if read is None:
+        return False
+    assert read == html_text.python_html_text(value, enough), (enough, value[:300])
+    assert read[:enough] == reference_text(value, enough)[:enough], (enough, value[:300])
+    return True
+
+
+@needs_native
+def test_native_over_every_title_and_summary_in_the_shared_feeds() -> None:
+    texts = _texts()
+    if not texts:
+        pytest.skip(f"feed documents not found under {SHARED / 'feeds'}")
+    taken = sum(assert_native_reads_as_python(text, enough)
+                for _, text in texts for enough in (80, 2_000, 8_000))
+    assert taken > len(texts), "the compiled reading took almost nothing"
+
+
+# Awkward atoms: tags the regex passes read and those they do not, comments, raw text,
+# entities with and without ";", numeric references out of range, the separators, letters
+# re.IGNORECASE folds, unquoted and quoted attributes holding "<" or ">".
+NATIVE_ATOMS = [
+    "<p>", "</p>", "<br/>", "<BR >", "<br />", "<div class='x'>", "</div >", "<li>", "<tr/>",
+    "<h1>", "</H6>", '<a href="x>y">', "<a href='<b>'>", "<b>", "</b>", '<img src="i" alt=""/>',
+    "<!-- c -->", "<!-- <p> -->", "<!--->", "<!-- x --\t>", "<script>a<b</script>",
+    "<script type='t'>x</SCRIPT >", "<style>p{}</style>", "<script>", "</script>", "<script/>",
+    "<noscript>n</noscript>", "<template>", "<scripts>", "<o:p>", "< p>", "<1>", "<", ">", "&",
+    "&amp;", "&amp", "&ampx;", "&#38;", "&#x26;", "&#12;", "&#9;", "&#0;", "&#128;", "&#xD800;",
+    "&#99999999999;", "&#;", "&#x;", "&notit;", "&notin;", "&AMP", "&lt", "&nbsp", "&Tab;",
+    "&NewLine;", "\f", "\t", "\n", "\r", " ", "\xa0", "\u017f", "\u0130", "\u212a", "é",
+    "日本", "a", "b c", "x=y", '"', "'", "/", "/>", "=", "<a b=c>", "<a\fb='1'>",
+    '<a b = "1" >', "<p\xa0>", "<pre>", "<param/>", "<h7>", "<!DOCTYPE html>", "<?x?>",
+    "&" + "a" * 40 + ";"]
+ENTITY_NAMES = sorted(html.entities.html5)
+
+
+@needs_native
+@pytest.mark.parametrize("seed", range(4))
+def test_native_over_generated_fragments(seed: int) -> None:
+    rng = random.Random(seed)
+    taken = 0
+    for _ in range(3_000):
+        value = "".join(rng.choice(NATIVE_ATOMS) if rng.random() < 0.8
+                        else "&" + rng.choice(ENTITY_NAMES) for _ in range(rng.randint(1, 12)))
+        taken += assert_native_reads_as_python(value, rng.choice([2, 5, 20, 2_000]))
+    assert taken > 300
+
+
+@needs_native
+@pytest.mark.parametrize("value", FRAGMENTS)
+def test_native_over_awkward_fragments(value: str) -> None:
+    for enough in (20, 2_000, 8_000):
+        assert_native_reads_as_python(value, enough)
