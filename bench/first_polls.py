@@ -1,7 +1,7 @@
 """CPU a first poll: N feeds with no stored state polled once each, every process counted apart.
 
     .venv/bin/python bench/first_polls.py [--feeds 2000] [--hosts 16] [--workers N]
-        [--start empty|restart]
+        [--start empty|restart] [--shared-items]
 
 A cold round of ``bench/poll.py --feeds N --start empty`` is CPU-bound on a shared machine, so
 its seconds mostly say how much of the machine the run got. This counts what does not depend on
@@ -15,10 +15,11 @@ driven by the real ``PollScheduler``; the start spread is skipped (``poll_spread
 ``monitor --once`` does), so the polls run back to back. "other" is mostly this script's main
 thread, woken by every poll that ends (``wait_for_polls``): a cost of the bench, not the daemon's.
 
-Feed i lists the items of feed ``i mod 200``: past the 200th, a first poll finds its items
-already seen (the bench's cold round: ~98 % of its first polls), while a real cold start
-publishes what every feed lists. ``--feeds 200`` measures that case alone: every first poll
-publishes its items. ``--start restart`` stores every feed's validators first, as
+Feed i lists the items of document ``i mod 200`` with links of its own (``distinct_body``), so
+every first poll publishes its items, as in a real cold start. ``--shared-items`` serves the
+documents as they are: past the 200th feed a first poll then finds its items already seen (~98 %
+of them; the figures before 2026-12-01 09:30).
+``--start restart`` stores every feed's validators first, as
 ``bench/poll.py --start restart`` does: the round is then of conditional GETs answered 304 (a
 restart's first round, and nine polls in ten of every round after). Exits 0 with "skipped: ..."
 when the documents are absent.
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> dict[str, 
                               settings.jitter_ratio),
         text_limits=TextLimits(settings.max_title_chars, settings.max_summary_chars),
         bus_name="embedded", rng=random.Random(1), parser=pool)
-    server = start_server(data_dir, args.feeds, 0.0, args.seed, args.hosts)
+    server = start_server(data_dir, args.feeds, 0.0, args.seed, args.hosts, args.shared_items)
     urls = feed_urls(server, args.feeds)
     feeds = [FeedConfig.model_validate({"id": f"f{i}", "url": urls[i],
                                         "source": f"bench {i}", "interval": 60.0})
@@ -148,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="poll workers (default: the settings' default)")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--shared-items", action="store_true",
+                        help="serve the documents as they are: feeds of one document share items")
     parser.add_argument("--start", choices=("empty", "restart"), default="empty",
                         help="empty: no stored state (first polls parse); restart: every "
                              "feed's validators stored (conditional GETs, 304s)")

@@ -5,7 +5,11 @@ runs them (``bench/poll.py --feeds N`` runs this).
 
 A local server in a child process serves N feeds at ``/f<i>``, feed i being document
 ``i mod 200`` of the benchmark corpus (``<repo>/../shared/feeds/bench``), with ETag and
-Last-Modified. Every interval a seeded random ``--changed`` share of the feeds gets a new body
+Last-Modified. Each feed's links are its own (``distinct_body``: a path segment naming the feed
+after every link's host), so that, as with N real feeds, a first poll finds its items new and
+publishes them; ``--shared-items`` serves the documents as they are (feeds of one document then
+share their items, and most first polls find them seen: the figures before 2026-12-01 09:30).
+Every interval a seeded random ``--changed`` share of the feeds gets a new body
 (every ``<title>`` prefixed with the round's number: parsed, its items new versions); the others
 answer 304. The poller is composed as in embedded mode (``Fetcher``, ``SQLitePollState`` and
 ``EmbeddedItemLog`` on one SQLite file, the service's logging written to a temp file) and driven
@@ -31,6 +35,7 @@ import os
 import platform
 import pstats
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -95,19 +100,38 @@ class Servers:
         return [request for server in self.servers for request in server.requests]
 
 
+# An item's link (RSS <link> or <guid> text, CDATA or not) or an href up to the end of its host.
+_LINK_HOST = re.compile(
+    rb"""(?:<(?:link|guid)\b[^>]*>\s*(?:<!\[CDATA\[\s*)?|\bhref\s*=\s*["'])https?://[^/\s<>"'\]]+""")
+
+
+def distinct_body(body: bytes, feed: int) -> bytes:
+    """``body`` with a path segment naming ``feed`` after every link's host: the items of two
+    feeds serving one document have different links, hence different item ids. The length
+    keeps its parity (see ``changed_body``)."""
+    segment = b"/bench-f%d" % feed
+    changed = _LINK_HOST.sub(lambda match: match.group(0) + segment, body)
+    return changed if len(changed) % 2 == len(body) % 2 else changed + b" "
+
+
 def serve(conn: Connection, data_dir: str, feeds: int, changed: float, seed: int,
-          hosts: int = 1) -> None:
+          hosts: int = 1, shared_items: bool = False) -> None:
     """Child: serve ``feeds`` paths; ("change", generation) gives a random share new bodies;
     ("ports",) answers every server's port; ("stats",) answers (requests served, CPU seconds
     of this process); ("stop",)."""
     docs = load_documents(Path(data_dir))
     rng = random.Random(seed)
     servers = Servers(hosts)
+
+    def body_of(feed: int, body: bytes) -> bytes:
+        return body if shared_items else distinct_body(body, feed)
+
     with contextlib.ExitStack() as stack:
         for server in servers.servers:
             stack.enter_context(server)
         for i in range(feeds):
-            servers.of(i).set(f"/f{i}", docs[i % len(docs)].body, content_type=CONTENT_TYPE)
+            servers.of(i).set(f"/f{i}", body_of(i, docs[i % len(docs)].body),
+                              content_type=CONTENT_TYPE)
         conn.send(("ready", servers.servers[0].port))
 
         def change(command: tuple[Any, ...]) -> Any:
@@ -121,15 +145,15 @@ def serve(conn: Connection, data_dir: str, feeds: int, changed: float, seed: int
                 doc = i % len(docs)
                 if doc not in bodies:
                     bodies[doc] = changed_body(docs[doc].body, "titles", command[1])
-                servers.of(i).set(f"/f{i}", bodies[doc], content_type=CONTENT_TYPE)
+                servers.of(i).set(f"/f{i}", body_of(i, bodies[doc]), content_type=CONTENT_TYPE)
             return len(bodies)
 
         obey(conn, servers, change)  # type: ignore[arg-type]  # FeedServer's requests alone
 
 
 def start_server(data_dir: Path, feeds: int, changed: float, seed: int,
-                 hosts: int = 1) -> ServerProcess:
-    return ServerProcess(data_dir, 300, serve, (feeds, changed, seed, hosts))
+                 hosts: int = 1, shared_items: bool = False) -> ServerProcess:
+    return ServerProcess(data_dir, 300, serve, (feeds, changed, seed, hosts, shared_items))
 
 
 def feed_urls(server: ServerProcess, feeds: int) -> list[str]:
@@ -437,7 +461,8 @@ def run(args: argparse.Namespace, data_dir: Path, state_dir: Path) -> LiveResult
         text_limits=TextLimits(settings.max_title_chars, settings.max_summary_chars),
         bus_name="embedded", rng=random.Random(1), profile=args.profile > 0,
         parser=body_parser)
-    server = start_server(data_dir, args.feeds, args.changed, args.seed, args.hosts)
+    server = start_server(data_dir, args.feeds, args.changed, args.seed, args.hosts,
+                          args.shared_items)
     urls = feed_urls(server, args.feeds)
     feeds = [FeedConfig.model_validate({"id": f"f{i}", "url": urls[i],
                                         "source": f"bench {i}", "interval": args.interval})
@@ -510,6 +535,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--changed", type=float, default=0.1,
                         help="share of the feeds given a new body every interval")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--shared-items", action="store_true",
+                        help="serve the documents as they are: feeds of one document share items")
     parser.add_argument("--hosts", type=int, default=1,
                         help="serve the feeds from this many servers (origins), feed i from "
                              "server i mod N")
