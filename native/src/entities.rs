@@ -1,5 +1,6 @@
-// Generated from CPython 3.11 html.entities.html5 and html's charref tables (sorted by byte
-// order for binary search); tests/feeds/test_html_text.py holds the readings to html.unescape.
+// Written by native/gen_entities.py from CPython's html.entities.html5 and html's
+// charref tables (names sorted by byte order for binary search); do not edit.
+// tests/feeds/test_html_text.py holds the readings to html.unescape.
 pub static HTML5: &[(&str, &str)] = &[
     ("AElig", "\u{c6}"),
     ("AElig;", "\u{c6}"),
