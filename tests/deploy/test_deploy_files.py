@@ -100,12 +100,23 @@ def _json_or_shell(rest: str) -> list[str]:
 
 
 def test_the_image_is_slim_python_311_and_runs_as_a_non_root_user() -> None:
-    froms = [rest for word, rest in _dockerfile() if word == "FROM"]
-    assert all(rest.split()[0] == "python:3.11-slim" for rest in froms), froms
+    froms = [rest.split() for word, rest in _dockerfile() if word == "FROM"]
+    # One stage only lends the build stage its Rust toolchain (native/); every other is slim
+    # Python 3.11, and the runtime takes nothing from the Rust stage.
+    toolchains = [f for f in froms if f[0] != "python:3.11-slim"]
+    assert [f[0].split(":")[0] for f in toolchains] == ["rust"], froms
+    assert not any(word == "COPY" and f"--from={toolchains[0][-1]}" in rest
+                   for word, rest in _final_stage())
     users = [rest for word, rest in _final_stage() if word == "USER"]
     assert users, "the runtime stage sets no USER"
     user = users[-1].split(":")[0]
     assert user not in ("root", "0"), user
+
+
+def test_the_image_builds_the_compiled_reading_and_fails_without_it() -> None:
+    runs = " ".join(rest for word, rest in _dockerfile() if word == "RUN")
+    assert "pip install . ./native" in runs
+    assert 'python -c "import monitor_native"' in runs
 
 
 def test_the_image_runs_monitor_with_a_real_default_command() -> None:
