@@ -1,9 +1,11 @@
 //! html_text.py's `_bulk_html_text_bounded` and `_bulk_html_text` for plain fragments, compiled;
 //! None when unsure (the caller then takes the Python readings).
+//! feed_xml.rs: wellformed.py's reading of well-formed RSS and Atom, compiled (FeedReader).
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 mod entities;
+mod feed_xml;
 
 const BREAKS: [&str; 11] = ["br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"];
 
@@ -12,7 +14,7 @@ fn ws(c: u8) -> bool {
 }
 
 /// Python's str.isspace (the regex \s on str), for the characters it can meet here.
-fn py_space(c: char) -> bool {
+pub(crate) fn py_space(c: char) -> bool {
     matches!(c, '\t'..='\r' | ' ' | '\x1c'..='\x1f') || (!c.is_ascii() && c.is_whitespace())
 }
 
@@ -339,5 +341,6 @@ fn bulk_html_text(value: &Bound<'_, PyString>) -> Option<String> {
 fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(html_to_text, m)?)?;
     m.add_function(wrap_pyfunction!(bulk_html_text, m)?)?;
+    m.add_class::<feed_xml::FeedReader>()?;
     Ok(())
 }
