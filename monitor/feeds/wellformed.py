@@ -22,11 +22,19 @@ the two paths to the same entries over every document in ../shared/feeds.
 
 The parser is hardened: no network, no DTD loading, entities never expanded, libxml2's
 default size limits (no huge_tree), no recovery from errors.
+
+When native/ is installed, its compiled copy of this reading (``FeedReader``, given this
+module's tables) is tried first on the UTF-8 data decided here: the same entries, or None
+when it is not sure (whatever libxml2 might read otherwise, a link under a base URI, markup
+in a field...), and then lxml reads the document as before. tests/feeds/
+test_native_wellformed.py holds the two readings equal, over the corpus and mutations of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -102,9 +110,10 @@ class Refused(Exception):
 
 
 def read_wellformed(body: bytes, content_type: str | None,
-                    valid_utf8: bool = False) -> RawDocument | None:
+                    valid_utf8: bool = False, native: bool = True) -> RawDocument | None:
     """The document's entries as feedparser would read them, or None (ask feedparser).
-    ``valid_utf8``: ``body`` is known to decode as UTF-8."""
+    ``valid_utf8``: ``body`` is known to decode as UTF-8. ``native``: try the compiled
+    reading first, when installed."""
     fixed = false_utf16(body, content_type)  # as the reference path re-reads it
     source = body if fixed is None else fixed
     decided = utf8_document(source, content_type, valid_utf8)
@@ -121,6 +130,9 @@ def read_wellformed(body: bytes, content_type: str | None,
         if stripped is None:
             return None
         data = stripped
+    document = _native_reading(data, encoding, warning) if native else None
+    if document is not None:
+        return document
     marked = False
     try:
         try:
@@ -486,3 +498,31 @@ def _language(root: Any, head: Any, marked: bool) -> str | None:
         return language
     lang = root.get(_XML_LANG) or root.get("lang")
     return lang.replace("_", "-") if lang else None
+
+
+# The reading above compiled (native/, Rust, optional like html_text's): for UTF-8 data without
+# DOCTYPE it gives the same entries (dates as their texts), or None when unsure (anything
+# libxml2 might read otherwise, a base URI, markup in a field...); then lxml reads it as before.
+# It is given this module's tables so that the rules stay here.
+_native_reader: Any = None
+with contextlib.suppress(ImportError, AttributeError):  # not installed, or built before it
+    _native_reader = importlib.import_module("monitor_native").FeedReader(
+        _PREFIXES, _ACTIONS, _CONTENT_LIKE, _SOURCE_PARTS, _TEXT_TYPES, _HTML_TYPES, _cp1252)
+
+NativeEntry = tuple[str | None, str | None, str | None, str,
+                    tuple[str | None, str | None, str | None]]
+
+
+def _native_reading(data: bytes, encoding: str, warning: str | None) -> RawDocument | None:
+    read = None if _native_reader is None else _native_reader.read(data)
+    return None if read is None else _native_document(read, encoding, warning)
+
+
+def _native_document(read: tuple[list[NativeEntry], str | None], encoding: str,
+                     warning: str | None) -> RawDocument:
+    entries, language = read
+    return RawDocument(
+        tuple(RawEntry(link, guid, title, summary,
+                       tuple(None if text is None else parse_date(text) for text in times))
+              for link, guid, title, summary, times in entries),
+        language, encoding, warning)
