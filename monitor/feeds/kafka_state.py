@@ -180,9 +180,10 @@ class KafkaPollState:
                     self._settings.feed_state_topic, failure)
 
     def commit_poll(self, publisher: ItemPublisher, state: FeedState, items: Sequence[Item],
-                    now: float) -> PublishReport:
+                    now: float, payloads: Sequence[bytes] = ()) -> PublishReport:
         """``items``, their seen-marks and ``state`` in one transaction: all or nothing.
-        ``publisher`` must be this store (a shared poller publishes through its state)."""
+        ``publisher`` must be this store (a shared poller publishes through its state).
+        ``payloads`` is not used: the transaction encodes the items itself."""
         if publisher is not self:
             raise MonitorError("poll: a shared poller publishes through its KafkaPollState")
         marks = {item.item_id: (item.content_hash, now) for item in items}

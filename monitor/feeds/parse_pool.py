@@ -56,11 +56,13 @@ class BodyParser(Protocol):
     """Turns a fetched body into items (marked ``backlog`` when asked: a feed's first poll).
     ``parse`` blocks while the parse waits for its turn and runs; it raises ParseError for a
     body that is not a feed (or whose parse could not finish), and lets any other exception
-    (a bug) through. Safe to call from many threads."""
+    (a bug) through. Safe to call from many threads. With ``encode``, a parser that can do it
+    elsewhere than in the calling process returns an ``EncodedFeed`` (the items' encode_item
+    bytes too); others return the ParsedFeed alone."""
 
     def parse(self, body: bytes, content_type: str | None, source: FeedSource,
-              fetched_at: datetime, limits: TextLimits, *, backlog: bool = False
-              ) -> ParsedFeed: ...
+              fetched_at: datetime, limits: TextLimits, *, backlog: bool = False,
+              encode: bool = False) -> ParsedFeed: ...
 
     def close(self) -> None: ...
 
@@ -72,8 +74,10 @@ class InlineParser:
         self._slots = threading.BoundedSemaphore(slots or os.cpu_count() or 1)
 
     def parse(self, body: bytes, content_type: str | None, source: FeedSource,
-              fetched_at: datetime, limits: TextLimits, *, backlog: bool = False
-              ) -> ParsedFeed:
+              fetched_at: datetime, limits: TextLimits, *, backlog: bool = False,
+              encode: bool = False) -> ParsedFeed:
+        # ``encode`` ignored: here it would cost this process what the item log's own
+        # encoding does.
         with self._slots:
             parsed = parse_feed(body, content_type, source, fetched_at, limits)
         if backlog:
@@ -112,19 +116,19 @@ class ParsePool:
         return self._processes
 
     def parse(self, body: bytes, content_type: str | None, source: FeedSource,
-              fetched_at: datetime, limits: TextLimits, *, backlog: bool = False
-              ) -> ParsedFeed:
+              fetched_at: datetime, limits: TextLimits, *, backlog: bool = False,
+              encode: bool = False) -> ParsedFeed:
         try:
             worker = self._idle.get_nowait()
         except queue.Empty:
             if self._overflow is not None:
                 return self._overflow.parse(body, content_type, source, fetched_at, limits,
-                                            backlog=backlog)
+                                            backlog=backlog, encode=encode)
             worker = self._idle.get()  # the cap: one body per worker at a time
         try:
             worker = worker or self._start()
             packed = worker.ask(body, (content_type, source, fetched_at, limits),
-                                self._timeout_seconds)
+                                self._timeout_seconds, backlog if encode else None)
         except WorkerDied as exc:
             self._discard(worker)
             worker = None

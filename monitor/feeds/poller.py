@@ -17,7 +17,8 @@ re-issues it with a new title) comes from a later poll and is news like any othe
 
 Parsing is CPU work under the GIL: it goes to a ``BodyParser`` (``parse_pool.py``), in this
 process with at most ``parse_threads`` polls parsing at once (the cores by default), or in a
-pool of worker processes; the polls waiting on the network keep running meanwhile.
+pool of worker processes; the polls waiting on the network keep running meanwhile. Publishing
+to the embedded item log, a pool's workers also encode the items as the log stores them.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from monitor.bus import ItemPublisher
+from monitor.bus.embedded import EmbeddedItemLog
 from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.feeds import FeedConfig
 from monitor.errors import FeedHandedOver, FetchError, ParseError, PublishError
 from monitor.feeds.fetch import FetchCancelled, Fetcher, Validators
 from monitor.feeds.parse import FeedSource, TextLimits
 from monitor.feeds.parse_pool import BodyParser, InlineParser
+from monitor.feeds.parse_worker import EncodedFeed
 from monitor.feeds.schedule import SchedulePolicy, next_delay_seconds
 from monitor.feeds.state import PollStateStore
 from monitor.metrics import Metrics, PollOutcome
@@ -61,6 +64,7 @@ class _BodyOutcome:
     body_hash: str | None
     max_age_seconds: float | None
     items: tuple[Item, ...] = ()  # new: published, marked seen and stored with the state
+    payloads: tuple[bytes, ...] = ()  # their encode_item bytes if the parser made them
 
 
 class FeedPoller:
@@ -80,6 +84,8 @@ class FeedPoller:
         self._redirects_reported: set[tuple[str, str]] = set()
         self._publish_failure_level = publish_failure_level
         self._parser = parser or InlineParser(parse_threads)  # parse_threads: in-process only
+        # The item log stores what encode_item makes; the Kafka paths encode in their sends.
+        self._encode = isinstance(publisher, EmbeddedItemLog)
 
     def poll(self, feed: FeedConfig) -> PollResult:
         # In flight from here to the end, whatever happens: a poll that hangs shows in metrics.
@@ -115,33 +121,40 @@ class FeedPoller:
         # The feed's first poll (no success yet): what it lists is backlog.
         parsed = self._parser.parse(fetched.body, fetched.content_type, source,
                                     datetime.fromtimestamp(now, UTC), self._text_limits,
-                                    backlog=state.last_success_at is None)
+                                    backlog=state.last_success_at is None,
+                                    encode=self._encode)
         if parsed.warning:
             log.debug("parse %s: feed is malformed but readable: %s", feed.id, parsed.warning,
                       extra={"feed_id": feed.id})
         self._metrics.feed_parses.labels(parsed.parser).inc()
         self._metrics.entries_without_id.labels(feed.id).inc(parsed.entries_without_id)
         new = self._new_items(feed, parsed.items, now, parsed.bytes_replaced > 0)
+        payloads = (tuple(parsed.payloads[index] for index in new)
+                    if isinstance(parsed, EncodedFeed) else ())
         outcome = PollOutcome.NEW_ITEMS if new else PollOutcome.NO_NEW_ITEMS
         return _BodyOutcome(outcome, len(new), fetched.validators, body_hash,
-                            fetched.max_age_seconds, new)
+                            fetched.max_age_seconds, tuple(parsed.items[i] for i in new),
+                            payloads)
 
     def _new_items(self, feed: FeedConfig, items: Sequence[Item], now: float,
-                   bytes_replaced: bool) -> tuple[Item, ...]:
+                   bytes_replaced: bool) -> list[int]:
+        """The indexes in ``items`` of the new ones; the others' seen-marks are touched."""
         seen = self._store.seen_hashes([item.item_id for item in items])
-        new = [item for item in items if seen.get(item.item_id) != item.content_hash
+        new = [index for index, item in enumerate(items)
+               if seen.get(item.item_id) != item.content_hash
                and not (bytes_replaced and item.item_id in seen and _damaged(item))]
-        new_ids = {item.item_id for item in new}
+        new_ids = {items[index].item_id for index in new}
         known = [item.item_id for item in items if item.item_id not in new_ids]
         self._store.touch_seen(known, now)
         self._metrics.duplicates_skipped.labels(feed.id).inc(len(known))
-        return tuple(new)
+        return new
 
-    def _commit(self, feed: FeedConfig, new_state: FeedState, new: Sequence[Item],
+    def _commit(self, feed: FeedConfig, new_state: FeedState, body: _BodyOutcome,
                 now: float) -> None:
         """Publish the new items, mark them seen, store the state: one transaction where the
         store and the bus allow it (PublishError when not every item was acknowledged)."""
-        report = self._store.commit_poll(self._publisher, new_state, new, now)
+        new = body.items
+        report = self._store.commit_poll(self._publisher, new_state, new, now, body.payloads)
         self._metrics.items_published.labels(feed.id).inc(len(report.acknowledged))
         backlog = sum(item.backlog for item in report.acknowledged)
         if backlog:
@@ -163,7 +176,7 @@ class FeedPoller:
             body_hash=body.body_hash, consecutive_failures=0, last_success_at=now,
             last_error=None, next_check_at=now + delay,
         )
-        self._commit(feed, new_state, body.items, now)
+        self._commit(feed, new_state, body, now)
         if state.consecutive_failures:
             log.info("poll %s: recovered after %d failed polls", feed.id,
                      state.consecutive_failures, extra={"feed_id": feed.id})

@@ -34,10 +34,12 @@ class PollStateStore(Protocol):
     def seen_hashes(self, item_ids: Sequence[str]) -> Mapping[str, str]: ...
 
     def commit_poll(self, publisher: ItemPublisher, state: FeedState, items: Sequence[Item],
-                    now: float) -> PublishReport:
+                    now: float, payloads: Sequence[bytes] = ()) -> PublishReport:
         """Publish ``items``, mark the acknowledged ones seen, and store ``state`` if every
         item was acknowledged (see the module doc for which stores do it atomically). Reports
-        what was acknowledged; raises what the store raises, not the bus's failures."""
+        what was acknowledged; raises what the store raises, not the bus's failures.
+        ``payloads``: the items' ``encode_item`` bytes when the parser made them (a store
+        may use them instead of encoding), else empty."""
         ...
 
     def touch_seen(self, item_ids: Sequence[str], now: float) -> None: ...
@@ -98,7 +100,7 @@ class SQLitePollState:
         self._states[state.feed_id] = state
 
     def commit_poll(self, publisher: ItemPublisher, state: FeedState, items: Sequence[Item],
-                    now: float) -> PublishReport:
+                    now: float, payloads: Sequence[bytes] = ()) -> PublishReport:
         if not items:  # most polls (a 304, nothing new): the state alone
             if self._writer is None:
                 self.save(state)
@@ -107,7 +109,10 @@ class SQLitePollState:
                 self._states[state.feed_id] = state
             return PublishReport(())
         if isinstance(publisher, EmbeddedItemLog) and publisher.database is self._db:
-            rows = publisher.rows(items, now)  # encoded before the lock is taken
+            # Encoded before the lock is taken, by the parse processes when they did it.
+            rows = (publisher.rows(items, now) if not payloads else
+                    [(item.item_id, item.content_hash, payload, now)
+                     for item, payload in zip(items, payloads, strict=True)])
             with self._db.transaction() as conn:  # items, seen-marks and state: all or none
                 publisher.append(conn, rows)
                 _mark_seen(conn, items, now)

@@ -28,11 +28,12 @@ from monitor.feeds.parse_pool import (
     build_parser,
     parse_processes_for,
 )
-from monitor.feeds.parse_worker import RemoteTraceback
+from monitor.feeds.parse_worker import EncodedFeed, RemoteTraceback
 from monitor.feeds.poller import FeedPoller
 from monitor.feeds.schedule import SchedulePolicy
 from monitor.feeds.state import SQLitePollState
 from monitor.metrics import Metrics, PollOutcome
+from monitor.model import encode_item
 from monitor.store import Database
 from tests.conftest import SHARED
 from tests.support.feed_server import LOOPBACK, FeedServer
@@ -131,6 +132,32 @@ def test_backlog_items_come_back_marked_from_either_parser(pool: ParsePool) -> N
     assert not any(item.backlog for item in plain.items)
 
 
+@pytest.mark.parametrize("backlog", [False, True], ids=["news", "backlog"])
+def test_workers_encode_the_items_as_the_item_log_would(pool: ParsePool, backlog: bool) -> None:
+    encoded = pool.parse(rss(1, 2, 3), None, SOURCE, FETCHED, TextLimits(), backlog=backlog,
+                         encode=True)
+    inline = InlineParser().parse(rss(1, 2, 3), None, SOURCE, FETCHED, TextLimits(),
+                                  backlog=backlog, encode=True)
+    assert isinstance(encoded, EncodedFeed) and not isinstance(inline, EncodedFeed)
+    assert encoded.items == inline.items
+    assert encoded.payloads == tuple(encode_item(item) for item in inline.items)
+
+
+def test_workers_encode_the_shared_documents_items_as_the_item_log_would(
+        pool: ParsePool) -> None:
+    docs = _shared_documents()
+    if not docs:
+        pytest.skip(f"feed documents not found under {SHARED / 'feeds'}")
+    for doc in docs:
+        try:
+            encoded = pool.parse(doc.read_bytes(), None, SOURCE, FETCHED, TextLimits(),
+                                 backlog=True, encode=True)
+        except ParseError:
+            continue
+        assert isinstance(encoded, EncodedFeed)
+        assert encoded.payloads == tuple(encode_item(item) for item in encoded.items), doc.name
+
+
 def test_a_worker_killed_mid_parse_fails_that_parse_only(tmp_path: Path) -> None:
     flag = tmp_path / "die"
     flag.touch()
@@ -172,6 +199,10 @@ def test_a_poll_whose_worker_died_publishes_everything_on_its_next_poll(
         retried = poller.poll(feed)
         assert (retried.outcome, retried.new_items) == (PollOutcome.NEW_ITEMS, 3)
         assert item_log.count() == 3
+        # Logged as the workers encoded them: the bytes encode_item makes, backlog marked.
+        logged = [(record.value, item) for record, (_, item)
+                  in zip(item_log.log.read_all(), item_log.read_after(0), strict=True)]
+        assert all(item.backlog and value == encode_item(item) for value, item in logged)
     finally:
         pool.close()
         database.close()
