@@ -18,7 +18,8 @@ re-issues it with a new title) comes from a later poll and is news like any othe
 Parsing is CPU work under the GIL: it goes to a ``BodyParser`` (``parse_pool.py``), in this
 process with at most ``parse_threads`` polls parsing at once (the cores by default), or in a
 pool of worker processes; the polls waiting on the network keep running meanwhile. Publishing
-to the embedded item log, a pool's workers also encode the items as the log stores them.
+to the embedded item log, a pool's workers also encode a first poll's items as the log stores
+them.
 """
 
 from __future__ import annotations
@@ -118,11 +119,13 @@ class FeedPoller:
             return _BodyOutcome(PollOutcome.UNCHANGED, 0, fetched.validators, body_hash,
                                 fetched.max_age_seconds)
         source = FeedSource(feed.id, feed.source, feed.language)
-        # The feed's first poll (no success yet): what it lists is backlog.
+        # The feed's first poll (no success yet): what it lists is backlog, and all new as a
+        # rule, so the parser encodes it too; a later body has a new item or two among those
+        # seen, which this process encodes alone.
+        backlog = state.last_success_at is None
         parsed = self._parser.parse(fetched.body, fetched.content_type, source,
                                     datetime.fromtimestamp(now, UTC), self._text_limits,
-                                    backlog=state.last_success_at is None,
-                                    encode=self._encode)
+                                    backlog=backlog, encode=self._encode and backlog)
         if parsed.warning:
             log.debug("parse %s: feed is malformed but readable: %s", feed.id, parsed.warning,
                       extra={"feed_id": feed.id})
