@@ -1,19 +1,17 @@
 //! wellformed.py's reading of a well-formed RSS 2.0, RSS 1.0 or Atom 1.0 document, compiled:
 //! the same entries, or None when unsure (the caller then takes the lxml reading).
 //!
-//! roxmltree checks well-formedness (tag matching, names, characters, `]]>`, comments, duplicate
-//! attributes, namespace prefixes, unknown entities); on top of it this refuses what libxml2 might
-//! read otherwise: a DTD, an XML declaration other than a plain one, a PI named like `xml`,
-//! non-ASCII names, deep nesting, a link or guid under an xml:base or base attribute (URIs are
-//! resolved against a base in Python).
+//! xml_tree.rs reads the document strictly (refusing whatever libxml2 might read otherwise:
+//! a DTD, non-ASCII names, deep nesting...) after the XML declaration is checked here; the walk
+//! refuses a link or guid under an xml:base or base attribute (resolved against it in Python).
 //! The element rules (names, actions) are wellformed.py's own tables, given at construction.
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use memchr::memmem;
 use pyo3::prelude::*;
-use roxmltree::{Document, Node, NodeId};
 
 use crate::py_space;
+use crate::xml_tree::{Node, Tree, XML};
 
 // wellformed.py's action codes, in its order.
 const TITLE: u8 = 0;
@@ -28,10 +26,8 @@ const TIME: u8 = 8;
 
 const ATOM: &str = "http://www.w3.org/2005/Atom";
 const RDF: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#";
-const XML: &str = "http://www.w3.org/XML/1998/namespace";
 const USERLAND: &str = "http://backend.userland.com/rss";
-// libxml2 refuses deeper documents (256 without huge_tree) and longer texts (10 MB)
-const MAX_DEPTH: usize = 128;
+// libxml2 refuses longer texts (10 MB) without huge_tree
 const MAX_BYTES: usize = 8_000_000;
 
 type Refusable<T> = Option<T>; // None: refused
@@ -111,16 +107,16 @@ impl FeedReader {
     }
 }
 
-struct Entry<'a, 'input> {
+struct Entry<'a, 't> {
     link: Option<String>,
     guid: Option<String>,
     title: Option<String>,
     title_depth: i64,
     title_stored_at: Option<usize>,
-    summary: Option<Node<'a, 'input>>,
+    summary: Option<Node<'a, 't>>,
     summary_stored_at: Option<usize>,
     has_content: bool,
-    contents: Vec<Node<'a, 'input>>,
+    contents: Vec<Node<'a, 't>>,
     times: [Option<String>; 3],
 }
 
@@ -137,36 +133,23 @@ impl FeedReader {
             return None;
         }
         let text = std::str::from_utf8(data).ok()?;
-        if text.starts_with('\u{FEFF}')
-            || !plain_declaration(text)
-            || !plain_references(data)
-            || memmem::find(data, b"</:").is_some()
-            || memmem::find(data, b"\r&").is_some()
-        {
-            // "</:x>" closes "<x>" to roxmltree; it keeps a "\r" before a reference
+        if !plain_declaration(text) {
             return None;
         }
-        let doc = Document::parse(text).ok()?; // no DTD allowed
-        for node in doc.root().children() {
-            if node.is_pi() {
-                check_pi(node)?;
-            }
-        }
-        let root = doc.root_element();
-        check_tree(root, 0, text)?;
-        let (head, entries) = self.layout(root, text)?;
+        let tree = Tree::parse(text)?;
+        let root = tree.root_element();
+        let (head, entries) = self.layout(root)?;
         let mut fields = Vec::with_capacity(entries.len());
         for element in entries {
-            fields.push(self.entry(element, text)?);
+            fields.push(self.entry(element)?);
         }
-        Some((fields, self.language(root, head, text)?))
+        Some((fields, self.language(root, head)?))
     }
 
     /// feedparser's name for an element (wellformed.py's `_name`); None for non-ASCII names.
-    fn name(&self, node: Node, text: &str) -> Refusable<String> {
-        let tag = node.tag_name();
-        let local = tag.name();
-        let namespace = tag.namespace().unwrap_or("");
+    fn name(&self, node: Node) -> Refusable<String> {
+        let local = node.local();
+        let namespace = node.namespace().unwrap_or("");
         if !local.is_ascii() || !namespace.is_ascii() {
             return None;
         }
@@ -177,7 +160,7 @@ impl FeedReader {
         let prefix = match self.prefixes.get(&lowered) {
             Some(known) => Some(known.as_str()),
             None if namespace.is_empty() => None,
-            None => document_prefix(node, text),
+            None => node.prefix(),
         };
         Some(match prefix {
             Some(p) if !p.is_empty() => {
@@ -190,30 +173,21 @@ impl FeedReader {
         })
     }
 
-    fn layout<'a, 'input>(
-        &self,
-        root: Node<'a, 'input>,
-        text: &str,
-    ) -> Refusable<(Node<'a, 'input>, Vec<Node<'a, 'input>>)> {
-        let tag = root.tag_name();
-        let (head, entries) = if tag.namespace() == Some(ATOM) && tag.name() == "feed" {
+    fn layout<'a, 't>(&self, root: Node<'a, 't>) -> Refusable<(Node<'a, 't>, Vec<Node<'a, 't>>)> {
+        let (head, entries) = if root.namespace() == Some(ATOM) && root.local() == "feed" {
             let entries: Vec<Node> = root
                 .children()
-                .filter(|c| {
-                    c.is_element()
-                        && c.tag_name().namespace() == Some(ATOM)
-                        && c.tag_name().name() == "entry"
-                })
+                .filter(|c| c.is_element() && c.namespace() == Some(ATOM) && c.local() == "entry")
                 .collect();
             (root, entries)
         } else {
-            let kind = self.name(root, text)?;
+            let kind = self.name(root)?;
             if kind != "rss" && kind != "rdf_rdf" {
                 return None;
             }
             let mut channels = Vec::new();
             for child in root.children().filter(Node::is_element) {
-                if self.name(child, text)? == "channel" {
+                if self.name(child)? == "channel" {
                     channels.push(child);
                 }
             }
@@ -224,33 +198,33 @@ impl FeedReader {
             let holder = if kind == "rss" { head } else { root };
             let mut entries = Vec::new();
             for child in holder.children().filter(Node::is_element) {
-                if self.name(child, text)? == "item" {
+                if self.name(child)? == "item" {
                     entries.push(child);
                 }
             }
             (head, entries)
         };
-        let ids: HashSet<NodeId> = entries.iter().map(Node::id).collect();
-        self.check_outside(root, &ids, text)?;
+        let ids: HashSet<u32> = entries.iter().map(Node::id).collect();
+        self.check_outside(root, &ids)?;
         Some((head, entries))
     }
 
     /// Refused when feedparser would find an entry, or content, outside the entries.
-    fn check_outside(&self, parent: Node, entries: &HashSet<NodeId>, text: &str) -> Refusable<()> {
+    fn check_outside(&self, parent: Node, entries: &HashSet<u32>) -> Refusable<()> {
         for child in parent.children().filter(Node::is_element) {
             if entries.contains(&child.id()) {
                 continue;
             }
-            let name = self.name(child, text)?;
+            let name = self.name(child)?;
             if name == "item" || name == "entry" || self.actions.get(&name) == Some(&CONTENT) {
                 return None;
             }
-            self.check_outside(child, entries, text)?;
+            self.check_outside(child, entries)?;
         }
         Some(())
     }
 
-    fn entry(&self, element: Node, text: &str) -> Refusable<Fields> {
+    fn entry(&self, element: Node) -> Refusable<Fields> {
         if element
             .attributes()
             .any(|a| a.namespace().is_none() && matches!(a.name(), "lastmod" | "href"))
@@ -259,7 +233,7 @@ impl FeedReader {
         }
         let mut entry = Entry {
             link: None,
-            guid: element.attribute((RDF, "about")).map(str::to_string),
+            guid: element.attribute(Some(RDF), "about").map(Cow::into_owned),
             title: None,
             title_depth: -1,
             title_stored_at: None,
@@ -269,8 +243,9 @@ impl FeedReader {
             contents: Vec::new(),
             times: [None, None, None],
         };
-        let based = element.ancestors().any(|a| a.is_element() && has_base(a));
-        self.walk(&mut entry, element, 1, based, text)?;
+        let based =
+            std::iter::successors(element.parent_element(), Node::parent_element).any(has_base);
+        self.walk(&mut entry, element, 1, based)?;
         let mut summary = String::new();
         if let Some(first) = entry.summary {
             for candidate in std::iter::once(first).chain(entry.contents.iter().copied()) {
@@ -284,16 +259,15 @@ impl FeedReader {
         Some((entry.link, entry.guid, entry.title, summary, entry.times))
     }
 
-    fn walk<'a, 'input>(
+    fn walk<'a, 't>(
         &self,
-        entry: &mut Entry<'a, 'input>,
-        parent: Node<'a, 'input>,
+        entry: &mut Entry<'a, 't>,
+        parent: Node<'a, 't>,
         depth: usize,
         based: bool, // an ancestor (or the entry) gives a base URI
-        text: &str,
     ) -> Refusable<()> {
         for child in parent.children().filter(Node::is_element) {
-            let name = self.name(child, text)?;
+            let name = self.name(child)?;
             let based = based || has_base(child);
             match self.actions.get(&name) {
                 Some(&REFUSE) => return None,
@@ -301,13 +275,13 @@ impl FeedReader {
                     if based && (action == LINK || action == GUID) {
                         return None; // resolved against the base in Python
                     }
-                    self.read_field(entry, action, child, depth, text)?;
+                    self.read_field(entry, action, child, depth)?;
                 }
                 None if has_markup(child) => {
                     if self.content_like.contains(&name) {
                         return None;
                     }
-                    self.walk(entry, child, depth + 1, based, text)?;
+                    self.walk(entry, child, depth + 1, based)?;
                 }
                 None => {}
             }
@@ -315,13 +289,12 @@ impl FeedReader {
         Some(())
     }
 
-    fn read_field<'a, 'input>(
+    fn read_field<'a, 't>(
         &self,
-        entry: &mut Entry<'a, 'input>,
+        entry: &mut Entry<'a, 't>,
         action: u8,
-        element: Node<'a, 'input>,
+        element: Node<'a, 't>,
         depth: usize,
-        text: &str,
     ) -> Refusable<()> {
         if action <= MEDIA_TITLE {
             self.check_type(element)?;
@@ -353,7 +326,7 @@ impl FeedReader {
         } else if action == LINK {
             self.link(entry, element)?;
         } else if action == RESET {
-            if has_markup(element) && !self.closing_source(element, text)? {
+            if has_markup(element) && !self.closing_source(element)? {
                 return None;
             }
             entry.title_depth = -1;
@@ -377,7 +350,7 @@ impl FeedReader {
             .or_else(|| attribute(element, "uri"))
             .or_else(|| attribute(element, "href"));
         let has_href = attribute(element, "href").is_some();
-        if href.is_none_or(str::is_empty) && !has_href {
+        if href.as_deref().is_none_or(str::is_empty) && !has_href {
             let value = self.text(element)?;
             no_extra_slashes(&value)?;
             entry.link = Some(if value.contains('&') {
@@ -391,7 +364,7 @@ impl FeedReader {
             Some(h) if !h.is_empty() => h,
             _ => attribute(element, "href")?,
         };
-        let rel = attribute(element, "rel").unwrap_or("alternate");
+        let rel = attribute(element, "rel").unwrap_or(Cow::Borrowed("alternate"));
         if !rel.is_ascii() {
             return None; // str.lower beyond ASCII
         }
@@ -401,24 +374,24 @@ impl FeedReader {
         } else {
             "text/html"
         };
-        let kind = attribute(element, "type").unwrap_or(default);
+        let kind = attribute(element, "type").unwrap_or(Cow::Borrowed(default));
         if !kind.is_ascii() {
             return None;
         }
         if rel == "alternate" && self.html_types.contains(&kind.to_ascii_lowercase()) {
-            no_extra_slashes(href)?;
-            entry.link = Some(href.to_string());
+            no_extra_slashes(&href)?;
+            entry.link = Some(href.into_owned());
         }
         Some(())
     }
 
     /// `_closing_source`: a source ending its entry, holding only a feed's parts.
-    fn closing_source(&self, element: Node, text: &str) -> Refusable<bool> {
-        if self.name(element, text)? != "source" || element.next_sibling_element().is_some() {
+    fn closing_source(&self, element: Node) -> Refusable<bool> {
+        if self.name(element)? != "source" || element.next_sibling_element().is_some() {
             return Some(false);
         }
-        for inner in element.descendants().skip(1).filter(Node::is_element) {
-            if !self.source_parts.contains(&self.name(inner, text)?) {
+        for inner in element.descendant_elements() {
+            if !self.source_parts.contains(&self.name(inner)?) {
                 return Some(false);
             }
         }
@@ -452,11 +425,10 @@ impl FeedReader {
     fn text(&self, element: Node) -> Refusable<String> {
         let mut joined = String::new();
         for child in element.children() {
-            joined.push_str(if child.is_text() {
-                child.text()?
-            } else {
+            if !child.is_text() {
                 return None;
-            });
+            }
+            child.text(&mut joined);
         }
         let stripped = joined.trim_matches(py_space);
         if stripped.is_ascii() {
@@ -479,10 +451,10 @@ impl FeedReader {
     }
 
     /// `_language`: the channel's last language element, else the root's xml:lang.
-    fn language(&self, root: Node, head: Node, text: &str) -> Refusable<Option<String>> {
+    fn language(&self, root: Node, head: Node) -> Refusable<Option<String>> {
         let mut language = None;
         for child in head.children().filter(Node::is_element) {
-            let name = self.name(child, text)?;
+            let name = self.name(child)?;
             if name == "language" || name == "dc_language" {
                 language = Some(self.text(child)?);
             }
@@ -491,14 +463,14 @@ impl FeedReader {
             return Some(language);
         }
         let lang = root
-            .attribute((XML, "lang"))
+            .attribute(Some(XML), "lang")
             .filter(|v| !v.is_empty())
-            .or_else(|| root.attribute("lang"));
+            .or_else(|| root.attribute(None, "lang"));
         Some(lang.filter(|v| !v.is_empty()).map(|v| v.replace('_', "-")))
     }
 }
 
-fn add_content<'a, 'input>(entry: &mut Entry<'a, 'input>, element: Node<'a, 'input>) {
+fn add_content<'a, 't>(entry: &mut Entry<'a, 't>, element: Node<'a, 't>) {
     entry.has_content = true;
     entry.contents.push(element);
     if entry.summary.is_none() {
@@ -512,23 +484,13 @@ fn has_markup(element: Node) -> bool {
 }
 
 /// The value of the last attribute without namespace named `key` in any case: wellformed.py's
-/// `_attributes(element).get(key)` (names are ASCII: `check_tree`).
-fn attribute<'a>(element: Node<'a, '_>, key: &str) -> Option<&'a str> {
+/// `_attributes(element).get(key)` (names are ASCII: xml_tree.rs).
+fn attribute<'a>(element: Node<'a, '_>, key: &str) -> Option<Cow<'a, str>> {
     element
         .attributes()
         .rev()
         .find(|a| a.namespace().is_none() && a.name().eq_ignore_ascii_case(key))
         .map(|a| a.value())
-}
-
-/// The prefix written in the element's start tag (lxml's `element.prefix`).
-fn document_prefix<'input>(node: Node<'_, 'input>, text: &'input str) -> Option<&'input str> {
-    let start = node.range().start + 1;
-    let rest = &text[start..];
-    let end = rest
-        .find([' ', '\t', '\r', '\n', '/', '>'])
-        .unwrap_or(rest.len());
-    rest[..end].split_once(':').map(|(prefix, _)| prefix)
 }
 
 /// `urljoin("", uri)` changes a URI with slashes after "scheme://"; Python does that.
@@ -575,60 +537,8 @@ fn latin1_utf8(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Names ASCII, short and QNames to libxml2 too, namespace URIs it parses, depth bounded, no PI
-/// named like xml.
-fn check_tree(element: Node, depth: usize, text: &str) -> Refusable<()> {
-    if depth > MAX_DEPTH
-        || !element.tag_name().name().is_ascii()
-        || element.tag_name().name().len() > 200
-    {
-        return None;
-    }
-    if element.range().start + 1 >= text.len() || text.as_bytes()[element.range().start + 1] == b':'
-    {
-        return None; // ":name": libxml2's QName error, a plain name to roxmltree
-    }
-    for a in element.attributes() {
-        if !a.name().is_ascii()
-            || a.name().len() > 200
-            || text.as_bytes().get(a.range_qname().start) == Some(&b':')
-        {
-            return None;
-        }
-    }
-    if new_namespaces(element) {
-        for ns in element.namespaces() {
-            // xmlns:p="" and URIs libxml2 does not parse are namespace errors to it
-            if ns
-                .name()
-                .is_some_and(|p| !p.is_ascii() || ns.uri().is_empty())
-                || !plain_uri(ns.uri())
-            {
-                return None;
-            }
-        }
-    }
-    for child in element.children() {
-        if child.is_element() {
-            check_tree(child, depth + 1, text)?;
-        } else if child.is_pi() {
-            check_pi(child)?;
-        }
-    }
-    Some(())
-}
-
-fn check_pi(node: Node) -> Refusable<()> {
-    let target = node.pi()?.target;
-    let reserved = target.len() >= 3 && target[..3].eq_ignore_ascii_case("xml");
-    if !target.is_ascii() || target.contains(':') || (reserved && target != "xml-stylesheet") {
-        return None;
-    }
-    Some(())
-}
-
 /// Whether the document starts with no XML declaration or a plain one: version 1.0, an
-/// encoding name, standalone yes or no (libxml2 and roxmltree differ on the rest).
+/// encoding name, standalone yes or no (what libxml2 does with the rest is not copied).
 fn plain_declaration(text: &str) -> bool {
     let b = text.as_bytes();
     if !b.starts_with(b"<?xml") {
@@ -694,79 +604,4 @@ fn plain_declaration(text: &str) -> bool {
         }
         i += len + 2;
     }
-}
-
-/// Whether the element declares namespaces (its in-scope list is not its parent's).
-fn new_namespaces(element: Node) -> bool {
-    let Some(parent) = element.parent_element() else {
-        return true;
-    };
-    let (mine, theirs) = (element.namespaces(), parent.namespaces());
-    mine.len() != theirs.len()
-        || match (mine.clone().next(), theirs.clone().next()) {
-            (Some(a), Some(b)) => !std::ptr::eq(a, b),
-            _ => false,
-        }
-}
-
-/// A namespace URI that libxml2's RFC 3986 parser surely accepts: ASCII URI characters,
-/// valid %-escapes, one "#" at most, a scheme of letters, an authority host[:digits].
-fn plain_uri(uri: &str) -> bool {
-    let b = uri.as_bytes();
-    for (i, &c) in b.iter().enumerate() {
-        let ok = c.is_ascii_alphanumeric()
-            || b"-._~:/?#@!$&'()*+,;=".contains(&c)
-            || (c == b'%'
-                && b.len() > i + 2
-                && b[i + 1].is_ascii_hexdigit()
-                && b[i + 2].is_ascii_hexdigit());
-        if !ok {
-            return false;
-        }
-    }
-    if b.iter().filter(|&&c| c == b'#').count() > 1 {
-        return false;
-    }
-    let head_end = b.iter().position(|c| b"/?#".contains(c)).unwrap_or(b.len());
-    let Some(colon) = b[..head_end].iter().position(|&c| c == b':') else {
-        return true; // a relative reference without ":" in its first segment
-    };
-    let scheme = &b[..colon];
-    if !scheme.first().is_some_and(u8::is_ascii_alphabetic)
-        || !scheme
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"+.-".contains(c))
-    {
-        return false;
-    }
-    let Some(rest) = uri[colon + 1..].strip_prefix("//") else {
-        return true;
-    };
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let (host, port) = authority.split_once(':').unwrap_or((authority, ""));
-    !host.is_empty() && !authority.contains('@') && port.bytes().all(|c| c.is_ascii_digit())
-}
-
-/// Whether every character reference names a character XML allows (roxmltree reads the others
-/// as U+FFFD; libxml2 refuses them). Looks at the raw text: one in a CDATA section refuses too.
-fn plain_references(data: &[u8]) -> bool {
-    for at in memmem::find_iter(data, b"&#") {
-        let rest = &data[at + 2..];
-        let (digits, radix) = match rest.first() {
-            Some(b'x') => (&rest[1..], 16),
-            _ => (rest, 10),
-        };
-        let len = digits.iter().take_while(|c| c.is_ascii_hexdigit()).count();
-        if len == 0 || len > 8 || digits.get(len) != Some(&b';') {
-            return false;
-        }
-        let Ok(n) = u32::from_str_radix(std::str::from_utf8(&digits[..len]).unwrap_or(""), radix)
-        else {
-            return false;
-        };
-        if !matches!(n, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF) {
-            return false;
-        }
-    }
-    true
 }

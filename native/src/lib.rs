@@ -6,6 +6,7 @@ use pyo3::types::PyString;
 
 mod entities;
 mod feed_xml;
+mod xml_tree;
 
 const BREAKS: [&str; 11] = ["br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"];
 

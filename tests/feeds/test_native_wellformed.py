@@ -85,6 +85,8 @@ _CASES = [
     ("", "", _PLAIN_ITEM),
     ("", "", "<title>A &amp; B &lt;i&gt; &#233; &#x44F;</title><link>http://e.org/1</link>"),
     ("", "", "<title>a\r\nb\rc</title><guid>x&#13;y</guid>"),
+    ("", "", "<title>a\r&amp;b\r&#10;c&#13;\n</title><description>x\r</description>"),
+    ("", "", '<link href="http://e.org/a&#9;b&#10;c\r\nd\te\rf" rel=" alternate"/>'),
     ("", "", "<title><![CDATA[A <b>]]> tail</title><link>http://e.org/1</link>"),
     ("", "", "<title>A &nbsp; B</title>"),  # undefined entity: libxml2 refuses
     ("", "", "<title>A &#0; B</title>"),
@@ -129,6 +131,7 @@ _PROLOGS = ['<?xml version="1.0" encoding="utf-8"?>', '<?xml version="1.1"?>',
             "<?xml version='1.0' standalone='maybe'?>", " <?xml version=\"1.0\"?>",
             '<?xml encoding="utf-8" version="1.0"?>', "<?xml version=\"1.0\"?>\n<?xml x?>",
             "\n", '<?xml version="1.0"?><?xml-stylesheet href="s"?><!-- c -->',
+            "<?xversion='1.0'?>", '<?xml version="1.0"?><?pi?><?pi\tx?>',
             '<?xml version="1.0" encoding="utf-8"?><!DOCTYPE rss>', "\ufeff"]
 
 
@@ -149,7 +152,8 @@ def test_prologs(prolog: str) -> None:
 _URIS = ["urn:x", "x", "#x", "a:b:c", "http://e.org/a%41?b=c#d", "http://e.org:80/", "http://[::1]/",
          "http://e.org/b c", "http://e.org/%zz", "http://e.org/[x]", "http://e.org/{x}",
          "http://e.org/#b#c", "http://e.org/\u00e9", "::", "%", "http://a:b:c/", "1a:b",
-         "http://e.org/&#10;", "http://e.org/&lt;", "http:///x", "http://u@e.org/"]
+         "http://e.org/&#10;", "http://e.org/&lt;", "http:///x", "http://u@e.org/",
+         "http://e.org:/", "http://e.org://e.org/a"]
 
 
 @native
@@ -174,13 +178,22 @@ _INSERTS = [b"<", b">", b"&", b"&amp;", b"&foo;", b"&#0;", b"&#x1F;", b"&#xD800;
             b"\xef\xbf\xbe", b"<a>", b"</a>", b"<a/>", b"<p:x/>", b' xmlns:p=""', b' a="1" a="2"',
             b' a="<"', b" a=b", b":", b"'", b'"', b"=", b" ", b"\t", b"\x00", b"<!DOCTYPE x>",
             b"<item>", b"</item>", b"<title>", b"</title>", b"xml:base='x'", b"\xc2\x85",
-            b"\xe2\x80\xa8", b"<channel>", b"</channel>", b"<entry>", b"&#x85;", b"&#160;"]
+            b"\xe2\x80\xa8", b"<channel>", b"</channel>", b"<entry>", b"&#x85;", b"&#160;",
+            b"<a:b:c>", b"< a>", b"</ a>", b"<a/ >", b"<!-->", b"<!--->", b"--", b"<?x?>",
+            b"<?x:y?>", b"<?xml-stylesheet?>", b"&#x;", b"&#;", b"&#65", b"&lt", b"&LT;",
+            b" xmlns:xml='x'", b" xmlns:xmlns='x'", b" xmlns='http://www.w3.org/XML/1998/namespace'",
+            b"<xmlns:a/>", b"<xml:a/>", b" xml:lang='x'", b" a='1'b='2'", b"\xef\xbf\xbf",
+            b"\xef\xbf\xbd", b"\x7f", b"<![CDATA[]]>", b"]]", b"?>", b"/>", b" b='&#x26;'",
+            b" xmlns:p='urn:p' p:a='1' xmlns:q='urn:p' q:a='2'", b"&#x10FFFF;", b"&#1114112;",
+            b" xmlns:a='urn:a' xmlns:a='urn:b'", b"<?x\t?>", b"\r\n\r"]
 _SPECIAL = re.compile(rb"[<>&\"'=:;/\r\n]")
 _SIZE_LIMIT = 40_000  # bytes: bounded time
 _MUTATIONS = 2500
 
 
 def _mutated(data: bytes, rng: random.Random, special: list[int]) -> bytes:
+    if not data:
+        return data
     at = rng.choice(special) if special and rng.random() < 0.6 else rng.randrange(len(data))
     at += rng.choice((0, 0, 1, -1))
     at = max(0, min(at, len(data)))
