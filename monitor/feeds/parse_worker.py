@@ -26,7 +26,7 @@ import multiprocessing
 import pickle
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 from multiprocessing.connection import Connection
 from operator import attrgetter
@@ -122,11 +122,13 @@ _row = attrgetter(*_ROW_FIELDS)
 def pack(parsed: ParsedFeed, encode_as: bool | None = None) -> Packed:
     """``encode_as`` None: items as rows only; True / False: also their encode_item bytes,
     marked backlog or not."""
-    payloads = None if encode_as is None else tuple(
-        encode_item(replace(item, backlog=True) if encode_as else item)
-        for item in parsed.items)
-    return (tuple(_row(item) for item in parsed.items), parsed.entries_without_id,
-            parsed.encoding, parsed.warning, parsed.bytes_replaced, parsed.parser, payloads)
+    rows: tuple[_Row, ...] = tuple(_row(item) for item in parsed.items)
+    payloads = None
+    if encode_as is not None:  # items marked as unpack will mark them (cheaper than replace)
+        items = (Item(*row, backlog=True) for row in rows) if encode_as else parsed.items
+        payloads = tuple(encode_item(item) for item in items)
+    return (rows, parsed.entries_without_id, parsed.encoding, parsed.warning,
+            parsed.bytes_replaced, parsed.parser, payloads)
 
 
 def unpack(packed: Packed, backlog: bool) -> ParsedFeed:
