@@ -202,6 +202,9 @@ class EmbeddedStageLog:
             self._position = records[-1].offset
         return Polled(records, assigned=assigned)
 
+    def begin(self, consumed: Sequence[Record]) -> None:
+        """Nothing to start ahead: :meth:`transact` is one SQLite transaction."""
+
     def transact(self, consumed: Sequence[Record], outputs: Sequence[Output],
                  dead: Sequence[DeadLetter]) -> None:
         position = max((r.offset for r in consumed), default=self._committed)

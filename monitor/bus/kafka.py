@@ -142,12 +142,22 @@ class TopicRecord:
     headers: dict[str, str]
 
 
+# How long the broker holds a fetch of a topic written in transactions (the alert stage's
+# monitor.matches) when nothing is there to read. Such a read_committed fetch is at times not
+# answered when a commit makes records readable, only when its wait runs out: bench/e2e.py
+# through Kafka saw about one batch in ten reach the alert stage 100-500 ms late, at the end of
+# kafka-python's default 500 ms. Shorter still splits more batches: a fetch that comes while
+# the broker writes a commit's markers, partition by partition, reads some of them.
+TRANSACTIONAL_FETCH_WAIT_MS = 100
+
+
 def group_consumer(settings: KafkaSettings, group_id: str, *, batch_max: int,
-                   session_timeout_seconds: float) -> KafkaConsumer:
+                   session_timeout_seconds: float, fetch_wait_ms: int = 500) -> KafkaConsumer:
     """A stage's consumer: read_committed, manual commits, cooperative-sticky assignment."""
     session_ms = int(session_timeout_seconds * 1000)
     return KafkaConsumer(
         **client_config(settings), group_id=group_id, isolation_level="read_committed",
+        fetch_max_wait_ms=fetch_wait_ms,
         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch_max,
         partition_assignment_strategy=[CooperativeStickyAssignor],
         session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3))
@@ -293,11 +303,37 @@ def send_offsets(producer: KafkaProducer, offsets: Mapping[TopicPartition, Any],
     """``send_offsets_to_transaction`` with a deadline, for the reason of
     :func:`end_transaction` (kafka-python waits for it without one: a chaos run's alerters
     hung there for good after a broker restart, no error, no log line)."""
-    manager = producer._transaction_manager
-    result = manager.send_offsets_to_transaction(dict(offsets), group_metadata)
+    await_offsets(start_offsets(producer, offsets, group_metadata), deadline_seconds)
+
+
+def start_offsets(producer: KafkaProducer, offsets: Mapping[TopicPartition, Any],
+                  group_metadata: Any) -> Any:
+    """Queue the offsets for the open transaction and return at once (their round trips go
+    on the producer's thread); :func:`await_offsets` waits for the answer."""
+    result = producer._transaction_manager.send_offsets_to_transaction(dict(offsets),
+                                                                       group_metadata)
     producer._sender.wakeup()
+    return result
+
+
+def await_offsets(result: Any, deadline_seconds: float) -> None:
+    """Wait for :func:`start_offsets`' answer: the broker's error raised, KafkaTimeoutError
+    on the deadline."""
     if not result.wait(timeout_ms=deadline_seconds * 1000):  # raises the broker's error, if any
         raise KafkaTimeoutError(f"offsets not added to the transaction in {deadline_seconds:g} s")
+
+
+def add_partitions(producer: KafkaProducer, partitions: Iterable[TopicPartition]) -> None:
+    """Add ``partitions`` to the open transaction now, before anything is sent to them (one
+    AddPartitionsToTxn round trip on the producer's thread, instead of one before the
+    first send)."""
+    manager = producer._transaction_manager
+    for tp in partitions:
+        manager.maybe_add_partition_to_transaction(tp)
+    producer._sender.wakeup()
+
+
+PUBLISH_LINGER_MS = 1000  # see KafkaItemPublisher
 
 
 class KafkaItemPublisher:
@@ -312,19 +348,23 @@ class KafkaItemPublisher:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
+        delivery_ms = int(settings.delivery_timeout_seconds * 1000)
+        request_ms = min(10_000, delivery_ms - 20)
         self._producer = KafkaProducer(
             **client_config(settings),
             acks="all",
             enable_idempotence=True,  # explicit: a conflicting setting silently disables it
             # A poll's items go in one request, so a reader gets them in one fetch and the
-            # match stage in one step (the loop ends with a flush): 2 ms split ten of them
-            # whenever the poll thread waited for the GIL mid-loop (bench/README.md, "End to
-            # end"). The linger bounds only a loop that stopped on an error.
-            linger_ms=20,
+            # match stage in one step (every publish that sent ends with a flush): 2 ms split
+            # ten of them whenever the poll thread waited for the GIL mid-loop, and 20 ms still
+            # split one poll in ten in bench/e2e.py through Kafka (a loop slowed by the model's
+            # threads; the rest waited for a second step). Nothing waits for the linger; the
+            # client wants it within the delivery timeout, with the request's.
+            linger_ms=min(PUBLISH_LINGER_MS, delivery_ms - request_ms),
             compression_type=None,
             max_block_ms=int(settings.max_block_seconds * 1000),
-            request_timeout_ms=min(10_000, int(settings.delivery_timeout_seconds * 1000) - 20),
-            delivery_timeout_ms=int(settings.delivery_timeout_seconds * 1000),
+            request_timeout_ms=request_ms,
+            delivery_timeout_ms=delivery_ms,
         )
         learn_topics(self._producer, [settings.items_topic])
         self._healthy = True

@@ -8,7 +8,12 @@
   dead letters and the consumed offsets in one transaction (``send_offsets_to_transaction``
   with the group's metadata, KIP-447), so read_committed readers see a batch's outputs only
   with its offsets. The broker aborts a crashed predecessor's open transaction when this
-  producer initialises; a producer fenced by a newer one raises MonitorError: stop. Every
+  producer initialises; a producer fenced by a newer one raises MonitorError: stop.
+  :meth:`KafkaStageLog.begin` starts a step's transaction before the step has its outputs:
+  the partitions of the topics the last step wrote to and the step's offsets are added on
+  the producer's thread while the stage matches, so ``transact`` is left with the sends and
+  the commit (two round trips of five). A group change aborts a transaction begun so: its
+  offsets may name a partition this member no longer owns. Every
   wait of a transaction has a deadline (kafka-python 3.0.12 waits without one, and after a
   broker restart some never ended); a transaction that cannot be aborted in time gives its
   producer up, and the next batch starts another with the same id.
@@ -43,6 +48,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaProducer
@@ -59,6 +65,8 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from monitor.bus.connectivity import BrokerWatch
 from monitor.bus.hanging import abort_hanging
 from monitor.bus.kafka import (
+    add_partitions,
+    await_offsets,
     client_config,
     consumer_lag,
     dead_letter_headers,
@@ -67,6 +75,7 @@ from monitor.bus.kafka import (
     learn_topics,
     read_partitions,
     send_offsets,
+    start_offsets,
     topic_reader,
     transaction_deadline_seconds,
     transaction_timeout_seconds,
@@ -82,6 +91,12 @@ log = logging.getLogger(__name__)
 # Names each output record (Output.id): how a write tried again finds what its failed try stored.
 RECORD_ID_HEADER = "record-id"
 
+# A transaction's records wait in the producer until its commit flushes them, so a step's
+# records go in one produce request: sent as the producer's thread caught them (linger 0),
+# ten items' outputs went in four, each a round trip before the commit could go. Bounds only a
+# send that no commit follows, which the stage logs never leave.
+TRANSACTION_LINGER_MS = 1000
+
 # Producer errors after which a transactional producer can never be used again.
 FATAL_ERRORS = (ProducerFencedError, InvalidProducerEpochError, AuthorizationError,
                 UnsupportedVersionError)
@@ -93,6 +108,15 @@ def fenced(exc: KafkaError) -> bool:
     causes = (exc, *exc.args)
     return (any(isinstance(cause, FATAL_ERRORS) for cause in causes)
             or any(error.__name__ in str(exc) for error in FATAL_ERRORS))
+
+
+@dataclass(frozen=True, slots=True)
+class _Begun:
+    """A step's transaction begun ahead (:meth:`KafkaStageLog.begin`): the offsets queued
+    with it and their answer (a kafka-python result)."""
+
+    offsets: dict[TopicPartition, OffsetAndMetadata]
+    answer: Any
 
 
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -136,7 +160,7 @@ class KafkaStageLog:
     def __init__(self, settings: KafkaSettings, stage: str, source: str, group: str, *,
                  transactional_id: str | None = None, fenced_writes: bool = False,
                  batch_max: int = 200, session_timeout_seconds: float = 45.0,
-                 watch: BrokerWatch | None = None) -> None:
+                 fetch_wait_ms: int = 500, watch: BrokerWatch | None = None) -> None:
         if transactional_id is not None and fenced_writes:
             raise MonitorError(f"{stage}: a transactional log cannot also fence its writes")
         self._settings, self._stage, self.source = settings, stage, source
@@ -153,7 +177,8 @@ class KafkaStageLog:
         self._healthy = False
         with ExitStack() as opened:  # a client that fails to open closes the others
             self._consumer = group_consumer(settings, group, batch_max=batch_max,
-                                            session_timeout_seconds=session_timeout_seconds)
+                                            session_timeout_seconds=session_timeout_seconds,
+                                            fetch_wait_ms=fetch_wait_ms)
             opened.callback(self._consumer.close, autocommit=False)
             self._producer = self._new_producer(self._tid)
             opened.callback(self._producer.close, timeout=0)
@@ -173,6 +198,8 @@ class KafkaStageLog:
         # poll again before it commits, monitor/match/stage.py).
         self._taken: dict[int, int] = {}
         self._unread = self._lag = 0
+        self._begun: _Begun | None = None  # a transaction begun ahead of its outputs
+        self._written_topics: frozenset[str] = frozenset()  # by the last transaction
         self._consumer.subscribe([source], listener=self._rebalances)
 
     def _new_producer(self, transactional_id: str | None) -> KafkaProducer:
@@ -193,8 +220,8 @@ class KafkaStageLog:
         # lookups: kafka-python's 100 ms default was most of a process's first transaction.
         if transactional_id == self._write_tid:
             common["transaction_timeout_ms"] = int(transaction_timeout_seconds(settings) * 1000)
-        producer = KafkaProducer(**common, transactional_id=transactional_id,
-                                 retry_backoff_ms=20)
+        producer = KafkaProducer(**{**common, "linger_ms": TRANSACTION_LINGER_MS},
+                                 transactional_id=transactional_id, retry_backoff_ms=20)
         try:
             producer.init_transactions()  # also aborts a crashed predecessor's transaction
         except KafkaError as exc:
@@ -216,6 +243,8 @@ class KafkaStageLog:
             polled = self._consumer.poll(timeout_ms=max(0, int(timeout_seconds * 1000)),
                                          max_records=limit)
         assigned, revoked = self._rebalances.take()
+        if assigned or revoked:  # a begun transaction's offsets may name a lost partition
+            self._abort_begun()
         for partition in assigned | revoked:  # its next commit is read from the group again
             self._committed_offsets.pop(partition, None)
             self._taken.pop(partition, None)
@@ -228,7 +257,20 @@ class KafkaStageLog:
                    for batch in polled.values() for r in batch if r.partition in owned]
         self._healthy = True  # a round that went through, idle or not
         self._measure_lag(records)
+        if records:
+            self._fetch_ahead()
         return Polled(records, assigned=assigned, revoked=revoked)
+
+    def _fetch_ahead(self) -> None:
+        """Send the next fetch now, so that what comes while the stage works is there for its
+        next poll. kafka-python 3.0.12 sends it as the poll returns, but skips it when the
+        stage took the last answer before the I/O thread marked that answer in: the fetch
+        then went only with the next poll, and the match stage's "one more poll before the
+        commit" (monitor/match/stage.py) found nothing, although the rest of a poll's items
+        had come 1 ms after the first ones (bench/e2e.py through Kafka: one poll in ten was
+        matched in two steps, the second after another model call and commit)."""
+        with self._translated("fetch"):
+            self._consumer._fetcher.send_fetches()
 
     def _warm_up(self) -> None:
         """After an assignment, a transaction with an owned partition's committed offset,
@@ -283,6 +325,46 @@ class KafkaStageLog:
         self._lag = self._unread + sum(self._taken.values())
 
     # -- writing ---------------------------------------------------------------------------
+
+    def begin(self, consumed: Sequence[Record]) -> None:
+        """Transactional: begin the step's transaction now, with every partition of the
+        topics the last transaction wrote to and the offsets past ``consumed``; their round
+        trips (AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit) go on the producer's
+        thread while the stage works, and :meth:`transact` waits for their answer. Best
+        effort: a failure here is left to :meth:`transact`, which starts afresh."""
+        self._abort_begun()  # one a step left without transact (the runner retried it)
+        if not self._transactional or self._stale_producer or not consumed:
+            return
+        offsets = _next_offsets(self.source, consumed)
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            add_partitions(producer, (TopicPartition(topic, p) for topic in self._written_topics
+                                      for p in producer.partitions_for(topic)))
+            answer = start_offsets(producer, offsets, self._consumer.group_metadata())
+        except KafkaError as exc:
+            log.debug("%s: transaction not begun ahead: %r", self._stage, exc)
+            self._abort_ahead(producer)
+            return
+        self._begun = _Begun(offsets, answer)
+
+    def _abort_begun(self) -> None:
+        """Abort the transaction :meth:`begin` opened, if one is open (nothing was sent in
+        it but offsets)."""
+        if self._begun is not None:
+            self._begun = None
+            self._abort_ahead(self._producer)
+
+    def _abort_ahead(self, producer: KafkaProducer) -> None:
+        """Abort a transaction begun ahead, or give its producer up; but a fenced producer
+        is kept, so that the next transact says so and stops (a new one would fence the
+        process that took over)."""
+        try:
+            end_transaction(producer, commit=False, deadline_seconds=self._deadline)
+        except KafkaError as exc:
+            log.debug("%s: transaction begun ahead not aborted: %r", self._stage, exc)
+            if not fenced(exc):
+                self._give_up_producer()
 
     def transact(self, consumed: Sequence[Record], outputs: Sequence[Output],
                  dead: Sequence[DeadLetter]) -> None:
@@ -346,11 +428,23 @@ class KafkaStageLog:
         failed transaction is aborted, or its producer given up (the next write starts
         another)."""
         producer = self._producer
+        begun, self._begun = self._begun, None
         try:
-            producer.begin_transaction()
+            if begun is None:
+                producer.begin_transaction()
+            elif not _extends(offsets, begun.offsets):  # the stage's bug: stop
+                self._aborted(producer)
+                raise MonitorError(f"{self._stage}: a transaction begun with offsets "
+                                   f"{begun.offsets} cannot commit {offsets}")
+            else:  # before any other offsets: kafka-python 3.0.12 keeps those in flight in
+                # one dict, and a second answer found its partitions gone (KeyError, no result)
+                await_offsets(begun.answer, self._deadline)
             futures = self._send(outputs, dead)
-            send_offsets(producer, offsets, self._consumer.group_metadata(),
-                         deadline_seconds=self._deadline)
+            if begun is None or offsets != begun.offsets:  # records came since begin
+                send_offsets(producer, offsets, self._consumer.group_metadata(),
+                             deadline_seconds=self._deadline)
+            if futures and commit:  # the records, in one request (TRANSACTION_LINGER_MS)
+                producer.flush(timeout=self._deadline)
             # ... and a commit may report success with sends that expired unsent (kafka-python
             # 3.0.12, see kafka_poll): the caller reads every future.
             end_transaction(producer, commit=commit, deadline_seconds=self._deadline)
@@ -406,6 +500,7 @@ class KafkaStageLog:
         (what it still holds is dropped: the read-back of the next write finds what it
         stored) and start another; with a transactional id, that aborts what the old one
         left open."""
+        self._begun = None  # the old producer's: left to the new one's init_transactions
         self._producer.close(timeout=0)
         self._producer = self._new_producer(self._tid)  # a KafkaError: next try
         self._stale_producer = False
@@ -465,6 +560,10 @@ class KafkaStageLog:
         self._lag = self._unread  # what the last poll returned is taken in (or held)
 
     def _send(self, outputs: Sequence[Output], dead: Sequence[DeadLetter]) -> list[Any]:
+        if outputs or dead:  # not a warm-up's: what the next begin adds ahead
+            topics = {self._topics[o.log] for o in outputs}
+            self._written_topics = frozenset(topics | ({self._settings.dlq_topic} if dead
+                                                       else set()))
         futures = [self._producer.send(self._topics[o.log], key=o.key, value=o.value,
                                        partition=o.partition,
                                        headers=[(RECORD_ID_HEADER, o.id.encode("utf-8"))])
@@ -523,6 +622,13 @@ def _next_offsets(topic: str, records: Sequence[Record]) -> dict[TopicPartition,
         offsets[TopicPartition(topic, record.partition)] = OffsetAndMetadata(
             record.offset + 1, "", -1)
     return offsets
+
+
+def _extends(offsets: Mapping[TopicPartition, OffsetAndMetadata],
+             begun: Mapping[TopicPartition, OffsetAndMetadata]) -> bool:
+    """Whether ``offsets`` move every partition of ``begun`` as far or further (sent later
+    in the same transaction, they replace those)."""
+    return all(tp in offsets and offsets[tp].offset >= o.offset for tp, o in begun.items())
 
 
 def partitions_text(tps: Any) -> str:

@@ -125,6 +125,13 @@ class StageLog(Protocol):
         there are none."""
         ...
 
+    def begin(self, consumed: Sequence[Record]) -> None:
+        """A head start for the :meth:`transact` that ends this step: ``consumed`` are its
+        records so far (it may poll and add more). Kafka begins the transaction and sends
+        the offsets now, while the stage works; embedded does nothing. Raises nothing: what
+        fails is left to :meth:`transact`."""
+        ...
+
     def transact(self, consumed: Sequence[Record], outputs: Sequence[Output],
                  dead: Sequence[DeadLetter]) -> None:
         """Write ``outputs`` and ``dead`` and commit the positions past ``consumed``, all or

@@ -202,6 +202,7 @@ class MatchStage:
         self._processor.refresh_claims()
         records = self._next_records()
         if records:
+            self._log.begin(records)  # Kafka: the transaction's round trips go on meanwhile
             started = time.perf_counter()
             outputs: list[Output] = []
             dead: list[DeadLetter] = []

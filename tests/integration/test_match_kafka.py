@@ -308,3 +308,70 @@ def test_a_fenced_matcher_stops_with_a_clear_error(
     with pytest.raises(MonitorError, match="match: producer .* can"):
         while time.monotonic() < deadline:
             zombie.step()
+
+
+def poll_some(stage_log: KafkaStageLog, timeout_seconds: float = 30.0) -> list[Any]:
+    """The next records the log's poll returns (the first poll joins the group)."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        records = stage_log.poll(0.5).records
+        if records:
+            return records
+    raise AssertionError("no records polled in time")
+
+
+def test_a_transaction_begun_ahead_commits_what_was_polled_after_it(
+        kafka_settings: KafkaSettings) -> None:
+    """begin() sends the first records' offsets while the stage works; records polled
+    meanwhile join the step, and transact commits the offsets past all of them with the
+    outputs (the second offsets wait for the first answer: kafka-python lost it otherwise)."""
+    produce(kafka_settings, [(f"item-{n}".encode(), b"{}") for n in range(6)])
+    stage_log = match_log(kafka_settings)  # batch_max 3: the first poll leaves some
+    try:
+        first = poll_some(stage_log)
+        stage_log.begin(first)
+        consumed = first + poll_some(stage_log)
+        stage_log.transact(consumed, [Output("matches", b"k", b"v", "id-1")], [])
+        committed = committed_offsets(kafka_settings)
+        for record in consumed:
+            tp = TopicPartition(kafka_settings.items_topic, record.partition)
+            assert committed[tp] >= record.offset + 1
+        assert len(read_topic(kafka_settings, kafka_settings.matches_topic, expect=1,
+                              isolation="read_committed", settle_seconds=0.5)) == 1
+    finally:
+        stage_log.close()
+
+
+def test_a_transaction_begun_ahead_and_left_commits_nothing(
+        kafka_settings: KafkaSettings) -> None:
+    """A step that began and did not transact (the runner tried it again) leaves nothing
+    committed: the next begin aborts that transaction, and the log goes on."""
+    produce(kafka_settings, [(f"item-{n}".encode(), b"{}") for n in range(3)])
+    stage_log = match_log(kafka_settings)
+    try:
+        records = poll_some(stage_log)
+        stage_log.begin(records)
+        stage_log.begin([])  # the next step's, with nothing polled: aborts the first
+        assert committed_offsets(kafka_settings) == {}
+        stage_log.transact(records, [], [])
+        committed = committed_offsets(kafka_settings)
+        assert all(committed[TopicPartition(kafka_settings.items_topic, r.partition)]
+                   >= r.offset + 1 for r in records)
+    finally:
+        stage_log.close()
+
+
+def test_a_transaction_cannot_commit_less_than_it_began_with(
+        kafka_settings: KafkaSettings) -> None:
+    """The stage only ever adds records to a begun step: committing fewer is its bug, and
+    the log says so and commits nothing."""
+    produce(kafka_settings, [(f"item-{n}".encode(), b"{}") for n in range(3)])
+    stage_log = match_log(kafka_settings)
+    try:
+        records = poll_some(stage_log)
+        stage_log.begin(records)
+        with pytest.raises(MonitorError, match="begun with offsets"):
+            stage_log.transact(records[:1] if len(records) > 1 else [], [], [])
+        assert committed_offsets(kafka_settings) == {}
+    finally:
+        stage_log.close()

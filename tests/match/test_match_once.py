@@ -42,6 +42,9 @@ class Twice:
         self._again = list(polled.records)
         return Polled(records, polled.assigned, polled.revoked)
 
+    def begin(self, consumed: Sequence[Record]) -> None:
+        self._inner.begin(consumed)
+
     def transact(self, consumed: Sequence[Record], outputs: Sequence[Output],
                  dead: Sequence[DeadLetter]) -> None:
         if self.fail_next:  # the batch comes again with the next poll: both logs rewind
