@@ -15,7 +15,10 @@ but the logs (see :mod:`monitor.alerting.alert_log` for the record and
    "pending" and the outcome) is delivered again with the same id, so the same idempotency key.
 2. **Intake.** A match is routed (silenced, background and backlog matches are counted, not
    alerted); each new pair joins its group and holds its partition's commit back. A match
-   that cannot be decoded becomes a dead letter and the stage goes on.
+   that cannot be decoded becomes a dead letter and the stage goes on. Matches taken in,
+   the stage polls once more and takes in what came meanwhile: through Kafka the broker
+   makes a match commit readable partition by partition, and a fetch in between brought part
+   of it (the rest then waited for another ``pending`` write).
 3. **Pending.** A due notification is split per source partition; each part is written as a
    ``pending`` record (and acknowledged) before it is sent. Only then are its pairs released,
    so the commit may pass them: from here on the alert log carries the notification. The
@@ -164,6 +167,9 @@ class AlertStage:
         self._read_back()
         now = self._clock()
         done = self._intake(now)
+        if done:  # the rest of a commit that became readable partition by partition
+            self._receive(self._log.poll(0.0))
+            done += self._intake(now)
         done += self._enqueue_due(now)
         self._collect()
         self._write()
