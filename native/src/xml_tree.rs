@@ -15,6 +15,8 @@ pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
 const XMLNS: &str = "http://www.w3.org/2000/xmlns/";
 const MAX_DEPTH: usize = 128; // libxml2 refuses deeper than 256 without huge_tree
 const MAX_NAME: usize = 200;
+const MAX_ATTRIBUTES: usize = 100; // on one element, namespace declarations included
+const MAX_BINDINGS: usize = 200; // namespace declarations in scope
 const NONE: u32 = u32::MAX;
 
 type Span = (u32, u32);
@@ -394,6 +396,9 @@ impl<'t> Parser<'t> {
                 }
                 _ if !spaced => return None,
                 _ => {}
+            }
+            if prefixes.len() >= MAX_ATTRIBUTES || self.bindings.len() >= MAX_BINDINGS {
+                return None; // bounds the quadratic checks below and the prefix look-ups
             }
             let (attr_prefix, attr_local) = self.qname()?;
             self.skip_spaces();

@@ -3,8 +3,8 @@
 Wherever the compiled reading accepts a document it must give the lxml reading's entries and
 language, and libxml2 must read that document as it is (no repair): over every document in
 ../shared/feeds, over small documents with each fault it must refuse or read alike, and over
-mutations of the corpus documents (truncated, bytes deleted, duplicated or replaced, stray
-markup inserted: fixed seeds). Skipped without monitor_native; required when
+mutations of the corpus documents and the small ones (truncated, bytes deleted, duplicated or
+replaced, stray markup inserted: fixed seeds). Skipped without monitor_native; required when
 MONITOR_REQUIRE_NATIVE=1.
 """
 
@@ -126,6 +126,8 @@ _CASES = [
     ("", "<item><title>nested</title></item>", _PLAIN_ITEM),
     ("", "", "<item><title>nested</title></item>"),
     ("", "<textInput><title>X</title></textInput>", _PLAIN_ITEM),
+    ("", "", "<title {}>T</title>".format(" ".join(f'a{i}="{i}"' for i in range(150)))),
+    ("".join(f' xmlns:n{i}="urn:{i}"' for i in range(250)), "", _PLAIN_ITEM),
 ]
 _PROLOGS = ['<?xml version="1.0" encoding="utf-8"?>', '<?xml version="1.1"?>',
             "<?xml version='1.0' standalone='maybe'?>", " <?xml version=\"1.0\"?>",
@@ -226,6 +228,8 @@ def test_mutated_documents_read_alike_or_refused() -> None:
             bases.append(decided[0])
     if not bases:
         pytest.skip(f"feed documents not found under {FEEDS}")
+    small = (_RSS.format(ns=n, head=h, item=i).encode() for n, h, i in _CASES)
+    bases += [data for data in small if _native(data) is not None]
     rng = random.Random(20261201)
     read = 0
     for _ in range(_MUTATIONS):
