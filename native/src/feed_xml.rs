@@ -436,7 +436,9 @@ impl FeedReader {
         }
         // feedparser's repair of UTF-8 that someone read as Latin-1 and encoded again
         let value = latin1_utf8(stripped).unwrap_or_else(|| stripped.to_string());
-        if !value.chars().any(|c| ('\u{80}'..'\u{a0}').contains(&c)) {
+        // U+0080-U+009F are C2 80-C2 9F in UTF-8
+        let b = value.as_bytes();
+        if !memchr::memchr_iter(0xc2, b).any(|i| matches!(b.get(i + 1), Some(0x80..=0x9f))) {
             return Some(value);
         }
         Some(
@@ -530,6 +532,9 @@ fn link_amps(value: &str) -> String {
 
 /// `text.encode("iso-8859-1").decode("utf-8")`, or None when either step fails.
 fn latin1_utf8(text: &str) -> Option<String> {
+    if text.bytes().any(|b| b >= 0xc4) {
+        return None; // a character past U+00FF (UTF-8 lead bytes of U+0080-U+00FF: C2, C3)
+    }
     let mut bytes = Vec::with_capacity(text.len());
     for c in text.chars() {
         bytes.push(u8::try_from(u32::from(c)).ok()?);
