@@ -166,6 +166,25 @@ def test_namespace_uris(uri: str) -> None:
         _read_alike_or_refused(_RSS.format(ns=namespaces, head="", item=item).encode())
 
 
+# Characters _text treats apart: Python's whitespace (strip), Latin-1 that is UTF-8 read
+# wrongly (repaired), C1 controls (cp1252), references, and the rest.
+_TEXT_PIECES = [" ", "\t", "\n", "\r\n", "\u0085", "\u00a0", "\u2028", "\u3000", "\u200b", "a",
+                "Z", "&amp;", "&lt;", "&#233;", "&#x80;", "&#13;", "\u00e9", "\u00c3\u00a9",
+                "\u00c3", "\u00e2\u0080\u0099", "\u0080", "\u0081", "\u0099", "\u009f",
+                "\u00ff", "\u0416", "\u2019", "\U0001f600", "<![CDATA[x\u0092]]>"]
+
+
+@native
+def test_texts_read_alike() -> None:
+    rng = random.Random(12)
+    for _ in range(250):
+        text = "".join(rng.choice(_TEXT_PIECES) for _ in range(rng.randint(0, 8)))
+        item = (f"<title>{text}</title><link>http://e.org/{text}</link>"
+                f"<description>{text}</description><guid isPermaLink='false'>{text}</guid>")
+        data = _RSS.format(ns="", head=f"<language>{text}</language>", item=item).encode()
+        assert _read_alike_or_refused(data), text
+
+
 def test_small_documents_mostly_read() -> None:
     """The plain cases are read natively (the tests above are not vacuous)."""
     if wellformed._native_reader is None:
