@@ -7,6 +7,7 @@ can refuse a message it does not understand instead of guessing.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -75,6 +76,16 @@ def encode_item(item: Item) -> bytes:
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encoded_items(items: Sequence[Item], payloads: Sequence[bytes] = ()) -> Sequence[bytes]:
+    """:func:`encode_item` of each of ``items``: ``payloads`` when given (made ahead, by the
+    parse process that read them), else encoded now."""
+    if not payloads:
+        return [encode_item(item) for item in items]
+    if len(payloads) != len(items):  # a caller's bug: items would get others' payloads
+        raise ValueError(f"{len(payloads)} payloads for {len(items)} items")
+    return payloads
 
 
 _REQUIRED_TEXT = ("item_id", "feed_id", "source", "title", "summary", "content_hash")

@@ -28,10 +28,13 @@ class ItemPublisher(Protocol):
 
     ``publish`` blocks until every item is acknowledged or has failed (bounded by the bus's
     delivery timeout). It does not raise for delivery failures: it reports them, so that the
-    caller can mark exactly the acknowledged items as seen.
+    caller can mark exactly the acknowledged items as seen. ``payloads``: the items'
+    ``encode_item`` bytes when they were made ahead (a parse process encodes a feed's first
+    poll), else empty and the publisher encodes.
     """
 
-    def publish(self, items: Sequence[Item]) -> PublishReport: ...
+    def publish(self, items: Sequence[Item], payloads: Sequence[bytes] = ()) -> PublishReport:
+        ...
 
     def is_ready(self) -> bool: ...
 

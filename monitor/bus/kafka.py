@@ -26,7 +26,7 @@ from monitor.bus import PublishReport
 from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.settings import KafkaSettings
 from monitor.errors import BusError, MonitorError
-from monitor.model import Item, encode_item
+from monitor.model import Item, encoded_items
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ class KafkaItemPublisher:
         self._healthy = True
         self._unsure = FailedSends()
 
-    def publish(self, items: Sequence[Item]) -> PublishReport:
+    def publish(self, items: Sequence[Item], payloads: Sequence[bytes] = ()) -> PublishReport:
         began_ms = int(time.time() * 1000)
         try:
             stored = self._stored_after_failure(items)
@@ -380,11 +380,13 @@ class KafkaItemPublisher:
                                      f"a failed send: {exc!r}")
         pending: list[tuple[Item, Any]] = []
         failure: str | None = None
-        for item in (i for i in items if i not in stored):
+        values = encoded_items(items, payloads)
+        for item, value in zip(items, values, strict=True):
+            if item in stored:
+                continue
             try:
                 future = self._producer.send(
-                    self._settings.items_topic, key=item.item_id.encode(), value=encode_item(item)
-                )
+                    self._settings.items_topic, key=item.item_id.encode(), value=value)
             except KafkaError as exc:  # metadata or buffer space unavailable within max_block
                 failure = f"kafka: send to {self._settings.items_topic} failed: {exc}"
                 break

@@ -55,7 +55,7 @@ from monitor.bus.kafka import (
 from monitor.bus.kafka_log import fenced
 from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.settings import KafkaSettings
-from monitor.model import Item, encode_item
+from monitor.model import Item, encoded_items
 from monitor.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -121,25 +121,28 @@ class PollTransactions:
 
     def commit(self, partition: int, items: Sequence[Item],
                state_records: Sequence[tuple[bytes, bytes]],
-               still_valid: Callable[[], bool] = lambda: True) -> str | None:
+               still_valid: Callable[[], bool] = lambda: True,
+               payloads: Sequence[bytes] = ()) -> str | None:
         """Write ``items`` to the items topic and ``state_records`` (key, value) to the
         feed-state topic in one transaction; None when committed, else why not.
         ``still_valid`` is asked under the partition's lock first (has the state the poll
-        read been replaced meanwhile?)."""
+        read been replaced meanwhile?). ``payloads``: the items' encodings, if made ahead."""
+        item_records = [(item.item_id.encode(), value)
+                        for item, value in zip(items, encoded_items(items, payloads), strict=True)]
         attempt = 0
         with self._locks[partition]:
             while True:
                 attempt += 1
                 if not still_valid():
                     return f"kafka: control partition {partition} changed hands during the poll"
-                failure, retriable = self._attempt(partition, items, state_records)
+                failure, retriable = self._attempt(partition, item_records, state_records)
                 delay = self._retries.next_delay(attempt) if failure and retriable else None
                 if delay is None:
                     self._healthy = failure is None
                     return failure
                 self._clock.sleep(delay)
 
-    def _attempt(self, partition: int, items: Sequence[Item],
+    def _attempt(self, partition: int, item_records: Sequence[tuple[bytes, bytes]],
                  state_records: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
         if partition not in self._owned:
             return f"kafka: control partition {partition} is no longer this poller's", False
@@ -150,8 +153,8 @@ class PollTransactions:
             return f"kafka: the producer of control partition {partition} is restarting", False
         try:
             producer.begin_transaction()
-            sent = [producer.send(self._settings.items_topic, key=item.item_id.encode(),
-                                  value=encode_item(item)) for item in items]
+            sent = [producer.send(self._settings.items_topic, key=key, value=value)
+                    for key, value in item_records]
             sent += [producer.send(self._settings.feed_state_topic, key=key, value=value)
                      for key, value in state_records]
             self._finish(producer, commit=True)  # flushes; fails when any send failed

@@ -43,7 +43,7 @@ from monitor.bus.kafka_poll import (
 )
 from monitor.config.settings import KafkaSettings
 from monitor.errors import BusError, MonitorError
-from monitor.model import FeedState, Item
+from monitor.model import FeedState, Item, encoded_items
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,7 @@ class KafkaPollState:
     def commit_poll(self, publisher: ItemPublisher, state: FeedState, items: Sequence[Item],
                     now: float, payloads: Sequence[bytes] = ()) -> PublishReport:
         """``items``, their seen-marks and ``state`` in one transaction: all or nothing.
-        ``publisher`` must be this store (a shared poller publishes through its state).
-        ``payloads`` is not used: the transaction encodes the items itself."""
+        ``publisher`` must be this store (a shared poller publishes through its state)."""
         if publisher is not self:
             raise MonitorError("poll: a shared poller publishes through its KafkaPollState")
         marks = {item.item_id: (item.content_hash, now) for item in items}
@@ -191,7 +190,7 @@ class KafkaPollState:
             seen = {**self._seen.get(state.feed_id, {}), **marks}
         loaded = self._loaded.get(state.feed_id, self._epoch)
         failure = self._commit(state.feed_id, items, encode_feed_record(state, seen),
-                               lambda: loaded == self._epoch)
+                               lambda: loaded == self._epoch, payloads)
         if failure:
             moved = (not self._owns(state.feed_id) or loaded != self._epoch
                      or self._restarting(state.feed_id))  # its state is read again
@@ -201,15 +200,17 @@ class KafkaPollState:
             self._seen.setdefault(state.feed_id, {}).update(marks)
         return PublishReport(tuple(items))
 
-    def publish(self, items: Sequence[Item]) -> PublishReport:
+    def publish(self, items: Sequence[Item], payloads: Sequence[bytes] = ()) -> PublishReport:
         """ItemPublisher: each feed's items with their seen-marks, one transaction a feed."""
-        by_feed: dict[str, list[Item]] = {}
-        for item in items:
-            by_feed.setdefault(item.feed_id, []).append(item)
+        by_feed: dict[str, list[tuple[Item, bytes]]] = {}
+        for item, payload in zip(items, encoded_items(items, payloads), strict=True):
+            by_feed.setdefault(item.feed_id, []).append((item, payload))
         acknowledged: list[Item] = []
         failure: str | None = None
-        for feed_id, feed_items in by_feed.items():
-            report = self.commit_poll(self, self.load(feed_id), feed_items, _now(feed_items))
+        for feed_id, pairs in by_feed.items():
+            feed_items = [item for item, _ in pairs]
+            report = self.commit_poll(self, self.load(feed_id), feed_items, _now(feed_items),
+                                      [payload for _, payload in pairs])
             acknowledged.extend(report.acknowledged)
             failure = failure or report.failure
         return PublishReport(tuple(acknowledged), failure)
@@ -238,9 +239,10 @@ class KafkaPollState:
         return pruned
 
     def _commit(self, feed_id: str, items: Sequence[Item], value: bytes,
-                still_valid: Callable[[], bool] = lambda: True) -> str | None:
+                still_valid: Callable[[], bool] = lambda: True,
+                payloads: Sequence[bytes] = ()) -> str | None:
         return self.transactions.commit(self._partition(feed_id), items,
-                                        [(feed_id.encode(), value)], still_valid)
+                                        [(feed_id.encode(), value)], still_valid, payloads)
 
     def _partition(self, feed_id: str) -> int:
         return control_partition(feed_id, self._settings.poll_control_partitions)

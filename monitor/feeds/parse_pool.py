@@ -76,7 +76,7 @@ class InlineParser:
     def parse(self, body: bytes, content_type: str | None, source: FeedSource,
               fetched_at: datetime, limits: TextLimits, *, backlog: bool = False,
               encode: bool = False) -> ParsedFeed:
-        # ``encode`` ignored: here it would cost this process what the item log's own
+        # ``encode`` ignored: here it would cost this process what the publisher's own
         # encoding does.
         with self._slots:
             parsed = parse_feed(body, content_type, source, fetched_at, limits)

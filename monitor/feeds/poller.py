@@ -17,9 +17,9 @@ re-issues it with a new title) comes from a later poll and is news like any othe
 
 Parsing is CPU work under the GIL: it goes to a ``BodyParser`` (``parse_pool.py``), in this
 process with at most ``parse_threads`` polls parsing at once (the cores by default), or in a
-pool of worker processes; the polls waiting on the network keep running meanwhile. Publishing
-to the embedded item log, a pool's workers also encode a first poll's items as the log stores
-them.
+pool of worker processes; the polls waiting on the network keep running meanwhile. A pool's
+workers also encode a feed's first-poll items as the bus carries them (``encode_item``), which
+the publishers take instead of encoding them here.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from monitor.bus import ItemPublisher
-from monitor.bus.embedded import EmbeddedItemLog
 from monitor.clock import SYSTEM_CLOCK, Clock
 from monitor.config.feeds import FeedConfig
 from monitor.errors import FeedHandedOver, FetchError, ParseError, PublishError
@@ -85,8 +84,6 @@ class FeedPoller:
         self._redirects_reported: set[tuple[str, str]] = set()
         self._publish_failure_level = publish_failure_level
         self._parser = parser or InlineParser(parse_threads)  # parse_threads: in-process only
-        # The item log stores what encode_item makes; the Kafka paths encode in their sends.
-        self._encode = isinstance(publisher, EmbeddedItemLog)
 
     def poll(self, feed: FeedConfig) -> PollResult:
         # In flight from here to the end, whatever happens: a poll that hangs shows in metrics.
@@ -125,7 +122,7 @@ class FeedPoller:
         backlog = state.last_success_at is None
         parsed = self._parser.parse(fetched.body, fetched.content_type, source,
                                     datetime.fromtimestamp(now, UTC), self._text_limits,
-                                    backlog=backlog, encode=self._encode and backlog)
+                                    backlog=backlog, encode=backlog)
         if parsed.warning:
             log.debug("parse %s: feed is malformed but readable: %s", feed.id, parsed.warning,
                       extra={"feed_id": feed.id})

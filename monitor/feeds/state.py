@@ -38,8 +38,8 @@ class PollStateStore(Protocol):
         """Publish ``items``, mark the acknowledged ones seen, and store ``state`` if every
         item was acknowledged (see the module doc for which stores do it atomically). Reports
         what was acknowledged; raises what the store raises, not the bus's failures.
-        ``payloads``: the items' ``encode_item`` bytes when the parser made them (a store
-        may use them instead of encoding), else empty."""
+        ``payloads``: the items' ``encode_item`` bytes when the parser made them, else
+        empty (see :meth:`ItemPublisher.publish`)."""
         ...
 
     def touch_seen(self, item_ids: Sequence[str], now: float) -> None: ...
@@ -110,9 +110,7 @@ class SQLitePollState:
             return PublishReport(())
         if isinstance(publisher, EmbeddedItemLog) and publisher.database is self._db:
             # Encoded before the lock is taken, by the parse processes when they did it.
-            rows = (publisher.rows(items, now) if not payloads else
-                    [(item.item_id, item.content_hash, payload, now)
-                     for item, payload in zip(items, payloads, strict=True)])
+            rows = publisher.rows(items, now, payloads)
             with self._db.transaction() as conn:  # items, seen-marks and state: all or none
                 publisher.append(conn, rows)
                 _mark_seen(conn, items, now)
@@ -120,7 +118,7 @@ class SQLitePollState:
             self._states[state.feed_id] = state
             publisher.announce(items)
             return PublishReport(tuple(items))
-        report = publisher.publish(items)
+        report = publisher.publish(items, payloads)
         with self._db.transaction() as conn:
             _mark_seen(conn, report.acknowledged, now)
             if report.failure is None:

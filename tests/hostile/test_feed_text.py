@@ -7,7 +7,7 @@ import ipaddress
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -41,9 +41,9 @@ class Rig:
                                  text_limits=TextLimits(), bus_name="embedded",
                                  rng=random.Random(3))
 
-    def publish(self, items: list[Item]) -> object:  # ItemPublisher: record, then the real log
-        self.published.extend(items)
-        return self.log.publish(items)
+    def publish(self, items: list[Item], payloads: Sequence[bytes] = ()) -> object:
+        self.published.extend(items)  # ItemPublisher: record, then the real log
+        return self.log.publish(items, payloads)
 
     def is_ready(self) -> bool:
         return True

@@ -6,6 +6,7 @@ import gzip
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from monitor.bus.kafka import KafkaItemPublisher, ensure_topics, item_topics
 from monitor.config.feeds import FeedConfig
 from monitor.config.settings import Settings
-from monitor.model import Item
+from monitor.model import Item, encode_item
 from monitor.service import Service
 from tests.support.feed_server import FeedServer
 from tests.support.kafka_broker import LocalKafka, free_port
@@ -240,3 +241,25 @@ def test_items_a_failed_send_stored_after_all_are_not_sent_again(
         publisher.close()
     records = read_items(kafka_broker.bootstrap, topic, expect=len(items))
     assert Counter(item.item_id for _, item in records) == {i.item_id: 1 for i in items}
+
+
+def test_the_publisher_sends_the_encodings_made_ahead(
+    kafka_broker: LocalKafka, tmp_path: Path, topic: str,
+) -> None:
+    """A parse process encodes a first poll's items: the publisher sends those bytes as they
+    are (here they name another title, to tell them from its own encoding)."""
+    settings = settings_for(kafka_broker.bootstrap, tmp_path / "s.sqlite3", topic).kafka
+    ensure_topics(settings, item_topics(settings))
+    fetched = datetime(2026, 12, 1, tzinfo=UTC)
+    items = [Item(f"ahead-{n}", "wire", "Wire", f"https://wire.example/a{n}", None, f"Story {n}",
+                  "", "en", None, fetched, f"hash-{n}") for n in range(3)]
+    payloads = [encode_item(replace(item, title=f"Made ahead {n}"))
+                for n, item in enumerate(items)]
+    publisher = KafkaItemPublisher(settings)
+    try:
+        report = publisher.publish(items, payloads)
+    finally:
+        publisher.close()
+    assert report.failure is None and len(report.acknowledged) == 3
+    records = read_items(kafka_broker.bootstrap, topic, expect=len(items))
+    assert sorted(item.title for _, item in records) == [f"Made ahead {n}" for n in range(3)]

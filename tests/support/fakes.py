@@ -16,7 +16,7 @@ class FlakyPublisher:
         self.accept = 0
         self.published: list[Item] = []
 
-    def publish(self, items: Sequence[Item]) -> PublishReport:
+    def publish(self, items: Sequence[Item], payloads: Sequence[bytes] = ()) -> PublishReport:
         if not self.failing:
             self.published.extend(items)
             return PublishReport(tuple(items))

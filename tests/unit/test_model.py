@@ -18,6 +18,7 @@ from monitor.model import (
     decode_match,
     encode_item,
     encode_match,
+    encoded_items,
 )
 from tests.alerting import make_match
 
@@ -173,3 +174,12 @@ def test_match_evidence_round_trips_and_older_matches_read_as_not_said() -> None
         del raw["evidence"][key]
     old = decode_match(json.dumps(raw).encode())
     assert (old.evidence.uncertain, old.evidence.quote, old.evidence.speaker) == (False, "", "")
+
+
+def test_encoded_items_are_the_payloads_made_ahead_or_made_now() -> None:
+    item = ITEM
+    other = replace(item, title="made ahead")
+    assert encoded_items([item]) == [encode_item(item)]
+    assert encoded_items([item], [encode_item(other)]) == [encode_item(other)]
+    with pytest.raises(ValueError, match="2 payloads for 1 items"):
+        encoded_items([item], [b"{}", b"{}"])  # a caller's bug, not a silent mismatch
