@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -242,3 +243,22 @@ def test_secrets_of_covers_every_credential_place() -> None:
     secrets = secrets_of("slack://TokA123/TokB456/TokC789/#claims?blocks=yes&footer=no")
     assert {"TokA123", "TokB456", "TokC789", "#claims", "claims"} <= secrets
     assert "yes" not in secrets  # option values stay readable
+
+
+def _socket_of_last_connection(channel: WebhookChannel, url: str) -> socket.socket:
+    transport = channel._client._transport_for_url(httpx.URL(url))
+    (connection,) = transport._pool.connections  # type: ignore[attr-defined]
+    stream = connection._connection._network_stream
+    sock = stream.get_extra_info("socket")
+    assert isinstance(sock, socket.socket)
+    return sock
+
+
+def test_webhook_connections_do_not_wait_for_delayed_acks(webhook: WebhookChannel,
+                                                          hook: WebhookReceiver) -> None:
+    """httpcore writes a request's headers and body apart: with Nagle's algorithm on, the
+    body would wait for the receiver's delayed ACK (up to 40 ms a delivery). httpcore turns it
+    off itself; this holds any client the channel is given in future to the same."""
+    assert webhook.send(MESSAGE, hook.url("/alerts")).status == "sent"
+    sock = _socket_of_last_connection(webhook, f"http://127.0.0.1:{hook.port}/alerts")
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
