@@ -6,10 +6,13 @@ across feeds and across re-issues.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html.entities
+import importlib
 import re
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import ftfy
@@ -71,23 +74,26 @@ def _split_canonical_url(url: str) -> str | None:
 _ASCII_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _invisible_pattern() -> re.Pattern[str]:
+def _invisible_ranges() -> list[tuple[int, int]]:
     """Characters that carry no text but can hide or reorder it: controls, format marks (bidi
-    overrides, zero-width joiners), private use, surrogates. Format marks live in the first two
-    planes and plane 14 (tags); scanning only those keeps start-up fast."""
+    overrides, zero-width joiners), private use, surrogates, as inclusive ranges of code
+    points. Format marks live in the first two planes and plane 14 (tags); scanning only those
+    keeps start-up fast."""
     scanned = [*range(0x20000), *range(0xE0000, 0xE1000)]
     points = [c for c in scanned if unicodedata.category(chr(c)) in ("Cc", "Cf", "Co", "Cs")]
     ranges, start, previous = [], points[0], points[0]
     for point in [*points[1:], -2]:
         if point != previous + 1:
-            ranges.append(f"\\U{start:08x}-\\U{previous:08x}")
+            ranges.append((start, previous))
             start = point
         previous = point
-    ranges.append("\\U000f0000-\\U0010ffff")  # private-use planes 15 and 16
-    return re.compile("[" + "".join(ranges) + "]")
+    ranges.append((0xF0000, 0x10FFFF))  # private-use planes 15 and 16
+    return ranges
 
 
-_INVISIBLE = _invisible_pattern()
+_INVISIBLE_RANGES = _invisible_ranges()
+_INVISIBLE = re.compile(
+    "[" + "".join(f"\\U{start:08x}-\\U{end:08x}" for start, end in _INVISIBLE_RANGES) + "]")
 
 
 def _drop_invisible(text: str) -> str:
@@ -113,10 +119,27 @@ def _has_mojibake_hint(text: str) -> bool:
         text.encode("utf-8", "surrogatepass")) is not None
 
 
+# plain_text compiled (native/, optional like html_text's): the same text, or None when
+# unsure (the mojibake repair could apply, an HTML fragment the compiled reading passes on).
+# Given this module's invisible characters, so that both readings use one table.
+_native_plain_text: Callable[[str, int], str | None] | None = None
+with contextlib.suppress(ImportError, AttributeError):  # not installed, or built before it
+    _native_plain_text = importlib.import_module("monitor_native").PlainText(
+        _INVISIBLE_RANGES).read
+
+
 def plain_text(value: str, max_chars: int) -> str:
     """HTML removed, entities decoded, mojibake repaired, invisible characters dropped,
     whitespace folded; cut at a word boundary with an ellipsis when longer than ``max_chars``.
     """
+    if _native_plain_text is not None and (text := _native_plain_text(value, max_chars)) \
+            is not None:
+        return text
+    return python_plain_text(value, max_chars)
+
+
+def python_plain_text(value: str, max_chars: int) -> str:
+    """``plain_text`` without the compiled reading."""
     enough = max_chars * 4  # bound the work on full-article bodies: the rest is cut anyway
     if "<" in value or "&" in value:
         text = None

@@ -1,11 +1,13 @@
 //! html_text.py's `_bulk_html_text_bounded` and `_bulk_html_text` for plain fragments, compiled;
 //! None when unsure (the caller then takes the Python readings).
+//! plain_text.rs: normalize.py's `plain_text` (HTML to text, folded, cut), compiled (PlainText).
 //! feed_xml.rs: wellformed.py's reading of well-formed RSS and Atom, compiled (FeedReader).
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 mod entities;
 mod feed_xml;
+mod plain_text;
 mod xml_tree;
 
 const BREAKS: [&str; 11] = ["br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"];
@@ -298,7 +300,7 @@ fn bulk_text(piece: &str) -> Option<String> {
 
 /// `_bulk_html_text_bounded(value, enough)`: pieces of `enough * 2` characters, each cut
 /// just before a "<", until the text is longer than `enough`. Walks only what it reads.
-fn bounded(value: &str, enough: usize) -> Option<String> {
+pub(crate) fn bounded(value: &str, enough: usize) -> Option<String> {
     let piece_chars = enough * 2;
     let mut parts = String::new();
     let mut chars = 0usize;
@@ -343,5 +345,6 @@ fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(html_to_text, m)?)?;
     m.add_function(wrap_pyfunction!(bulk_html_text, m)?)?;
     m.add_class::<feed_xml::FeedReader>()?;
+    m.add_class::<plain_text::PlainText>()?;
     Ok(())
 }

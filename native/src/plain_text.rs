@@ -1,0 +1,139 @@
+//! normalize.py's `plain_text`, compiled: HTML to text (lib.rs's `bounded`), the first
+//! `max_chars * 4` characters, invisible characters as spaces, whitespace folded, cut at a word
+//! boundary. None when unsure (the HTML reading is, or the mojibake repair could apply: ftfy
+//! is Python's); the caller then takes the Python reading.
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use std::borrow::Cow;
+
+use crate::{bounded, py_space};
+
+#[pyclass(frozen)]
+pub struct PlainText {
+    /// normalize.py's invisible characters (Cc, Cf, Co, Cs as Python's unicodedata has
+    /// them), as sorted inclusive ranges: given by Python so that both use one table.
+    invisible: Vec<(u32, u32)>,
+}
+
+#[pymethods]
+impl PlainText {
+    #[new]
+    fn new(invisible: Vec<(u32, u32)>) -> Self {
+        let mut invisible = invisible;
+        invisible.sort_unstable();
+        PlainText { invisible }
+    }
+
+    /// `plain_text(value, max_chars)`, or None when unsure.
+    fn read(&self, py: Python<'_>, value: &Bound<'_, PyString>, max_chars: usize) -> Option<String> {
+        let s = value.to_str().ok()?; // lone surrogates: Python's reading
+        if max_chars == 0 {
+            return None;
+        }
+        if s.len() < 4096 {
+            return self.plain_text(s, max_chars); // releasing the GIL costs more
+        }
+        py.detach(|| self.plain_text(s, max_chars))
+    }
+}
+
+impl PlainText {
+    fn plain_text(&self, value: &str, max_chars: usize) -> Option<String> {
+        let enough = max_chars.checked_mul(4)?; // normalize.py's `enough`
+        let text: Cow<str> = if value.contains(['<', '&']) {
+            Cow::Owned(bounded(value, enough)?)
+        } else {
+            Cow::Borrowed(value)
+        };
+        let text = chars_prefix(&text, enough);
+        if mojibake_hint(text) {
+            return None; // ftfy.fix_encoding: Python's
+        }
+        Some(truncate(self.visible_folded(text, max_chars), max_chars))
+    }
+
+    fn invisible(&self, c: char) -> bool {
+        let code = c as u32;
+        if code < 0x80 {
+            return code < 0x20 || code == 0x7f;
+        }
+        let after = self.invisible.partition_point(|&(start, _)| start <= code);
+        after > 0 && code <= self.invisible[after - 1].1
+    }
+
+    /// `_folded(_drop_invisible(text))`: invisible characters and whitespace runs as one
+    /// space, none at the ends; or a prefix of it longer than `limit` characters, which
+    /// `truncate` cuts to the same text (most of a long text is not folded).
+    fn visible_folded(&self, text: &str, limit: usize) -> String {
+        let mut out = String::with_capacity(text.len().min(limit * 4 + 8));
+        let (b, mut chars, mut i, mut word_start) = (text.as_bytes(), 0, 0, 0);
+        while i <= b.len() {
+            // the end of a word: a separator, or the end of the text
+            let (separator, width) = match b.get(i) {
+                None => (true, 1),
+                Some(&byte) if byte < 0x80 => (byte <= b' ' || byte == 0x7f, 1),
+                Some(_) => {
+                    let c = text[i..].chars().next().unwrap_or(' ');
+                    (py_space(c) || self.invisible(c), c.len_utf8())
+                }
+            };
+            if separator {
+                if i > word_start {
+                    let word = &text[word_start..i];
+                    if !out.is_empty() {
+                        out.push(' ');
+                        chars += 1;
+                    }
+                    out.push_str(word);
+                    chars += if word.is_ascii() { word.len() } else { word.chars().count() };
+                    if chars > limit {
+                        break;
+                    }
+                }
+                word_start = i + width;
+            }
+            i += width;
+        }
+        out
+    }
+}
+
+/// `text[:count]` in characters.
+fn chars_prefix(text: &str, count: usize) -> &str {
+    match text.char_indices().nth(count) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// normalize.py's `_MOJIBAKE_HINT`: a letter U+00C2-U+00F4 followed by one of
+/// U+0080-U+00BF, U+0152-U+0178, U+2013-U+203A; in UTF-8, as `_MOJIBAKE_HINT_UTF8` reads it.
+fn mojibake_hint(text: &str) -> bool {
+    let b = text.as_bytes();
+    memchr::memchr_iter(0xc3, b).any(|i| {
+        matches!(b.get(i + 1), Some(0x82..=0xb4))
+            && match b.get(i + 2..i + 4) {
+                Some([0xc2, 0x80..=0xbf]) | Some([0xc5, 0x92..=0xb8]) => true,
+                Some([0xe2, 0x80]) => matches!(b.get(i + 4), Some(0x93..=0xba)),
+                _ => false,
+            }
+    })
+}
+
+/// normalize.py's `truncate` of a folded text (its only whitespace: single spaces).
+fn truncate(text: String, max_chars: usize) -> String {
+    let mut ends = text.char_indices().map(|(i, _)| i).skip(max_chars - 1);
+    let Some(cut_end) = ends.next().filter(|_| ends.next().is_some()) else {
+        return text; // at most max_chars characters
+    };
+    let mut cut = &text[..cut_end];
+    if let Some(space) = cut.rfind(' ') {
+        if cut[..space].chars().count() > max_chars / 2 {
+            cut = &cut[..space];
+        }
+    }
+    let mut out = String::with_capacity(cut.len() + 3);
+    out.push_str(cut.trim_end_matches(py_space));
+    out.push('…');
+    out
+}

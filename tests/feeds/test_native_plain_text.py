@@ -1,0 +1,96 @@
+"""The compiled plain_text (native/src/plain_text.rs) against normalize.py's Python reading.
+
+Wherever the compiled reading gives a text it must be ``python_plain_text``'s: over every title
+and summary in ../shared/feeds at several limits, and over generated texts (HTML atoms,
+whitespace of every kind, invisible characters, mojibake pairs, long runs; fixed seeds).
+Skipped without monitor_native; required when MONITOR_REQUIRE_NATIVE=1.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from monitor.feeds import normalize
+from monitor.feeds.inflate import inflate_gzip
+from monitor.feeds.wellformed import read_wellformed
+from tests.conftest import SHARED
+
+native = pytest.mark.skipif(
+    normalize._native_plain_text is None and os.environ.get("MONITOR_REQUIRE_NATIVE") != "1",
+    reason="monitor_native (with PlainText) is not installed (pip install ./native)")
+
+LIMITS = (1, 2, 3, 7, 80, 500, 2_000)
+
+
+def _taken(value: str, max_chars: int) -> bool:
+    """Whether the compiled reading took ``value``; if so, its text is the Python one's."""
+    read = normalize._native_plain_text
+    assert read is not None, "MONITOR_REQUIRE_NATIVE=1 but monitor_native has no PlainText"
+    text = read(value, max_chars)
+    if text is None:
+        return False
+    assert text == normalize.python_plain_text(value, max_chars), (max_chars, value[:300])
+    return True
+
+
+def _corpus_texts() -> list[str]:
+    texts: list[str] = []
+    for folder in ("real", "bench"):
+        path = SHARED / "feeds" / folder
+        for document in sorted(path.iterdir()) if path.is_dir() else ():
+            body = document.read_bytes()
+            if body.startswith(b"\x1f\x8b"):
+                body = inflate_gzip(body, 10 << 20)
+            raw = read_wellformed(body, None)
+            for entry in raw.entries if raw else ():
+                texts.extend((entry.title or "", entry.summary_html))
+    return texts
+
+
+@native
+def test_every_title_and_summary_in_the_shared_feeds() -> None:
+    texts = _corpus_texts()
+    if not texts:
+        pytest.skip(f"feed documents not found under {SHARED / 'feeds'}")
+    for limit in LIMITS:
+        taken = sum(_taken(text, limit) for text in texts)
+        assert taken > 0.9 * len(texts), (limit, taken, len(texts))
+
+
+ATOMS = [
+    "a", "word", "Слово", "日本語", "é", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x1c",
+    "\x1f", "\x85", "\xa0", "\u1680", "\u2002", "\u2028", "\u2029", "\u202f", "\u3000",
+    "\x00", "\x07", "\x7f", "\x9f", "\u00ad", "\u200b", "\u200e", "\u202e", "\u2066", "\ufeff",
+    "\ue000", "\U000f0001", "\U0010fffd", "\U000e0041", "\U0001d173", "\u0378", "\ud800",
+    "Ã", "Ã©", "Â", "Â\u00a0", "Ã\u2019", "Å\u0153", "ô", "\u00c2\u2013", "\u0152",
+    "<p>", "</p>", "<br/>", "<b>", "</b>", "<!-- c -->", "<script>x</script>", "<", ">", "&",
+    "&amp;", "&nbsp;", "&#8203;", "&#xA0;", "&#195;", "&Atilde;", "&copy;", "&#0;",
+    "…", ".", ",", "-",
+]
+
+
+@native
+@pytest.mark.parametrize("seed", range(4))
+def test_generated_texts(seed: int) -> None:
+    rng = random.Random(seed)
+    taken = 0
+    for _ in range(4_000):
+        value = "".join(rng.choice(ATOMS) for _ in range(rng.randint(0, 40)))
+        if rng.random() < 0.1:  # past the limits: the cut and the pieces of long HTML
+            value = value * rng.randint(50, 400)
+        taken += _taken(value, rng.choice(LIMITS))
+    assert taken > 1_000
+
+
+@native
+@pytest.mark.parametrize("value", [
+    "", " ", "a", "a b", " a ", "ab " * 5, "x" * 10, "word " * 10, "é" * 9 + " " + "日" * 9,
+    "a" * 3 + " " + "b" * 3 + " " + "c" * 3, "<p>" + "long " * 5_000 + "</p>",
+    "Ã©" + "x" * 10_000, "x" * 10_000 + "Ã©", "<p>" + "x " * 5_000 + "&Atilde;&copy;</p>",
+])
+def test_cuts_and_edges(value: str) -> None:
+    for limit in LIMITS:
+        _taken(value, limit)
