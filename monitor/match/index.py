@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -102,9 +102,21 @@ def _term(text: str) -> Term:
     return Term(text, tuple(keys(text)) or (text.casefold(),))
 
 
-def term_hit(term: Term, item_keys: Iterable[str]) -> bool:
-    present = list(item_keys)
-    return all(any(keys_match(k, t) for k in present) for t in term.keys)
+def term_hit(term: Term, item_keys: frozenset[str],
+             item_buckets: Mapping[str, tuple[str, ...]]) -> bool:
+    """Every key of ``term`` matches a key of the item (:func:`keys_match`). Keys that match
+    share their first PREFIX_CHARS characters, so only the item's keys of the term key's
+    bucket (:func:`bucketed`) are compared: a keyword common to many claims' buckets costs a
+    lookup a claim, not a comparison with every key of the item."""
+    for key in term.keys:  # loops, not generators: this runs for every candidate claim
+        if key in item_keys:
+            continue
+        for item_key in item_buckets.get(key[:PREFIX_CHARS], ()):
+            if keys_match(item_key, key):
+                break
+        else:
+            return False
+    return True
 
 
 class ClaimIndex:

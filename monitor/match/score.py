@@ -57,14 +57,18 @@ class Score:
 
 def score_claim(prepared: PreparedClaim, item: ItemText, weight: Weight) -> Score | None:
     """The link score, or None when an exclude term hits or a keyword group is missed."""
-    if any(term_hit(term, item.all_keys) for term in prepared.excludes):
-        return None
+    present, buckets = item.all_set, item.all_buckets
+    for term in prepared.excludes:
+        if term_hit(term, present, buckets):
+            return None
     matched: list[str] = []
     for group in prepared.groups:
-        hit = next((term.text for term in group if term_hit(term, item.all_keys)), None)
-        if hit is None:
+        for term in group:
+            if term_hit(term, present, buckets):
+                matched.append(term.text)
+                break
+        else:
             return None
-        matched.append(hit)
     language = item.language if item.language in prepared.texts else ""
     similarity = _similarity(prepared, language, item, weight)
     if prepared.groups:

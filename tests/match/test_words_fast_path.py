@@ -15,7 +15,15 @@ import random
 from collections import defaultdict
 
 from monitor.config.claims import ClaimConfig
-from monitor.match.index import PREFIX_CHARS, ClaimIndex, bucket, keys_match
+from monitor.match.index import (
+    PREFIX_CHARS,
+    ClaimIndex,
+    Term,
+    bucket,
+    bucketed,
+    keys_match,
+    term_hit,
+)
 from monitor.match.score import OVERLAP_WEIGHT, ItemText, Weight, _similarity
 from monitor.match.text import keys
 
@@ -136,3 +144,23 @@ def _reference_similarity(claim_cover: float, title_cover: float, prepared: obje
     if len(item.all_set) > len(item.title_set):
         return max(headline, claim_cover)
     return headline
+
+
+def test_keyword_terms_hit_as_by_the_plain_rule() -> None:
+    """term_hit compares only the item's keys of the term key's bucket; the plain rule
+    compared every key of the item with every key of the term."""
+    chance = random.Random(3)
+    words = vocabulary(chance)
+    # stems with their inflections (one bucket), keys with digits, a short key
+    words = words[:15] + words[150:165] + ["2024", "20245", "codename0042", "coden", "kup",
+                                           "kupiansk"]
+    hits = by_prefix = 0
+    for _ in range(3000):
+        term = Term("t", tuple(chance.sample(words, chance.randint(1, 3))))
+        item_keys = tuple(chance.sample(words, chance.randint(1, 8)))
+        plain = all(any(keys_match(k, t) for k in item_keys) for t in term.keys)
+        assert term_hit(term, frozenset(item_keys), bucketed(item_keys)) == plain, (
+            term, item_keys)
+        hits += plain
+        by_prefix += plain and not set(term.keys) <= set(item_keys)
+    assert 200 < hits < 2800 and by_prefix > 50  # exact hits, prefix hits and misses
