@@ -80,6 +80,24 @@ def test_encoding_carries_every_field_in_declaration_order() -> None:
     assert doc["backlog"] is True
 
 
+@pytest.mark.parametrize("text", [
+    "", "plain", "Песков «Кремль»", '"quoted" \\ back/slash', "\x00\x01\x1f\x7f\x80\x9f",
+    "\b\f\n\r\t", "\u2028\u2029\ufeff\u200b", "🇷🇺 emoji", "\U0010ffff", "…</script>",
+])
+def test_encoding_is_what_json_dumps_gives(text: str) -> None:
+    """encode_item writes the JSON itself: the bytes json.dumps gives for the same fields."""
+    for item in (replace(ITEM, title=text, summary=text * 3, guid=text or None),
+                 replace(ITEM, url=None, guid=None, language=None, published_at=None,
+                         backlog=True, source=text)):
+        expected = {"schema": ITEM_SCHEMA, **dataclasses.asdict(item)}
+        for name in ("published_at", "fetched_at"):
+            moment = expected[name]
+            expected[name] = moment and moment.astimezone(UTC).isoformat().replace(
+                "+00:00", "Z")
+        assert encode_item(item) == json.dumps(
+            expected, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def test_naive_timestamp_read_as_utc() -> None:
     decoded = decode_item(data(fields(published_at="2024-04-30T12:00:00")))
     assert decoded.published_at == datetime(2024, 4, 30, 12, tzinfo=UTC)
