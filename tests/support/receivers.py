@@ -26,6 +26,7 @@ import email.policy
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,7 @@ class Delivery:
     body: Any  # the decoded JSON, or the raw text when it is not JSON
     status: int  # what the receiver answered
     raw: bytes = b""  # the body exactly as received
+    at: float = field(default_factory=time.time)  # recorded (unix s), after any slow() wait
 
 
 @dataclass
