@@ -253,7 +253,7 @@ fn unescape_into(text: &str, out: &mut String) {
 
 /// `_bulk_html_text` of one piece; None when the regex passes would not read it (or when
 /// this reading is not sure to give what they give).
-fn bulk_text(piece: &str) -> Option<String> {
+pub(crate) fn bulk_text(piece: &str) -> Option<String> {
     let has_ff = piece.contains('\x0c');
     let sep = if !has_ff {
         '\x0c'
@@ -298,23 +298,51 @@ fn bulk_text(piece: &str) -> Option<String> {
     Some(out)
 }
 
+/// The byte offset of character `n` of `s`; None when `s` has at most `n` characters.
+pub(crate) fn char_offset(s: &str, n: usize) -> Option<usize> {
+    let b = s.as_bytes();
+    let starts = |bytes: &[u8]| bytes.iter().filter(|&&x| (x as i8) >= -0x40).count();
+    let (mut count, mut i) = (0, 0);
+    while i + 64 <= b.len() {
+        let here = starts(&b[i..i + 64]); // not continuation bytes: characters
+        if count + here > n {
+            break;
+        }
+        count += here;
+        i += 64;
+    }
+    for (j, &x) in b[i..].iter().enumerate() {
+        if (x as i8) >= -0x40 {
+            if count == n {
+                return Some(i + j);
+            }
+            count += 1;
+        }
+    }
+    None
+}
+
+/// Where html_text.py's `bulk_text_pieces` ends the piece starting at `start`: just before
+/// the last "<" within its first `piece_chars` characters, or the end of `value`.
+pub(crate) fn piece_end(value: &str, start: usize, piece_chars: usize) -> usize {
+    let rest = &value[start..];
+    match char_offset(rest, piece_chars) {
+        Some(hi) => {
+            let lo = rest.chars().next().map_or(0, char::len_utf8);
+            rest[lo..hi].rfind('<').map_or(value.len(), |r| start + lo + r)
+        }
+        None => value.len(),
+    }
+}
+
 /// `_bulk_html_text_bounded(value, enough)`: pieces of `enough * 2` characters, each cut
 /// just before a "<", until the text is longer than `enough`. Walks only what it reads.
 pub(crate) fn bounded(value: &str, enough: usize) -> Option<String> {
-    let piece_chars = enough * 2;
     let mut parts = String::new();
     let mut chars = 0usize;
     let mut start = 0usize; // bytes
     while start < value.len() {
-        let rest = &value[start..];
-        let mut end = value.len();
-        // more than piece_chars characters left: cut at the last "<" in [start + 1, start + piece_chars)
-        if let Some((hi, _)) = rest.char_indices().nth(piece_chars) {
-            let lo = rest.chars().next().map_or(0, char::len_utf8);
-            if let Some(r) = rest[lo..hi].rfind('<') {
-                end = start + lo + r;
-            }
-        }
+        let end = piece_end(value, start, enough * 2);
         let text = bulk_text(&value[start..end])?;
         chars += text.chars().count();
         parts.push_str(&text);

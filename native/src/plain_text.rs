@@ -6,7 +6,12 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use std::borrow::Cow;
 
-use crate::{bounded, py_space};
+use std::sync::OnceLock;
+
+use crate::{bounded, bulk_text, char_offset, entities, piece_end, py_space};
+
+/// normalize.py's `_HTML_PIECE_CHARS`: long HTML is read in pieces until its text decides.
+const PIECE_CHARS: usize = 3000;
 
 #[pyclass(frozen)]
 pub struct PlainText {
@@ -41,7 +46,10 @@ impl PlainText {
     fn plain_text(&self, value: &str, max_chars: usize) -> Option<String> {
         let enough = max_chars.checked_mul(4)?; // normalize.py's `enough`
         let text: Cow<str> = if value.contains(['<', '&']) {
-            Cow::Owned(bounded(value, enough)?)
+            match self.html_until_decided(value, max_chars, enough)? {
+                Ok(kept) => return Some(kept),
+                Err(text) => Cow::Owned(text),
+            }
         } else {
             Cow::Borrowed(value)
         };
@@ -50,6 +58,37 @@ impl PlainText {
             return None; // ftfy.fix_encoding: Python's
         }
         Some(truncate(self.visible_folded(text, max_chars), max_chars))
+    }
+
+    /// normalize.py's `_html_until_decided` with the regex passes' reading (lib.rs): the
+    /// text piece after piece, Ok(the kept text) as soon as the text read decides it; else
+    /// Err(the text, exact for at least its first `enough` characters). The text of the
+    /// pieces read is a prefix of the whole's, so its folding is a prefix of the folded
+    /// whole: once longer than `max_chars` it decides, unless the mojibake repair could
+    /// apply to the whole.
+    fn html_until_decided(&self, value: &str, max_chars: usize, enough: usize)
+                          -> Option<Result<String, String>> {
+        let mut text = String::new();
+        let (mut chars, mut start) = (0, 0);
+        while start < value.len() {
+            let end = piece_end(value, start, PIECE_CHARS);
+            let Some(piece) = bulk_text(&value[start..end]) else {
+                return bounded(value, enough).map(Err); // the pieces lib.rs reads
+            };
+            chars += piece.chars().count();
+            text.push_str(&piece);
+            start = end;
+            if chars >= enough || start == value.len() {
+                break;
+            }
+            if chars > max_chars && !mojibake_possible(&text, &value[start..]) {
+                let folded = self.visible_folded(&text, max_chars);
+                if folded.chars().count() > max_chars {
+                    return Some(Ok(truncate(folded, max_chars)));
+                }
+            }
+        }
+        Some(Err(text))
     }
 
     fn invisible(&self, c: char) -> bool {
@@ -100,10 +139,68 @@ impl PlainText {
 
 /// `text[:count]` in characters.
 fn chars_prefix(text: &str, count: usize) -> &str {
-    match text.char_indices().nth(count) {
-        Some((end, _)) => &text[..end],
-        None => text,
+    char_offset(text, count).map_or(text, |end| &text[..end])
+}
+
+/// normalize.py's `_mojibake_possible`: whether the hint can match the whole text, knowing
+/// `text`, the text of the HTML read, and `rest`, the HTML not read (cut before a "<"). In
+/// the rest only a literal letter or an entity writes a first letter, and the character
+/// after a literal one is the next literal one unless a tag or an entity follows.
+fn mojibake_possible(text: &str, rest: &str) -> bool {
+    if mojibake_hint(text) || text.ends_with(|c| matches!(c, '\u{c2}'..='\u{f4}')) {
+        return true;
     }
+    let b = rest.as_bytes();
+    // _HINT_IN_HTML_UTF8: a first letter, then a second one, a "<" or a "&"
+    let literal = memchr::memchr_iter(0xc3, b).any(|i| {
+        matches!(b.get(i + 1), Some(0x82..=0xb4))
+            && match b.get(i + 2..i + 4) {
+                Some([0xc2, 0x80..=0xbf]) | Some([0xc5, 0x92..=0xb8]) => true,
+                Some([0xe2, 0x80]) => matches!(b.get(i + 4), Some(0x93..=0xba)),
+                _ => matches!(b.get(i + 2), Some(b'<' | b'&')),
+            }
+    });
+    literal || memchr::memchr_iter(b'&', b).any(|i| writes_first_letter(&rest[i + 1..]))
+}
+
+/// `_HINT_FIRST_ENTITY` after its "&": a reference that may write a letter U+00C2-U+00F4
+/// (a prefix is enough, as html.unescape reads names without ";").
+fn writes_first_letter(after: &str) -> bool {
+    let b = after.as_bytes();
+    if b.first() == Some(&b'#') {
+        let hex = matches!(b.get(1), Some(b'x' | b'X'));
+        let digits = &after[if hex { 2 } else { 1 }..];
+        let digits = digits.trim_start_matches('0').as_bytes();
+        return if hex {
+            // [cC][2-9a-fA-F] | [dDeE][0-9a-fA-F] | [fF][0-4]
+            match (digits.first().map(u8::to_ascii_lowercase), digits.get(1)) {
+                (Some(b'c'), Some(d)) => matches!(d, b'2'..=b'9' | b'a'..=b'f' | b'A'..=b'F'),
+                (Some(b'd' | b'e'), Some(d)) => d.is_ascii_hexdigit(),
+                (Some(b'f'), Some(d)) => matches!(d, b'0'..=b'4'),
+                _ => false,
+            }
+        } else {
+            // 19[4-9] | 2[0-3][0-9] | 24[0-4]
+            matches!(digits, [b'1', b'9', b'4'..=b'9', ..] | [b'2', b'0'..=b'3', b'0'..=b'9', ..]
+                             | [b'2', b'4', b'0'..=b'4', ..])
+        };
+    }
+    first_letter_names().iter().any(|name| after.starts_with(name))
+}
+
+/// The entity names (without ";") whose text holds a letter U+00C2-U+00F4.
+fn first_letter_names() -> &'static [&'static str] {
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names: Vec<&str> = entities::HTML5
+            .iter()
+            .filter(|(_, text)| text.contains(|c| matches!(c, '\u{c2}'..='\u{f4}')))
+            .map(|(name, _)| name.trim_end_matches(';'))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    })
 }
 
 /// normalize.py's `_MOJIBAKE_HINT`: a letter U+00C2-U+00F4 followed by one of

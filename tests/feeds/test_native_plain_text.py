@@ -68,6 +68,9 @@ ATOMS = [
     "Ã", "Ã©", "Â", "Â\u00a0", "Ã\u2019", "Å\u0153", "ô", "\u00c2\u2013", "\u0152",
     "<p>", "</p>", "<br/>", "<b>", "</b>", "<!-- c -->", "<script>x</script>", "<", ">", "&",
     "&amp;", "&nbsp;", "&#8203;", "&#xA0;", "&#195;", "&Atilde;", "&copy;", "&#0;",
+    # what may write a first letter of a mojibake pair where long HTML is not read yet
+    "&#xc3;", "&#X00F4;", "&#0000244;", "&#2440;", "&timesx", "&eth;", "Ã<b>", "Ã&#169;",
+    "Ã&copy;", "é", "ô</p>", "&#xc1;", "&#193;",
     "…", ".", ",", "-",
 ]
 
@@ -82,7 +85,7 @@ def test_generated_texts(seed: int) -> None:
         if rng.random() < 0.1:  # past the limits: the cut and the pieces of long HTML
             value = value * rng.randint(50, 400)
         taken += _taken(value, rng.choice(LIMITS))
-    assert taken > 1_000
+    assert taken > 700
 
 
 @native
@@ -90,6 +93,8 @@ def test_generated_texts(seed: int) -> None:
     "", " ", "a", "a b", " a ", "ab " * 5, "x" * 10, "word " * 10, "é" * 9 + " " + "日" * 9,
     "a" * 3 + " " + "b" * 3 + " " + "c" * 3, "<p>" + "long " * 5_000 + "</p>",
     "Ã©" + "x" * 10_000, "x" * 10_000 + "Ã©", "<p>" + "x " * 5_000 + "&Atilde;&copy;</p>",
+    "<p>" + "word " * 1_000 + "</p><p>" + "é " * 3_000 + "Ã</p><p>©</p>",
+    "<p>" + "word " * 1_000 + "</p>" * 800 + "&#195;&#169;", "<b>x</b>" * 2_000 + "&times;",
 ])
 def test_cuts_and_edges(value: str) -> None:
     for limit in LIMITS:
