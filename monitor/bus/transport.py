@@ -125,8 +125,9 @@ class KafkaTransport:
         self._prepared = False
 
     def prepare(self) -> None:
-        from monitor.bus.kafka import ensure_topics, item_topics
+        from monitor.bus.kafka import ensure_topics, item_topics, warn_if_checksums_in_python
 
+        warn_if_checksums_in_python()
         self.watch.start()
         ensure_topics(self._settings.kafka, item_topics(self._settings.kafka))
         self._prepared = True
