@@ -6,8 +6,10 @@ can refuse a message it does not understand instead of guessing.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +64,17 @@ def _parse_iso(value: Any, field: str) -> datetime | None:
 
 def encode_item(item: Item) -> bytes:
     """Serialize an item as compact UTF-8 JSON carrying ``schema``."""
+    published_at, fetched_at = _iso(item.published_at), _iso(item.fetched_at)
+    if _native_item_json is not None and (data := _native_item_json(ITEM_SCHEMA, (
+            item.item_id, item.feed_id, item.source, item.url, item.guid, item.title,
+            item.summary, item.language, published_at, fetched_at, item.content_hash),
+            item.backlog)) is not None:
+        return data
+    return _python_encode_item(item, published_at, fetched_at)
+
+
+def _python_encode_item(item: Item, published_at: str | None, fetched_at: str | None) -> bytes:
+    """``encode_item`` without the compiled writing."""
     # The bytes json.dumps(fields, ensure_ascii=False, separators=(",", ":")) gives, the
     # fields in their order (a test holds both): json's own string escaping, the object
     # written around it. A dict and json's encoder a call were twice the time (a cold start
@@ -71,8 +84,8 @@ def encode_item(item: Item) -> bytes:
             f'"url":{_json_text(item.url)},"guid":{_json_text(item.guid)},'
             f'"title":{_json_text(item.title)},"summary":{_json_text(item.summary)},'
             f'"language":{_json_text(item.language)},'
-            f'"published_at":{_json_text(_iso(item.published_at))},'
-            f'"fetched_at":{_json_text(_iso(item.fetched_at))},'
+            f'"published_at":{_json_text(published_at)},'
+            f'"fetched_at":{_json_text(fetched_at)},'
             f'"content_hash":{_json_text(item.content_hash)},'
             f'"backlog":{"true" if item.backlog else "false"}}}').encode()
 
@@ -82,6 +95,13 @@ def _json_text(value: str | None) -> str:
 
 
 _json_string = json.encoder.encode_basestring  # json's escaping with ensure_ascii=False
+
+# encode_item compiled (native/, optional): the same bytes in one pass over each text
+# (escaped, as UTF-8), about a third of the time; None for a text that is not a str UTF-8
+# can carry (a lone surrogate), which the Python writing then refuses as it always did.
+_native_item_json: Callable[[int, tuple[str | None, ...], bool], bytes | None] | None = None
+with contextlib.suppress(ImportError, AttributeError):  # not installed, or built before it
+    _native_item_json = importlib.import_module("monitor_native").item_json
 
 
 def encoded_items(items: Sequence[Item], payloads: Sequence[bytes] = ()) -> Sequence[bytes]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+from monitor import model
 from monitor.errors import InvalidInputError
 from monitor.model import (
     ITEM_SCHEMA,
@@ -94,8 +97,30 @@ def test_encoding_is_what_json_dumps_gives(text: str) -> None:
             moment = expected[name]
             expected[name] = moment and moment.astimezone(UTC).isoformat().replace(
                 "+00:00", "Z")
-        assert encode_item(item) == json.dumps(
-            expected, ensure_ascii=False, separators=(",", ":")).encode()
+        dumped = json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
+        assert encode_item(item) == dumped
+        assert model._python_encode_item(item, expected["published_at"],
+                                          expected["fetched_at"]) == dumped
+
+
+def test_compiled_encoding_over_generated_texts() -> None:
+    """The compiled writing (native/) gives the Python writing's bytes; a lone surrogate is
+    refused by both, as json and UTF-8 refuse it."""
+    if model._native_item_json is None:
+        if os.environ.get("MONITOR_REQUIRE_NATIVE") == "1":
+            pytest.fail("MONITOR_REQUIRE_NATIVE=1 but monitor_native has no item_json")
+        pytest.skip("monitor_native is not installed (pip install ./native)")
+    rng = random.Random(5)
+    alphabet = [*map(chr, range(0x30)), "\x7f", "\x80", "\xa0", "é", "Я", "\u2028", "€",
+                "\ufeff", "\U0001f1f7", "\\", '"', "/", "a", "Z", " "]
+    for _ in range(3_000):
+        texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 30))) for _ in range(4)]
+        item = replace(ITEM, title=texts[0], summary=texts[1], guid=texts[2] or None,
+                       source=texts[3], backlog=rng.random() < 0.5)
+        published, fetched = model._iso(item.published_at), model._iso(item.fetched_at)
+        assert encode_item(item) == model._python_encode_item(item, published, fetched)
+    with pytest.raises(UnicodeEncodeError):
+        encode_item(replace(ITEM, title="a\ud800b"))
 
 
 def test_naive_timestamp_read_as_utc() -> None:
