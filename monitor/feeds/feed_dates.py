@@ -10,9 +10,12 @@ over every date in ../shared/feeds and over generated awkward cases.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import importlib
 import re
 import time
+from collections.abc import Callable
 
 from feedparser.datetimes import _parse_date
 from feedparser.datetimes.rfc822 import months, timezone_names
@@ -31,8 +34,23 @@ _W3DTF = re.compile(
     r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))", re.ASCII)
 
 
+# The two forms compiled (native/, optional like html_text's): the same fields, or None for
+# anything else (then the reading below). Given feedparser's tables, so that both use them.
+_native_date: Callable[[str], tuple[int, ...] | None] | None = None
+with contextlib.suppress(ImportError, AttributeError):  # not installed, or built before it
+    _native_date = importlib.import_module("monitor_native").DateReader(
+        months, timezone_names).read
+
+
 def parse_date(value: str) -> time.struct_time | None:
     """feedparser's ``_parse_date(value)``."""
+    if _native_date is not None and (fields := _native_date(value)) is not None:
+        return time.struct_time(fields)
+    return python_parse_date(value)
+
+
+def python_parse_date(value: str) -> time.struct_time | None:
+    """``parse_date`` without the compiled reading."""
     found = _RFC822.fullmatch(value)
     parsed = _rfc822(found) if found is not None else None
     if parsed is None:
