@@ -7,6 +7,7 @@ can refuse a message it does not understand instead of guessing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 from collections.abc import Callable, Sequence
@@ -47,7 +48,15 @@ class Item:
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
+    if moment.tzinfo is UTC:  # nearly all: one feed's items share their fetched_at
+        return _utc_iso(moment)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@functools.lru_cache(maxsize=256)
+def _utc_iso(moment: datetime) -> str:
+    """``_iso`` of a datetime in UTC: equal ones (the cache's keys) write the same text."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _parse_iso(value: Any, field: str) -> datetime | None:

@@ -15,7 +15,17 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let b = text.as_bytes();
     let mut run = 0; // start of the bytes not yet copied
-    for (i, &c) in b.iter().enumerate() {
+    let mut i = 0;
+    while i < b.len() {
+        // eight bytes at a time while none needs escaping (most of a text)
+        if let Some(chunk) = b.get(i..i + 8) {
+            if !needs_escape(u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]))) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        i += 1;
         let escaped: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -27,8 +37,8 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
             0..=0x1f => b"",
             _ => continue,
         };
-        out.extend_from_slice(&b[run..i]);
-        run = i + 1;
+        out.extend_from_slice(&b[run..i - 1]);
+        run = i;
         if escaped.is_empty() {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
@@ -38,6 +48,16 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&b[run..]);
     out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `x` is below 0x20, a '"' or a '\\' (bit tricks: a
+/// byte of `y` is zero where `y - 0x01..` borrows into its top bit and `y` had it clear).
+fn needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const TOPS: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |y: u64| y.wrapping_sub(ONES) & !y & TOPS != 0;
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x & TOPS != 0;
+    below_space || zero_in(x ^ (ONES * u64::from(b'"'))) || zero_in(x ^ (ONES * u64::from(b'\\')))
 }
 
 /// The Item's JSON: `schema`, then the 11 texts (None: null) under KEYS, then `backlog`.
