@@ -113,7 +113,8 @@ def test_compiled_encoding_over_generated_texts() -> None:
     rng = random.Random(5)
     # mostly plain letters, so that runs of eight bytes without an escape come and go
     alphabet = [*"abcdefghijklmnopqrstuvwxyz" * 3, *map(chr, range(0x30)), "\x7f", "\x80",
-                "\xa0", "é", "Я", "\u2028", "€", "\ufeff", "\U0001f1f7", "\\", '"', "/", "a", "Z", " "]
+                "\xa0", "é", "Я", "\u2028", "€", "\ufeff", "\U0001f1f7", "\\", '"', "/",
+                " "]
     for _ in range(3_000):
         texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 90))) for _ in range(4)]
         item = replace(ITEM, title=texts[0], summary=texts[1], guid=texts[2] or None,
