@@ -71,18 +71,22 @@ def _parse_iso(value: Any, field: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def encode_item(item: Item) -> bytes:
-    """Serialize an item as compact UTF-8 JSON carrying ``schema``."""
+def encode_item(item: Item, backlog: bool | None = None) -> bytes:
+    """Serialize an item as compact UTF-8 JSON carrying ``schema``; ``backlog``: write the
+    item as if its ``backlog`` were this (the parse processes mark first polls' items so,
+    without copying them)."""
     published_at, fetched_at = _iso(item.published_at), _iso(item.fetched_at)
+    backlog = item.backlog if backlog is None else backlog
     if _native_item_json is not None and (data := _native_item_json(ITEM_SCHEMA, (
             item.item_id, item.feed_id, item.source, item.url, item.guid, item.title,
             item.summary, item.language, published_at, fetched_at, item.content_hash),
-            item.backlog)) is not None:
+            backlog)) is not None:
         return data
-    return _python_encode_item(item, published_at, fetched_at)
+    return _python_encode_item(item, published_at, fetched_at, backlog)
 
 
-def _python_encode_item(item: Item, published_at: str | None, fetched_at: str | None) -> bytes:
+def _python_encode_item(item: Item, published_at: str | None, fetched_at: str | None,
+                        backlog: bool) -> bytes:
     """``encode_item`` without the compiled writing."""
     # The bytes json.dumps(fields, ensure_ascii=False, separators=(",", ":")) gives, the
     # fields in their order (a test holds both): json's own string escaping, the object
@@ -96,7 +100,7 @@ def _python_encode_item(item: Item, published_at: str | None, fetched_at: str | 
             f'"published_at":{_json_text(published_at)},'
             f'"fetched_at":{_json_text(fetched_at)},'
             f'"content_hash":{_json_text(item.content_hash)},'
-            f'"backlog":{"true" if item.backlog else "false"}}}').encode()
+            f'"backlog":{"true" if backlog else "false"}}}').encode()
 
 
 def _json_text(value: str | None) -> str:

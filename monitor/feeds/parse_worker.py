@@ -124,9 +124,8 @@ def pack(parsed: ParsedFeed, encode_as: bool | None = None) -> Packed:
     marked backlog or not."""
     rows: tuple[_Row, ...] = tuple(_row(item) for item in parsed.items)
     payloads = None
-    if encode_as is not None:  # items marked as unpack will mark them (cheaper than replace)
-        items = (Item(*row, backlog=True) for row in rows) if encode_as else parsed.items
-        payloads = tuple(encode_item(item) for item in items)
+    if encode_as is not None:  # items marked as unpack will mark them, without copies
+        payloads = tuple(encode_item(item, encode_as) for item in parsed.items)
     return (rows, parsed.entries_without_id, parsed.encoding, parsed.warning,
             parsed.bytes_replaced, parsed.parser, payloads)
 

@@ -100,7 +100,8 @@ def test_encoding_is_what_json_dumps_gives(text: str) -> None:
         dumped = json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
         assert encode_item(item) == dumped
         assert model._python_encode_item(item, expected["published_at"],
-                                          expected["fetched_at"]) == dumped
+                                          expected["fetched_at"], item.backlog) == dumped
+        assert encode_item(replace(item, backlog=not item.backlog), item.backlog) == dumped
 
 
 def test_compiled_encoding_over_generated_texts() -> None:
@@ -120,7 +121,8 @@ def test_compiled_encoding_over_generated_texts() -> None:
         item = replace(ITEM, title=texts[0], summary=texts[1], guid=texts[2] or None,
                        source=texts[3], backlog=rng.random() < 0.5)
         published, fetched = model._iso(item.published_at), model._iso(item.fetched_at)
-        assert encode_item(item) == model._python_encode_item(item, published, fetched)
+        assert encode_item(item) == model._python_encode_item(item, published, fetched,
+                                                              item.backlog)
     with pytest.raises(UnicodeEncodeError):
         encode_item(replace(ITEM, title="a\ud800b"))
 
