@@ -18,7 +18,13 @@ pub struct PlainText {
     /// normalize.py's invisible characters (Cc, Cf, Co, Cs as Python's unicodedata has
     /// them), as sorted inclusive ranges: given by Python so that both use one table.
     invisible: Vec<(u32, u32)>,
+    /// For the first 2,048 code points (Latin, Greek, Cyrillic, Hebrew, Arabic...): whether
+    /// the character separates words (whitespace or invisible), one bit each.
+    separates: [u64; 32],
 }
+
+/// The code points `separates` holds.
+const TABLED: u32 = 0x800;
 
 #[pymethods]
 impl PlainText {
@@ -26,7 +32,14 @@ impl PlainText {
     fn new(invisible: Vec<(u32, u32)>) -> Self {
         let mut invisible = invisible;
         invisible.sort_unstable();
-        PlainText { invisible }
+        let mut reader = PlainText { invisible, separates: [0; 32] };
+        for code in 0..TABLED {
+            let c = char::from_u32(code).unwrap_or(' '); // surrogates: none below 0x800
+            if py_space(c) || reader.invisible(c) {
+                reader.separates[(code / 64) as usize] |= 1 << (code % 64);
+            }
+        }
+        reader
     }
 
     /// `plain_text(value, max_chars)`, or None when unsure.
@@ -91,6 +104,14 @@ impl PlainText {
         Some(Err(text))
     }
 
+    fn separates(&self, c: char) -> bool {
+        let code = c as u32;
+        if code < TABLED {
+            return self.separates[(code / 64) as usize] & (1 << (code % 64)) != 0;
+        }
+        py_space(c) || self.invisible(c)
+    }
+
     fn invisible(&self, c: char) -> bool {
         let code = c as u32;
         if code < 0x80 {
@@ -113,7 +134,7 @@ impl PlainText {
                 Some(&byte) if byte < 0x80 => (byte <= b' ' || byte == 0x7f, 1),
                 Some(_) => {
                     let c = text[i..].chars().next().unwrap_or(' ');
-                    (py_space(c) || self.invisible(c), c.len_utf8())
+                    (self.separates(c), c.len_utf8())
                 }
             };
             if separator {

@@ -99,3 +99,13 @@ def test_generated_texts(seed: int) -> None:
 def test_cuts_and_edges(value: str) -> None:
     for limit in LIMITS:
         _taken(value, limit)
+
+
+@native
+def test_every_code_point_between_letters() -> None:
+    """Each character as the compiled folding classes it (a table below U+0800, the ranges
+    above): whitespace and invisible ones separate words, the others stay."""
+    for point in [*range(0x3000), *range(0xD7F0, 0x10000, 3), *range(0xE0000, 0xE0100),
+                  *range(0xF0000, 0x110000, 997)]:
+        if not 0xD800 <= point < 0xE000:
+            _taken(f"ab{chr(point)}cd", 80)
