@@ -123,9 +123,35 @@ def _has_mojibake_hint(text: str) -> bool:
 # unsure (the mojibake repair could apply, an HTML fragment the compiled reading passes on).
 # Given this module's invisible characters, so that both readings use one table.
 _native_plain_text: Callable[[str, int], str | None] | None = None
+_native_item_texts: Callable[[str, str, str | None, str, str | None, int, int],
+                             tuple[str, str, str | None, str] | None] | None = None
 with contextlib.suppress(ImportError, AttributeError):  # not installed, or built before it
-    _native_plain_text = importlib.import_module("monitor_native").PlainText(
-        _INVISIBLE_RANGES).read
+    _reader = importlib.import_module("monitor_native").PlainText(_INVISIBLE_RANGES)
+    _native_plain_text, _native_item_texts = _reader.read, _reader.item_texts
+
+
+def item_texts(title_html: str, summary_html: str, canonical: str | None, feed_id: str,
+               guid: str | None, max_title: int, max_summary: int
+               ) -> tuple[str, str, str | None, str]:
+    """An entry's title and summary as plain text, its item id and its content hash, in one
+    call (to the compiled reading when installed). Old feeds give neither link nor guid:
+    the title is then the only identity there is."""
+    if _native_item_texts is not None and (texts := _native_item_texts(
+            title_html, summary_html, canonical, feed_id, guid, max_title, max_summary)) \
+            is not None:
+        return texts
+    return python_item_texts(title_html, summary_html, canonical, feed_id, guid, max_title,
+                             max_summary)
+
+
+def python_item_texts(title_html: str, summary_html: str, canonical: str | None,
+                      feed_id: str, guid: str | None, max_title: int, max_summary: int
+                      ) -> tuple[str, str, str | None, str]:
+    """``item_texts`` without the compiled reading."""
+    title = plain_text(title_html, max_title)
+    summary = plain_text(summary_html, max_summary)
+    item_id = item_id_for(canonical, feed_id, guid or (f"title:{title}" if title else None))
+    return title, summary, item_id, content_hash_for(title, summary)
 
 
 def plain_text(value: str, max_chars: int) -> str:

@@ -26,12 +26,7 @@ from monitor.errors import ParseError
 from monitor.feeds.entry import RawDocument, RawEntry
 from monitor.feeds.inflate import GZIP_MAGIC, DecompressionError, inflate_gzip
 from monitor.feeds.loose_repair import expat_warning
-from monitor.feeds.normalize import (
-    canonical_url,
-    content_hash_for,
-    item_id_for,
-    plain_text,
-)
+from monitor.feeds.normalize import canonical_url, item_id_for, item_texts
 from monitor.feeds.wellformed import read_wellformed
 from monitor.feeds.xml_charset import declared_utf8, utf8_document
 from monitor.model import Item
@@ -264,17 +259,16 @@ def _item_from_entry(
     url = canonical_url(link) if link else None
     if url is None and guid and guid.startswith(("http://", "https://")):
         url = canonical_url(guid)  # RSS guid isPermaLink: the guid is the story's URL
-    title = plain_text(_first_text(entry.title) or "", limits.max_title_chars)
-    summary = plain_text(entry.summary_html, limits.max_summary_chars)
-    # Old feeds give neither link nor guid; the title is then the only identity there is.
-    item_id = item_id_for(url, source.feed_id, guid or (f"title:{title}" if title else None))
+    title, summary, item_id, content_hash = item_texts(
+        _first_text(entry.title) or "", entry.summary_html, url, source.feed_id, guid,
+        limits.max_title_chars, limits.max_summary_chars)
     if item_id is None:
         return None
     return Item(
         item_id=item_id, feed_id=source.feed_id, source=source.source, url=url, guid=guid,
         title=title, summary=summary, language=language,
         published_at=_entry_time(entry.times), fetched_at=fetched_at,
-        content_hash=content_hash_for(title, summary),
+        content_hash=content_hash,
     )
 
 

@@ -4,6 +4,7 @@
 //! is Python's); the caller then takes the Python reading.
 use pyo3::prelude::*;
 use pyo3::types::PyString;
+use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
 use std::sync::OnceLock;
@@ -40,6 +41,39 @@ impl PlainText {
             }
         }
         reader
+    }
+
+    /// normalize.py's `item_texts`: (title, summary, item id, content hash), or None when
+    /// unsure.
+    #[allow(clippy::too_many_arguments)]
+    fn item_texts(
+        &self,
+        title: &Bound<'_, PyString>,
+        summary: &Bound<'_, PyString>,
+        url: Option<&Bound<'_, PyString>>,
+        feed_id: &Bound<'_, PyString>,
+        guid: Option<&Bound<'_, PyString>>,
+        max_title: usize,
+        max_summary: usize,
+    ) -> Option<(String, String, Option<String>, String)> {
+        if max_title == 0 || max_summary == 0 {
+            return None;
+        }
+        let title = self.plain_text(title.to_str().ok()?, max_title)?;
+        let summary = self.plain_text(summary.to_str().ok()?, max_summary)?;
+        let url = url.map(|u| u.to_str()).transpose().ok()?.filter(|u| !u.is_empty());
+        let guid = guid.map(|g| g.to_str()).transpose().ok()?.filter(|g| !g.is_empty());
+        let item_id = match (url, guid) {
+            (Some(url), _) => Some(digest(&["url", url], 32)),
+            (None, Some(guid)) => Some(digest(&["guid", feed_id.to_str().ok()?, guid], 32)),
+            (None, None) if !title.is_empty() => {
+                let titled = format!("title:{title}");
+                Some(digest(&["guid", feed_id.to_str().ok()?, &titled], 32))
+            }
+            (None, None) => None,
+        };
+        let content_hash = digest(&[&title, &summary], 16);
+        Some((title, summary, item_id, content_hash))
     }
 
     /// `plain_text(value, max_chars)`, or None when unsure.
@@ -156,6 +190,26 @@ impl PlainText {
         }
         out
     }
+}
+
+/// normalize.py's `_digest(*parts)` cut to `hex_chars`: the SHA-256 of the parts joined by
+/// U+001F, in lower-case hexadecimal.
+fn digest(parts: &[&str], hex_chars: usize) -> String {
+    let mut hasher = Sha256::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hasher.update(b"\x1f");
+        }
+        hasher.update(part.as_bytes());
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = hasher.finalize();
+    let mut out = String::with_capacity(hex_chars);
+    for byte in hash.iter().take(hex_chars / 2) {
+        out.push(HEX[(byte >> 4) as usize] as char);
+        out.push(HEX[(byte & 15) as usize] as char);
+    }
+    out
 }
 
 /// `text[:count]` in characters.

@@ -14,6 +14,7 @@ import random
 import pytest
 
 from monitor.feeds import normalize
+from monitor.feeds.entry import RawEntry
 from monitor.feeds.inflate import inflate_gzip
 from monitor.feeds.wellformed import read_wellformed
 from tests.conftest import SHARED
@@ -36,8 +37,8 @@ def _taken(value: str, max_chars: int) -> bool:
     return True
 
 
-def _corpus_texts() -> list[str]:
-    texts: list[str] = []
+def _corpus_entries() -> list[RawEntry]:
+    entries: list[RawEntry] = []
     for folder in ("real", "bench"):
         path = SHARED / "feeds" / folder
         for document in sorted(path.iterdir()) if path.is_dir() else ():
@@ -45,9 +46,13 @@ def _corpus_texts() -> list[str]:
             if body.startswith(b"\x1f\x8b"):
                 body = inflate_gzip(body, 10 << 20)
             raw = read_wellformed(body, None)
-            for entry in raw.entries if raw else ():
-                texts.extend((entry.title or "", entry.summary_html))
-    return texts
+            entries.extend(raw.entries if raw else ())
+    return entries
+
+
+def _corpus_texts() -> list[str]:
+    return [text for entry in _corpus_entries() for text in (entry.title or "",
+                                                              entry.summary_html)]
 
 
 @native
@@ -109,3 +114,44 @@ def test_every_code_point_between_letters() -> None:
                   *range(0xF0000, 0x110000, 997)]:
         if not 0xD800 <= point < 0xE000:
             _taken(f"ab{chr(point)}cd", 80)
+
+
+def _item_texts_taken(title: str, summary: str, url: str | None, guid: str | None) -> bool:
+    read = normalize._native_item_texts
+    assert read is not None, "MONITOR_REQUIRE_NATIVE=1 but monitor_native has no item_texts"
+    texts = read(title, summary, url, "feed-1", guid, 500, 2_000)
+    if texts is None:
+        return False
+    assert texts == normalize.python_item_texts(title, summary, url, "feed-1", guid, 500,
+                                                2_000), (title[:100], summary[:100], url, guid)
+    return True
+
+
+@native
+def test_item_texts_of_every_entry_in_the_shared_feeds() -> None:
+    """Titles, summaries, ids from the canonical URL, the guid or the title, and hashes."""
+    entries = _corpus_entries()
+    if not entries:
+        pytest.skip(f"feed documents not found under {SHARED / 'feeds'}")
+    taken = 0
+    for entry in entries:
+        url = normalize.canonical_url(entry.link.strip()) if entry.link else None
+        guid = entry.guid.strip() if entry.guid else None
+        title = (entry.title or "").strip()
+        for url_guid in ((url, guid), (None, guid), (None, None)):
+            taken += _item_texts_taken(title, entry.summary_html, *url_guid)
+    assert taken > 0.95 * 3 * len(entries)
+
+
+@native
+@pytest.mark.parametrize("seed", range(2))
+def test_item_texts_generated(seed: int) -> None:
+    rng = random.Random(seed)
+    keys = ["", "https://e.org/a", "http://Ю.рф/ц?q=1", "g\x1fh", "тег", "x" * 300, "\ud800"]
+    taken = 0
+    for _ in range(2_000):
+        title, summary = ("".join(rng.choice(ATOMS) for _ in range(rng.randint(0, 12)))
+                          for _ in range(2))
+        url, guid = (rng.choice([None, *keys]) for _ in range(2))
+        taken += _item_texts_taken(title, summary, url, guid)
+    assert taken > 250
