@@ -3,8 +3,8 @@
 A poll ends with :meth:`PollStateStore.commit_poll`: its new items are published, marked seen
 and the feed's new state (validators, body hash) stored. Where items and state live in one
 place this is one transaction: the state file with the embedded item log (one SQLite
-transaction), the feed-state topic of shared pollers (one Kafka transaction,
-:mod:`monitor.feeds.kafka_state`). Otherwise (Kafka mode, state file) the items are published
+transaction, shared by the polls that commit at the same moment), the feed-state topic of
+shared pollers (one Kafka transaction, :mod:`monitor.feeds.kafka_state`). Otherwise (Kafka mode, state file) the items are published
 first and only the acknowledged ones marked seen, the state stored only when all were: a
 failed publish leaves the next poll to fetch the body again and find exactly the unsent items;
 a crash between the broker's acknowledgement and the state file's commit publishes those
@@ -14,11 +14,14 @@ items again after the restart (the match stage still writes their matches once).
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.bus import ItemPublisher, PublishReport
-from monitor.bus.embedded import EmbeddedItemLog
+from monitor.bus.embedded import EmbeddedItemLog, ItemRow
+from monitor.errors import StoreError
 from monitor.feeds.state_writer import StateWriter
 from monitor.model import FeedState, Item
 from monitor.store import Database
@@ -47,6 +50,19 @@ class PollStateStore(Protocol):
     def prune_seen(self, older_than: float) -> int: ...
 
 
+@dataclass(slots=True)
+class _Poll:
+    """A poll's share of a group commit (``SQLitePollState._commit_together``)."""
+
+    publisher: EmbeddedItemLog
+    state: FeedState
+    items: Sequence[Item]
+    rows: list[ItemRow]
+    now: float
+    done: bool = False
+    error: BaseException | None = None
+
+
 _FIELDS = ("etag", "last_modified", "body_hash", "consecutive_failures", "last_success_at",
            "last_error", "next_check_at")
 
@@ -69,6 +85,9 @@ class SQLitePollState:
         # poll after a cold start needs no SELECT (one per feed, under the file's lock).
         self._all_loaded = False
         self._writer = StateWriter(database, _save_all) if write_behind else None
+        self._waiting: list[_Poll] = []  # polls with items, for the next group commit
+        self._waiting_lock = threading.Lock()
+        self._committer = threading.Lock()  # held by the poll thread writing a group
 
     def load(self, feed_id: str) -> FeedState:
         state = self._states.get(feed_id)
@@ -110,11 +129,8 @@ class SQLitePollState:
             return PublishReport(())
         if isinstance(publisher, EmbeddedItemLog) and publisher.database is self._db:
             # Encoded before the lock is taken, by the parse processes when they did it.
-            rows = publisher.rows(items, now, payloads)
-            with self._db.transaction() as conn:  # items, seen-marks and state: all or none
-                publisher.append(conn, rows)
-                _mark_seen(conn, items, now)
-                self._save_now(conn, state)
+            self._commit_together(_Poll(publisher, state, items,
+                                        publisher.rows(items, now, payloads), now))
             self._states[state.feed_id] = state
             publisher.announce(items)
             return PublishReport(tuple(items))
@@ -126,6 +142,37 @@ class SQLitePollState:
         if report.failure is None:
             self._states[state.feed_id] = state
         return report
+
+    def _commit_together(self, poll: _Poll) -> None:
+        """Write ``poll`` with the polls waiting meanwhile, in one transaction (group commit).
+
+        Each poll's items, seen-marks and state are written together as before, and with
+        those of the polls that came while the last group was written: a commit's fixed cost
+        (its WAL frames, the pages every poll touches, the lock's hand-over) is paid once for
+        them all, and while one group is written the next gathers. Every poll of a group
+        returns once the group is committed, or raises what stopped it (all or none)."""
+        with self._waiting_lock:
+            self._waiting.append(poll)
+        with self._committer:
+            if not poll.done:  # not taken by the group written while this one waited
+                with self._waiting_lock:
+                    group, self._waiting = self._waiting, []
+                try:
+                    with self._db.transaction() as conn:  # items, seen-marks, states: all or none
+                        for member in group:
+                            member.publisher.append(conn, member.rows)
+                            _mark_seen(conn, member.items, member.now)
+                            self._save_now(conn, member.state)
+                except BaseException as exc:
+                    for member in group:
+                        member.error = exc
+                for member in group:
+                    member.done = True
+        if poll.error is None:
+            return
+        if isinstance(poll.error, StoreError):  # each poll its own, naming the cause
+            raise StoreError(str(poll.error)) from poll.error
+        raise poll.error
 
     def close(self) -> None:
         """Write the states still waiting (the state file itself is the service's)."""
