@@ -4,11 +4,12 @@ A poll ends with :meth:`PollStateStore.commit_poll`: its new items are published
 and the feed's new state (validators, body hash) stored. Where items and state live in one
 place this is one transaction: the state file with the embedded item log (one SQLite
 transaction, shared by the polls that commit at the same moment), the feed-state topic of
-shared pollers (one Kafka transaction, :mod:`monitor.feeds.kafka_state`). Otherwise (Kafka mode, state file) the items are published
-first and only the acknowledged ones marked seen, the state stored only when all were: a
-failed publish leaves the next poll to fetch the body again and find exactly the unsent items;
-a crash between the broker's acknowledgement and the state file's commit publishes those
-items again after the restart (the match stage still writes their matches once).
+shared pollers (one Kafka transaction, :mod:`monitor.feeds.kafka_state`). Otherwise (Kafka
+mode, state file) the items are published first and only the acknowledged ones marked seen, the
+state stored only when all were: a failed publish leaves the next poll to fetch the body again
+and find exactly the unsent items; a crash between the broker's acknowledgement and the state
+file's commit publishes those items again after the restart (the match stage still writes their
+matches once).
 """
 
 from __future__ import annotations
