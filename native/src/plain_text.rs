@@ -161,32 +161,41 @@ impl PlainText {
     fn visible_folded(&self, text: &str, limit: usize) -> String {
         let mut out = String::with_capacity(text.len().min(limit * 4 + 8));
         let (b, mut chars, mut i, mut word_start) = (text.as_bytes(), 0, 0, 0);
-        while i <= b.len() {
+        loop {
+            // through a word's printable ASCII, the most of any text, in a tight loop
+            while i < b.len() && b[i] > b' ' && b[i] < 0x7f {
+                i += 1;
+            }
             // the end of a word: a separator, or the end of the text
-            let (separator, width) = match b.get(i) {
-                None => (true, 1),
-                Some(&byte) if byte < 0x80 => (byte <= b' ' || byte == 0x7f, 1),
+            let width = match b.get(i) {
+                None => 0,
+                Some(&byte) if byte < 0x80 => 1, // a space or a control
                 Some(_) => {
                     let c = text[i..].chars().next().unwrap_or(' ');
-                    (self.separates(c), c.len_utf8())
+                    if !self.separates(c) {
+                        i += c.len_utf8();
+                        continue;
+                    }
+                    c.len_utf8()
                 }
             };
-            if separator {
-                if i > word_start {
-                    let word = &text[word_start..i];
-                    if !out.is_empty() {
-                        out.push(' ');
-                        chars += 1;
-                    }
-                    out.push_str(word);
-                    chars += if word.is_ascii() { word.len() } else { word.chars().count() };
-                    if chars > limit {
-                        break;
-                    }
+            if i > word_start {
+                let word = &text[word_start..i];
+                if !out.is_empty() {
+                    out.push(' ');
+                    chars += 1;
                 }
-                word_start = i + width;
+                out.push_str(word);
+                chars += if word.is_ascii() { word.len() } else { word.chars().count() };
+                if chars > limit {
+                    break;
+                }
+            }
+            if width == 0 {
+                break;
             }
             i += width;
+            word_start = i;
         }
         out
     }
