@@ -32,8 +32,15 @@ enum Tag {
     RawText(&'static str, usize),
 }
 
+/// Characters of an unquoted attribute value read as html.parser reads it (URLs, words).
+fn plain_bare(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"_.:/#?&=%+~@!,;()-".contains(&c)
+}
+
 /// The plain tag at `s[i] == '<'` as html_text.py's regexes read it; None when unsure.
-fn tag_at(s: &str, i: usize) -> Option<Tag> {
+/// `unquoted`: also a tag with unquoted attribute values, as html.parser reads it (the
+/// whole readings' text, not the regex passes').
+fn tag_at(s: &str, i: usize, unquoted: bool) -> Option<Tag> {
     let b = s.as_bytes();
     let mut j = i + 1;
     if s[j..].starts_with("!--") {
@@ -115,7 +122,14 @@ fn tag_at(s: &str, i: usize) -> Option<Tag> {
             }
             let quote = *b.get(m)?;
             if quote != b'"' && quote != b'\'' {
-                return None; // an unquoted value
+                // an unquoted value: html.parser's bare value ([^>\s]*) when its characters
+                // are plain ones and a space or ">" ends it; the regex passes do not read it
+                let bare = b[m..].iter().take_while(|&&c| unquoted && plain_bare(c)).count();
+                if bare == 0 || !matches!(b.get(m + bare), Some(b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')) {
+                    return None;
+                }
+                j = m + bare;
+                continue;
             }
             let close = s[m + 1..].find(quote as char)? + m + 1;
             if s[m + 1..close].contains('<') {
@@ -258,6 +272,13 @@ fn unescape_into(text: &str, out: &mut String) {
 /// `_bulk_html_text` of one piece; None when the regex passes would not read it (or when
 /// this reading is not sure to give what they give).
 pub(crate) fn bulk_text(piece: &str) -> Option<String> {
+    bulk_text_with(piece, false)
+}
+
+/// `bulk_text`, or with `unquoted` the text html.parser reads also where a tag has unquoted
+/// attribute values (the regex passes then give None; the Python readings' text is
+/// html.parser's).
+pub(crate) fn bulk_text_with(piece: &str, unquoted: bool) -> Option<String> {
     let has_ff = piece.contains('\x0c');
     let sep = if !has_ff {
         '\x0c'
@@ -282,7 +303,7 @@ pub(crate) fn bulk_text(piece: &str) -> Option<String> {
             out.push_str(text);
         }
         let Some(lt) = next else { break };
-        match tag_at(piece, lt)? {
+        match tag_at(piece, lt, unquoted)? {
             Tag::Plain(t, end) => {
                 out.push_str(t);
                 i = end;
@@ -339,15 +360,16 @@ pub(crate) fn piece_end(value: &str, start: usize, piece_chars: usize) -> usize 
     }
 }
 
-/// `_bulk_html_text_bounded(value, enough)`: pieces of `enough * 2` characters, each cut
-/// just before a "<", until the text is longer than `enough`. Walks only what it reads.
-pub(crate) fn bounded(value: &str, enough: usize) -> Option<String> {
+/// `_bulk_html_text_bounded(value, enough)` (`unquoted`: `bulk_text_with`'s): pieces of
+/// `enough * 2` characters, each cut just before a "<", until the text is longer than
+/// `enough`. Walks only what it reads.
+pub(crate) fn bounded(value: &str, enough: usize, unquoted: bool) -> Option<String> {
     let mut parts = String::new();
     let mut chars = 0usize;
     let mut start = 0usize; // bytes
     while start < value.len() {
         let end = piece_end(value, start, enough * 2);
-        let text = bulk_text(&value[start..end])?;
+        let text = bulk_text_with(&value[start..end], unquoted)?;
         chars += text.chars().count();
         parts.push_str(&text);
         if chars > enough {
@@ -361,7 +383,7 @@ pub(crate) fn bounded(value: &str, enough: usize) -> Option<String> {
 #[pyfunction]
 fn html_to_text(value: &Bound<'_, PyString>, enough: usize) -> Option<String> {
     match value.to_str() {
-        Ok(s) => bounded(s, enough),
+        Ok(s) => bounded(s, enough, false),
         Err(_) => None, // lone surrogates: Python's reading
     }
 }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use std::sync::OnceLock;
 
-use crate::{bounded, bulk_text, char_offset, entities, piece_end, py_space};
+use crate::{bounded, bulk_text_with, char_offset, entities, piece_end, py_space};
 
 /// normalize.py's `_HTML_PIECE_CHARS`: long HTML is read in pieces until its text decides.
 const PIECE_CHARS: usize = 3000;
@@ -119,8 +119,8 @@ impl PlainText {
         let (mut chars, mut start) = (0, 0);
         while start < value.len() {
             let end = piece_end(value, start, PIECE_CHARS);
-            let Some(piece) = bulk_text(&value[start..end]) else {
-                return bounded(value, enough).map(Err); // the pieces lib.rs reads
+            let Some(piece) = bulk_text_with(&value[start..end], true) else {
+                return bounded(value, enough, true).map(Err); // the pieces lib.rs reads
             };
             chars += piece.chars().count();
             text.push_str(&piece);

@@ -76,6 +76,11 @@ ATOMS = [
     # what may write a first letter of a mojibake pair where long HTML is not read yet
     "&#xc3;", "&#X00F4;", "&#0000244;", "&#2440;", "&timesx", "&eth;", "Ã<b>", "Ã&#169;",
     "Ã&copy;", "é", "ô</p>", "&#xc1;", "&#193;",
+    # unquoted attribute values, which the compiled reading takes as html.parser reads them
+    "<a href=https://e.org/x?y=1&z=2>", "<h3 id=what-was-it>", "</h3>", "<img src=a.png alt=x/>",
+    "<br clear=all/>", "<br clear=all />", "<a b=c", "<a b=>", '<a b=c"d>', "<p class=x\xa0y>",
+    "<script src=x.js>", "<style media=all>", "<a b==c>", "<a b=c/ >", "<td width=50%>",
+    "<a b=c d='e' f=g>", "<a b=(c)>", "<a b=c\x0bd>", "<a b=é>", "<a b = c >",
     "…", ".", ",", "-",
 ]
 
@@ -90,7 +95,7 @@ def test_generated_texts(seed: int) -> None:
         if rng.random() < 0.1:  # past the limits: the cut and the pieces of long HTML
             value = value * rng.randint(50, 400)
         taken += _taken(value, rng.choice(LIMITS))
-    assert taken > 700
+    assert taken > 500
 
 
 @native
@@ -154,4 +159,4 @@ def test_item_texts_generated(seed: int) -> None:
                           for _ in range(2))
         url, guid = (rng.choice([None, *keys]) for _ in range(2))
         taken += _item_texts_taken(title, summary, url, guid)
-    assert taken > 250
+    assert taken > 150
