@@ -208,17 +208,17 @@ def main() -> int:
         service.start()
         try:
             servers.wait_past_first_poll()
-            responses, latencies = measure_latency(servers, args.alerts, args.batch)
+            responses, latencies, arrived = measure_latency(servers, args.alerts, args.batch)
             burst = measure_burst(servers, args.alerts, args.burst)
-            arrived = servers.arrivals(total, 10)
+            bodies = [body for _, body in servers.arrivals(total, 10)]
             requests = servers.request_count()
         finally:
             service.close()
         logged = (logged_at_embedded(settings.state_path) if args.kafka is None
                   else logged_at_kafka(settings))
-        parts = split_latency(responses, arrived[:args.alerts], logged)
+        parts = split_latency(responses, arrived, logged)
     name = "e2e-kafka" if args.kafka else "e2e-embedded"
-    report(latencies, burst, parts, arrived, requests,
+    report(latencies, burst, parts, bodies, requests,
            name + ("-servers-in-process" if args.servers_in_process else ""),
            (load_before, os.getloadavg()[0]), args.batch)
     return 0
@@ -236,22 +236,42 @@ def kafka_settings(bootstrap: str | None) -> dict[str, Any]:
                       "transactional_id": f"bench-match-{run}-0"}}
 
 
+def arrival_times(servers: Any, numbers: range, timeout_seconds: float) -> dict[int, float]:
+    """When the first alert naming each bench claim in ``numbers`` arrived (an alert names its
+    claim in its body: a repeated or unexpected delivery cannot stand in for another's)."""
+    deadline = time.time() + timeout_seconds
+    wanted = numbers.stop
+    while True:
+        try:
+            arrived = servers.arrivals(wanted, max(0.0, deadline - time.time()))
+        except (TimeoutError, RuntimeError) as exc:
+            raise TimeoutError(f"alerts {numbers.start}..{numbers.stop} did not all "
+                               "arrive") from exc
+        first: dict[int, float] = {}
+        for at, body in arrived:
+            first.setdefault(_number(json.dumps(body)), at)
+        if all(n in first for n in numbers):
+            return {n: first[n] for n in numbers}
+        wanted = len(arrived) + 1
+
+
 def measure_latency(servers: Any, count: int, batch: int
-                    ) -> tuple[dict[int, float], list[float]]:
-    """Alerts ``batch`` new items at a time; (feed response time per item number, latencies)."""
+                    ) -> tuple[dict[int, float], list[float], dict[int, float]]:
+    """Alerts ``batch`` new items at a time; (feed response time per item number, latencies,
+    arrival time per item number)."""
     responses: dict[int, float] = {}
     latencies: list[float] = []
+    arrivals: dict[int, float] = {}
     for start in range(0, count, batch):
         before = time.time()
         servers.set_feed(rss(range(start + batch)))
         response_at = servers.first_response_after(before)
-        responses.update({n: response_at for n in range(start, start + batch)})
-        try:
-            arrived = servers.arrivals(start + batch, 60)
-        except (TimeoutError, RuntimeError) as exc:
-            raise TimeoutError(f"alerts {start}..{start + batch} did not all arrive") from exc
-        latencies.extend(at - response_at for at, _ in arrived[start:start + batch])
-    return responses, latencies
+        numbers = range(start, start + batch)
+        responses.update({n: response_at for n in numbers})
+        arrived = arrival_times(servers, numbers, 60)
+        arrivals.update(arrived)
+        latencies.extend(arrived[n] - response_at for n in numbers)
+    return responses, latencies, arrivals
 
 
 @dataclass(frozen=True)
@@ -265,11 +285,8 @@ def measure_burst(servers: Any, done: int, burst: int) -> Burst:
     before = time.time()
     servers.set_feed(rss(range(done + burst)))
     response_at = servers.first_response_after(before)
-    try:
-        arrived = servers.arrivals(done + burst, 300)
-    except (TimeoutError, RuntimeError) as exc:
-        raise TimeoutError("the burst's alerts did not all arrive") from exc
-    first, last = arrived[done][0] - response_at, arrived[done + burst - 1][0] - response_at
+    arrived = arrival_times(servers, range(done, done + burst), 300)
+    first, last = min(arrived.values()) - response_at, max(arrived.values()) - response_at
     return Burst(first, last, burst / last)
 
 
@@ -334,12 +351,11 @@ def _number(claim_id: str) -> int:
 Parts = tuple[float, float, float]
 
 
-def split_latency(responses: dict[int, float], arrived: list[tuple[float, Any]],
+def split_latency(responses: dict[int, float], arrived: dict[int, float],
                   logged: Logged) -> dict[int, Parts]:
     """Every measured alert's parts, by item number (the order items were added)."""
     parts = {}
-    for at, body in arrived:
-        n = _number(json.dumps(body))
+    for n, at in arrived.items():
         if n in responses and n in logged:
             matched, pending = logged[n]
             parts[n] = (matched - responses[n], pending - matched, at - pending)
@@ -352,13 +368,12 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def report(latencies: list[float], burst: Burst, by_item: dict[int, Parts],
-           arrived: list[tuple[float, Any]], requests: int, name: str,
+           bodies: list[Any], requests: int, name: str,
            load: tuple[float, float], batch: int) -> None:
     parts = list(by_item.values())
     p50 = statistics.median(latencies)
     p95, p99 = percentile(latencies, 0.95), percentile(latencies, 0.99)
-    claims = {json.dumps(body, ensure_ascii=False).count("bench-claim") > 0
-              for _, body in arrived}
+    claims = {json.dumps(body, ensure_ascii=False).count("bench-claim") > 0 for body in bodies}
     print(f"alerts measured: {len(latencies)}; webhook requests: {requests}; "
           f"load average {load[0]:.2f} before, {load[1]:.2f} after")
     print(f"latency feed response -> webhook: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
