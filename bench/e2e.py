@@ -183,9 +183,14 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--kafka", metavar="BOOTSTRAP",
                         help="Run the stages in Kafka mode against this broker.")
+    parser.add_argument("--process-per-stage", action="store_true",
+                        help="With --kafka: each stage in a process of its own, as "
+                             "deploy/systemd runs Kafka mode.")
     parser.add_argument("--servers-in-process", action="store_true",
                         help="Run the feed server and the webhook receiver in this process.")
     args = parser.parse_args()
+    if args.process_per_stage and not args.kafka:
+        parser.error("--process-per-stage needs --kafka (embedded mode is one process)")
     total = args.alerts + args.burst
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, bench_servers(args.servers_in_process) as servers:
@@ -194,34 +199,104 @@ def main() -> int:
         (folder / "claims.yaml").write_text(claims_yaml(total), encoding="utf-8")
         (folder / "routes.yaml").write_text(alerts_yaml(hook_url), encoding="utf-8")
         servers.set_feed(rss(range(0)))
-        settings = Settings.model_validate({"http": {"address": "127.0.0.1:0"},
-                                            # the bench's feed server is on loopback
-                                            "poll": {"allowed_networks": ["127.0.0.0/8"]},
-                                            "state_path": folder / "state.sqlite3",
-                                            "log_level": "WARNING",
-                                            **kafka_settings(args.kafka)})
-        feed = FeedConfig.model_validate({"id": "wire", "url": feed_url,
-                                          "source": "Bench Wire", "interval": 1})
-        service = Service(settings, [feed], CollectorRegistry(),
-                          claims_path=folder / "claims.yaml",
-                          alerts_path=folder / "routes.yaml")
-        service.start()
-        try:
+        values = {"http": {"address": "127.0.0.1:0"},
+                  # the bench's feed server is on loopback
+                  "poll": {"allowed_networks": ["127.0.0.0/8"]},
+                  "state_path": folder / "state.sqlite3", "log_level": "WARNING",
+                  **kafka_settings(args.kafka)}
+        settings = Settings.model_validate(values)
+        feed = {"id": "wire", "url": feed_url, "source": "Bench Wire", "interval": 1}
+        with (stage_processes(values, feed, folder) if args.process_per_stage
+              else one_service(settings, feed, folder)):
             servers.wait_past_first_poll()
             responses, latencies, arrived = measure_latency(servers, args.alerts, args.batch)
             burst = measure_burst(servers, args.alerts, args.burst)
             bodies = [body for _, body in servers.arrivals(total, 10)]
             requests = servers.request_count()
-        finally:
-            service.close()
         logged = (logged_at_embedded(settings.state_path) if args.kafka is None
                   else logged_at_kafka(settings))
         parts = split_latency(responses, arrived, logged)
     name = "e2e-kafka" if args.kafka else "e2e-embedded"
+    name += "-process-per-stage" if args.process_per_stage else ""
     report(latencies, burst, parts, bodies, requests,
            name + ("-servers-in-process" if args.servers_in_process else ""),
            (load_before, os.getloadavg()[0]), args.batch)
     return 0
+
+
+@contextmanager
+def one_service(settings: Settings, feed: dict[str, Any], folder: Path) -> Iterator[None]:
+    """The three stages in this process, as embedded mode (and ``monitor run``) runs them."""
+    service = Service(settings, [FeedConfig.model_validate(feed)], CollectorRegistry(),
+                      claims_path=folder / "claims.yaml", alerts_path=folder / "routes.yaml")
+    service.start()
+    cpu_before = time.process_time()
+    try:
+        yield
+    finally:
+        service.close()
+        print(f"CPU seconds of the stages' process, started to stopped: "
+              f"{time.process_time() - cpu_before:.1f}")
+
+
+# Each stage's Service arguments when it runs alone, as deploy/systemd and deploy/k8s run
+# Kafka mode (``monitor poll``, ``monitor match``, ``monitor alert``): downstream first.
+STAGES = {"alert": {"poll": False, "match": False, "claims": True, "alerts": True},
+          "match": {"poll": False, "match": True, "claims": True, "alerts": False},
+          "poll": {"poll": True, "match": False, "claims": False, "alerts": False}}
+
+
+@contextmanager
+def stage_processes(values: dict[str, Any], feed: dict[str, Any],
+                    folder: Path) -> Iterator[None]:
+    """Each stage in a process of its own (Kafka mode only), each started once the one
+    downstream of it has started; all stopped at the end."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    children: dict[str, tuple[Any, Connection]] = {}
+    try:
+        for role in STAGES:
+            ready, child_end = context.Pipe()
+            process = context.Process(target=_run_stage, daemon=True,
+                                      args=(role, values, feed, folder, child_end, stop))
+            process.start()
+            children[role] = (process, ready)
+            answer = ready.recv() if ready.poll(120) else "no answer"
+            if answer != "started":
+                raise RuntimeError(f"bench: the {role} stage did not start: {answer}")
+        yield
+    finally:
+        stop.set()
+        cpu = {}
+        for role, (process, ready) in children.items():
+            process.join(60)
+            cpu[role] = ready.recv() if ready.poll(0) else float("nan")
+        print("CPU seconds of each stage's process, started to stopped: " + ", ".join(
+            f"{role} {seconds:.1f}" for role, seconds in cpu.items()))
+
+
+def _run_stage(role: str, values: dict[str, Any], feed: dict[str, Any], folder: Path,
+               ready: Connection, stop: Any) -> None:
+    """A child process: one stage's Service (its own state file) until ``stop`` is set."""
+    shape = STAGES[role]
+    settings = Settings.model_validate({**values, "state_path": folder / f"{role}.sqlite3"})
+    service = Service(settings, [FeedConfig.model_validate(feed)] if shape["poll"] else [],
+                      CollectorRegistry(),
+                      claims_path=folder / "claims.yaml" if shape["claims"] else None,
+                      alerts_path=folder / "routes.yaml" if shape["alerts"] else None,
+                      poll=bool(shape["poll"]), match=bool(shape["match"]))
+    try:
+        service.start()
+    except Exception as exc:
+        ready.send(repr(exc))
+        raise
+    ready.send("started")
+    cpu_before = time.process_time()
+    try:
+        stop.wait()
+    finally:
+        service.close()
+        ready.send(time.process_time() - cpu_before)
 
 
 def kafka_settings(bootstrap: str | None) -> dict[str, Any]:
