@@ -6,14 +6,14 @@ can refuse a message it does not understand instead of guessing.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from monitor.errors import InvalidInputError
 
@@ -74,47 +74,16 @@ def _parse_iso(value: Any, field: str) -> datetime | None:
 def encode_item(item: Item, backlog: bool | None = None) -> bytes:
     """Serialize an item as compact UTF-8 JSON carrying ``schema``; ``backlog``: write the
     item as if its ``backlog`` were this (the parse processes mark first polls' items so,
-    without copying them)."""
-    published_at, fetched_at = _iso(item.published_at), _iso(item.fetched_at)
-    backlog = item.backlog if backlog is None else backlog
-    if _native_item_json is not None and (data := _native_item_json(ITEM_SCHEMA, (
-            item.item_id, item.feed_id, item.source, item.url, item.guid, item.title,
-            item.summary, item.language, published_at, fetched_at, item.content_hash),
-            backlog)) is not None:
-        return data
-    return _python_encode_item(item, published_at, fetched_at, backlog)
-
-
-def _python_encode_item(item: Item, published_at: str | None, fetched_at: str | None,
-                        backlog: bool) -> bytes:
-    """``encode_item`` without the compiled writing."""
-    # The bytes json.dumps(fields, ensure_ascii=False, separators=(",", ":")) gives, the
-    # fields in their order (a test holds both): json's own string escaping, the object
-    # written around it. A dict and json's encoder a call were twice the time (a cold start
-    # encodes ~30 items a feed, in the parse processes).
-    return (f'{{"schema":{ITEM_SCHEMA},"item_id":{_json_text(item.item_id)},'
-            f'"feed_id":{_json_text(item.feed_id)},"source":{_json_text(item.source)},'
-            f'"url":{_json_text(item.url)},"guid":{_json_text(item.guid)},'
-            f'"title":{_json_text(item.title)},"summary":{_json_text(item.summary)},'
-            f'"language":{_json_text(item.language)},'
-            f'"published_at":{_json_text(published_at)},'
-            f'"fetched_at":{_json_text(fetched_at)},'
-            f'"content_hash":{_json_text(item.content_hash)},'
-            f'"backlog":{"true" if backlog else "false"}}}').encode()
-
-
-def _json_text(value: str | None) -> str:
-    return "null" if value is None else _json_string(value)
-
-
-_json_string = json.encoder.encode_basestring  # json's escaping with ensure_ascii=False
-
-# encode_item compiled (native/, optional): the same bytes in one pass over each text
-# (escaped, as UTF-8), about a third of the time; None for a text that is not a str UTF-8
-# can carry (a lone surrogate), which the Python writing then refuses as it always did.
-_native_item_json: Callable[[int, tuple[str | None, ...], bool], bytes | None] | None = None
-with contextlib.suppress(ImportError, AttributeError):  # not installed, or built before it
-    _native_item_json = importlib.import_module("monitor_native").item_json
+    without copying them). A text UTF-8 cannot carry (a lone surrogate) raises
+    orjson.JSONEncodeError (a TypeError)."""
+    return orjson.dumps({
+        "schema": ITEM_SCHEMA, "item_id": item.item_id, "feed_id": item.feed_id,
+        "source": item.source, "url": item.url, "guid": item.guid, "title": item.title,
+        "summary": item.summary, "language": item.language,
+        "published_at": _iso(item.published_at), "fetched_at": _iso(item.fetched_at),
+        "content_hash": item.content_hash,
+        "backlog": item.backlog if backlog is None else backlog,
+    })
 
 
 def encoded_items(items: Sequence[Item], payloads: Sequence[bytes] = ()) -> Sequence[bytes]:
@@ -134,8 +103,8 @@ _OPTIONAL_TEXT = ("url", "guid", "language")
 def decode_item(data: bytes) -> Item:
     """Parse bytes made by :func:`encode_item`; raise InvalidInputError naming what is wrong."""
     try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:  # invalid UTF-8 too
         raise InvalidInputError(f"item: not JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise InvalidInputError("item: not a JSON object")

@@ -2,7 +2,6 @@
 //! None when unsure (the caller then takes the Python readings).
 //! plain_text.rs: normalize.py's `plain_text` (HTML to text, folded, cut), compiled (PlainText).
 //! feed_dates.rs: feed_dates.py's reading of the two common date forms, compiled (DateReader).
-//! item_json.rs: model.py's `encode_item` (the Item's JSON bytes), compiled (item_json).
 //! feed_xml.rs: wellformed.py's reading of well-formed RSS and Atom, compiled (FeedReader).
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -10,7 +9,6 @@ use pyo3::types::PyString;
 mod entities;
 mod feed_dates;
 mod feed_xml;
-mod item_json;
 mod plain_text;
 mod xml_tree;
 
@@ -401,6 +399,5 @@ fn monitor_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<feed_xml::FeedReader>()?;
     m.add_class::<plain_text::PlainText>()?;
     m.add_class::<feed_dates::DateReader>()?;
-    m.add_function(wrap_pyfunction!(item_json::item_json, m)?)?;
     Ok(())
 }
