@@ -76,14 +76,18 @@ def encode_item(item: Item, backlog: bool | None = None) -> bytes:
     item as if its ``backlog`` were this (the parse processes mark first polls' items so,
     without copying them). A text UTF-8 cannot carry (a lone surrogate) raises
     orjson.JSONEncodeError (a TypeError)."""
-    return orjson.dumps({
-        "schema": ITEM_SCHEMA, "item_id": item.item_id, "feed_id": item.feed_id,
-        "source": item.source, "url": item.url, "guid": item.guid, "title": item.title,
-        "summary": item.summary, "language": item.language,
-        "published_at": _iso(item.published_at), "fetched_at": _iso(item.fetched_at),
-        "content_hash": item.content_hash,
+    return orjson.dumps({"schema": ITEM_SCHEMA, **_item_fields(item, backlog)})
+
+
+def _item_fields(item: Item, backlog: bool | None = None) -> dict[str, Any]:
+    """An item's fields as its JSON carries them (in a match, without ``schema``)."""
+    return {
+        "item_id": item.item_id, "feed_id": item.feed_id, "source": item.source,
+        "url": item.url, "guid": item.guid, "title": item.title, "summary": item.summary,
+        "language": item.language, "published_at": _iso(item.published_at),
+        "fetched_at": _iso(item.fetched_at), "content_hash": item.content_hash,
         "backlog": item.backlog if backlog is None else backlog,
-    })
+    }
 
 
 def encoded_items(items: Sequence[Item], payloads: Sequence[bytes] = ()) -> Sequence[bytes]:
@@ -110,6 +114,11 @@ def decode_item(data: bytes) -> Item:
         raise InvalidInputError("item: not a JSON object")
     if type(raw.get("schema")) is not int or raw["schema"] != ITEM_SCHEMA:
         raise InvalidInputError(f"item: unsupported schema {raw.get('schema')!r}")
+    return _item_from_fields(raw)
+
+
+def _item_from_fields(raw: dict[str, Any]) -> Item:
+    """The item ``raw`` (decoded JSON) describes; InvalidInputError naming a wrong field."""
     for name in _REQUIRED_TEXT:
         if not isinstance(raw.get(name), str):
             raise InvalidInputError(f"item: field {name!r} must be a string")
@@ -185,11 +194,10 @@ class Match:
 
 
 def encode_match(match: Match) -> bytes:
-    item = json.loads(encode_item(match.item))
-    item.pop("schema")
     payload = {
         "schema": MATCH_SCHEMA, "match_id": match.match_id, "claim_id": match.claim_id,
-        "item": item, "score": round(match.score, 2), "relation": match.relation,
+        "item": _item_fields(match.item), "score": round(match.score, 2),
+        "relation": match.relation,
         "evidence": asdict(match.evidence), "matcher_version": match.matcher_version,
     }
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -201,7 +209,9 @@ def decode_match(data: bytes) -> Match:
         raw = json.loads(data)
         if type(raw.get("schema")) is not int or raw["schema"] != MATCH_SCHEMA:
             raise InvalidInputError(f"match: unsupported schema {raw.get('schema')!r}")
-        item = decode_item(json.dumps({"schema": ITEM_SCHEMA, **raw["item"]}).encode())
+        if not isinstance(raw["item"], dict):
+            raise InvalidInputError("item: not a JSON object")
+        item = _item_from_fields(raw["item"])
         evidence = raw["evidence"]
         return Match(
             match_id=str(raw["match_id"]), claim_id=str(raw["claim_id"]), item=item,
