@@ -158,22 +158,23 @@ class TopicRecord:
     headers: dict[str, str]
 
 
-# How long the broker holds a fetch of a topic written in transactions (the alert stage's
-# monitor.matches) when nothing is there to read. Such a read_committed fetch is at times not
-# answered when a commit makes records readable, only when its wait runs out: bench/e2e.py
-# through Kafka saw about one batch in ten reach the alert stage 100-500 ms late, at the end of
-# kafka-python's default 500 ms. Shorter still splits more batches: a fetch that comes while
-# the broker writes a commit's markers, partition by partition, reads some of them.
-TRANSACTIONAL_FETCH_WAIT_MS = 100
+# How long the broker may hold a stage's fetch when nothing is there to read (kafka-python's
+# default, set here because it was once shorter). The broker answers as soon as a commit makes
+# records readable, so a longer wait costs no latency, and each empty fetch costs the process
+# CPU and interpreter time its stages then wait for. bench/e2e.py through Kafka, one process,
+# alternated 2026-12-01: 100 ms gave p95 374-449 ms, 500 ms 214-330 ms (alert intake p50 37-56
+# -> 20-29 ms); no batch waited out a fetch in ~100 batches. (100 ms dated from before the
+# record checksums were computed in C, when about one batch in ten came 100-500 ms late.)
+FETCH_WAIT_MS = 500
 
 
 def group_consumer(settings: KafkaSettings, group_id: str, *, batch_max: int,
-                   session_timeout_seconds: float, fetch_wait_ms: int = 500) -> KafkaConsumer:
+                   session_timeout_seconds: float) -> KafkaConsumer:
     """A stage's consumer: read_committed, manual commits, cooperative-sticky assignment."""
     session_ms = int(session_timeout_seconds * 1000)
     return KafkaConsumer(
         **client_config(settings), group_id=group_id, isolation_level="read_committed",
-        fetch_max_wait_ms=fetch_wait_ms,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch_max,
         partition_assignment_strategy=[CooperativeStickyAssignor],
         session_timeout_ms=session_ms, heartbeat_interval_ms=min(3000, session_ms // 3))

@@ -160,7 +160,7 @@ class KafkaStageLog:
     def __init__(self, settings: KafkaSettings, stage: str, source: str, group: str, *,
                  transactional_id: str | None = None, fenced_writes: bool = False,
                  batch_max: int = 200, session_timeout_seconds: float = 45.0,
-                 fetch_wait_ms: int = 500, watch: BrokerWatch | None = None) -> None:
+                 watch: BrokerWatch | None = None) -> None:
         if transactional_id is not None and fenced_writes:
             raise MonitorError(f"{stage}: a transactional log cannot also fence its writes")
         self._settings, self._stage, self.source = settings, stage, source
@@ -177,8 +177,7 @@ class KafkaStageLog:
         self._healthy = False
         with ExitStack() as opened:  # a client that fails to open closes the others
             self._consumer = group_consumer(settings, group, batch_max=batch_max,
-                                            session_timeout_seconds=session_timeout_seconds,
-                                            fetch_wait_ms=fetch_wait_ms)
+                                            session_timeout_seconds=session_timeout_seconds)
             opened.callback(self._consumer.close, autocommit=False)
             self._producer = self._new_producer(self._tid)
             opened.callback(self._producer.close, timeout=0)

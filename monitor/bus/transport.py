@@ -147,23 +147,20 @@ class KafkaTransport:
                                    lambda: self._open_stage_log(stage))
 
     def _open_stage_log(self, stage: StageName) -> StageLog:
-        from monitor.bus.kafka import TRANSACTIONAL_FETCH_WAIT_MS, check_paired_partitions
+        from monitor.bus.kafka import check_paired_partitions
         from monitor.bus.kafka_log import KafkaStageLog
 
         kafka = self._settings.kafka
         session = kafka.session_timeout_seconds
-        if stage == "match":  # shared pollers write their items in transactions
-            items_wait = TRANSACTIONAL_FETCH_WAIT_MS if self._settings.poll.shared else 500
+        if stage == "match":
             return KafkaStageLog(kafka, "match", kafka.items_topic, kafka.match_group,
                                  transactional_id=kafka.transactional_id,
                                  batch_max=kafka.match_batch_max,
-                                 session_timeout_seconds=session, fetch_wait_ms=items_wait,
-                                 watch=self.watch)
+                                 session_timeout_seconds=session, watch=self.watch)
         check_paired_partitions(kafka)  # partition p of alerts records partition p of matches
         return KafkaStageLog(kafka, "alert", kafka.matches_topic, kafka.alert_group,
                              fenced_writes=True, batch_max=kafka.alert_batch_max,
-                             session_timeout_seconds=session,
-                             fetch_wait_ms=TRANSACTIONAL_FETCH_WAIT_MS, watch=self.watch)
+                             session_timeout_seconds=session, watch=self.watch)
 
     def checks(self) -> Mapping[str, Check]:
         grace = self._settings.http.readiness_grace_seconds
