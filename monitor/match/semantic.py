@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import ThreadpoolController
 
 from monitor.config.settings import Engine, MatchSettings, match_settings
 from monitor.match.e5_build import BUILDER_VERSION
@@ -161,15 +162,18 @@ def _model_dir(cache_path: Path | None) -> Path:
     return MatchSettings(embedding_cache=None).embedding_cache_path().parent
 
 
-# The batch cosines (:meth:`ClaimVectors.similarities`) are the per-item ones to the last bit:
-# OpenBLAS's float32 matrix-vector product rounds a row by where it falls in its 4-row group,
-# and splits a call over its threads from 24 rows of 384 up. Calls of 16 rows run on one thread
-# (split over 2 or 4, still on group bounds) with the groups where a whole-matrix call on
-# one thread has them; a span of them (1.5 MB) stays in cache while every item of the batch is
-# compared with it.
-BLOCK_ROWS = 16
-SPAN_ROWS = 1024
-BATCH_ITEMS = 64  # items compared with the claims in one pass over the matrix
+# Cosines are one matrix-matrix product (sgemm) of the items with every claim row. OpenBLAS
+# rounds an item's cosines the same whatever rows of items share the call (2 or 64) and
+# however many threads split it, but a product of one item goes to its matrix-vector routine
+# (sgemv), which rounds otherwise (it groups rows by 4 and splits them over threads): so one
+# item is compared as two rows, and an item's cosines are the same alone or in any batch.
+# sgemm reads the claim matrix once for all the items of a batch: ~1.2 ms an item against
+# 100,000 claim rows, where 16-row blocks of sgemv (kept equal to the per-item sgemv before
+# 2026-12-01) took ~3.3 (bench/README.md). On one thread: OpenBLAS's second thread made it
+# faster by the clock but cost more CPU than it saved (its threads spin while they wait), and
+# the process's other stages need that core.
+BATCH_ITEMS = 64  # items compared with the claims in one product
+_BLAS = ThreadpoolController()  # numpy's OpenBLAS, found once
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,24 +195,18 @@ class ClaimVectors:
     def similarity(self, vector: Vectors) -> Cosines:
         """Per claim, the cosine of its closest text with ``vector`` (-1 for a claim with
         no text)."""
-        best: Cosines = self._closest((self.matrix @ vector)[None])[0]
+        best: Cosines = self.similarities(vector[None])[0]
         return best
 
     def similarities(self, vectors: Vectors) -> npt.NDArray[np.float32]:
-        """:meth:`similarity` of each row of ``vectors`` (items x claims), equal to it to the
-        last bit when one thread computes that (on two, wherever their split falls on a group:
-        the bench's sizes; bench/README.md); the matrix is read once for the batch."""
-        columns = np.ascontiguousarray(vectors, dtype=np.float32)[:, None, :, None]
-        rows = len(self.matrix)
-        whole = rows - rows % BLOCK_ROWS
-        cosines = np.empty((len(vectors), rows), dtype=np.float32)
-        for start in range(0, whole, SPAN_ROWS):
-            stop = min(whole, start + SPAN_ROWS)
-            blocks = self.matrix[start:stop].reshape(-1, BLOCK_ROWS, self.matrix.shape[1])
-            cosines[:, start:stop] = np.matmul(blocks, columns).reshape(len(vectors), -1)
-        if whole < rows:
-            cosines[:, whole:] = np.matmul(self.matrix[whole:], columns[:, 0])[..., 0]
-        return self._closest(cosines)
+        """:meth:`similarity` of each row of ``vectors`` (items x claims), the same values
+        whatever batch an item comes in (see BATCH_ITEMS)."""
+        items = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(items) == 1:  # not sgemv's rounding: see above
+            items = np.repeat(items, 2, axis=0)
+        with _BLAS.limit(limits=1, user_api="blas"):
+            cosines: npt.NDArray[np.float32] = items @ self.matrix.T
+        return self._closest(cosines[:len(vectors)])
 
     def _closest(self, cosines: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Row cosines (items x rows) to claim cosines: each claim's best row, as a maximum

@@ -24,7 +24,7 @@ def unit_rows(rows: int, seed: int) -> np.ndarray:
     return found / np.linalg.norm(found, axis=1, keepdims=True)
 
 
-# 1,100 rows: a whole span, a part span, and a tail under one block; owners as build() lays
+# 1,100 rows, owners as build() lays
 # them out (a claim's texts together), out of order, and a claim with no text at all.
 @pytest.mark.parametrize("owners", [
     np.arange(1100),
@@ -34,8 +34,8 @@ def unit_rows(rows: int, seed: int) -> np.ndarray:
 ], ids=["a-text-a-claim", "several-texts", "rows-out-of-order", "a-claim-without-text"])
 def test_a_batch_gets_each_items_cosines_to_the_last_bit(owners: np.ndarray) -> None:
     vectors = ClaimVectors(unit_rows(1100, 1), owners.astype(np.intp), int(owners.max()) + 1)
-    # scikit-learn's (a dev dependency): the whole-matrix product's rows round by where the
-    # threads split them, the batch's as one thread has them.
+    # scikit-learn's (a dev dependency): the items one by one on one thread, the batch on
+    # as many as OpenBLAS takes; the values must not depend on it.
     threadpool_limits = pytest.importorskip("threadpoolctl").threadpool_limits
     items = unit_rows(7, 2).astype(np.float16).astype(np.float32)  # as features keep them
     with threadpool_limits(1):
@@ -44,9 +44,13 @@ def test_a_batch_gets_each_items_cosines_to_the_last_bit(owners: np.ndarray) -> 
     batch = BatchCosines(vectors, items, chunk=3)  # 3 + 3 + 1, asked for out of order
     for n in (4, 0, 6, 1, 5, 2, 3):
         assert np.array_equal(batch.row(n), one_by_one[n])
+    products = items[:2] @ vectors.matrix.T  # two rows: sgemm, as similarity computes it
     expected = np.full(vectors.claims, -1.0, dtype=np.float32)  # what np.maximum.at made
-    np.maximum.at(expected, vectors.owners, vectors.matrix @ items[0])
+    np.maximum.at(expected, vectors.owners, products[0])
     assert np.array_equal(vectors.similarity(items[0]), expected)
+    gemv = np.full(vectors.claims, -1.0, dtype=np.float32)  # the one-item product rounds
+    np.maximum.at(gemv, vectors.owners, vectors.matrix @ items[0])  # otherwise, not far
+    assert np.allclose(vectors.similarity(items[0]), gemv, rtol=0, atol=1e-6)
 
 
 def test_the_stage_matches_a_prepared_batch_with_its_cosines(
