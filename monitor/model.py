@@ -194,19 +194,34 @@ class Match:
 
 
 def encode_match(match: Match) -> bytes:
-    payload = {
+    return json.dumps(match_fields(match), ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8")
+
+
+def match_fields(match: Match) -> dict[str, Any]:
+    """The match as :func:`encode_match` writes it, as a JSON-ready dict (the alert stage's
+    payloads and groups carry matches inside their own JSON)."""
+    return {
         "schema": MATCH_SCHEMA, "match_id": match.match_id, "claim_id": match.claim_id,
         "item": _item_fields(match.item), "score": round(match.score, 2),
         "relation": match.relation,
         "evidence": asdict(match.evidence), "matcher_version": match.matcher_version,
     }
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def decode_match(data: bytes) -> Match:
     """Parse bytes made by :func:`encode_match`; InvalidInputError naming what is wrong."""
     try:
         raw = json.loads(data)
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise InvalidInputError(f"match: malformed: {type(exc).__name__}: {exc}") from exc
+    return match_from_fields(raw)
+
+
+def match_from_fields(raw: Any) -> Match:
+    """The match ``raw`` (decoded JSON of :func:`match_fields`) describes; InvalidInputError
+    naming what is wrong."""
+    try:
         if type(raw.get("schema")) is not int or raw["schema"] != MATCH_SCHEMA:
             raise InvalidInputError(f"match: unsupported schema {raw.get('schema')!r}")
         if not isinstance(raw["item"], dict):

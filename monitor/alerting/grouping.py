@@ -26,7 +26,6 @@ outbox) advances the group. State round-trips through ``to_dict``/``from_dict`` 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from typing import Any
 from monitor.alerting.ratelimit import RateLimiter
 from monitor.alerting.routes import RoutedTo
 from monitor.config.alerts import RateLimit
-from monitor.model import Match, decode_match, encode_match
+from monitor.model import Match, match_fields, match_from_fields
 
 STATE_VERSION = 1
 
@@ -239,7 +238,7 @@ def _group_dict(group: _Group) -> dict[str, Any]:
     key = group.key
     return {"receiver": key.receiver, "route_path": key.route_path,
             "labels": [list(pair) for pair in key.labels], "timings": list(group.timings),
-            "pending": [json.loads(encode_match(m)) for m in group.pending],
+            "pending": [match_fields(m) for m in group.pending],
             "sent_ids": sorted(group.sent_ids), "first_pending_at": group.first_pending_at,
             "last_sent_at": group.last_sent_at, "held": group.held}
 
@@ -249,6 +248,6 @@ def _group_from(raw: Mapping[str, Any]) -> _Group:
                    tuple((str(label), str(value)) for label, value in raw["labels"]))
     wait, interval, repeat = (float(t) for t in raw["timings"])
     return _Group(key, (wait, interval, repeat),
-                  pending=[decode_match(json.dumps(m).encode("utf-8")) for m in raw["pending"]],
+                  pending=[match_from_fields(m) for m in raw["pending"]],
                   sent_ids=set(raw["sent_ids"]), first_pending_at=raw["first_pending_at"],
                   last_sent_at=raw["last_sent_at"], held=bool(raw["held"]))

@@ -25,7 +25,7 @@ from monitor.alerting.render import AlertGroup, channel_for_url, render
 from monitor.config.alerts import load_alerts, resolve_urls
 from monitor.config.claims import ClaimConfig, load_claims
 from monitor.errors import ConfigError, InvalidInputError
-from monitor.model import Evidence, Item, Match, decode_match, encode_match
+from monitor.model import Evidence, Item, Match, match_fields, match_from_fields
 
 TEST_SOURCE = "claim-monitor test"
 PAYLOAD_VERSION = 1
@@ -34,7 +34,7 @@ PAYLOAD_VERSION = 1
 def encode_payload(notification: Notification) -> bytes:
     return json.dumps({"version": PAYLOAD_VERSION, "receiver": notification.receiver,
                        "first": notification.first,
-                       "matches": [json.loads(encode_match(m)) for m in notification.matches]},
+                       "matches": [match_fields(m) for m in notification.matches]},
                       ensure_ascii=False).encode("utf-8")
 
 
@@ -44,7 +44,7 @@ def decode_payload(payload: bytes) -> tuple[Match, ...]:
         raw = json.loads(payload)
         if raw.get("version") != PAYLOAD_VERSION:
             raise InvalidInputError(f"alert: unsupported payload version {raw.get('version')!r}")
-        return tuple(decode_match(json.dumps(m).encode("utf-8")) for m in raw["matches"])
+        return tuple(match_from_fields(m) for m in raw["matches"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidInputError(f"alert: malformed notification payload: {exc}") from exc
 
